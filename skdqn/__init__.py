@@ -1,0 +1,19 @@
+"""skdqn: supervised deep product quantization for scikit-learn.
+
+An implementation of Deep Quantization Network (DQN; Cao, Long, Wang, Zhu and
+Wen, AAAI 2016): a torch network learns embeddings whose product-quantization
+codes retrieve items that share labels, and an index searches those codes by
+Asymmetric Quantizer Distance with lookup tables.
+
+* :class:`DeepQuantizer`: the DQN estimator (fit/transform/encode).
+* :class:`AQDNeighbors`: a compressed, :class:`~sklearn.neighbors.NearestNeighbors`-style
+  index over product-quantization codes.
+* :mod:`skdqn.metrics`: retrieval metrics (MAP, precision@k, ...).
+"""
+
+from ._neighbors import AQDNeighbors
+from ._quantizer import DeepQuantizer
+
+__version__ = "0.1.0"
+
+__all__ = ["AQDNeighbors", "DeepQuantizer", "__version__"]

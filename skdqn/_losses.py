@@ -1,0 +1,127 @@
+"""DQN's losses as small torch functions.
+
+Shapes: ``z`` is a batch of embeddings ``(B, R)``; ``labels`` a float
+multi-hot matrix ``(B, n_classes)`` (one-hot for single-label data).
+
+* :func:`pair_similarity`: ``s_ij = +1`` if items i and j share a label, else -1.
+* :func:`pairwise_loss`: ``(s_ij - cos(z_i, z_j))^2`` (the paper) or
+  ``(s_ij - <z_i, z_j> / R)^2`` (its "DQNip" ablation), averaged over the
+  ``B (B - 1)`` ordered pairs ``i != j`` -- or, with ``weighting="balanced"``,
+  the average of the mean over similar pairs and the mean over dissimilar
+  pairs (similar pairs are rare when there are many classes).
+* :func:`quantization_loss`: ``||z_i - C h_i||^2`` summed over the ``R``
+  dimensions and averaged over the batch, as in the authors' code.
+"""
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["pair_similarity", "pairwise_loss", "quantization_loss"]
+
+
+def pair_similarity(labels):
+    """Pairwise similarity ``S`` of a batch: +1 for a shared label, else -1.
+
+    Parameters
+    ----------
+    labels : torch.Tensor of shape (B, n_classes)
+        Multi-hot (or one-hot) float labels.
+
+    Returns
+    -------
+    S : torch.Tensor of shape (B, B)
+        ``S[i, j] = 2 * [labels_i . labels_j > 0] - 1``, same dtype as ``labels``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdqn._losses import pair_similarity
+    >>> pair_similarity(torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
+    tensor([[ 1.,  1., -1.],
+            [ 1.,  1.,  1.],
+            [-1.,  1.,  1.]])
+    """
+    return 2.0 * (labels @ labels.T > 0).to(labels.dtype) - 1.0
+
+
+def pairwise_loss(z, S, *, kind="cosine", weighting="uniform"):
+    """Pairwise loss between the similarities of embeddings and labels.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (B, R)
+        Embeddings.
+    S : torch.Tensor of shape (B, B)
+        From :func:`pair_similarity`.
+    kind : {"cosine", "inner_product"}, default="cosine"
+        ``"cosine"``: ``(S_ij - cos(z_i, z_j))^2`` (DQN).
+        ``"inner_product"``: ``(S_ij - <z_i, z_j> / R)^2`` (DQNip; with
+        ``z`` in ``[-1, 1]^R`` the scaled inner product lies in ``[-1, 1]``).
+    weighting : {"uniform", "balanced"}, default="uniform"
+        ``"uniform"``: mean over the ordered pairs ``i != j``.
+        ``"balanced"``: ``0.5 * (mean over similar pairs + mean over
+        dissimilar pairs)``; a kind with no pair in the batch is left out.
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdqn._losses import pairwise_loss
+    >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> S = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
+    >>> pairwise_loss(z, S)  # cos = 0 for the pair, target 1
+    tensor(1.)
+    """
+    B, R = z.shape
+    if kind == "cosine":
+        zn = F.normalize(z, dim=1, eps=1e-12)
+        sim = zn @ zn.T
+    elif kind == "inner_product":
+        sim = (z @ z.T) / R
+    else:
+        raise ValueError(f"kind must be 'cosine' or 'inner_product', got {kind!r}.")
+    off_diagonal = ~torch.eye(B, dtype=torch.bool, device=z.device)
+    err = (S - sim) ** 2
+    if weighting == "uniform":
+        return err[off_diagonal].mean()
+    if weighting != "balanced":
+        raise ValueError(f"weighting must be 'uniform' or 'balanced', got {weighting!r}.")
+    parts = []
+    for mask in (off_diagonal & (S > 0), off_diagonal & (S < 0)):
+        if mask.any():
+            parts.append(err[mask].mean())
+    return torch.stack(parts).mean()
+
+
+def quantization_loss(z, codebooks, codes):
+    """Product-quantization loss ``mean_i ||z_i - C h_i||^2``.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (B, R)
+        Embeddings, ``R = M * ds``.
+    codebooks : torch.Tensor of shape (M, K, ds)
+        The block-diagonal ``C`` stored block by block.
+    codes : torch.Tensor of shape (B, M), int64
+        ``h_i`` as one codeword index per subspace.
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+        Squared residual summed over the ``R`` dimensions, averaged over the
+        batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdqn._losses import quantization_loss
+    >>> C = torch.tensor([[[0.0], [1.0]], [[0.0], [2.0]]])
+    >>> quantization_loss(torch.tensor([[1.0, 1.0]]), C, torch.tensor([[1, 1]]))
+    tensor(1.)
+    """
+    M = codebooks.shape[0]
+    recon = codebooks[torch.arange(M, device=codes.device), codes]  # (B, M, ds)
+    return ((z - recon.reshape(z.shape)) ** 2).sum(dim=1).mean()

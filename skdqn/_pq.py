@@ -1,0 +1,377 @@
+"""Product-quantization core: codebooks, encoding and decoding.
+
+Small pure functions on numpy arrays, no estimator state. Shapes and dtypes:
+
+* data ``X``: ``(n, d)`` float, ``d = M * ds``; subspace ``m`` is the column
+  slice ``X[:, m * ds:(m + 1) * ds]``;
+* ``codebooks``: ``(M, K, ds)`` float32, the block-diagonal ``C = diag(C_1, ...,
+  C_M)`` of the paper stored block by block;
+* ``codes``: ``(n, M)`` unsigned integers in ``[0, K)``, ``uint8`` for
+  ``K <= 256`` and ``uint16`` above (one byte per subspace at the usual
+  ``K = 256``).
+
+The k-means here is the closed-form part of DQN's alternating optimisation:
+:func:`encode` is the H-step (nearest codeword per subspace) and
+:func:`update_codebooks` the C-step (least-squares / centroid update, empty
+codewords re-seeded), so :func:`train_codebooks` is plain alternation of the
+two after a k-means++ start.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "code_dtype",
+    "split_subspaces",
+    "kmeans_plusplus",
+    "encode",
+    "decode",
+    "update_codebooks",
+    "train_codebooks",
+    "quantization_error",
+]
+
+# Rows per block when a kernel builds an (n_rows, K) temporary.
+_ROW_BLOCK = 8192
+
+
+def code_dtype(K):
+    """Smallest unsigned integer dtype that holds codes in ``[0, K)``.
+
+    Parameters
+    ----------
+    K : int
+        Number of codewords per subspace.
+
+    Returns
+    -------
+    dtype : numpy.dtype
+        ``uint8`` for ``K <= 256``, ``uint16`` for ``K <= 65536``, else ``uint32``.
+
+    Examples
+    --------
+    >>> from skdqn._pq import code_dtype
+    >>> code_dtype(256), code_dtype(257)
+    (dtype('uint8'), dtype('uint16'))
+    """
+    if K <= 2**8:
+        return np.dtype(np.uint8)
+    if K <= 2**16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+def split_subspaces(X, M):
+    """View ``X`` of shape (n, M * ds) as (M, n, ds) without copying data.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        ``d`` must be divisible by ``M``.
+    M : int
+        Number of subspaces.
+
+    Returns
+    -------
+    blocks : ndarray of shape (M, n, ds)
+        ``blocks[m]`` is ``X[:, m * ds:(m + 1) * ds]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._pq import split_subspaces
+    >>> split_subspaces(np.arange(8).reshape(2, 4), 2)[1]
+    array([[2, 3],
+           [6, 7]])
+    """
+    n, d = X.shape
+    if d % M:
+        raise ValueError(f"n_features={d} is not divisible by M={M}.")
+    return X.reshape(n, M, d // M).transpose(1, 0, 2)
+
+
+def _sq_dists(X, C):
+    """Squared distances (n, K) between rows of X (n, ds) and C (K, ds), >= 0."""
+    d = (C * C).sum(axis=1)[None, :] - 2.0 * (X @ C.T)
+    d += (X * X).sum(axis=1)[:, None]
+    return np.maximum(d, 0, out=d)
+
+
+def kmeans_plusplus(X, K, random_state=None):
+    """Choose ``K`` initial centroids among the rows of ``X`` by k-means++.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, ds), float
+        Points of one subspace, ``n >= K``.
+    K : int
+        Number of centroids.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the sampling.
+
+    Returns
+    -------
+    centroids : ndarray of shape (K, ds), same dtype as ``X``
+
+    Notes
+    -----
+    The first centroid is drawn uniformly, each next one with probability
+    proportional to the squared distance to the nearest centroid chosen so
+    far (Arthur & Vassilvitskii, 2007). When every remaining point coincides
+    with a centroid (duplicates), the next one is drawn uniformly.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._pq import kmeans_plusplus
+    >>> X = np.array([[0.0], [0.1], [10.0], [10.1]])
+    >>> np.sort(kmeans_plusplus(X, 2, random_state=0).ravel() // 5)
+    array([0., 2.])
+    """
+    rng = check_random_state(random_state)
+    n = X.shape[0]
+    centroids = np.empty((K, X.shape[1]), dtype=X.dtype)
+    first = rng.randint(n)
+    centroids[0] = X[first]
+    closest = ((X - X[first]) ** 2).sum(axis=1).astype(np.float64)
+    for k in range(1, K):
+        total = closest.sum()
+        if total > 0:
+            # side="right": the first point whose cumulative weight exceeds the
+            # draw, so a point with zero weight (an already chosen centroid or
+            # its duplicate) is never picked, even for a draw of exactly 0.
+            idx = int(np.searchsorted(np.cumsum(closest), rng.uniform(0, total), side="right"))
+            idx = min(idx, n - 1)
+        else:
+            idx = rng.randint(n)
+        centroids[k] = X[idx]
+        np.minimum(closest, ((X - X[idx]) ** 2).sum(axis=1), out=closest)
+    return centroids
+
+
+def _encode_subspace(Xm, Cm, out):
+    # The expansion ||c||^2 - 2 <x, c> is evaluated in float64: in float32 its
+    # rounding error grows with ||x||^2, not with the distances being compared,
+    # so for data away from the origin (e.g. raw pixel values, offset 1000 in
+    # a 4-d subspace) a sizeable share of the codes differed from the
+    # reference loop. float64 keeps it exact up to genuine near-ties.
+    Cm = Cm.astype(np.float64)
+    c_sq = (Cm * Cm).sum(axis=1)
+    for start in range(0, Xm.shape[0], _ROW_BLOCK):
+        block = Xm[start : start + _ROW_BLOCK].astype(np.float64)
+        out[start : start + block.shape[0]] = np.argmin(c_sq[None, :] - 2.0 * (block @ Cm.T), axis=1)
+
+
+def encode(X, codebooks):
+    """Nearest codeword per subspace (the H-step).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, M * ds), float
+        Vectors to encode.
+    codebooks : ndarray of shape (M, K, ds), float32
+
+    Returns
+    -------
+    codes : ndarray of shape (n, M), ``code_dtype(K)``
+        ``codes[i, m] = argmin_k ||X[i, m-th block] - codebooks[m, k]||^2``;
+        ties go to the smallest ``k``.
+
+    Notes
+    -----
+    Reference loop::
+
+        for i in range(n):
+            for m in range(M):
+                x = X[i, m * ds:(m + 1) * ds]
+                codes[i, m] = np.argmin(((codebooks[m] - x) ** 2).sum(axis=1))
+
+    The vectorised version ranks by ``||c||^2 - 2 <x, c>`` (the ``||x||^2`` term
+    is the same for every codeword), one matrix product per subspace and
+    block of rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._pq import encode
+    >>> codebooks = np.array([[[0.0], [1.0]], [[0.0], [5.0]]], dtype=np.float32)
+    >>> encode(np.array([[0.9, 4.0], [0.2, 0.1]]), codebooks)
+    array([[1, 1],
+           [0, 0]], dtype=uint8)
+    """
+    M, K, _ = codebooks.shape
+    X = np.asarray(X, dtype=codebooks.dtype)
+    codes = np.empty((X.shape[0], M), dtype=code_dtype(K))
+    blocks = split_subspaces(X, M)
+    for m in range(M):
+        _encode_subspace(blocks[m], codebooks[m], codes[:, m])
+    return codes
+
+
+def decode(codes, codebooks):
+    """Reconstruct vectors from codes: ``C h`` (the block-diagonal product).
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n, M), integer
+    codebooks : ndarray of shape (M, K, ds)
+
+    Returns
+    -------
+    X_hat : ndarray of shape (n, M * ds), dtype of ``codebooks``
+        ``X_hat[i, m-th block] = codebooks[m, codes[i, m]]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._pq import decode
+    >>> codebooks = np.array([[[0.0], [1.0]], [[0.0], [5.0]]], dtype=np.float32)
+    >>> decode(np.array([[1, 1], [0, 1]]), codebooks)
+    array([[1., 5.],
+           [0., 5.]], dtype=float32)
+    """
+    M, K, ds = codebooks.shape
+    codes = np.asarray(codes)
+    out = np.empty((codes.shape[0], M, ds), dtype=codebooks.dtype)
+    for m in range(M):
+        np.take(codebooks[m], codes[:, m], axis=0, out=out[:, m])
+    return out.reshape(codes.shape[0], M * ds)
+
+
+def update_codebooks(X, codes, codebooks):
+    """Closed-form codebook update given the codes (the C-step).
+
+    With block-diagonal ``C`` and one-hot ``h``, the least-squares solution
+    ``C_m = Z_m H_m^T (H_m H_m^T)^{-1}`` is the mean of the points assigned to
+    each codeword. A codeword that no point uses is re-seeded on the point
+    with the largest quantization error in its subspace (distinct points for
+    several empty codewords), as k-means implementations do.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, M * ds), float
+    codes : ndarray of shape (n, M), integer in ``[0, K)``
+    codebooks : ndarray of shape (M, K, ds), float32
+        Current codebooks: used to measure the errors for re-seeding. Not
+        modified.
+
+    Returns
+    -------
+    new_codebooks : ndarray of shape (M, K, ds), float32
+    n_reseeded : int
+        How many empty codewords were re-seeded, all subspaces together.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._pq import update_codebooks
+    >>> X = np.array([[0.0], [2.0], [10.0]])
+    >>> C, n_empty = update_codebooks(X, np.array([[0], [0], [1]]),
+    ...                               np.zeros((1, 3, 1), np.float32))
+    >>> C.ravel(), n_empty
+    (array([ 1., 10., 10.], dtype=float32), 1)
+    """
+    M, K, ds = codebooks.shape
+    X = np.asarray(X)
+    n = X.shape[0]
+    blocks = split_subspaces(X, M)
+    new = np.empty_like(codebooks)
+    n_reseeded = 0
+    for m in range(M):
+        assign = sp.csr_matrix(
+            (np.ones(n), (codes[:, m].astype(np.intp), np.arange(n))), shape=(K, n)
+        )
+        counts = np.bincount(codes[:, m], minlength=K)
+        sums = assign @ blocks[m].astype(np.float64)
+        used = counts > 0
+        new[m][used] = sums[used] / counts[used, None]
+        empty = np.flatnonzero(~used)
+        if empty.size:
+            residual = ((blocks[m] - codebooks[m][codes[:, m]]) ** 2).sum(axis=1)
+            # Largest error first; ties by row index, so the result is deterministic.
+            far = np.argsort(-residual, kind="stable")[: empty.size]
+            new[m][empty[: far.size]] = blocks[m][far]
+            new[m][empty[far.size :]] = codebooks[m][empty[far.size :]]
+            n_reseeded += empty.size
+    return new, n_reseeded
+
+
+def train_codebooks(X, M, K, *, n_iter=20, max_samples=None, random_state=None):
+    """Learn PQ codebooks by k-means in each subspace.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, M * ds), float
+        Training vectors, ``n >= K``.
+    M : int
+        Number of subspaces.
+    K : int
+        Number of codewords per subspace.
+    n_iter : int, default=20
+        Maximum number of Lloyd iterations (encode, then update) per subspace;
+        stops earlier when no code changes.
+    max_samples : int, default=None
+        If given and ``n > max_samples``, k-means runs on a random subset of
+        this many rows (faiss does the same for large training sets).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the k-means++ start and the subsampling.
+
+    Returns
+    -------
+    codebooks : ndarray of shape (M, K, ds), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._pq import train_codebooks, encode, decode
+    >>> X = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
+    >>> C = train_codebooks(X, M=2, K=16, random_state=0)
+    >>> C.shape, C.dtype
+    ((2, 16, 4), dtype('float32'))
+    >>> bool(((X - decode(encode(X, C), C)) ** 2).sum() < (X ** 2).sum())
+    True
+    """
+    rng = check_random_state(random_state)
+    X = np.asarray(X, dtype=np.float32)
+    if max_samples is not None and X.shape[0] > max_samples:
+        X = X[np.sort(rng.choice(X.shape[0], max_samples, replace=False))]
+    blocks = split_subspaces(X, M)
+    codebooks = np.stack([kmeans_plusplus(blocks[m], K, rng) for m in range(M)])
+    codes = encode(X, codebooks)
+    for _ in range(n_iter):
+        codebooks, _ = update_codebooks(X, codes, codebooks)
+        new_codes = encode(X, codebooks)
+        if np.array_equal(new_codes, codes):
+            break
+        codes = new_codes
+    return codebooks.astype(np.float32, copy=False)
+
+
+def quantization_error(X, codebooks, codes=None):
+    """Mean squared reconstruction error ``mean_i ||x_i - C h_i||^2``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, M * ds)
+    codebooks : ndarray of shape (M, K, ds)
+    codes : ndarray of shape (n, M), default=None
+        Codes of ``X``; computed with :func:`encode` when None.
+
+    Returns
+    -------
+    error : float
+        The PQ loss ``Q`` of the paper divided by ``n``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._pq import quantization_error
+    >>> C = np.array([[[0.0], [1.0]]], dtype=np.float32)
+    >>> quantization_error(np.array([[0.25], [1.0]]), C)
+    0.03125
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if codes is None:
+        codes = encode(X, codebooks)
+    return float(((X - decode(codes, codebooks)).astype(np.float64) ** 2).sum(axis=1).mean())

@@ -1,0 +1,113 @@
+"""The DQN losses against their formulas computed in numpy."""
+
+import numpy as np
+import pytest
+import torch
+
+from skdqn._losses import pair_similarity, pairwise_loss, quantization_loss
+
+
+def _random_labels(rng, n, n_classes, multilabel):
+    if multilabel:
+        Y = (rng.random((n, n_classes)) < 0.3).astype(np.float32)
+        Y[0] = 0  # an item with no label: similar to nothing
+        return Y
+    Y = np.zeros((n, n_classes), np.float32)
+    Y[np.arange(n), rng.integers(0, n_classes, n)] = 1
+    return Y
+
+
+def _reference_similarity(Y):
+    n = Y.shape[0]
+    S = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            S[i, j] = 1.0 if np.any((Y[i] > 0) & (Y[j] > 0)) else -1.0
+    return S
+
+
+def _reference_pair_loss(Z, S, kind, weighting):
+    n, R = Z.shape
+    terms = {1: [], -1: []}
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            if kind == "cosine":
+                norm = np.linalg.norm(Z[i]) * np.linalg.norm(Z[j])
+                sim = Z[i] @ Z[j] / norm if norm > 0 else 0.0
+            else:
+                sim = Z[i] @ Z[j] / R
+            terms[int(S[i, j])].append((S[i, j] - sim) ** 2)
+    if weighting == "uniform":
+        return np.mean(terms[1] + terms[-1])
+    return np.mean([np.mean(t) for t in terms.values() if t])
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pair_similarity_matches_definition(multilabel, seed):
+    rng = np.random.default_rng(seed)
+    Y = _random_labels(rng, 12, 4, multilabel)
+    S = pair_similarity(torch.from_numpy(Y)).numpy()
+    np.testing.assert_array_equal(S, _reference_similarity(Y))
+
+
+@pytest.mark.parametrize("kind", ["cosine", "inner_product"])
+@pytest.mark.parametrize("weighting", ["uniform", "balanced"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pairwise_loss_matches_formula(kind, weighting, seed):
+    rng = np.random.default_rng(seed)
+    Z = np.tanh(rng.normal(size=(9, 6)))
+    Z[3] = Z[2]  # a duplicated row
+    Y = _random_labels(rng, 9, 3, multilabel=seed == 2)
+    S = _reference_similarity(Y)
+    got = pairwise_loss(torch.from_numpy(Z), torch.from_numpy(S), kind=kind, weighting=weighting)
+    np.testing.assert_allclose(got.item(), _reference_pair_loss(Z, S, kind, weighting), rtol=1e-10)
+
+
+def test_pairwise_loss_zero_row_is_finite():
+    Z = torch.zeros(3, 4, dtype=torch.float64, requires_grad=True)
+    S = torch.tensor([[1.0, -1, 1], [-1, 1, -1], [1, -1, 1]], dtype=torch.float64)
+    loss = pairwise_loss(Z, S)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(Z.grad).all()
+    # cos is taken as 0 for a zero vector: every pair contributes 1.
+    assert loss.item() == pytest.approx(1.0)
+
+
+def test_pairwise_loss_exact_small_case():
+    Z = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    S = torch.tensor([[1.0, 1.0, -1.0], [1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]])
+    assert pairwise_loss(Z, S).item() == 0.0  # perfect agreement
+    S_wrong = -S
+    # Off-diagonal pairs all have |s - cos| = 2.
+    assert pairwise_loss(Z, S_wrong).item() == pytest.approx(4.0)
+
+
+def test_pairwise_loss_rejects_unknown_options():
+    Z, S = torch.zeros(2, 2), torch.ones(2, 2)
+    with pytest.raises(ValueError, match="kind"):
+        pairwise_loss(Z, S, kind="dot")
+    with pytest.raises(ValueError, match="weighting"):
+        pairwise_loss(Z, S, weighting="x")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("M,K,ds", [(1, 3, 4), (2, 5, 3), (4, 2, 1)])
+def test_quantization_loss_matches_formula(seed, M, K, ds):
+    rng = np.random.default_rng(seed)
+    C = rng.normal(size=(M, K, ds))
+    codes = rng.integers(0, K, size=(7, M))
+    Z = rng.normal(size=(7, M * ds))
+    expected = np.mean(
+        [sum(np.sum((Z[i, m * ds : (m + 1) * ds] - C[m, codes[i, m]]) ** 2) for m in range(M)) for i in range(7)]
+    )
+    got = quantization_loss(torch.from_numpy(Z), torch.from_numpy(C), torch.from_numpy(codes))
+    np.testing.assert_allclose(got.item(), expected, rtol=1e-10)
+
+
+def test_quantization_loss_is_zero_on_codewords():
+    C = torch.tensor([[[0.0, 1.0], [2.0, 3.0]]])
+    codes = torch.tensor([[1], [0]])
+    assert quantization_loss(torch.tensor([[2.0, 3.0], [0.0, 1.0]]), C, codes).item() == 0.0

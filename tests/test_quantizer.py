@@ -1,0 +1,422 @@
+"""DeepQuantizer: the estimator, its training, its errors and its quality on digits."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skdqn import AQDNeighbors, DeepQuantizer
+from skdqn._labels import label_indicator
+from skdqn._losses import pair_similarity, pairwise_loss, quantization_loss
+from skdqn._network import QuantizationNetwork, build_mlp
+from skdqn._pq import decode, encode, quantization_error, train_codebooks
+
+# Small settings: a few epochs of a small MLP, K=16.
+FAST = dict(M=2, K=16, n_components=16, hidden_layer_sizes=(32,), max_epochs=3, warmup_epochs=1, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    X[:3] = 0.0  # degenerate rows: all-zero images (duplicates of each other)
+    X_db, X_q, y_db, y_q = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+    scaler = StandardScaler().fit(X_db)
+    return scaler.transform(X_db).astype(np.float32), scaler.transform(X_q).astype(np.float32), y_db, y_q
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    X_db, X_q, y_db, y_q = digits
+    return X_db[:300], X_q[:60], y_db[:300], y_q[:60]
+
+
+@pytest.fixture(scope="module")
+def fitted(small):
+    X, _, y, _ = small
+    return DeepQuantizer(random_state=0, **FAST).fit(X, y)
+
+
+# ---------------------------------------------------------------- estimator checks
+CHECK_PARAMS = dict(M=1, K=4, n_components=4, hidden_layer_sizes=(8,), max_epochs=2, warmup_epochs=1, batch_size=16)
+
+
+@parametrize_with_checks(
+    [DeepQuantizer(random_state=0, **CHECK_PARAMS)],
+    expected_failed_checks=lambda est: {},
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+# ---------------------------------------------------------------- fit / transform
+def test_fitted_attributes_and_shapes(fitted, small):
+    X, X_q, y, _ = small
+    dq = fitted
+    assert dq.codebooks_.shape == (2, 16, 8) and dq.codebooks_.dtype == np.float32
+    assert dq.codes_.shape == (300, 2) and dq.codes_.dtype == np.uint8
+    assert dq.n_components_ == 16 and dq.n_features_in_ == 64
+    np.testing.assert_array_equal(dq.classes_, np.arange(10))
+    assert dq.n_iter_ == 3 and len(dq.history_) == 3
+    assert set(dq.history_[0]) == {"epoch", "pair_loss", "quantization_loss", "loss", "lam", "seconds"}
+    assert np.isnan(dq.history_[0]["quantization_loss"]) and dq.history_[0]["lam"] == 0.0
+    assert dq.history_[1]["lam"] == dq.lam and np.isfinite(dq.history_[1]["quantization_loss"])
+    assert not dq.network_.training
+    Z = dq.transform(X_q)
+    assert Z.shape == (60, 16) and Z.dtype == np.float32
+    assert np.all(np.abs(Z) <= 1)
+    codes = dq.encode(X_q)
+    np.testing.assert_array_equal(codes, encode(Z, dq.codebooks_))
+    np.testing.assert_array_equal(dq.decode(codes), decode(codes, dq.codebooks_))
+    # codes_ are the codes of the training set under the final network and codebooks.
+    np.testing.assert_array_equal(dq.codes_, dq.encode(X))
+    np.testing.assert_array_equal(
+        dq.get_feature_names_out(), [f"deepquantizer{i}" for i in range(16)]
+    )
+
+
+def test_fit_transform_equals_fit_then_transform(small):
+    X, _, y, _ = small
+    a = DeepQuantizer(random_state=0, **FAST).fit_transform(X, y)
+    b = DeepQuantizer(random_state=0, **FAST).fit(X, y).transform(X)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("M,expected", [(1, 300), (3, 300), (4, 300), (7, 301), (8, 304)])
+def test_default_n_components_rule(small, M, expected):
+    X, _, y, _ = small
+    dq = DeepQuantizer(M=M, K=4, max_epochs=1, hidden_layer_sizes=(8,), random_state=0).fit(X, y)
+    assert dq.n_components_ == expected and dq.codebooks_.shape == (M, 4, expected // M)
+
+
+def test_same_random_state_same_codes(small):
+    X, X_q, y, _ = small
+    a = DeepQuantizer(random_state=3, **FAST).fit(X, y)
+    b = DeepQuantizer(random_state=3, **FAST).fit(X, y)
+    np.testing.assert_array_equal(a.codes_, b.codes_)
+    np.testing.assert_array_equal(a.encode(X_q), b.encode(X_q))
+    np.testing.assert_array_equal(a.codebooks_, b.codebooks_)
+    c = DeepQuantizer(random_state=4, **FAST).fit(X, y)
+    assert not np.array_equal(a.transform(X_q), c.transform(X_q))
+
+
+def test_fit_leaves_global_torch_rng_alone(small):
+    X, _, y, _ = small
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    DeepQuantizer(random_state=0, **FAST).fit(X, y)
+    np.testing.assert_array_equal(torch.rand(3), expected)
+
+
+def test_inputs_not_modified(small):
+    X, _, y, _ = small
+    X64 = X.astype(np.float64)
+    X_copy, y_copy = X64.copy(), y.copy()
+    DeepQuantizer(random_state=0, **FAST).fit(X64, y)
+    np.testing.assert_array_equal(X64, X_copy)
+    np.testing.assert_array_equal(y, y_copy)
+
+
+def test_string_labels_and_multilabel(small):
+    X, X_q, y, y_q = small
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    dq = DeepQuantizer(random_state=0, **FAST).fit(X, names[y])
+    np.testing.assert_array_equal(dq.classes_, np.sort(names))
+    assert 0 <= dq.score(X_q, names[y_q]) <= 1
+    # Multi-label: "is even" and "is at least 5", plus the class itself.
+    Y = np.column_stack([label_indicator(y, np.arange(10)), y % 2 == 0, y >= 5]).astype(int)
+    Y_q = np.column_stack([label_indicator(y_q, np.arange(10)), y_q % 2 == 0, y_q >= 5]).astype(int)
+    dq = DeepQuantizer(random_state=0, **FAST).fit(X, Y)
+    np.testing.assert_array_equal(dq.classes_, np.arange(12))
+    assert 0 <= dq.score(X_q, Y_q) <= 1
+
+
+def test_inner_product_loss_sgd_and_balanced_run(small):
+    X, _, y, _ = small
+    for params in (
+        dict(pair_loss="inner_product"),
+        dict(optimizer="sgd", learning_rate=0.01),
+        dict(pair_weighting="balanced"),
+    ):
+        dq = DeepQuantizer(random_state=0, **FAST, **params).fit(X, y)
+        assert np.isfinite(dq.history_[-1]["loss"])
+
+
+# ---------------------------------------------------------------- custom networks
+class SmallCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = torch.nn.AdaptiveAvgPool2d(2)
+
+    def forward(self, x):
+        return self.pool(torch.relu(self.conv(x)))
+
+
+def test_custom_cnn_backbone_on_images(small):
+    X, X_q, y, _ = small
+    images = X.reshape(-1, 1, 8, 8)
+    cnn = SmallCNN()
+    before = {k: v.clone() for k, v in cnn.state_dict().items()}
+    dq = DeepQuantizer(network=cnn, random_state=0, **FAST).fit(images, y)
+    assert dq.transform(X_q.reshape(-1, 1, 8, 8)).shape == (60, 16)
+    # The module given as a parameter is never trained in place.
+    for key, value in cnn.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+    assert dq.network_.backbone is not cnn
+    # clone copies the (untrained) module parameter.
+    cloned = clone(dq)
+    assert cloned.network is not cnn
+
+
+def test_network_that_cannot_take_X_gives_clear_error(small):
+    X, _, y, _ = small
+    with pytest.raises(ValueError, match="network could not process X"):
+        DeepQuantizer(network=torch.nn.Linear(5, 3), **FAST).fit(X, y)
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "y_bad, match",
+    [
+        (None, "requires y"),
+        ("continuous", "continuous"),
+        ("short", "n_samples"),
+        ("single", "single class"),
+        ("nan", "NaN"),
+    ],
+)
+def test_bad_y(small, y_bad, match):
+    X, _, y, _ = small
+    y_bad = {
+        None: None,
+        "continuous": np.linspace(0, 1, len(y)),
+        "short": y[:-1],
+        "single": np.zeros(len(y)),
+        "nan": np.where(np.arange(len(y)) == 5, np.nan, y.astype(float)),
+    }[y_bad]
+    with pytest.raises(ValueError, match=match):
+        DeepQuantizer(**FAST).fit(X, y_bad)
+
+
+def test_bad_X(small, fitted):
+    X, _, y, _ = small
+    X_nan = X.copy()
+    X_nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        DeepQuantizer(**FAST).fit(X_nan, y)
+    X_inf = X.copy()
+    X_inf[1, 1] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        DeepQuantizer(**FAST).fit(X_inf, y)
+    with pytest.raises(ValueError, match="features"):
+        fitted.transform(X[:, :10])
+    with pytest.raises(ValueError, match="2D array|dim"):
+        DeepQuantizer(**FAST).fit(X.reshape(-1, 8, 8), y)
+
+
+def test_bad_structure_parameters(small):
+    X, _, y, _ = small
+    with pytest.raises(ValueError, match="n_features=10 is not divisible by M=4"):
+        DeepQuantizer(M=4, n_components=10, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="n_samples=300"):
+        DeepQuantizer(K=512, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="lam"):
+        DeepQuantizer(lam=-1.0).fit(X, y)
+    with pytest.raises(ValueError, match="pair_loss"):
+        DeepQuantizer(pair_loss="hinge").fit(X, y)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        DeepQuantizer(hidden_layer_sizes=(0,), **{k: v for k, v in FAST.items() if k != "hidden_layer_sizes"}).fit(X, y)
+
+
+def test_decode_validates_codes(fitted):
+    with pytest.raises(ValueError, match="shape"):
+        fitted.decode(np.zeros((3, 5), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, K=16\)"):
+        fitted.decode(np.full((1, 2), 16))
+    with pytest.raises(TypeError, match="integers"):
+        fitted.decode(np.zeros((1, 2)))
+
+
+@pytest.mark.parametrize("method", ["transform", "encode", "score", "decode"])
+def test_not_fitted(small, method):
+    X, _, y, _ = small
+    dq = DeepQuantizer(**FAST)
+    args = {"transform": (X,), "encode": (X,), "score": (X, y), "decode": (np.zeros((1, 2), int),)}[method]
+    with pytest.raises(NotFittedError):
+        getattr(dq, method)(*args)
+
+
+# ---------------------------------------------------------------- state
+def test_pickle_round_trip(fitted, small):
+    _, X_q, _, y_q = small
+    loaded = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(loaded.transform(X_q), fitted.transform(X_q))
+    np.testing.assert_array_equal(loaded.codes_, fitted.codes_)
+    assert loaded.score(X_q, y_q) == fitted.score(X_q, y_q)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
+def test_gpu_fitted_model_loads_on_cpu(fitted, small):
+    """A pickle that records a CUDA device loads on a CPU-only machine."""
+    _, X_q, _, _ = small
+    state = fitted.__getstate__()
+    state["device_"] = torch.device("cuda", 0)
+    restored = DeepQuantizer.__new__(DeepQuantizer)
+    restored.__setstate__(state)
+    assert restored.device_ == torch.device("cpu")
+    np.testing.assert_array_equal(restored.transform(X_q), fitted.transform(X_q))
+
+
+class InterruptingMLP(torch.nn.Module):
+    """Raises KeyboardInterrupt on the n-th training forward pass (simulated Ctrl-C)."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+        self.body = torch.nn.Linear(64, 16)
+        self.calls = 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.after:
+                raise KeyboardInterrupt
+        return torch.relu(self.body(x))
+
+
+def test_keyboard_interrupt_leaves_usable_estimator(small):
+    X, X_q, y, y_q = small
+    # 300 samples / batch 64 = 5 batches per epoch: interrupt during epoch 3.
+    dq = DeepQuantizer(network=InterruptingMLP(after=13), random_state=0, **{**FAST, "max_epochs": 10})
+    with pytest.warns(UserWarning, match="interrupted"):
+        dq.fit(X, y)
+    assert dq.n_iter_ == 2
+    assert dq.codes_.shape == (300, 2)
+    assert 0 <= dq.score(X_q, y_q) <= 1
+
+
+def test_verbose_progress_bar(small, capsys):
+    X, _, y, _ = small
+    DeepQuantizer(verbose=1, random_state=0, **FAST).fit(X, y)
+    err = capsys.readouterr().err
+    assert "DeepQuantizer" in err and "epoch" in err
+
+
+# ---------------------------------------------------------------- optimisation pieces
+def test_training_steps_lower_the_objective_on_a_fixed_batch(small):
+    """Back-propagation with C and H fixed lowers L + lam * Q on the batch."""
+    X, _, y, _ = small
+    torch.manual_seed(0)
+    x = torch.from_numpy(X[:128])
+    S = pair_similarity(torch.from_numpy(label_indicator(y[:128], np.arange(10))))
+    net = QuantizationNetwork(build_mlp(64, (32,)), 32, 16)
+    with torch.no_grad():
+        Z = net(x).numpy()
+    C = train_codebooks(Z, 2, 8, random_state=0)
+    C_t, H_t = torch.from_numpy(C), torch.from_numpy(encode(Z, C).astype(np.int64))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def objective():
+        z = net(x)
+        return pairwise_loss(z, S) + 0.1 * quantization_loss(z, C_t, H_t)
+
+    before = objective().item()
+    for _ in range(20):
+        opt.zero_grad()
+        loss = objective()
+        loss.backward()
+        opt.step()
+    assert objective().item() < before
+
+
+# ---------------------------------------------------------------- integration
+def test_aqdneighbors_with_dqn_codebooks(fitted, small):
+    X, X_q, _, _ = small
+    index = AQDNeighbors(n_neighbors=5, codebooks=fitted).fit(fitted.transform(X))
+    np.testing.assert_array_equal(index.codes_, fitted.codes_)
+    np.testing.assert_array_equal(index.codebooks_, fitted.codebooks_)
+    dist, ind = index.kneighbors(fitted.transform(X_q))
+    assert ind.shape == (60, 5)
+
+
+def test_pipeline_and_grid_search_over_lam(digits):
+    X_db, _, y_db, _ = digits
+    X, y = X_db[:600], y_db[:600]
+    pipe = make_pipeline(
+        StandardScaler(),
+        DeepQuantizer(random_state=0, **FAST),
+        AQDNeighbors(M=2, K=16, random_state=0),
+    )
+    pipe.fit(X, y)
+    assert 0 <= pipe.score(X[:50], y[:50]) <= 1
+    search = GridSearchCV(pipe, {"deepquantizer__lam": [0.0, 0.1]}, cv=2).fit(X, y)
+    assert search.best_params_["deepquantizer__lam"] in (0.0, 0.1)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_grid_search_on_the_estimator_alone(digits):
+    X_db, _, y_db, _ = digits
+    search = GridSearchCV(DeepQuantizer(random_state=0, **FAST), {"lam": [0.0, 1e-2]}, cv=3)
+    search.fit(X_db[:450], y_db[:450])
+    assert search.best_params_["lam"] in (0.0, 1e-2)
+    assert search.best_estimator_.codes_.shape == (450, 2)
+
+
+# ---------------------------------------------------------------- quality on digits
+QUALITY = dict(M=4, K=256, max_epochs=30, warmup_epochs=10, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def quality_runs(digits):
+    X_db, X_q, y_db, y_q = digits
+    dqn = DeepQuantizer(**QUALITY).fit(X_db, y_db)
+    two_step = DeepQuantizer(**{**QUALITY, "lam": 0.0}).fit(X_db, y_db)
+    pq = AQDNeighbors(M=4, K=256, random_state=0).fit(X_db, y_db)
+    return dqn, two_step, pq
+
+
+def test_dqn_beats_pq_of_pixels_and_matches_two_step(quality_runs, digits):
+    _, X_q, _, y_q = digits
+    dqn, two_step, pq = quality_runs
+    map_dqn, map_two, map_pq = dqn.score(X_q, y_q), two_step.score(X_q, y_q), pq.score(X_q, y_q)
+    assert map_dqn >= map_pq + 0.2, (map_dqn, map_pq)
+    assert map_dqn >= map_two - 0.02, (map_dqn, map_two)
+
+
+def test_large_lam_makes_embeddings_easier_to_quantize(quality_runs, digits):
+    X_db, _, y_db, _ = digits
+    _, two_step, _ = quality_runs
+    strong = DeepQuantizer(**{**QUALITY, "lam": 0.1}).fit(X_db, y_db)
+    err_strong = quantization_error(strong.transform(X_db), strong.codebooks_)
+    err_none = quantization_error(two_step.transform(X_db), two_step.codebooks_)
+    assert err_strong < err_none, (err_strong, err_none)
+
+
+def test_multilabel_digits_quality(digits):
+    """Pairs of digits side by side; label set = the two classes."""
+    X_db, X_q, y_db, y_q = digits
+    rng = np.random.default_rng(0)
+
+    def pairs(X, y, n):
+        i, j = rng.integers(0, len(y), n), rng.integers(0, len(y), n)
+        Y = np.zeros((n, 10), int)
+        Y[np.arange(n), y[i]] = 1
+        Y[np.arange(n), y[j]] = 1
+        return np.hstack([X[i], X[j]]), Y
+
+    X2, Y2 = pairs(X_db, y_db, 1200)
+    X2_q, Y2_q = pairs(X_q, y_q, 200)
+    dq = DeepQuantizer(M=4, K=64, max_epochs=20, warmup_epochs=5, random_state=0).fit(X2, Y2)
+    pq = AQDNeighbors(M=4, K=64, random_state=0).fit(X2, Y2)
+    assert dq.score(X2_q, Y2_q) > pq.score(X2_q, Y2_q) + 0.05

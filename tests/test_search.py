@@ -1,0 +1,269 @@
+"""Tests of the AQD lookup-table scan (skdqn._search).
+
+Every vectorised kernel is compared with its reference: ``distance_tables``
+and ``aqd_distances`` with plain loops, ``aqd_kneighbors`` with a stable
+argsort of all distances (same order, same ties), ``aqd_radius_neighbors``
+with a mask of all distances; on integer data, where float32 arithmetic is
+exact, also with brute force over the decoded vectors in float64.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from skdqn import _search
+from skdqn._pq import decode
+from skdqn._search import (
+    aqd_distances,
+    aqd_kneighbors,
+    aqd_radius_neighbors,
+    distance_tables,
+)
+
+
+# ----------------------------------------------------------------- helpers
+def tables_reference(Q, codebooks, metric):
+    M, K, ds = codebooks.shape
+    Q = np.asarray(Q, dtype=np.float32)
+    out = np.empty((Q.shape[0], M, K), dtype=np.float32)
+    for q in range(Q.shape[0]):
+        for m in range(M):
+            for k in range(K):
+                x = Q[q, m * ds : (m + 1) * ds]
+                c = codebooks[m, k]
+                out[q, m, k] = ((x - c) ** 2).sum() if metric == "sqeuclidean" else -(x @ c)
+    return out
+
+
+def distances_reference(tables, codes):
+    nq, M, K = tables.shape
+    out = np.empty((nq, codes.shape[0]), dtype=np.float32)
+    for q in range(nq):
+        for i in range(codes.shape[0]):
+            acc = np.float32(0.0)
+            for m in range(M):
+                acc = np.float32(acc + tables[q, m, codes[i, m]])
+            out[q, i] = acc
+    return out
+
+
+def kneighbors_reference(tables, codes, k):
+    dist = aqd_distances(tables, codes)
+    ind = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, ind, axis=1), ind
+
+
+def make_problem(kind, nq, n, M=4, K=16, seed=0):
+    """Tables and codes; ``"ties"``: small integer tables, many exact ties."""
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        tables = rng.random((nq, M, K), dtype=np.float32)
+    else:
+        tables = rng.integers(0, 3, size=(nq, M, K)).astype(np.float32)
+    codes = rng.integers(0, K, size=(n, M)).astype(np.uint8 if K <= 256 else np.uint16)
+    # Degenerate rows: a block of duplicated items, repeated items far apart.
+    codes[n // 3 : n // 3 + 5] = codes[0]
+    codes[-1] = codes[min(1, n - 1)]
+    return tables, codes
+
+
+def integer_problem(seed=0, n=300, nq=40, M=3, K=8, ds=2):
+    """Integer codebooks and queries: float32 tables and sums are exact."""
+    rng = np.random.default_rng(seed)
+    codebooks = rng.integers(-3, 4, size=(M, K, ds)).astype(np.float32)
+    codebooks[:, 0] = 0.0  # a zero codeword in every subspace
+    codes = rng.integers(0, K, size=(n, M)).astype(np.uint8)
+    codes[:4] = 0  # all-zero items
+    codes[10:20] = codes[30]  # duplicates
+    Q = rng.integers(-4, 5, size=(nq, M * ds)).astype(np.float64)
+    Q[0] = 0.0
+    return Q, codebooks, codes
+
+
+# ---------------------------------------------------------- distance_tables
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
+@pytest.mark.parametrize("M, K, ds", [(1, 4, 3), (4, 16, 2), (2, 300, 3)])
+def test_distance_tables_match_reference(metric, M, K, ds):
+    rng = np.random.default_rng(0)
+    codebooks = rng.normal(size=(M, K, ds)).astype(np.float32)
+    Q = rng.normal(size=(7, M * ds))
+    Q[0] = 0.0
+    Q[1] = decode(np.zeros((1, M), int), codebooks)  # a query equal to codewords
+    tables = distance_tables(Q, codebooks, metric)
+    assert tables.shape == (7, M, K) and tables.dtype == np.float32
+    assert_allclose(tables, tables_reference(Q, codebooks, metric), rtol=1e-5, atol=1e-6)
+    if metric == "sqeuclidean":
+        assert (tables >= 0).all()
+        assert_array_equal(tables[1, :, 0], 0.0)  # exact: differences, not expansion
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
+def test_distance_tables_exact_on_integer_data(metric, monkeypatch):
+    Q, codebooks, _ = integer_problem()
+    # Several blocks of queries in the squared-distance table computation.
+    monkeypatch.setattr(_search, "_TABLE_BLOCK_FLOATS", 50)
+    assert_array_equal(distance_tables(Q, codebooks, metric), tables_reference(Q, codebooks, metric))
+
+
+def test_distance_tables_unknown_metric():
+    with pytest.raises(ValueError, match="metric"):
+        distance_tables(np.zeros((1, 2)), np.zeros((1, 2, 2), np.float32), "cosine")
+
+
+# ------------------------------------------------------------ aqd_distances
+@pytest.mark.parametrize("kind", ["random", "ties"])
+def test_aqd_distances_match_reference_loop(kind):
+    tables, codes = make_problem(kind, nq=5, n=60)
+    assert_array_equal(aqd_distances(tables, codes), distances_reference(tables, codes))
+
+
+# ----------------------------------------------------------- aqd_kneighbors
+@pytest.mark.parametrize("kind", ["random", "ties"])
+@pytest.mark.parametrize(
+    "n, k", [(n, k) for n in (1, 15, 16, 17, 100, 257, 700) for k in (1, 3, 10, 40) if k <= n]
+)
+def test_aqd_kneighbors_matches_stable_argsort(small_blocks, kind, n, k):
+    # With 16-item blocks: k * 16 < n takes the running-threshold path, else
+    # the full sort; both must give the reference exactly, ties included.
+    tables, codes = make_problem(kind, nq=21, n=n, seed=n + k)
+    dist, ind = aqd_kneighbors(tables, codes, k)
+    ref_dist, ref_ind = kneighbors_reference(tables, codes, k)
+    assert dist.dtype == np.float32 and ind.dtype == np.intp
+    assert_array_equal(ind, ref_ind)
+    assert_array_equal(dist, ref_dist)
+
+
+@pytest.mark.parametrize("kind", ["random", "ties"])
+@pytest.mark.parametrize("k", [1, 5, 64])
+def test_aqd_kneighbors_default_blocks(kind, k):
+    # Default block sizes, several database blocks and query blocks.
+    n = 3 * _search._DB_BLOCK + 5
+    tables, codes = make_problem(kind, nq=_search._QUERY_BLOCK + 3, n=n, seed=k)
+    dist, ind = aqd_kneighbors(tables, codes, k)
+    ref_dist, ref_ind = kneighbors_reference(tables, codes, k)
+    assert_array_equal(ind, ref_ind)
+    assert_array_equal(dist, ref_dist)
+
+
+def test_aqd_kneighbors_improving_database(small_blocks):
+    # Adversarial for the running threshold: every block beats the previous
+    # one, so every block has survivors and the lists are merged many times.
+    # Also: k larger than a database block (k=20 > 16).
+    n, M, K = 800, 2, 32
+    codes = np.stack([np.arange(n) % K, np.arange(n) // K], axis=1).astype(np.uint8)
+    table = np.stack([np.zeros(K), -np.arange(K, dtype=np.float32)])
+    tables = np.stack([table, table[:, ::-1] * 0.5]).astype(np.float32)
+    for k in (1, 20, 49):
+        dist, ind = aqd_kneighbors(tables, codes, k)
+        ref_dist, ref_ind = kneighbors_reference(tables, codes, k)
+        assert_array_equal(ind, ref_ind)
+        assert_array_equal(dist, ref_dist)
+
+
+def test_aqd_kneighbors_all_ties(small_blocks):
+    # Constant tables: every item at the same distance -> first k indices.
+    tables = np.ones((9, 2, 4), dtype=np.float32)
+    codes = np.random.default_rng(0).integers(0, 4, size=(500, 2)).astype(np.uint8)
+    for k in (1, 7, 31, 32, 200):
+        dist, ind = aqd_kneighbors(tables, codes, k)
+        assert_array_equal(ind, np.tile(np.arange(k), (9, 1)))
+        assert_array_equal(dist, 2.0)
+
+
+def test_aqd_kneighbors_full_sort_small_working_memory(small_blocks):
+    # A tiny working memory: the full-sort path searches one query at a time.
+    tables, codes = make_problem("ties", nq=13, n=300, seed=3)
+    dist, ind = aqd_kneighbors(tables, codes, 100, working_memory=1e-4)
+    ref_dist, ref_ind = kneighbors_reference(tables, codes, 100)
+    assert_array_equal(ind, ref_ind)
+    assert_array_equal(dist, ref_dist)
+
+
+def test_aqd_kneighbors_uint16_and_memmap(tmp_path, small_blocks):
+    tables, codes = make_problem("ties", nq=10, n=400, K=300, seed=4)
+    assert codes.dtype == np.uint16
+    mm = np.lib.format.open_memmap(tmp_path / "codes.npy", mode="w+", dtype=codes.dtype, shape=codes.shape)
+    mm[:] = codes
+    mm.flush()
+    mm = np.load(tmp_path / "codes.npy", mmap_mode="r")
+    ref_dist, ref_ind = kneighbors_reference(tables, codes, 5)
+    for c in (codes, mm):
+        dist, ind = aqd_kneighbors(tables, c, 5)
+        assert_array_equal(ind, ref_ind)
+        assert_array_equal(dist, ref_dist)
+
+
+def test_aqd_kneighbors_no_queries():
+    tables, codes = make_problem("random", nq=0, n=50)
+    dist, ind = aqd_kneighbors(tables, codes, 3)
+    assert dist.shape == (0, 3) and ind.shape == (0, 3)
+
+
+def test_aqd_kneighbors_does_not_modify_inputs(small_blocks):
+    tables, codes = make_problem("random", nq=10, n=300)
+    t0, c0 = tables.copy(), codes.copy()
+    aqd_kneighbors(tables, codes, 4)
+    aqd_kneighbors(tables, codes, 100)
+    aqd_radius_neighbors(tables, codes, 1.0)
+    assert_array_equal(tables, t0)
+    assert_array_equal(codes, c0)
+
+
+# ----------------------------------------------------- aqd_radius_neighbors
+@pytest.mark.parametrize("kind", ["random", "ties"])
+@pytest.mark.parametrize("n", [1, 16, 300])
+@pytest.mark.parametrize("radius", [-1.0, 0.0, 1.5, 2.0, 4.0, 100.0])
+def test_aqd_radius_neighbors_matches_reference(small_blocks, kind, n, radius):
+    tables, codes = make_problem(kind, nq=19, n=n, seed=n)
+    dists, inds = aqd_radius_neighbors(tables, codes, radius)
+    full = aqd_distances(tables, codes)
+    assert len(dists) == len(inds) == 19
+    for q in range(19):
+        expected = np.flatnonzero(full[q] <= radius)
+        assert_array_equal(inds[q], expected)
+        assert_array_equal(dists[q], full[q, expected])
+        assert dists[q].dtype == np.float32
+
+
+def test_aqd_radius_neighbors_no_queries():
+    tables, codes = make_problem("random", nq=0, n=50)
+    assert aqd_radius_neighbors(tables, codes, 1.0) == ([], [])
+
+
+# ------------------------------------------------------------------ n_jobs
+def test_n_jobs_gives_identical_results(small_blocks):
+    tables, codes = make_problem("ties", nq=50, n=500, seed=5)
+    for k in (3, 200):
+        d1, i1 = aqd_kneighbors(tables, codes, k, n_jobs=1)
+        d2, i2 = aqd_kneighbors(tables, codes, k, n_jobs=2)
+        assert_array_equal(i1, i2)
+        assert_array_equal(d1, d2)
+    r1 = aqd_radius_neighbors(tables, codes, 2.0, n_jobs=1)
+    r2 = aqd_radius_neighbors(tables, codes, 2.0, n_jobs=2)
+    for a, b in zip(r1[0] + r1[1], r2[0] + r2[1]):
+        assert_array_equal(a, b)
+
+
+# ---------------------------------------- brute force on the decoded vectors
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
+@pytest.mark.parametrize("k", [1, 6, 25, 150])
+def test_brute_force_on_decoded_vectors(small_blocks, metric, k):
+    # Integer data: AQD is exact, so it equals the exact float64 distance to
+    # the reconstruction C h, and the ranking (ties by index) is identical.
+    Q, codebooks, codes = integer_problem(seed=k)
+    X_hat = decode(codes, codebooks).astype(np.float64)
+    if metric == "sqeuclidean":
+        exact = ((Q[:, None, :] - X_hat[None, :, :]) ** 2).sum(axis=2)
+    else:
+        exact = -(Q @ X_hat.T)
+    tables = distance_tables(Q, codebooks, metric)
+    dist, ind = aqd_kneighbors(tables, codes, k)
+    ref_ind = np.argsort(exact, axis=1, kind="stable")[:, :k]
+    assert_array_equal(ind, ref_ind)
+    assert_array_equal(dist, np.take_along_axis(exact, ref_ind, axis=1))
+    radius = 20.0 if metric == "sqeuclidean" else -5.0
+    rd, ri = aqd_radius_neighbors(tables, codes, radius)
+    for q in range(Q.shape[0]):
+        expected = np.flatnonzero(exact[q] <= radius)
+        assert_array_equal(ri[q], expected)
+        assert_array_equal(rd[q], exact[q, expected])
