@@ -7,7 +7,6 @@ import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._labels import check_labels
@@ -193,13 +192,7 @@ class AQDNeighbors(BaseEstimator):
         self.codes_ = encode(X, self.codebooks_)
         self.n_samples_fit_ = n_samples
         if y is not None:
-            try:
-                labels = check_labels(y)
-            except ValueError:
-                # scikit-learn's convention (check_dtype_object): labels of an
-                # unknown type raise a message that says "Unknown label type".
-                type_of_target(y, input_name="y", raise_unknown=True)
-                raise
+            labels = check_labels(y)
             # labels.shape[0], not len(y): len() is undefined for sparse y.
             if labels.shape[0] != n_samples:
                 raise ValueError(

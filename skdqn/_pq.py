@@ -189,7 +189,8 @@ def encode(X, codebooks):
 
     The vectorised version ranks by ``||c||^2 - 2 <x, c>`` (the ``||x||^2`` term
     is the same for every codeword), one matrix product per subspace and
-    block of rows.
+    block of rows, in float64 (in float32 the expansion loses the small
+    differences between codewords when ``||x||`` is large).
 
     Examples
     --------

@@ -33,9 +33,19 @@ _INFERENCE_BATCH = 1024
 
 
 def _resolve_device(device):
+    """torch.device for the ``device`` parameter, with a clear error if unusable."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}.") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available on this machine; use device='auto' "
+            "(CUDA when present, else CPU) or device='cpu'."
+        )
+    return resolved
 
 
 def _module_device(module):
@@ -68,9 +78,12 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     n_components : int, default=None
         ``R``, the embedding dimension, divisible by ``M``. ``None`` uses 300
         (the authors' value) rounded up to a multiple of ``M``.
-    lam : float, default=1e-3
-        Weight of the quantization loss. It is 0 until the first codebook fit
-        (after ``warmup_epochs``).
+    lam : float, default=1e-4
+        Weight of the quantization loss (the authors' value). It is 0 until
+        the first codebook fit (after ``warmup_epochs``). Larger values make
+        the embeddings easier to quantize (lower quantization error) at some
+        cost in ranking quality; select it with
+        :class:`~sklearn.model_selection.GridSearchCV` (``score`` is MAP).
     hidden_layer_sizes : tuple of int, default=(512,)
         Hidden layers of the default MLP backbone (ReLU). Ignored when
         ``network`` is given.
@@ -94,7 +107,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Passes over the training data.
     batch_size : int, default=256
         Mini-batch size; the pair loss uses all pairs of a batch.
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=3e-3
         Step size of the optimizer.
     optimizer : {"adam", "sgd"}, default="adam"
         Adam, or SGD with ``momentum``.
@@ -193,7 +206,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         K=256,
         *,
         n_components=None,
-        lam=1e-3,
+        lam=1e-4,
         hidden_layer_sizes=(512,),
         dropout=0.2,
         network=None,
@@ -201,7 +214,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         pair_weighting="uniform",
         max_epochs=40,
         batch_size=256,
-        learning_rate=1e-3,
+        learning_rate=3e-3,
         optimizer="adam",
         momentum=0.9,
         weight_decay=1e-5,

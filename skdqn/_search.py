@@ -17,8 +17,9 @@ distance per query and only keeps items strictly below it, so after the first
 blocks almost nothing survives and the selection costs little more than a
 comparison (two-stage top-k: filter, then an exact sort of the survivors).
 
-Ties are broken by database index, smaller first, as
-:class:`sklearn.neighbors.NearestNeighbors` does.
+Ties are broken by database index, smaller first, so results are
+deterministic (:class:`sklearn.neighbors.NearestNeighbors` leaves the order
+of tied items unspecified).
 """
 
 import numpy as np
@@ -302,6 +303,22 @@ def _radius_block(flat, codes, radius, offsets):
     return [(d[a:b], i[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def _float32_floor(x):
+    """The largest float32 ``<= x``: for a float32 ``d``, ``d <= result`` iff ``d <= x``.
+
+    Comparing the float32 distances with a Python float rounds the float to
+    the *nearest* float32 (NumPy 2 promotion rules), which can be above it:
+    with ``radius = 3.9999999999999996`` an item at distance exactly 4 was
+    returned. Rounding down keeps the float32 comparison exact.
+    """
+    x = float(x)
+    with np.errstate(over="ignore"):
+        x32 = np.float32(x)
+    if float(x32) > x:
+        x32 = np.nextafter(x32, np.float32(-np.inf))
+    return x32
+
+
 def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None):
     """All database items within ``radius`` (AQD ``<= radius``) of each query.
 
@@ -327,7 +344,9 @@ def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None):
     Reference::
 
         dist = aqd_distances(tables, codes)
-        indices = [np.flatnonzero(row <= radius) for row in dist]
+        indices = [np.flatnonzero(row.astype(np.float64) <= radius) for row in dist]
+
+    The comparison is exact: ``radius`` is not rounded (up) to float32.
 
     Examples
     --------
@@ -340,6 +359,7 @@ def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None):
     """
     nq, M, K = tables.shape
     offsets = _offsets(M, K)
+    radius = _float32_floor(radius)
     results = Parallel(n_jobs=n_jobs, prefer="threads")(
         delayed(_radius_block)(_flat_tables(tables[s]), codes, radius, offsets)
         for s in _query_blocks(nq, _QUERY_BLOCK)
@@ -385,7 +405,7 @@ def retrieval_average_precisions(
     n = codes.shape[0]
     k = n if top_k is None else min(int(top_k), n)
     # Rankings of n_queries x k indices are built a chunk of queries at a time.
-    chunk = max(1, _full_sort_block(n, None) * 8 if k * 16 >= n else 4096)
+    chunk = _full_sort_block(n, None) if k * 16 >= n else 4096
     out = np.empty(tables.shape[0], dtype=np.float64)
     for s in _query_blocks(tables.shape[0], chunk):
         _, ranking = aqd_kneighbors(tables[s], codes, k, n_jobs=n_jobs)

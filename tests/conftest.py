@@ -16,3 +16,19 @@ def small_blocks(monkeypatch):
     """
     monkeypatch.setattr(_search, "_DB_BLOCK", 16)
     monkeypatch.setattr(_search, "_QUERY_BLOCK", 8)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_torch_thread():
+    """Train the tests' tiny networks on one thread.
+
+    Their matrices are far too small for intra-op parallelism to pay; with
+    two threads on a busy 2-core machine, OpenMP spinning made each fit
+    several times slower in CPU time. Results do not depend on it.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,11 +1,20 @@
 """The command line, through main(argv) and as a subprocess."""
 
+import os
 import subprocess
 import sys
 
+import joblib
+import numpy as np
 import pytest
+from sklearn.datasets import load_digits
+from sklearn.pipeline import Pipeline
 
+from skdqn import AQDNeighbors, DeepQuantizer
 from skdqn.__main__ import main
+
+# Small, fast settings: 16 codewords, 2 epochs, a small network.
+FAST = ["--M", "2", "--K", "16", "--epochs", "2", "--n-components", "16", "--hidden-layer-sizes", "32"]
 
 
 def test_demo_through_main(capsys):
@@ -29,3 +38,238 @@ def test_module_help_as_subprocess():
         [sys.executable, "-m", "skdqn", "demo", "--help"], capture_output=True, text=True, check=True
     )
     assert "digits" in result.stdout and "--epochs" in result.stdout
+
+
+# --------------------------------------------------------------------------
+# fit / encode / search
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Digits-derived files: a 500-item training/database set and 30 queries."""
+    folder = tmp_path_factory.mktemp("cli")
+    X, y = load_digits(return_X_y=True)
+    files = {
+        "X": folder / "X.npy",
+        "y": folder / "y.npy",
+        "Q": folder / "queries.npy",
+        "yq": folder / "y_queries.npy",
+    }
+    np.save(files["X"], X[:500])
+    np.save(files["y"], y[:500])
+    np.save(files["Q"], X[500:530])
+    np.save(files["yq"], y[500:530])
+    arrays = {"X": X[:500], "y": y[:500], "Q": X[500:530]}
+    return folder, {k: str(v) for k, v in files.items()}, arrays
+
+
+@pytest.fixture(scope="module")
+def model_file(data):
+    folder, files, _ = data
+    path = str(folder / "model.skdqn")
+    assert main(["fit", files["X"], files["y"], "-o", path, *FAST]) == 0
+    return path
+
+
+def test_fit_saves_a_standardizing_pipeline(model_file, data, capsys):
+    _, _, arrays = data
+    model = joblib.load(model_file)
+    assert isinstance(model, Pipeline)
+    dq = model[-1]
+    assert isinstance(dq, DeepQuantizer)
+    assert dq.codebooks_.shape == (2, 16, 8)
+    assert dq.n_iter_ == 2 and dq.random_state == 0
+    # Options not given keep the estimator's defaults.
+    assert dq.lam == DeepQuantizer().lam
+    assert dq.learning_rate == DeepQuantizer().learning_rate
+    np.testing.assert_allclose(model[0].mean_, arrays["X"].mean(axis=0))
+
+
+def test_fit_encode_search_through_main(model_file, data, capsys):
+    folder, files, arrays = data
+    model = joblib.load(model_file)
+    capsys.readouterr()
+
+    codes_path = str(folder / "codes.npy")
+    assert main(["encode", model_file, files["X"], "-o", codes_path]) == 0
+    assert "encoded 500 items" in capsys.readouterr().out
+    codes = np.load(codes_path)
+    assert codes.shape == (500, 2) and codes.dtype == np.uint8
+    np.testing.assert_array_equal(codes, model[-1].encode(model[0].transform(arrays["X"])))
+
+    nn_path, dist_path = str(folder / "nn.npy"), str(folder / "dist.npy")
+    argv = ["search", model_file, files["X"], files["Q"], "-k", "7", "-o", nn_path]
+    assert main([*argv, "--distances", dist_path]) == 0
+    assert "searched 30 queries against 500 items" in capsys.readouterr().out
+    ind, dist = np.load(nn_path), np.load(dist_path)
+    assert ind.shape == (30, 7) and ind.dtype == np.int64
+    assert dist.shape == (30, 7) and dist.dtype == np.float32
+    assert (np.diff(dist, axis=1) >= 0).all()
+
+    index = AQDNeighbors(n_neighbors=7, codebooks=model[-1]).fit(model.transform(arrays["X"]))
+    ref_dist, ref_ind = index.kneighbors(model.transform(arrays["Q"]))
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-6)
+
+    # The codes written by `encode` serve as the database just as well.
+    nn_codes = str(folder / "nn_codes.npy")
+    assert main(["search", model_file, codes_path, files["Q"], "-k", "7", "-o", nn_codes, "--database-codes"]) == 0
+    np.testing.assert_array_equal(np.load(nn_codes), ind)
+
+
+def test_csv_and_npz_inputs_and_csv_output(model_file, data, tmp_path, capsys):
+    _, files, arrays = data
+    X_csv, npz = tmp_path / "X.csv", tmp_path / "data.npz"
+    np.savetxt(X_csv, arrays["X"], delimiter=",")
+    np.savez(npz, features=arrays["X"][:, :3], labels=arrays["y"])
+    model_csv = str(tmp_path / "m.skdqn")
+    assert main(["fit", str(X_csv), str(npz), "--y-key", "labels", "-o", model_csv, *FAST]) == 0
+    fitted = joblib.load(model_csv)
+    assert fitted[-1].codes_.shape == (500, 2)
+    np.testing.assert_allclose(fitted[0].mean_, arrays["X"].mean(axis=0))
+
+    # Labels as a CSV column.
+    y_csv = tmp_path / "y.csv"
+    np.savetxt(y_csv, arrays["y"], delimiter=",", fmt="%d")
+    out = tmp_path / "short.npy"
+    np.save(out, arrays["X"][:10])
+    assert main(["fit", str(out), str(y_csv), "-o", model_csv]) == 2
+    assert "10 rows in" in capsys.readouterr().err
+
+    # .npz without --key: its first array; a .csv output of integer codes.
+    first = tmp_path / "queries.npz"
+    np.savez(first, arrays["Q"], arrays["X"])
+    out = tmp_path / "codes.csv"
+    assert main(["encode", model_file, str(first), "-o", str(out)]) == 0
+    written = np.loadtxt(out, delimiter=",", dtype=np.int64)
+    model = joblib.load(model_file)
+    np.testing.assert_array_equal(written, model[-1].encode(model[0].transform(arrays["Q"])))
+
+
+def test_no_standardize_saves_a_plain_quantizer(data, tmp_path, capsys):
+    _, files, arrays = data
+    path = str(tmp_path / "plain.skdqn")
+    argv = ["fit", files["X"], files["y"], "-o", path, "--no-standardize", *FAST, "--lam", "0.5"]
+    assert main(argv) == 0
+    model = joblib.load(path)
+    assert isinstance(model, DeepQuantizer) and model.lam == 0.5
+    assert "saved DeepQuantizer to" in capsys.readouterr().out
+    codes = str(tmp_path / "codes.npy")
+    assert main(["encode", path, files["Q"], "-o", codes]) == 0
+    np.testing.assert_array_equal(np.load(codes), model.encode(arrays["Q"]))
+
+
+def _start(*args):
+    """``python -m skdqn ARGS`` in the background (each start pays for importing torch)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "skdqn", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _finish(process):
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err
+
+
+def test_end_to_end_as_subprocess(data, tmp_path):
+    _, files, _ = data
+    model, codes, nn = (str(tmp_path / name) for name in ("model.skdqn", "codes.npy", "nn.npy"))
+    # Independent commands run side by side: fit, and an error case that must
+    # print one line and no traceback.
+    fit = _start("fit", files["X"], files["y"], "-o", model, *FAST)
+    error = _start("encode", files["X"], files["Q"], "-o", os.devnull)
+    status, out, err = _finish(fit)
+    assert status == 0, err
+    assert "fitted DeepQuantizer on 500 items" in out
+    status, out, err = _finish(error)
+    assert status == 2 and out == ""
+    assert err.startswith("skdqn encode: error: ") and "Traceback" not in err
+
+    encode = _start("encode", model, files["Q"], "-o", codes)
+    search = _start("search", model, files["X"], files["Q"], "-k", "10", "-o", nn)
+    for process in (encode, search):
+        status, _, err = _finish(process)
+        assert status == 0, err
+    assert np.load(codes).shape == (30, 2)
+    ind = np.load(nn)
+    assert ind.shape == (30, 10) and ind.min() >= 0 and ind.max() < 500
+
+
+# --------------------------------------------------------------------------
+# Errors: one line on stderr, no traceback, exit status 2 (input) or 1 (fit)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_files(data):
+    folder, files, arrays = data
+    bad = {
+        "X3d": folder / "X3d.npy",
+        "y_short": folder / "y_short.npy",
+        "garbage": folder / "garbage.skdqn",
+        "dict": folder / "dict.skdqn",
+        "Q10": folder / "Q10.npy",
+        "npz": folder / "two.npz",
+    }
+    np.save(bad["X3d"], arrays["X"].reshape(-1, 8, 8))
+    np.save(bad["y_short"], arrays["y"][:-1])
+    bad["garbage"].write_text("not a model\n")
+    joblib.dump({"model": None}, bad["dict"])
+    np.save(bad["Q10"], arrays["Q"][:, :10])
+    np.savez(bad["npz"], a=arrays["X"], b=arrays["y"])
+    return {k: str(v) for k, v in bad.items()}
+
+
+ERROR_CASES = [
+    ("missing X", ["fit", "{folder}/nope.npy", "{y}", "-o", "{out}"], 2, "X file not found"),
+    ("missing y", ["fit", "{X}", "{folder}/nope.npy", "-o", "{out}"], 2, "y file not found"),
+    ("3-D X", ["fit", "{X3d}", "{y}", "-o", "{out}"], 2, "X must be a 2-D array"),
+    ("lengths", ["fit", "{X}", "{y_short}", "-o", "{out}"], 2, "different lengths: 500 rows"),
+    ("npz key", ["fit", "{npz}", "{y}", "--key", "c", "-o", "{out}"], 2, "no array named 'c'"),
+    ("bad K", ["fit", "{X}", "{y}", "--K", "1", "-o", "{out}"], 2, "'K' parameter"),
+    ("no dir", ["fit", "{X}", "{y}", "-o", "{folder}/no/dir/m.skdqn"], 2, "does not exist"),
+    ("K > n", ["fit", "{X}", "{y}", "--K", "1024", "--epochs", "1", "-o", "{out}"], 1, "n_samples >= K"),
+    ("npy model", ["encode", "{X}", "{Q}", "-o", "{out}"], 2, "is a NumPy array file, not a model"),
+    ("garbage", ["encode", "{garbage}", "{Q}", "-o", "{out}"], 2, "is not a model written by"),
+    ("dict", ["encode", "{dict}", "{Q}", "-o", "{out}"], 2, "holds a dict, not a fitted"),
+    ("missing model", ["encode", "{folder}/nope.skdqn", "{Q}", "-o", "{out}"], 2, "model file not found"),
+    ("features", ["encode", "{model}", "{Q10}", "-o", "{out}"], 2, "10 features per row"),
+    ("3-D encode", ["encode", "{model}", "{X3d}", "-o", "{out}"], 2, "X must be a 2-D array"),
+    ("k too big", ["search", "{model}", "{Q}", "{Q}", "-k", "31", "-o", "{out}"], 2, "larger than"),
+    ("codes", ["search", "{model}", "{X}", "{Q}", "--database-codes", "-o", "{out}"], 2, "(n, M=2)"),
+]
+
+
+@pytest.mark.parametrize("case, argv, status, message", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+def test_errors_are_one_clear_line(case, argv, status, message, data, bad_files, model_file, tmp_path, capsys):
+    folder, files, _ = data
+    names = {**files, **bad_files, "folder": str(folder), "model": model_file, "out": str(tmp_path / "out")}
+    assert main([arg.format(**names) for arg in argv]) == status
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith(f"skdqn {argv[0]}: error: ") and message in err
+    assert "\n" not in err and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("command", ["fit", "encode", "search"])
+def test_help_of_each_command(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: skdqn {command}" in out and ".npz" in out
+
+
+def test_missing_required_output_is_a_usage_error(data, capsys):
+    _, files, _ = data
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", files["X"], files["y"]])
+    assert exc.value.code == 2
+    assert "-o/--output" in capsys.readouterr().err

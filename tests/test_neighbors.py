@@ -384,6 +384,21 @@ def test_radius_semantics():
         index.radius_neighbors(return_distance=False, sort_results=True)
 
 
+@pytest.mark.parametrize("metric, at", [("euclidean", 2.0), ("sqeuclidean", 4.0)])
+def test_radius_just_below_a_distance_matches_nearest_neighbors(metric, at):
+    # Regression: a radius just below an exact distance was rounded up to
+    # float32 and the item at that distance was returned.
+    codebooks = np.array([[[0.0], [2.0], [1.0]]], dtype=np.float32)
+    X = np.array([[0.0], [2.0], [1.0]])
+    index = AQDNeighbors(codebooks=codebooks, metric=metric).fit(X)
+    nn = NearestNeighbors(metric=metric, algorithm="brute").fit(X)
+    for radius in (float(np.nextafter(at, 0.0)), at):
+        ind = index.radius_neighbors([[0.0]], radius=radius, return_distance=False)[0]
+        ref = nn.radius_neighbors([[0.0]], radius=radius, return_distance=False)[0]
+        assert_array_equal(np.sort(ind), np.sort(ref))
+    assert_array_equal(np.sort(ind), [0, 1, 2])
+
+
 def test_n_jobs_identical_results(gaussian_data):
     X, _ = gaussian_data
     Q = np.random.default_rng(2).normal(size=(300, 8))
@@ -593,10 +608,11 @@ def test_not_fitted():
 
 
 # -------------------------------------------------------- inputs unchanged
-def test_inputs_never_modified(gaussian_data):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inputs_never_modified(gaussian_data, dtype):
     X, y = gaussian_data
-    X = X.astype(np.float32)  # the dtype the index computes in: no copy on input
-    Q = np.random.default_rng(4).normal(size=(20, 8)).astype(np.float32)
+    X = X.astype(dtype)  # both accepted dtypes: validate_data makes no copy
+    Q = np.random.default_rng(4).normal(size=(20, 8)).astype(dtype)
     yq = np.arange(20) % 3
     saved = [a.copy() for a in (X, y, Q, yq)]
     codebooks = AQDNeighbors(M=2, K=8, random_state=0).fit(X).codebooks_.copy()

@@ -239,6 +239,15 @@ def test_bad_structure_parameters(small):
         DeepQuantizer(hidden_layer_sizes=(0,), **{k: v for k, v in FAST.items() if k != "hidden_layer_sizes"}).fit(X, y)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_errors(small):
+    X, _, y, _ = small
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        DeepQuantizer(device="cuda", **FAST).fit(X, y)
+    with pytest.raises(ValueError, match="device must be"):
+        DeepQuantizer(device="tpu-ish", **FAST).fit(X, y)
+
+
 def test_decode_validates_codes(fitted):
     with pytest.raises(ValueError, match="shape"):
         fitted.decode(np.zeros((3, 5), dtype=np.uint8))
@@ -374,7 +383,7 @@ def test_grid_search_on_the_estimator_alone(digits):
 
 
 # ---------------------------------------------------------------- quality on digits
-QUALITY = dict(M=4, K=256, max_epochs=30, warmup_epochs=10, random_state=0)
+QUALITY = dict(M=4, K=256, max_epochs=20, warmup_epochs=5, random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ exact, also with brute force over the decoded vectors in float64.
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from skdqn import _search
@@ -219,10 +221,29 @@ def test_aqd_radius_neighbors_matches_reference(small_blocks, kind, n, radius):
     full = aqd_distances(tables, codes)
     assert len(dists) == len(inds) == 19
     for q in range(19):
-        expected = np.flatnonzero(full[q] <= radius)
+        expected = np.flatnonzero(full[q].astype(np.float64) <= radius)
         assert_array_equal(inds[q], expected)
         assert_array_equal(dists[q], full[q, expected])
         assert dists[q].dtype == np.float32
+
+
+@pytest.mark.parametrize("as_type", [float, np.float64, np.float32])
+def test_aqd_radius_neighbors_radius_not_rounded_up(as_type):
+    # Regression: a Python float radius was rounded to the nearest float32
+    # (NumPy 2 promotion), so just below 4 it became 4.0 and an item at
+    # distance exactly 4 was returned.
+    tables = np.array([[[0.0, 4.0, 0.1]]], dtype=np.float32)
+    codes = np.array([[0], [1], [2]])
+    below = as_type(np.nextafter(np.float32(4.0), np.float32(0)) if as_type is np.float32 else np.nextafter(4.0, 0.0))
+    assert_array_equal(aqd_radius_neighbors(tables, codes, below)[1][0], [0, 2])
+    assert_array_equal(aqd_radius_neighbors(tables, codes, as_type(4.0))[1][0], [0, 1, 2])
+    # float32(0.1) = 0.10000000149... is above 0.1 (float64): excluded by a
+    # float64 radius of 0.1, included by a radius equal to it.
+    expected = [0, 2] if as_type is np.float32 else [0]
+    assert_array_equal(aqd_radius_neighbors(tables, codes, as_type(0.1))[1][0], expected)
+    assert_array_equal(aqd_radius_neighbors(tables, codes, float(np.float32(0.1)))[1][0], [0, 2])
+    assert_array_equal(aqd_radius_neighbors(tables, codes, 1e300)[1][0], [0, 1, 2])
+    assert_array_equal(aqd_radius_neighbors(tables, codes, -np.inf)[1][0], [])
 
 
 def test_aqd_radius_neighbors_no_queries():
@@ -267,3 +288,33 @@ def test_brute_force_on_decoded_vectors(small_blocks, metric, k):
         expected = np.flatnonzero(exact[q] <= radius)
         assert_array_equal(ri[q], expected)
         assert_array_equal(rd[q], exact[q, expected])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 120),
+    nq=st.integers(0, 12),
+    M=st.integers(1, 4),
+    K=st.integers(2, 5),
+    k=st.integers(1, 120),
+    seed=st.integers(0, 2**32 - 1),
+    db_block=st.sampled_from([1, 2, 3, 7, 16]),
+)
+def test_aqd_kneighbors_property(n, nq, M, K, k, seed, db_block):
+    # Tiny integer tables (values 0..2): ties everywhere; any block size.
+    k = min(k, n)
+    rng = np.random.default_rng(seed)
+    tables = rng.integers(0, 3, size=(nq, M, K)).astype(np.float32)
+    codes = rng.integers(0, K, size=(n, M)).astype(np.uint8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_search, "_DB_BLOCK", db_block)
+        mp.setattr(_search, "_QUERY_BLOCK", 5)
+        dist, ind = aqd_kneighbors(tables, codes, k)
+        radius = float(rng.integers(0, 2 * M + 1))
+        rd, ri = aqd_radius_neighbors(tables, codes, radius)
+    full = aqd_distances(tables, codes)
+    ref_ind = np.argsort(full, axis=1, kind="stable")[:, :k]
+    assert_array_equal(ind, ref_ind.reshape(nq, k))
+    assert_array_equal(dist, np.take_along_axis(full, ref_ind, axis=1).reshape(nq, k))
+    for q in range(nq):
+        assert_array_equal(ri[q], np.flatnonzero(full[q] <= radius))

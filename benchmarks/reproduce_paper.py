@@ -1,0 +1,534 @@
+"""Reproduce the protocol of Table 1 and the ablations of the DQN paper on data we can ship.
+
+Cao, Long, Wang, Zhu and Wen, *Deep Quantization Network for Efficient Image
+Retrieval*, AAAI 2016. Five methods at 8/16/24/32 bits (K = 256 codewords per
+subspace, M = 1..4 subspaces):
+
+* ``PQ``: ``faiss.IndexPQ(d, M, 8)`` on the standardised raw features;
+* ``OPQ``: ``faiss.IndexPreTransform(faiss.OPQMatrix(d, M), faiss.IndexPQ(d, M, 8))``;
+  both rank the whole database by the index's ADC distances. When ``d`` is not
+  a multiple of ``M`` (M = 3 with 64 or 784 features) the features are
+  zero-padded to the next multiple, which changes no distance;
+* ``Two-step`` (the paper's "DQN2"): ``DeepQuantizer(M, K=256, lam=0.0)``, the
+  same network trained without the quantization loss, its embeddings
+  quantized afterwards (the codebooks are k-means of the embeddings and never
+  act on the network);
+* ``DQNip``: ``DeepQuantizer(M, K=256, pair_loss="inner_product")``;
+* ``DQN``: ``DeepQuantizer(M, K=256)`` with the library defaults.
+
+Every DQN variant is ``make_pipeline(StandardScaler(), DeepQuantizer(...))``
+with ``random_state=0`` and ranks the database by Asymmetric Quantizer
+Distance. Ties are broken by database index for every method. Each cell
+reports the MAP over the whole database and MAP@1000 (``skdqn.metrics``,
+``normalize="retrieved"``); the figures show precision@k (k <= 1000) and
+precision-recall curves at 32 bits.
+
+Data sets (an item is relevant to a query when they share a label):
+
+* ``digits`` (``sklearn.datasets.load_digits``, embedded): 20% of the images
+  as queries (stratified, seed 0), the rest as training set and database;
+* ``fashion`` (Fashion-MNIST from the Debian package ``dataset-fashion-mnist``):
+  1,000 test images as queries (100 per class), the 60,000 training images
+  as database, 10,000 of them (1,000 per class) as training set (seed 0);
+* ``fashion-multilabel``: two Fashion-MNIST images side by side (28 x 56,
+  1,568 features) labelled by the union of their two classes (a 10-column
+  indicator); 10,000 training pairs drawn from the training images, 20,000
+  database pairs from the database images, 1,000 query pairs from the
+  queries (pairs of distinct images, drawn with one ``RandomState(0)`` in
+  that order).
+
+Outputs (default folder ``docs/results/``): ``paper_table.md``,
+``paper_table.rst``, ``paper_<data set>.png`` and ``paper_run.json`` (seeds,
+versions, machine, wall time per cell and in total). ``--quick`` runs a small
+version in minutes (Fashion with 2,000 training / 10,000 database / 200
+queries and 2,000 / 4,000 / 200 pairs, 8 and 32 bits only) and writes the same
+files with a ``_quick`` suffix, so it never overwrites the full results.
+
+Usage::
+
+    python benchmarks/reproduce_paper.py                     # everything (30-60 min on 2 cores)
+    python benchmarks/reproduce_paper.py --quick             # a few minutes
+    python benchmarks/reproduce_paper.py --datasets digits fashion
+    python benchmarks/reproduce_paper.py --out-dir /tmp/results
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import matplotlib
+import numpy as np
+import sklearn
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+import skdqn  # noqa: E402
+from skdqn import DeepQuantizer  # noqa: E402
+from skdqn._search import aqd_kneighbors, distance_tables  # noqa: E402
+from skdqn.datasets import load_fashion_mnist, retrieval_split  # noqa: E402
+from skdqn.metrics import (  # noqa: E402
+    average_precision_scores,
+    precision_at_k,
+    precision_recall_curve,
+)
+
+SEED = 0
+K = 256  # codewords per subspace: one byte per subspace
+BITS = (8, 16, 24, 32)
+QUICK_BITS = (8, 32)
+TOP_K = 1000  # MAP@1000 and the precision@k curve
+QUERY_CHUNK = 100  # queries ranked at once (a chunk x n_database ranking)
+DATASETS = ("digits", "fashion", "fashion-multilabel")
+METHODS = ("PQ", "OPQ", "Two-step", "DQNip", "DQN")
+DQN_PARAMS = {  # DeepQuantizer arguments of each DQN variant, besides M, K, random_state
+    "Two-step": {"lam": 0.0},
+    "DQNip": {"pair_loss": "inner_product"},
+    "DQN": {},
+}
+FASHION_SIZES = {  # per class: training, database (None: all 60,000), queries; pairs
+    False: dict(train=1000, database=None, queries=100, pairs=(10000, 20000, 1000)),
+    True: dict(train=200, database=1000, queries=20, pairs=(2000, 4000, 200)),
+}
+PAPER_CLAIMS = {
+    "two_step": "DQN beats the two-step variant (DQN2) by 1.8-3.7% MAP",
+    "inner_product": "the cosine loss beats the inner-product loss (DQNip) by about 9% MAP",
+}
+INSTALL_HINT = "install with apt-get install dataset-fashion-mnist"
+
+
+# --------------------------------------------------------------------------
+# Data sets
+# --------------------------------------------------------------------------
+
+
+def _dataset(key, name, train, database, queries, note):
+    (X_tr, y_tr), (X_db, y_db), (X_q, y_q) = train, database, queries
+    return dict(key=key, name=name, note=note, X_train=X_tr, y_train=y_tr,
+                X_db=X_db, y_db=y_db, X_q=X_q, y_q=y_q)
+
+
+def digits_data():
+    X, y = load_digits(return_X_y=True)
+    X_tr, X_q, y_tr, y_q = train_test_split(X, y, test_size=0.2, stratify=y, random_state=SEED)
+    note = "20% stratified queries (seed 0); training set = database = the rest"
+    return _dataset("digits", "digits", (X_tr, y_tr), (X_tr, y_tr), (X_q, y_q), note)
+
+
+def _fashion_indices(quick):
+    """Images of Fashion-MNIST and the indices of the training set, database and queries."""
+    X_all, y_all = load_fashion_mnist("train")
+    X_test, y_test = load_fashion_mnist("test")
+    sizes = FASHION_SIZES[quick]
+    queries = retrieval_split(y_test, sizes["queries"], random_state=SEED)
+    if sizes["database"] is None:
+        database = np.arange(len(y_all))
+    else:
+        database = retrieval_split(y_all, sizes["database"], random_state=SEED)
+    train = database[retrieval_split(y_all[database], sizes["train"], random_state=SEED)]
+    return X_all, y_all, X_test, y_test, train, database, queries
+
+
+def fashion_data(quick):
+    X_all, y_all, X_test, y_test, train, database, queries = _fashion_indices(quick)
+    X_all, X_test = X_all.astype(np.float32), X_test.astype(np.float32)
+    note = (f"queries: {len(queries):,} test images ({len(queries) // 10} per class); database: "
+            f"{len(database):,} training images; training set: {len(train):,} of them "
+            f"({len(train) // 10} per class); seed 0")
+    return _dataset("fashion", "Fashion-MNIST", (X_all[train], y_all[train]),
+                    (X_all[database], y_all[database]), (X_test[queries], y_test[queries]), note)
+
+
+def pair_images(X, y, n_pairs, rng, n_classes=10):
+    """Two distinct images side by side (28 x 56) labelled by the union of their classes."""
+    first = rng.randint(len(y), size=n_pairs)
+    second = (first + rng.randint(1, len(y), size=n_pairs)) % len(y)  # never the same image
+    images = np.concatenate([X[first].reshape(-1, 28, 28), X[second].reshape(-1, 28, 28)], axis=2)
+    Y = np.zeros((n_pairs, n_classes), dtype=np.int64)
+    Y[np.arange(n_pairs), y[first]] = 1
+    Y[np.arange(n_pairs), y[second]] = 1
+    return images.reshape(n_pairs, -1).astype(np.float32), Y
+
+
+def fashion_multilabel_data(quick):
+    X_all, y_all, X_test, y_test, train, database, queries = _fashion_indices(quick)
+    n_train, n_db, n_q = FASHION_SIZES[quick]["pairs"]
+    rng = np.random.RandomState(SEED)  # drawn in this order: training, database, queries
+    tr = pair_images(X_all[train], y_all[train], n_train, rng)
+    db = pair_images(X_all[database], y_all[database], n_db, rng)
+    q = pair_images(X_test[queries], y_test[queries], n_q, rng)
+    note = (f"pairs of distinct images side by side (1,568 features), labels = union of the two "
+            f"classes; {n_train:,} training pairs from the {len(train):,} training images, "
+            f"{n_db:,} database pairs from the {len(database):,} database images, {n_q:,} query "
+            f"pairs from the {len(queries):,} query images; RandomState(0)")
+    return _dataset("fashion-multilabel", "Fashion-MNIST multi-label", tr, db, q, note)
+
+
+def load_datasets(keys, quick):
+    """The requested data sets; Fashion-MNIST ones are skipped with a message when absent."""
+    loaders = {"digits": lambda: digits_data(), "fashion": lambda: fashion_data(quick),
+               "fashion-multilabel": lambda: fashion_multilabel_data(quick)}
+    for key in keys:
+        try:
+            yield loaders[key]()
+        except FileNotFoundError as exc:
+            print(f"\n== {key} SKIPPED: Fashion-MNIST not found ({INSTALL_HINT}).\n   {exc}",
+                  flush=True)
+
+
+# --------------------------------------------------------------------------
+# Methods: each returns a ranker, rank(rows) -> (len(rows), n_database) indices,
+# best first, ties by database index
+# --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence faiss' C++ warnings (k-means with fewer than 39 * K training points)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _pad(X, d):
+    X = np.asarray(X, dtype=np.float32)
+    return X if X.shape[1] == d else np.pad(X, ((0, 0), (0, d - X.shape[1])))
+
+
+def fit_faiss(method, data, M):
+    """PQ or OPQ on the standardised raw features; returns (ranker, info)."""
+    scaler = StandardScaler().fit(data["X_train"])
+    d_in = scaler.n_features_in_
+    d = M * -(-d_in // M)  # zero-pad to the next multiple of M
+    pq = faiss.IndexPQ(d, M, 8)
+    index = pq if method == "PQ" else faiss.IndexPreTransform(faiss.OPQMatrix(d, M), pq)
+    with _quiet_stderr():
+        index.train(_pad(scaler.transform(data["X_train"]), d))
+    index.add(_pad(scaler.transform(data["X_db"]), d))
+    X_q = _pad(scaler.transform(data["X_q"]), d)
+    n_db = index.ntotal
+
+    def rank(rows):
+        dist, ind = index.search(X_q[rows], n_db)  # ADC distances to every item
+        order = np.lexsort((ind, dist))  # by distance, then database index
+        return np.take_along_axis(ind, order, axis=1)
+
+    return rank, {"n_features": d_in, "padded_to": d if d != d_in else None}
+
+
+def fit_dqn(method, data, M):
+    """A DeepQuantizer variant in a pipeline; ranks by AQD. Returns (ranker, info)."""
+    dq = DeepQuantizer(M=M, K=K, random_state=SEED, **DQN_PARAMS[method])
+    pipe = make_pipeline(StandardScaler(), dq).fit(data["X_train"], data["y_train"])
+    codes = dq.encode(pipe[0].transform(data["X_db"]))
+    tables = distance_tables(pipe.transform(data["X_q"]), dq.codebooks_)
+    n_db = codes.shape[0]
+
+    def rank(rows):
+        return aqd_kneighbors(tables[rows], codes, n_db)[1]
+
+    return rank, {"epochs": dq.n_iter_, "final_pair_loss": dq.history_[-1]["pair_loss"]}
+
+
+def fit_method(method, data, M):
+    return (fit_faiss if method in ("PQ", "OPQ") else fit_dqn)(method, data, M)
+
+
+# --------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------
+
+
+def curve_depths(n_db):
+    pk = np.arange(1, min(TOP_K, n_db) + 1)
+    pr = np.unique(np.concatenate([np.geomspace(1, n_db, 120), np.linspace(1, n_db, 120)]).astype(np.intp))
+    return pk, pr
+
+
+def evaluate(rank, data, curves):
+    """MAP (whole database), MAP@1000 and, if asked, precision@k and precision-recall curves."""
+    y_q, y_db = data["y_q"], data["y_db"]
+    n_q, n_db = len(y_q), len(y_db)
+    pk_depths, pr_depths = curve_depths(n_db)
+    ap, ap_top = np.empty(n_q), np.empty(n_q)
+    pk, pr_p, pr_r = np.zeros(len(pk_depths)), np.zeros(len(pr_depths)), np.zeros(len(pr_depths))
+    for start in range(0, n_q, QUERY_CHUNK):
+        rows = slice(start, min(n_q, start + QUERY_CHUNK))
+        ranking = rank(rows)
+        ap[rows] = average_precision_scores(y_q[rows], y_db, ranking)
+        ap_top[rows] = average_precision_scores(y_q[rows], y_db, ranking, top_k=TOP_K)
+        if curves:  # the metrics are means over the chunk: weight by its size
+            weight = (rows.stop - rows.start) / n_q
+            pk += weight * precision_at_k(y_q[rows], y_db, ranking, k=pk_depths)
+            p, r, _ = precision_recall_curve(y_q[rows], y_db, ranking, depths=pr_depths)
+            pr_p += weight * p
+            pr_r += weight * r
+    result = {"map": float(ap.mean()), "map_at_1000": float(ap_top.mean())}
+    if curves:
+        result["curves"] = {"k": pk_depths.tolist(), "precision_at_k": pk.tolist(),
+                            "pr_depths": pr_depths.tolist(), "pr_precision": pr_p.tolist(),
+                            "pr_recall": pr_r.tolist()}
+    return result
+
+
+def run_dataset(data, bits_list):
+    """Every method at every bit length on one data set: a list of cells."""
+    print(f"\n== {data['name']}: {len(data['y_train']):,} training, {len(data['y_db']):,} database, "
+          f"{len(data['y_q']):,} queries, {data['X_train'].shape[1]} features\n   {data['note']}",
+          flush=True)
+    cells = []
+    for bits in bits_list:
+        M = bits // 8
+        for method in METHODS:
+            start = time.perf_counter()
+            rank, info = fit_method(method, data, M)
+            fit_s = time.perf_counter() - start
+            result = evaluate(rank, data, curves=bits == max(bits_list))
+            eval_s = time.perf_counter() - start - fit_s
+            cell = dict(dataset=data["key"], method=method, bits=bits, M=M, K=K, **result, **info,
+                        fit_seconds=fit_s, eval_seconds=eval_s, wall_seconds=fit_s + eval_s)
+            cells.append(cell)
+            pad = f"  (zero-padded {info['n_features']} -> {info['padded_to']})" if info.get("padded_to") else ""
+            print(f"{bits:>3} bits  {method:<8}  MAP {cell['map']:.4f}  MAP@1000 {cell['map_at_1000']:.4f}  "
+                  f"fit {fit_s:7.1f} s  eval {eval_s:5.1f} s{pad}", flush=True)
+    return cells
+
+
+# --------------------------------------------------------------------------
+# Claims: DQN - two-step and DQN - DQNip, absolute and relative
+# --------------------------------------------------------------------------
+
+
+def claims(cells):
+    """Per data set and bit length, DQN's MAP gain over Two-step and over DQNip."""
+    by_key = {(c["dataset"], c["method"], c["bits"]): c["map"] for c in cells}
+    rows = []
+    for (dataset, method, bits), dqn in by_key.items():
+        if method != "DQN":
+            continue
+        row = dict(dataset=dataset, bits=bits, dqn=dqn)
+        for other, name in (("Two-step", "two_step"), ("DQNip", "inner_product")):
+            base = by_key[(dataset, other, bits)]
+            row[name] = base
+            row[name + "_abs"] = dqn - base
+            row[name + "_rel"] = (dqn - base) / base if base > 0 else float("nan")
+        rows.append(row)
+    return rows
+
+
+def claims_summary(rows):
+    """One line per claim: the paper's words and what we measured."""
+    lines = []
+    for name, text in PAPER_CLAIMS.items():
+        if not rows:
+            break
+        ab = np.array([r[name + "_abs"] for r in rows]) * 100
+        rel = np.array([r[name + "_rel"] for r in rows]) * 100
+        wins = int((ab > 0).sum())
+        lines.append(
+            f"Paper: {text}. Measured: DQN ahead in {wins} of {len(rows)} cells; difference "
+            f"{ab.min():+.1f} to {ab.max():+.1f} MAP points (mean {ab.mean():+.1f}), "
+            f"{rel.min():+.1f}% to {rel.max():+.1f}% relative (mean {rel.mean():+.1f}%)."
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------
+
+
+def _table_rows(cells, dataset, bits_list):
+    """Header and rows (lists of strings) of one data set's table; best of a column in bold."""
+    header = ["Method"] + [f"MAP {b} bits" for b in bits_list] + [f"MAP@1000 {b} bits" for b in bits_list]
+    value = {(c["method"], c["bits"], m): c[m] for c in cells if c["dataset"] == dataset
+             for m in ("map", "map_at_1000")}
+    columns = [(b, "map") for b in bits_list] + [(b, "map_at_1000") for b in bits_list]
+    best = {col: max(value[(m, *col)] for m in METHODS) for col in columns}
+    rows = []
+    for method in METHODS:
+        row = [method]
+        for col in columns:
+            v = value[(method, *col)]
+            row.append(f"**{v:.4f}**" if v == best[col] else f"{v:.4f}")
+        rows.append(row)
+    return header, rows
+
+
+def _claim_rows(rows):
+    header = ["Data set", "Bits", "DQN", "Two-step", "DQN - Two-step", "DQNip", "DQN - DQNip"]
+    body = [[r["dataset"], str(r["bits"]), f"{r['dqn']:.4f}", f"{r['two_step']:.4f}",
+             f"{100 * r['two_step_abs']:+.2f} pts ({100 * r['two_step_rel']:+.1f}%)",
+             f"{r['inner_product']:.4f}",
+             f"{100 * r['inner_product_abs']:+.2f} pts ({100 * r['inner_product_rel']:+.1f}%)"]
+            for r in rows]
+    return header, body
+
+
+def _notes(data, cells):
+    notes = [data["note"] + "."]
+    padded = sorted({(c["n_features"], c["padded_to"]) for c in cells
+                     if c["dataset"] == data["key"] and c.get("padded_to")})
+    for d_in, d in padded:
+        notes.append(f"PQ/OPQ at 24 bits (M = 3): the {d_in} standardised features are zero-padded "
+                     f"to {d} (a multiple of M); zero columns change no distance.")
+    if len(data["y_train"]) < 39 * K:
+        notes.append(f"PQ/OPQ k-means run on {len(data['y_train']):,} training points, fewer than the "
+                     f"39 x {K} faiss recommends.")
+    return notes
+
+
+def _intro(quick):
+    scope = "QUICK run (small sizes, 8 and 32 bits); not the full protocol. " if quick else ""
+    return (f"{scope}MAP over the whole database and MAP@1000 (skdqn.metrics, "
+            "normalize=\"retrieved\", ties by database index); K = 256, M = bits / 8. "
+            "PQ/OPQ: faiss on the standardised features, ADC ranking. Two-step, DQNip, DQN: "
+            "make_pipeline(StandardScaler(), DeepQuantizer(M, K=256, ...)), random_state=0, "
+            "AQD ranking; Two-step = lam=0.0, DQNip = pair_loss=\"inner_product\". "
+            "Best of each column in bold. Produced by benchmarks/reproduce_paper.py.")
+
+
+def markdown(datasets, cells, claim_rows, bits_list, quick):
+    def table(header, rows):
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+    out = ["# DQN paper, Table 1 protocol and ablations" + (" (quick run)" if quick else ""), "", _intro(quick)]
+    for data in datasets:
+        out += ["", f"## {data['name']}", ""]
+        out += table(*_table_rows(cells, data["key"], bits_list))
+        out += [""] + [f"- {n}" for n in _notes(data, cells)]
+    out += ["", "## The paper's claims and what we measured", ""]
+    out += table(*_claim_rows(claim_rows))
+    out += [""] + [f"- {line}" for line in claims_summary(claim_rows)]
+    return "\n".join(out) + "\n"
+
+
+def rst(datasets, cells, claim_rows, bits_list, quick):
+    def list_table(header, rows):
+        lines = [".. list-table::", "   :header-rows: 1", ""]
+        for row in [header] + rows:
+            lines.append("   * - " + row[0])
+            lines += ["     - " + v for v in row[1:]]
+        return lines
+
+    def heading(text, char):
+        return [text, char * len(text)]
+
+    title = "DQN paper, Table 1 protocol and ablations" + (" (quick run)" if quick else "")
+    out = heading(title, "=") + ["", _intro(quick)]
+    for data in datasets:
+        out += [""] + heading(data["name"], "-") + [""]
+        out += list_table(*_table_rows(cells, data["key"], bits_list))
+        out += [""] + [f"* {n}" for n in _notes(data, cells)]
+    out += [""] + heading("The paper's claims and what we measured", "-") + [""]
+    out += list_table(*_claim_rows(claim_rows))
+    out += [""] + [f"* {line}" for line in claims_summary(claim_rows)]
+    return "\n".join(out) + "\n"
+
+
+def plot_curves(data, cells, bits, path):
+    """Precision@k and precision-recall at ``bits`` bits, every method, one PNG."""
+    fig, (ax_k, ax_pr) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for c in cells:
+        if c["dataset"] != data["key"] or c["bits"] != bits:
+            continue
+        curves = c["curves"]
+        ax_k.plot(curves["k"], curves["precision_at_k"], label=c["method"])
+        ax_pr.plot(curves["pr_recall"], curves["pr_precision"], label=c["method"])
+    ax_k.set(xlabel="k (items retrieved)", ylabel="precision@k", title=f"{data['name']}: precision@k, {bits} bits")
+    ax_pr.set(xlabel="recall", ylabel="precision", title=f"{data['name']}: precision-recall, {bits} bits")
+    for ax in (ax_k, ax_pr):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_record(args, bits_list, datasets, cells, claim_rows, total_s):
+    return {
+        "script": "benchmarks/reproduce_paper.py",
+        "quick": args.quick,
+        "datasets": {d["key"]: {"n_train": len(d["y_train"]), "n_database": len(d["y_db"]),
+                                "n_queries": len(d["y_q"]), "n_features": int(d["X_train"].shape[1]),
+                                "protocol": d["note"]} for d in datasets},
+        "bits": list(bits_list),
+        "seeds": {"splits": SEED, "pairs": SEED, "random_state": SEED, "faiss": "library defaults"},
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+                     "sklearn": sklearn.__version__, "faiss": faiss.__version__, "skdqn": skdqn.__version__},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "faiss_threads": faiss.omp_get_max_threads(),
+                    "device": "cuda" if torch.cuda.is_available() else "cpu"},
+        "cells": cells,
+        "claims": {"paper": PAPER_CLAIMS, "measured": claim_rows, "summary": claims_summary(claim_rows)},
+        "total_wall_seconds": total_s,
+    }
+
+
+def write_outputs(out_dir, args, bits_list, datasets, cells, total_s):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = "_quick" if args.quick else ""
+    claim_rows = claims(cells)
+    md = markdown(datasets, cells, claim_rows, bits_list, args.quick)
+    written = {out_dir / f"paper_table{suffix}.md": md,
+               out_dir / f"paper_table{suffix}.rst": rst(datasets, cells, claim_rows, bits_list, args.quick)}
+    for path, text in written.items():
+        path.write_text(text)
+    paths = list(written)
+    for data in datasets:
+        path = out_dir / f"paper_{data['key']}{suffix}.png"
+        plot_curves(data, cells, max(bits_list), path)
+        paths.append(path)
+    record = run_record(args, bits_list, datasets, cells, claim_rows, total_s)
+    path = out_dir / f"paper_run{suffix}.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    paths.append(path)
+    return md, paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, 8 and 32 bits; writes files with a _quick suffix")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--out-dir", default="docs/results")
+    args = parser.parse_args(argv)
+    bits_list = QUICK_BITS if args.quick else BITS
+    print(f"skdqn {skdqn.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"faiss {faiss.__version__}, sklearn {sklearn.__version__}, {platform.platform()}", flush=True)
+    start = time.perf_counter()
+    datasets, cells = [], []
+    for data in load_datasets(args.datasets, args.quick):
+        cells += run_dataset(data, bits_list)
+        datasets.append(data)
+    if not datasets:
+        print("Nothing to run.")
+        return
+    total_s = time.perf_counter() - start
+    md, paths = write_outputs(args.out_dir, args, bits_list, datasets, cells, total_s)
+    print("\n" + md)
+    print(f"Total wall time: {total_s / 60:.1f} min. Written: " + ", ".join(str(p) for p in paths))
+
+
+if __name__ == "__main__":
+    main()
