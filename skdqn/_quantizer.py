@@ -107,8 +107,12 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Passes over the training data.
     batch_size : int, default=256
         Mini-batch size; the pair loss uses all pairs of a batch.
-    learning_rate : float, default=3e-3
-        Step size of the optimizer.
+    learning_rate : float, default=5e-3
+        Step size of the optimizer (the peak, with ``lr_schedule="cosine"``).
+    lr_schedule : {"cosine", "constant"}, default="cosine"
+        ``"cosine"`` anneals the learning rate from ``learning_rate`` to 0
+        along a half cosine over ``max_epochs`` (updated every epoch);
+        ``"constant"`` keeps it fixed.
     optimizer : {"adam", "sgd"}, default="adam"
         Adam, or SGD with ``momentum``.
     momentum : float, default=0.9
@@ -118,7 +122,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     warmup_epochs : int, default=10
         Epochs trained on the pair loss alone before the first codebook fit
         (k-means++ then Lloyd iterations on the embeddings).
-    codebook_update_every : int, default=1
+    codebook_update_every : int, default=2
         Epochs between two refreshes of the codebooks ``C`` (closed-form
         update) and codes ``H`` (nearest codeword) after the first fit.
     device : str or torch.device, default="auto"
@@ -165,6 +169,11 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     the quantization loss is the squared residual summed over the ``R``
     dimensions and averaged over the batch (as in the authors' code).
 
+    The defaults (learning rate, schedule, ``lam``, refresh interval) were
+    chosen on a validation split carved from the Fashion-MNIST training
+    images (10,000 training items, 1,000 validation queries against the rest
+    of the training set), never on a test set.
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -190,6 +199,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "lr_schedule": [StrOptions({"constant", "cosine"})],
         "optimizer": [StrOptions({"adam", "sgd"})],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -214,12 +224,13 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         pair_weighting="uniform",
         max_epochs=40,
         batch_size=256,
-        learning_rate=3e-3,
+        learning_rate=5e-3,
+        lr_schedule="cosine",
         optimizer="adam",
         momentum=0.9,
         weight_decay=1e-5,
         warmup_epochs=10,
-        codebook_update_every=1,
+        codebook_update_every=2,
         device="auto",
         random_state=None,
         verbose=0,
@@ -236,6 +247,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.optimizer = optimizer
         self.momentum = momentum
         self.weight_decay = weight_decay
@@ -369,6 +381,9 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _train(self, net, X_t, Y_t, rng, device):
         n = X_t.shape[0]
         optimizer = self._make_optimizer(net.parameters())
+        scheduler = None
+        if self.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
         codebooks = codes = None  # C and H, numpy
         C_t = H_t = None  # their torch copies on the device
@@ -381,8 +396,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             if first_fit:
                 codebooks = train_codebooks(Z, self.M, self.K, random_state=rng)
                 codes = encode(Z, codebooks)
-            else:  # one alternation: H-step, C-step, H-step
-                codes = encode(Z, codebooks)
+            else:  # one alternation: C-step (H fixed), then H-step (C fixed)
                 codebooks, _ = update_codebooks(Z, codes, codebooks)
                 codes = encode(Z, codebooks)
             C_t = torch.from_numpy(codebooks).to(device)
@@ -422,6 +436,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                     optimizer.step()
                     sums[0] += p_loss.item()
                     n_batches += 1
+                if scheduler is not None:
+                    scheduler.step()
                 p_mean = sums[0] / max(n_batches, 1)
                 q_mean = sums[1] / max(n_batches, 1) if C_t is not None else float("nan")
                 self.history_.append(

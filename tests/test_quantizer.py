@@ -141,12 +141,29 @@ def test_string_labels_and_multilabel(small):
     assert 0 <= dq.score(X_q, Y_q) <= 1
 
 
+def test_cosine_schedule_anneals_the_learning_rate(small):
+    X, _, y, _ = small
+    seen = []
+
+    class Spy(torch.optim.Adam):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    dq = DeepQuantizer(random_state=0, learning_rate=0.01, **{**FAST, "max_epochs": 4})
+    dq._make_optimizer = lambda params: Spy(params, lr=dq.learning_rate)
+    dq.fit(X, y)
+    per_epoch = seen[::5]  # 300 samples / 64 = 5 batches per epoch
+    np.testing.assert_allclose(per_epoch, [0.01 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)])
+
+
 def test_inner_product_loss_sgd_and_balanced_run(small):
     X, _, y, _ = small
     for params in (
         dict(pair_loss="inner_product"),
         dict(optimizer="sgd", learning_rate=0.01),
         dict(pair_weighting="balanced"),
+        dict(lr_schedule="constant"),
     ):
         dq = DeepQuantizer(random_state=0, **FAST, **params).fit(X, y)
         assert np.isfinite(dq.history_[-1]["loss"])
