@@ -49,7 +49,7 @@ Usage::
     python benchmarks/reproduce_paper.py                     # everything (30-60 min on 2 cores)
     python benchmarks/reproduce_paper.py --quick             # a few minutes
     python benchmarks/reproduce_paper.py --datasets digits fashion
-    python benchmarks/reproduce_paper.py --out-dir /tmp/results
+    python benchmarks/reproduce_paper.py --out-dir /tmp/results --threads 4
 """
 
 import argparse
@@ -70,6 +70,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -477,6 +478,7 @@ def run_record(args, bits_list, datasets, cells, claim_rows, total_s):
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "faiss_threads": faiss.omp_get_max_threads(),
+                    "blas_threads": args.threads,
                     "device": "cuda" if torch.cuda.is_available() else "cpu"},
         "cells": cells,
         "claims": {"paper": PAPER_CLAIMS, "measured": claim_rows, "summary": claims_summary(claim_rows)},
@@ -512,7 +514,13 @@ def main(argv=None):
                         help="small sizes, 8 and 32 bits; writes files with a _quick suffix")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     parser.add_argument("--out-dir", default="docs/results")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for torch, faiss and BLAS (default 1: on a shared machine more "
+                             "threads oversubscribe the cores and run several times slower)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    threadpool_limits(args.threads)
     bits_list = QUICK_BITS if args.quick else BITS
     print(f"skdqn {skdqn.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"faiss {faiss.__version__}, sklearn {sklearn.__version__}, {platform.platform()}", flush=True)

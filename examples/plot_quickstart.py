@@ -17,10 +17,16 @@ pixels, which stores the same 4 bytes per image but ignores the labels.
 # to ``[0, 1]``.
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from skdqn import AQDNeighbors, DeepQuantizer
+
+# Networks this small train fastest on one CPU thread: intra-op parallelism
+# does not pay for such small matrices, and on a busy machine the threads
+# mostly wait for each other. Leave the default for large networks or a GPU.
+torch.set_num_threads(1)
 
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
@@ -88,6 +94,7 @@ epochs = [h["epoch"] for h in history]
 fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(9, 3.5), width_ratios=[2, 1])
 ax_loss.plot(epochs, [h["pair_loss"] for h in history], "o-", label="pairwise cosine loss")
 ax_loss.set_xlabel("epoch")
+ax_loss.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
 ax_loss.set_ylabel("pair loss")
 ax_q = ax_loss.twinx()
 ax_q.plot(epochs, [h["quantization_loss"] for h in history], "s--", color="C1", label="quantization loss")

@@ -44,8 +44,12 @@ class _RunError(Exception):
 # --------------------------------------------------------------------------
 
 
-def _load_array(path, *, key=None, what="array", labels=False):
-    """Read one array from a .npy, .npz or .csv file, or raise _InputError."""
+def _load_array(path, *, key=None, what="array", labels=False, strict_key=True):
+    """Read one array from a .npy, .npz or .csv file, or raise _InputError.
+
+    ``key`` names the array of an .npz file (default: its first array); with
+    ``strict_key`` it is an error to give one for another kind of file.
+    """
     import numpy as np
 
     if not os.path.exists(path):
@@ -68,7 +72,7 @@ def _load_array(path, *, key=None, what="array", labels=False):
     except Exception as exc:  # noqa: BLE001 - any reader failure is an input error
         kind = "a CSV file of numbers" if suffix == ".csv" else "a .npy, .npz or .csv array file"
         raise _InputError(f"could not read {what} {path} as {kind}: {exc}") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
+    if not isinstance(loaded, np.ndarray):  # an .npz archive
         with loaded:
             names = list(loaded.files)
             if not names:
@@ -80,7 +84,7 @@ def _load_array(path, *, key=None, what="array", labels=False):
                     f"{what} file {path} has no array named {key!r}; it holds: {', '.join(names)}"
                 )
             return loaded[key]
-    if key is not None:
+    if key is not None and strict_key:
         raise _InputError(f"--key applies to .npz files only, but {what} is {path}")
     return loaded
 
@@ -358,8 +362,8 @@ def _search(args):
 
     parts = _load_model(args.model)
     dq = parts[1]
-    database = _load_array(args.database, key=args.key, what="database")
-    queries = _load_array(args.queries, key=args.key, what="queries")
+    database = _load_array(args.database, key=args.key, what="database", strict_key=False)
+    queries = _load_array(args.queries, key=args.key, what="queries", strict_key=False)
     _check_output(args.output, "neighbors")
     if args.distances is not None:
         _check_output(args.distances, "distances")
@@ -421,6 +425,14 @@ def _positive_int(text):
     return value
 
 
+def _add_threads(parser):
+    parser.add_argument(
+        "--threads", type=_positive_int, default=None,
+        help="CPU threads for PyTorch (default: PyTorch's default); 1 is often fastest for "
+        "small networks, and much faster on a busy machine",
+    )
+
+
 def _build_parser():
     parser = argparse.ArgumentParser(
         prog="skdqn",
@@ -480,6 +492,7 @@ def _build_parser():
         "--standardize", action=argparse.BooleanOptionalAction, default=True,
         help="standardize the features with a StandardScaler saved in the model (default: yes)",
     )
+    _add_threads(fit)
     fit.add_argument("--key", help="array name inside X when it is an .npz file")
     fit.add_argument("--y-key", help="array name inside y when it is an .npz file")
 
@@ -495,6 +508,7 @@ def _build_parser():
     encode.add_argument("model", help="model file written by 'skdqn fit'")
     encode.add_argument("X", help="inputs, shape (n_samples, n_features)")
     encode.add_argument("-o", "--output", required=True, help="where to write the codes (.npy or .csv)")
+    _add_threads(encode)
     encode.add_argument("--key", help="array name inside X when it is an .npz file")
 
     search = sub.add_parser(
@@ -523,7 +537,8 @@ def _build_parser():
         help="the database file holds codes written by 'skdqn encode', not inputs",
     )
     search.add_argument("--n-jobs", type=int, default=None, help="threads for the search (default 1)")
-    search.add_argument("--key", help="array name inside the .npz inputs")
+    _add_threads(search)
+    search.add_argument("--key", help="array name inside the database and queries files that are .npz")
     return parser
 
 
@@ -554,6 +569,10 @@ def main(argv=None):
     0
     """
     args = _build_parser().parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return _COMMANDS[args.command](args)
     except _InputError as exc:

@@ -92,7 +92,7 @@ class AQDNeighbors(BaseEstimator):
         Number of items in the index.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen during :meth:`fit`, when ``X`` has string
         column names.
 
@@ -173,11 +173,20 @@ class AQDNeighbors(BaseEstimator):
         -------
         self : AQDNeighbors
             The fitted index.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdqn import AQDNeighbors
+        >>> X = np.random.default_rng(0).normal(size=(100, 8))
+        >>> index = AQDNeighbors(M=2, K=8, random_state=0).fit(X, y=np.arange(100) % 3)
+        >>> index.n_samples_fit_, index.codebooks_.shape
+        (100, (2, 8, 4))
         """
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         n_samples, n_features = X.shape
         if self.codebooks is None:
-            check_n_subspaces(n_features, self.M, name="M")
+            check_n_subspaces(n_features, self.M)
             if n_samples < self.K:
                 raise ValueError(
                     f"{type(self).__name__} needs n_samples >= K to learn K={self.K} "
@@ -404,6 +413,8 @@ class AQDNeighbors(BaseEstimator):
         Returns
         -------
         A : sparse matrix of shape (n_queries, n_samples_fit), CSR
+            ``A[i, j]`` is the weight of the edge from query ``i`` to item ``j``
+            (1 or the distance); items beyond ``radius`` have no entry.
 
         Examples
         --------

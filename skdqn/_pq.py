@@ -91,11 +91,10 @@ def split_subspaces(X, M):
     return X.reshape(n, M, d // M).transpose(1, 0, 2)
 
 
-def _sq_dists(X, C):
-    """Squared distances (n, K) between rows of X (n, ds) and C (K, ds), >= 0."""
-    d = (C * C).sum(axis=1)[None, :] - 2.0 * (X @ C.T)
-    d += (X * X).sum(axis=1)[:, None]
-    return np.maximum(d, 0, out=d)
+def _sq_dists_to_row(X, i):
+    """Exact squared distances from every row of X to row i (0 for duplicates)."""
+    diff = X - X[i]
+    return np.einsum("ij,ij->i", diff, diff)
 
 
 def kmeans_plusplus(X, K, random_state=None):
@@ -134,7 +133,7 @@ def kmeans_plusplus(X, K, random_state=None):
     centroids = np.empty((K, X.shape[1]), dtype=X.dtype)
     first = rng.randint(n)
     centroids[0] = X[first]
-    closest = ((X - X[first]) ** 2).sum(axis=1).astype(np.float64)
+    closest = _sq_dists_to_row(X, first).astype(np.float64)
     for k in range(1, K):
         total = closest.sum()
         if total > 0:
@@ -146,21 +145,23 @@ def kmeans_plusplus(X, K, random_state=None):
         else:
             idx = rng.randint(n)
         centroids[k] = X[idx]
-        np.minimum(closest, ((X - X[idx]) ** 2).sum(axis=1), out=closest)
+        np.minimum(closest, _sq_dists_to_row(X, idx), out=closest)
     return centroids
 
 
 def _encode_subspace(Xm, Cm, out):
-    # The expansion ||c||^2 - 2 <x, c> is evaluated in float64: in float32 its
-    # rounding error grows with ||x||^2, not with the distances being compared,
-    # so for data away from the origin (e.g. raw pixel values, offset 1000 in
-    # a 4-d subspace) a sizeable share of the codes differed from the
-    # reference loop. float64 keeps it exact up to genuine near-ties.
-    Cm = Cm.astype(np.float64)
-    c_sq = (Cm * Cm).sum(axis=1)
+    # The ranking ||c||^2 - 2 <x, c> is evaluated in float32 after moving the
+    # origin to a codeword (the first; any lies among the data). Uncentred, its
+    # rounding error grows with ||x||^2 rather than with the distances being
+    # compared, so data away from the origin (e.g. offset 1000) got wrong
+    # codes; centred, the error scales with the spread of the data, as the
+    # distances do, and integer data stays exact.
+    center = Cm[0].astype(np.float64)
+    Cc = (Cm - center).astype(np.float32)
+    c_sq = (Cc * Cc).sum(axis=1)
     for start in range(0, Xm.shape[0], _ROW_BLOCK):
-        block = Xm[start : start + _ROW_BLOCK].astype(np.float64)
-        out[start : start + block.shape[0]] = np.argmin(c_sq[None, :] - 2.0 * (block @ Cm.T), axis=1)
+        block = (Xm[start : start + _ROW_BLOCK] - center).astype(np.float32)
+        out[start : start + block.shape[0]] = np.argmin(c_sq[None, :] - 2.0 * (block @ Cc.T), axis=1)
 
 
 def encode(X, codebooks):
@@ -189,8 +190,8 @@ def encode(X, codebooks):
 
     The vectorised version ranks by ``||c||^2 - 2 <x, c>`` (the ``||x||^2`` term
     is the same for every codeword), one matrix product per subspace and
-    block of rows, in float64 (in float32 the expansion loses the small
-    differences between codewords when ``||x||`` is large).
+    block of rows, in float32 around the first codeword of each subspace (so
+    that data far from the origin loses no precision).
 
     Examples
     --------

@@ -30,6 +30,9 @@ __all__ = ["DeepQuantizer"]
 
 _DEFAULT_N_COMPONENTS = 300  # the authors' R; divisible by M = 1, 2, 3, 4
 _INFERENCE_BATCH = 1024
+# Lloyd iterations of the first codebook fit and of the final polish. Few are
+# needed: every refresh in between is one more C-step / H-step alternation.
+_CODEBOOK_ITER = 10
 
 
 def _resolve_device(device):
@@ -80,9 +83,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         (the authors' value) rounded up to a multiple of ``M``.
     lam : float, default=1e-4
         Weight of the quantization loss (the authors' value). It is 0 until
-        the first codebook fit (after ``warmup_epochs``). Larger values make
-        the embeddings easier to quantize (lower quantization error) at some
-        cost in ranking quality; select it with
+        the first codebook fit (after ``warmup_epochs``). Larger values lower
+        the quantization error in absolute terms -- partly by shrinking the
+        embeddings, which the cosine loss does not see -- at some cost in
+        ranking quality; select it with
         :class:`~sklearn.model_selection.GridSearchCV` (``score`` is MAP).
     hidden_layer_sizes : tuple of int, default=(512,)
         Hidden layers of the default MLP backbone (ReLU). Ignored when
@@ -138,7 +142,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     ----------
     network_ : torch.nn.Module
         The trained :class:`~skdqn._network.QuantizationNetwork`, in eval mode.
-    codebooks_ : ndarray of shape (M, K, n_components_ / M), float32
+    codebooks_ : ndarray of shape (M, K, ``n_components_`` / M), float32
         The block-diagonal codebooks ``C``.
     codes_ : ndarray of shape (n_samples, M), uint8 or uint16
         Codes of the training set (the database used by :meth:`score`).
@@ -156,7 +160,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         The device the network lives on.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Feature names seen during :meth:`fit`, when ``X`` has string column names.
 
     See Also
@@ -173,6 +177,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     chosen on a validation split carved from the Fashion-MNIST training
     images (10,000 training items, 1,000 validation queries against the rest
     of the training set), never on a test set.
+
+    Training uses torch's intra-op threads (all cores by default). The
+    default MLP's matrices are small: on a busy machine
+    ``torch.set_num_threads(1)`` can make ``fit`` several times faster.
 
     Examples
     --------
@@ -273,7 +281,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _resolve_n_components(self):
         if self.n_components is not None:
             R = self.n_components
-            check_n_subspaces(R, self.M, name="M")
+            check_n_subspaces(R, self.M, what="n_components")
             return R
         return self.M * math.ceil(_DEFAULT_N_COMPONENTS / self.M)
 
@@ -339,6 +347,15 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         -------
         self : DeepQuantizer
             The fitted estimator.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skdqn import DeepQuantizer
+        >>> X, y = load_digits(return_X_y=True)
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, random_state=0).fit(X, y)
+        >>> dq.codes_.shape, len(dq.history_)
+        ((1797, 2), 2)
         """
         X = self._validate_X(X, reset=True)
         if y is None:
@@ -394,7 +411,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             nonlocal codebooks, codes, C_t, H_t
             Z = self._embed(net, X_t)
             if first_fit:
-                codebooks = train_codebooks(Z, self.M, self.K, random_state=rng)
+                codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=rng)
                 codes = encode(Z, codebooks)
             else:  # one alternation: C-step (H fixed), then H-step (C fixed)
                 codebooks, _ = update_codebooks(Z, codes, codebooks)
@@ -472,11 +489,11 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         # Final codebooks and codes, consistent with the final network.
         Z = self._embed(net, X_t)
         if codebooks is None:
-            codebooks = train_codebooks(Z, self.M, self.K, random_state=rng)
+            codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=rng)
             codes = encode(Z, codebooks)
         else:
             codes = encode(Z, codebooks)
-            for _ in range(20):
+            for _ in range(_CODEBOOK_ITER):
                 codebooks, _ = update_codebooks(Z, codes, codebooks)
                 new_codes = encode(Z, codebooks)
                 if np.array_equal(new_codes, codes):
@@ -496,7 +513,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, n_components_), float32
+        Z : ndarray of shape (n_samples, ``n_components_``), float32
             Embeddings in ``[-1, 1]``.
 
         Examples
@@ -523,6 +540,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Returns
         -------
         codes : ndarray of shape (n_samples, M), uint8 (K <= 256) or uint16
+            Index of the nearest codeword of each subspace of the embedding.
 
         Examples
         --------
@@ -540,11 +558,14 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
         Parameters
         ----------
-        codes : array-like of shape (n_samples, M), integer in ``[0, K)``
+        codes : array-like of shape (n_samples, M), int
+            Codeword indices in ``[0, K)``, e.g. from :meth:`encode`.
 
         Returns
         -------
-        Z_hat : ndarray of shape (n_samples, n_components_), float32
+        Z_hat : ndarray of shape (n_samples, ``n_components_``), float32
+            The codewords of each subspace, concatenated (the reconstruction
+            of the embedding).
 
         Examples
         --------
@@ -595,6 +616,15 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         -------
         score : float
             MAP in [0, 1].
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skdqn import DeepQuantizer
+        >>> X, y = load_digits(return_X_y=True)
+        >>> dq = DeepQuantizer(M=2, K=16, max_epochs=3, random_state=0).fit(X[:1000], y[:1000])
+        >>> 0.0 <= dq.score(X[1000:], y[1000:]) <= 1.0
+        True
         """
         Z = self.transform(X)
         y = check_labels(y)

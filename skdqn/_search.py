@@ -175,9 +175,14 @@ def _topk_threshold(flat, codes, k, offsets):
     for start in range(0, n, _DB_BLOCK):
         stop = min(n, start + _DB_BLOCK)
         dist = _scan_block(flat, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
-        # Strictly below the k-th best: an equal distance further down the
-        # database loses the tie (larger index), so it can never enter.
-        hit = dist < kth
+        if start == 0 and dist.shape[0] >= k:
+            # First block: keep only what can be in its own top k (ties at
+            # the k-th value included), not every item.
+            hit = dist <= np.partition(dist, k - 1, axis=0)[k - 1]
+        else:
+            # Strictly below the k-th best: an equal distance further down the
+            # database loses the tie (larger index), so it can never enter.
+            hit = dist < kth
         if not hit.any():
             continue
         flat_hit = np.flatnonzero(hit)

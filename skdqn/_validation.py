@@ -6,27 +6,27 @@ from sklearn.exceptions import NotFittedError
 __all__ = ["check_n_subspaces", "check_codebooks"]
 
 
-def check_n_subspaces(n_features, M, *, name="M"):
-    """Raise a ValueError unless ``n_features`` splits into ``M`` equal subspaces.
+def check_n_subspaces(n_dims, M, *, what="n_features"):
+    """Raise a ValueError unless ``n_dims`` splits into ``M`` equal subspaces.
 
     Parameters
     ----------
-    n_features : int
+    n_dims : int
         Dimension of the vectors to quantize.
     M : int
         Number of subspaces.
-    name : str, default="M"
-        How the dimension is called in the message.
+    what : str, default="n_features"
+        How the dimension is called in the message (e.g. ``"n_components"``).
 
     Examples
     --------
     >>> from skdqn._validation import check_n_subspaces
     >>> check_n_subspaces(64, 4)
     """
-    if n_features % M:
+    if n_dims % M:
         raise ValueError(
-            f"n_features={n_features} is not divisible by {name}={M}: product quantization "
-            f"splits the vectors into {name} subspaces of equal dimension."
+            f"{what}={n_dims} is not divisible by M={M}: product quantization "
+            "splits the vectors into M subspaces of equal dimension."
         )
 
 

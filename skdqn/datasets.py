@@ -103,6 +103,7 @@ def retrieval_split(y, n_per_class, *, exclude=None, random_state=None):
     Returns
     -------
     indices : ndarray of shape (n_classes * n_per_class,), sorted
+        Positions in ``y`` of the drawn items, in increasing order.
 
     Examples
     --------

@@ -33,13 +33,6 @@ def test_unknown_command_and_bad_option_exit_with_usage(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_module_help_as_subprocess():
-    result = subprocess.run(
-        [sys.executable, "-m", "skdqn", "demo", "--help"], capture_output=True, text=True, check=True
-    )
-    assert "digits" in result.stdout and "--epochs" in result.stdout
-
-
 # --------------------------------------------------------------------------
 # fit / encode / search
 # --------------------------------------------------------------------------
@@ -150,7 +143,7 @@ def test_csv_and_npz_inputs_and_csv_output(model_file, data, tmp_path, capsys):
 def test_no_standardize_saves_a_plain_quantizer(data, tmp_path, capsys):
     _, files, arrays = data
     path = str(tmp_path / "plain.skdqn")
-    argv = ["fit", files["X"], files["y"], "-o", path, "--no-standardize", *FAST, "--lam", "0.5"]
+    argv = ["fit", files["X"], files["y"], "-o", path, "--no-standardize", *FAST, "--lam", "0.5", "--threads", "1"]
     assert main(argv) == 0
     model = joblib.load(path)
     assert isinstance(model, DeepQuantizer) and model.lam == 0.5
@@ -162,7 +155,9 @@ def test_no_standardize_saves_a_plain_quantizer(data, tmp_path, capsys):
 
 def _start(*args):
     """``python -m skdqn ARGS`` in the background (each start pays for importing torch)."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    # One thread, as the in-process tests (conftest.py): the tiny networks
+    # gain nothing from more, and a busy machine makes them much slower.
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "skdqn", *args],
         stdout=subprocess.PIPE,
@@ -180,10 +175,15 @@ def _finish(process):
 def test_end_to_end_as_subprocess(data, tmp_path):
     _, files, _ = data
     model, codes, nn = (str(tmp_path / name) for name in ("model.skdqn", "codes.npy", "nn.npy"))
-    # Independent commands run side by side: fit, and an error case that must
-    # print one line and no traceback.
+    # Each `python -m skdqn` pays for importing torch, so independent commands
+    # run side by side: fit, an error case that must print one line and no
+    # traceback, and the help of the demo.
     fit = _start("fit", files["X"], files["y"], "-o", model, *FAST)
     error = _start("encode", files["X"], files["Q"], "-o", os.devnull)
+    demo_help = _start("demo", "--help")
+    status, out, err = _finish(demo_help)
+    assert status == 0, err
+    assert "digits" in out and "--epochs" in out
     status, out, err = _finish(fit)
     assert status == 0, err
     assert "fitted DeepQuantizer on 500 items" in out

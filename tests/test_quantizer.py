@@ -244,7 +244,7 @@ def test_bad_X(small, fitted):
 
 def test_bad_structure_parameters(small):
     X, _, y, _ = small
-    with pytest.raises(ValueError, match="n_features=10 is not divisible by M=4"):
+    with pytest.raises(ValueError, match="n_components=10 is not divisible by M=4"):
         DeepQuantizer(M=4, n_components=10, max_epochs=1).fit(X, y)
     with pytest.raises(ValueError, match="n_samples=300"):
         DeepQuantizer(K=512, max_epochs=1).fit(X, y)

@@ -1,0 +1,119 @@
+"""Sphinx configuration for the skdqn documentation.
+
+Build (from the repository root)::
+
+    pip install ".[docs]"
+    python -m sphinx -W -b html docs docs/_build/html
+
+The example gallery (``examples/plot_*.py``) is executed during the build by
+sphinx-gallery; everything runs offline (the examples use scikit-learn's
+embedded digits data set). Intersphinx is not enabled: the build must not
+need the network.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+HERE = Path(__file__).resolve().parent
+# Document the checkout the docs belong to, even if another skdqn is installed;
+# _gallery.py (sphinx-gallery helpers) sits next to this file.
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import skdqn  # noqa: E402
+
+# -- Project -----------------------------------------------------------------
+
+project = "skdqn"
+author = "the skdqn developers"
+copyright = "the skdqn developers, BSD-3-Clause"  # noqa: A001 - Sphinx's name
+release = skdqn.__version__
+version = ".".join(release.split(".")[:2])
+
+# -- General -----------------------------------------------------------------
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = ["_templates"]
+# docs/results/ holds fragments that results.rst includes; they are not pages.
+exclude_patterns = ["_build", "results", "**.ipynb_checkpoints"]
+root_doc = "index"
+nitpicky = False
+default_role = "literal"
+pygments_style = "sphinx"
+
+# -- autodoc / autosummary / numpydoc -------------------------------------------
+
+autosummary_generate = True
+autosummary_imported_members = False
+autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_typehints = "none"
+# numpydoc renders the Parameters/Returns sections; autosummary lists members.
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_attributes_as_param_list = True
+numpydoc_xref_param_type = False  # no intersphinx: nothing to link types to
+
+# -- sphinx-gallery ----------------------------------------------------------------
+
+
+sphinx_gallery_conf = {
+    "examples_dirs": str(HERE.parent / "examples"),
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "_gallery.ExampleOrder",
+    "abort_on_example_error": True,
+    "only_warn_on_example_error": False,
+    "plot_gallery": "True",
+    "download_all_examples": False,
+    "doc_module": ("skdqn",),
+    "backreferences_dir": "generated/backreferences",
+    "reference_url": {"skdqn": None},
+    "reset_modules": ("matplotlib", "_gallery.reset_torch_threads"),
+    "remove_config_comments": True,
+    "show_memory": False,
+    "min_reported_time": 1,
+}
+
+# -- HTML --------------------------------------------------------------------
+
+html_theme = "pydata_sphinx_theme"
+html_title = f"skdqn {release}"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "secondary_sidebar_items": ["page-toc"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+}
+html_sidebars = {"install": [], "changelog": [], "results": [], "cli": []}
+html_show_sourcelink = False
+html_copy_source = False
+
+# -- Hooks -------------------------------------------------------------------
+
+# scikit-learn adds set_{method}_request methods to estimators whose methods
+# take extra arguments; their docstrings point into scikit-learn's own docs
+# (glossary terms, user guide labels) that do not exist here.
+_SKIP = re.compile(r"^set_\w+_request$")
+
+
+def _skip_member(app, what, name, obj, skip, options):
+    if _SKIP.match(name):
+        return True
+    return skip
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_member)
