@@ -39,7 +39,6 @@ setup(
     entry_points={"console_scripts": ["skdqn=skdqn.__main__:main"]},
     classifiers=[
         "Intended Audience :: Science/Research",
-        "License :: OSI Approved :: BSD License",
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],

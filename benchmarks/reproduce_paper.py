@@ -41,13 +41,18 @@ Outputs (default folder ``docs/results/``): ``paper_table.md``,
 ``paper_table.rst``, ``paper_<data set>.png`` and ``paper_run.json`` (seeds,
 versions, machine, wall time per cell and in total). ``--quick`` runs a small
 version in minutes (Fashion with 2,000 training / 10,000 database / 200
-queries and 2,000 / 4,000 / 200 pairs, 8 and 32 bits only) and writes the same
-files with a ``_quick`` suffix, so it never overwrites the full results.
+queries and 2,000 / 4,000 / 200 pairs, 8 and 32 bits only, OPQ trained with
+5 iterations instead of faiss' 50) and writes the same files with a ``_quick``
+suffix, so it never overwrites the full results. torch, faiss and BLAS run on
+one thread by default (``--threads``): on a shared machine more threads
+oversubscribe the cores and DeepQuantizer fits run several times slower.
+Most of the full run's time goes to OPQ on the 1,568 features of the
+multi-label set (50 SVDs of 1,568 x 1,568 per bit length).
 
 Usage::
 
-    python benchmarks/reproduce_paper.py                     # everything (30-60 min on 2 cores)
-    python benchmarks/reproduce_paper.py --quick             # a few minutes
+    python benchmarks/reproduce_paper.py                     # everything (about 1.5 h on 2 cores)
+    python benchmarks/reproduce_paper.py --quick             # about 10 minutes
     python benchmarks/reproduce_paper.py --datasets digits fashion
     python benchmarks/reproduce_paper.py --out-dir /tmp/results --threads 4
 """
@@ -89,6 +94,7 @@ SEED = 0
 K = 256  # codewords per subspace: one byte per subspace
 BITS = (8, 16, 24, 32)
 QUICK_BITS = (8, 32)
+QUICK_OPQ_ITERATIONS = 5  # faiss' OPQ default is 50: an SVD of d x d each (minutes at d = 1,568)
 TOP_K = 1000  # MAP@1000 and the precision@k curve
 QUERY_CHUNK = 100  # queries ranked at once (a chunk x n_database ranking)
 DATASETS = ("digits", "fashion", "fashion-multilabel")
@@ -101,6 +107,13 @@ DQN_PARAMS = {  # DeepQuantizer arguments of each DQN variant, besides M, K, ran
 FASHION_SIZES = {  # per class: training, database (None: all 60,000), queries; pairs
     False: dict(train=1000, database=None, queries=100, pairs=(10000, 20000, 1000)),
     True: dict(train=200, database=1000, queries=20, pairs=(2000, 4000, 200)),
+}
+LINE_STYLES = {  # the DQN variants often overlap: tell them apart by the dashes too
+    "PQ": dict(color="tab:blue", linestyle="-"),
+    "OPQ": dict(color="tab:orange", linestyle="--"),
+    "Two-step": dict(color="tab:green", linestyle="-."),
+    "DQNip": dict(color="tab:red", linestyle=":"),
+    "DQN": dict(color="tab:purple", linestyle="-"),
 }
 PAPER_CLAIMS = {
     "two_step": "DQN beats the two-step variant (DQN2) by 1.8-3.7% MAP",
@@ -213,13 +226,22 @@ def _pad(X, d):
     return X if X.shape[1] == d else np.pad(X, ((0, 0), (0, d - X.shape[1])))
 
 
-def fit_faiss(method, data, M):
-    """PQ or OPQ on the standardised raw features; returns (ranker, info)."""
+def fit_faiss(method, data, M, opq_iterations=None):
+    """PQ or OPQ on the standardised raw features; returns (ranker, info).
+
+    ``opq_iterations`` overrides faiss' number of OPQ iterations (``OPQMatrix.niter``).
+    """
     scaler = StandardScaler().fit(data["X_train"])
     d_in = scaler.n_features_in_
     d = M * -(-d_in // M)  # zero-pad to the next multiple of M
     pq = faiss.IndexPQ(d, M, 8)
-    index = pq if method == "PQ" else faiss.IndexPreTransform(faiss.OPQMatrix(d, M), pq)
+    if method == "PQ":
+        index = pq
+    else:
+        opq = faiss.OPQMatrix(d, M)
+        if opq_iterations is not None:
+            opq.niter = opq_iterations
+        index = faiss.IndexPreTransform(opq, pq)
     with _quiet_stderr():
         index.train(_pad(scaler.transform(data["X_train"]), d))
     index.add(_pad(scaler.transform(data["X_db"]), d))
@@ -248,8 +270,10 @@ def fit_dqn(method, data, M):
     return rank, {"epochs": dq.n_iter_, "final_pair_loss": dq.history_[-1]["pair_loss"]}
 
 
-def fit_method(method, data, M):
-    return (fit_faiss if method in ("PQ", "OPQ") else fit_dqn)(method, data, M)
+def fit_method(method, data, M, opq_iterations=None):
+    if method in ("PQ", "OPQ"):
+        return fit_faiss(method, data, M, opq_iterations)
+    return fit_dqn(method, data, M)
 
 
 # --------------------------------------------------------------------------
@@ -289,7 +313,7 @@ def evaluate(rank, data, curves):
     return result
 
 
-def run_dataset(data, bits_list):
+def run_dataset(data, bits_list, opq_iterations=None):
     """Every method at every bit length on one data set: a list of cells."""
     print(f"\n== {data['name']}: {len(data['y_train']):,} training, {len(data['y_db']):,} database, "
           f"{len(data['y_q']):,} queries, {data['X_train'].shape[1]} features\n   {data['note']}",
@@ -299,7 +323,7 @@ def run_dataset(data, bits_list):
         M = bits // 8
         for method in METHODS:
             start = time.perf_counter()
-            rank, info = fit_method(method, data, M)
+            rank, info = fit_method(method, data, M, opq_iterations)
             fit_s = time.perf_counter() - start
             result = evaluate(rank, data, curves=bits == max(bits_list))
             eval_s = time.perf_counter() - start - fit_s
@@ -345,8 +369,8 @@ def claims_summary(rows):
         wins = int((ab > 0).sum())
         lines.append(
             f"Paper: {text}. Measured: DQN ahead in {wins} of {len(rows)} cells; difference "
-            f"{ab.min():+.1f} to {ab.max():+.1f} MAP points (mean {ab.mean():+.1f}), "
-            f"{rel.min():+.1f}% to {rel.max():+.1f}% relative (mean {rel.mean():+.1f}%)."
+            f"{ab.min():+.2f} to {ab.max():+.2f} MAP points (mean {ab.mean():+.2f}), "
+            f"{rel.min():+.2f}% to {rel.max():+.2f}% relative (mean {rel.mean():+.2f}%)."
         )
     return lines
 
@@ -383,8 +407,10 @@ def _claim_rows(rows):
     return header, body
 
 
-def _notes(data, cells):
+def _notes(data, cells, opq_iterations):
     notes = [data["note"] + "."]
+    if opq_iterations is not None:
+        notes.append(f"OPQ trained with {opq_iterations} iterations instead of faiss' default 50.")
     padded = sorted({(c["n_features"], c["padded_to"]) for c in cells
                      if c["dataset"] == data["key"] and c.get("padded_to")})
     for d_in, d in padded:
@@ -396,8 +422,10 @@ def _notes(data, cells):
     return notes
 
 
-def _intro(quick):
-    scope = "QUICK run (small sizes, 8 and 32 bits); not the full protocol. " if quick else ""
+def _intro(ctx):
+    scope = "QUICK run (small sizes, 8 and 32 bits); not the full protocol. " if ctx["quick"] else ""
+    if not ctx["complete"]:
+        scope = "PARTIAL results, written while the run goes on. " + scope
     return (f"{scope}MAP over the whole database and MAP@1000 (skdqn.metrics, "
             "normalize=\"retrieved\", ties by database index); K = 256, M = bits / 8. "
             "PQ/OPQ: faiss on the standardised features, ADC ranking. Two-step, DQNip, DQN: "
@@ -406,23 +434,24 @@ def _intro(quick):
             "Best of each column in bold. Produced by benchmarks/reproduce_paper.py.")
 
 
-def markdown(datasets, cells, claim_rows, bits_list, quick):
+def markdown(datasets, cells, claim_rows, ctx):
     def table(header, rows):
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
         return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
-    out = ["# DQN paper, Table 1 protocol and ablations" + (" (quick run)" if quick else ""), "", _intro(quick)]
+    title = "DQN paper, Table 1 protocol and ablations" + (" (quick run)" if ctx["quick"] else "")
+    out = ["# " + title, "", _intro(ctx)]
     for data in datasets:
         out += ["", f"## {data['name']}", ""]
-        out += table(*_table_rows(cells, data["key"], bits_list))
-        out += [""] + [f"- {n}" for n in _notes(data, cells)]
+        out += table(*_table_rows(cells, data["key"], ctx["bits"]))
+        out += [""] + [f"- {n}" for n in _notes(data, cells, ctx["opq_iterations"])]
     out += ["", "## The paper's claims and what we measured", ""]
     out += table(*_claim_rows(claim_rows))
     out += [""] + [f"- {line}" for line in claims_summary(claim_rows)]
     return "\n".join(out) + "\n"
 
 
-def rst(datasets, cells, claim_rows, bits_list, quick):
+def rst(datasets, cells, claim_rows, ctx):
     def list_table(header, rows):
         lines = [".. list-table::", "   :header-rows: 1", ""]
         for row in [header] + rows:
@@ -433,12 +462,13 @@ def rst(datasets, cells, claim_rows, bits_list, quick):
     def heading(text, char):
         return [text, char * len(text)]
 
-    title = "DQN paper, Table 1 protocol and ablations" + (" (quick run)" if quick else "")
-    out = heading(title, "=") + ["", _intro(quick)]
+    title = "DQN paper, Table 1 protocol and ablations" + (" (quick run)" if ctx["quick"] else "")
+    # :orphan: keeps Sphinx quiet whether or not a toctree lists this page.
+    out = [":orphan:", ""] + heading(title, "=") + ["", _intro(ctx)]
     for data in datasets:
         out += [""] + heading(data["name"], "-") + [""]
-        out += list_table(*_table_rows(cells, data["key"], bits_list))
-        out += [""] + [f"* {n}" for n in _notes(data, cells)]
+        out += list_table(*_table_rows(cells, data["key"], ctx["bits"]))
+        out += [""] + [f"* {n}" for n in _notes(data, cells, ctx["opq_iterations"])]
     out += [""] + heading("The paper's claims and what we measured", "-") + [""]
     out += list_table(*_claim_rows(claim_rows))
     out += [""] + [f"* {line}" for line in claims_summary(claim_rows)]
@@ -452,8 +482,9 @@ def plot_curves(data, cells, bits, path):
         if c["dataset"] != data["key"] or c["bits"] != bits:
             continue
         curves = c["curves"]
-        ax_k.plot(curves["k"], curves["precision_at_k"], label=c["method"])
-        ax_pr.plot(curves["pr_recall"], curves["pr_precision"], label=c["method"])
+        style = dict(label=c["method"], **LINE_STYLES[c["method"]])
+        ax_k.plot(curves["k"], curves["precision_at_k"], **style)
+        ax_pr.plot(curves["pr_recall"], curves["pr_precision"], **style)
     ax_k.set(xlabel="k (items retrieved)", ylabel="precision@k", title=f"{data['name']}: precision@k, {bits} bits")
     ax_pr.set(xlabel="recall", ylabel="precision", title=f"{data['name']}: precision-recall, {bits} bits")
     for ax in (ax_k, ax_pr):
@@ -464,21 +495,23 @@ def plot_curves(data, cells, bits, path):
     plt.close(fig)
 
 
-def run_record(args, bits_list, datasets, cells, claim_rows, total_s):
+def run_record(ctx, datasets, cells, claim_rows, total_s):
     return {
         "script": "benchmarks/reproduce_paper.py",
-        "quick": args.quick,
+        "complete": ctx["complete"],
+        "quick": ctx["quick"],
         "datasets": {d["key"]: {"n_train": len(d["y_train"]), "n_database": len(d["y_db"]),
                                 "n_queries": len(d["y_q"]), "n_features": int(d["X_train"].shape[1]),
                                 "protocol": d["note"]} for d in datasets},
-        "bits": list(bits_list),
+        "bits": list(ctx["bits"]),
+        "opq_iterations": ctx["opq_iterations"] or "faiss default (50)",
         "seeds": {"splits": SEED, "pairs": SEED, "random_state": SEED, "faiss": "library defaults"},
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
                      "sklearn": sklearn.__version__, "faiss": faiss.__version__, "skdqn": skdqn.__version__},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "faiss_threads": faiss.omp_get_max_threads(),
-                    "blas_threads": args.threads,
+                    "blas_threads": ctx["threads"],
                     "device": "cuda" if torch.cuda.is_available() else "cpu"},
         "cells": cells,
         "claims": {"paper": PAPER_CLAIMS, "measured": claim_rows, "summary": claims_summary(claim_rows)},
@@ -486,22 +519,23 @@ def run_record(args, bits_list, datasets, cells, claim_rows, total_s):
     }
 
 
-def write_outputs(out_dir, args, bits_list, datasets, cells, total_s):
+def write_outputs(out_dir, ctx, datasets, cells, total_s):
+    """Tables, figures and the JSON record; ``ctx``: bits, quick, opq_iterations, threads, complete."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
+    suffix = "_quick" if ctx["quick"] else ""
     claim_rows = claims(cells)
-    md = markdown(datasets, cells, claim_rows, bits_list, args.quick)
+    md = markdown(datasets, cells, claim_rows, ctx)
     written = {out_dir / f"paper_table{suffix}.md": md,
-               out_dir / f"paper_table{suffix}.rst": rst(datasets, cells, claim_rows, bits_list, args.quick)}
+               out_dir / f"paper_table{suffix}.rst": rst(datasets, cells, claim_rows, ctx)}
     for path, text in written.items():
         path.write_text(text)
     paths = list(written)
     for data in datasets:
         path = out_dir / f"paper_{data['key']}{suffix}.png"
-        plot_curves(data, cells, max(bits_list), path)
+        plot_curves(data, cells, max(ctx["bits"]), path)
         paths.append(path)
-    record = run_record(args, bits_list, datasets, cells, claim_rows, total_s)
+    record = run_record(ctx, datasets, cells, claim_rows, total_s)
     path = out_dir / f"paper_run{suffix}.json"
     path.write_text(json.dumps(record, indent=1) + "\n")
     paths.append(path)
@@ -517,23 +551,32 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for torch, faiss and BLAS (default 1: on a shared machine more "
                              "threads oversubscribe the cores and run several times slower)")
+    parser.add_argument("--opq-iterations", type=int, default=None,
+                        help=f"OPQ training iterations (default: faiss' 50; {QUICK_OPQ_ITERATIONS} with --quick)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     threadpool_limits(args.threads)
+    if args.quick and args.opq_iterations is None:
+        args.opq_iterations = QUICK_OPQ_ITERATIONS
     bits_list = QUICK_BITS if args.quick else BITS
     print(f"skdqn {skdqn.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"faiss {faiss.__version__}, sklearn {sklearn.__version__}, {platform.platform()}", flush=True)
+    ctx = dict(bits=bits_list, quick=args.quick, opq_iterations=args.opq_iterations,
+               threads=args.threads, complete=False)
     start = time.perf_counter()
     datasets, cells = [], []
     for data in load_datasets(args.datasets, args.quick):
-        cells += run_dataset(data, bits_list)
+        cells += run_dataset(data, bits_list, args.opq_iterations)
         datasets.append(data)
+        # Partial outputs after every data set, so a long run that stops keeps what it did.
+        write_outputs(args.out_dir, ctx, datasets, cells, time.perf_counter() - start)
     if not datasets:
         print("Nothing to run.")
         return
     total_s = time.perf_counter() - start
-    md, paths = write_outputs(args.out_dir, args, bits_list, datasets, cells, total_s)
+    ctx["complete"] = True
+    md, paths = write_outputs(args.out_dir, ctx, datasets, cells, total_s)
     print("\n" + md)
     print(f"Total wall time: {total_s / 60:.1f} min. Written: " + ", ".join(str(p) for p in paths))
 

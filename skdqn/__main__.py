@@ -455,6 +455,11 @@ def _build_parser():
     demo.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--verbose", type=int, default=1, help="1 shows a progress bar (default 1)")
+    demo.add_argument(
+        "--threads", type=_positive_int, default=1,
+        help="CPU threads for PyTorch (default 1: the digits network is too small to gain from more, "
+        "and extra threads slow it down on a busy machine)",
+    )
 
     default = "default: DeepQuantizer's default"
     fit = sub.add_parser(
@@ -564,8 +569,9 @@ def main(argv=None):
     Examples
     --------
     >>> from skdqn.__main__ import main
-    >>> main(["demo", "--epochs", "2", "--M", "1", "--verbose", "0"])  # doctest: +ELLIPSIS
-    digits: ...
+    >>> main(["demo", "--epochs", "2", "--M", "1", "--verbose", "0"])  # doctest: +SKIP
+    digits: 1437 database/training items, 360 queries, 8-bit codes (M=1, K=256)
+    ...
     0
     """
     args = _build_parser().parse_args(argv)
