@@ -62,6 +62,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -119,6 +120,7 @@ PAPER_CLAIMS = {
     "two_step": "DQN beats the two-step variant (DQN2) by 1.8-3.7% MAP",
     "inner_product": "the cosine loss beats the inner-product loss (DQNip) by about 9% MAP",
 }
+PREVIOUS = "the run recorded in the output folder"
 INSTALL_HINT = "install with apt-get install dataset-fashion-mnist"
 
 
@@ -313,8 +315,13 @@ def evaluate(rank, data, curves):
     return result
 
 
-def run_dataset(data, bits_list, opq_iterations=None):
-    """Every method at every bit length on one data set: a list of cells."""
+def run_dataset(data, bits_list, opq_iterations=None, done=None, checkpoint=None):
+    """Every method at every bit length on one data set: a list of cells.
+
+    ``done`` maps ``(data set, method, bits)`` to cells of an earlier run to reuse
+    (``--resume``); ``checkpoint(cells)`` is called after every bit length.
+    """
+    done = done or {}
     print(f"\n== {data['name']}: {len(data['y_train']):,} training, {len(data['y_db']):,} database, "
           f"{len(data['y_q']):,} queries, {data['X_train'].shape[1]} features\n   {data['note']}",
           flush=True)
@@ -322,6 +329,11 @@ def run_dataset(data, bits_list, opq_iterations=None):
     for bits in bits_list:
         M = bits // 8
         for method in METHODS:
+            if (data["key"], method, bits) in done:
+                cells.append(done[(data["key"], method, bits)])
+                print(f"{bits:>3} bits  {method:<8}  MAP {cells[-1]['map']:.4f}  (reused from {PREVIOUS})",
+                      flush=True)
+                continue
             start = time.perf_counter()
             rank, info = fit_method(method, data, M, opq_iterations)
             fit_s = time.perf_counter() - start
@@ -333,6 +345,8 @@ def run_dataset(data, bits_list, opq_iterations=None):
             pad = f"  (zero-padded {info['n_features']} -> {info['padded_to']})" if info.get("padded_to") else ""
             print(f"{bits:>3} bits  {method:<8}  MAP {cell['map']:.4f}  MAP@1000 {cell['map_at_1000']:.4f}  "
                   f"fit {fit_s:7.1f} s  eval {eval_s:5.1f} s{pad}", flush=True)
+        if checkpoint is not None:
+            checkpoint(cells)
     return cells
 
 
@@ -426,6 +440,9 @@ def _intro(ctx):
     scope = "QUICK run (small sizes, 8 and 32 bits); not the full protocol. " if ctx["quick"] else ""
     if not ctx["complete"]:
         scope = "PARTIAL results, written while the run goes on. " + scope
+    if ctx["reused"]:
+        scope += (f"{ctx['reused']} of the cells were computed by an earlier invocation "
+                  "with the same settings (--resume). ")
     return (f"{scope}MAP over the whole database and MAP@1000 (skdqn.metrics, "
             "normalize=\"retrieved\", ties by database index); K = 256, M = bits / 8. "
             "PQ/OPQ: faiss on the standardised features, ADC ranking. Two-step, DQNip, DQN: "
@@ -514,32 +531,61 @@ def run_record(ctx, datasets, cells, claim_rows, total_s):
                     "blas_threads": ctx["threads"],
                     "device": "cuda" if torch.cuda.is_available() else "cpu"},
         "cells": cells,
+        "cells_reused": ctx["reused"],
+        "cells_wall_seconds": sum(c["wall_seconds"] for c in cells),
         "claims": {"paper": PAPER_CLAIMS, "measured": claim_rows, "summary": claims_summary(claim_rows)},
-        "total_wall_seconds": total_s,
+        "total_wall_seconds": total_s,  # this invocation; with --resume, reused cells ran before
     }
 
 
-def write_outputs(out_dir, ctx, datasets, cells, total_s):
-    """Tables, figures and the JSON record; ``ctx``: bits, quick, opq_iterations, threads, complete."""
+def record_path(out_dir, quick):
+    return Path(out_dir) / ("paper_run_quick.json" if quick else "paper_run.json")
+
+
+def write_outputs(out_dir, ctx, datasets, cells, total_s, tables=True):
+    """Tables, figures (unless ``tables`` is False) and the JSON record.
+
+    ``ctx``: bits, quick, opq_iterations, threads, reused, complete. Returns the
+    Markdown table (None without tables) and the paths written.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if ctx["quick"] else ""
     claim_rows = claims(cells)
-    md = markdown(datasets, cells, claim_rows, ctx)
-    written = {out_dir / f"paper_table{suffix}.md": md,
-               out_dir / f"paper_table{suffix}.rst": rst(datasets, cells, claim_rows, ctx)}
-    for path, text in written.items():
-        path.write_text(text)
-    paths = list(written)
-    for data in datasets:
-        path = out_dir / f"paper_{data['key']}{suffix}.png"
-        plot_curves(data, cells, max(ctx["bits"]), path)
-        paths.append(path)
-    record = run_record(ctx, datasets, cells, claim_rows, total_s)
-    path = out_dir / f"paper_run{suffix}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    paths.append(path)
-    return md, paths
+    md, paths = None, []
+    if tables:
+        md = markdown(datasets, cells, claim_rows, ctx)
+        written = {out_dir / f"paper_table{suffix}.md": md,
+                   out_dir / f"paper_table{suffix}.rst": rst(datasets, cells, claim_rows, ctx)}
+        for path, text in written.items():
+            path.write_text(text)
+        paths += list(written)
+        for data in datasets:
+            path = out_dir / f"paper_{data['key']}{suffix}.png"
+            plot_curves(data, cells, max(ctx["bits"]), path)
+            paths.append(path)
+    path = record_path(out_dir, ctx["quick"])
+    text = json.dumps(run_record(ctx, datasets, cells, claim_rows, total_s), indent=1)
+    # One line per list of numbers (the curves), not one line per number.
+    text = re.sub(r"\[[-+0-9.eE,\s]*\]", lambda m: " ".join(m.group(0).split()), text)
+    path.write_text(text + "\n")
+    return md, paths + [path]
+
+
+def previous_cells(out_dir, ctx):
+    """Cells of the earlier run recorded in ``out_dir`` (``--resume``), if its settings match."""
+    path = record_path(out_dir, ctx["quick"])
+    if not path.exists():
+        print(f"--resume: no {path}; starting afresh.")
+        return {}
+    record = json.loads(path.read_text())
+    same = (record["bits"] == list(ctx["bits"]) and record["machine"]["torch_threads"] == ctx["threads"]
+            and record["opq_iterations"] == (ctx["opq_iterations"] or "faiss default (50)")
+            and record["versions"]["skdqn"] == skdqn.__version__)
+    if not same:
+        raise SystemExit(f"--resume: {path} was written with other settings (bits, threads, OPQ "
+                         "iterations or skdqn version); run without --resume.")
+    return {(c["dataset"], c["method"], c["bits"]): c for c in record["cells"]}
 
 
 def main(argv=None):
@@ -553,6 +599,9 @@ def main(argv=None):
                              "threads oversubscribe the cores and run several times slower)")
     parser.add_argument("--opq-iterations", type=int, default=None,
                         help=f"OPQ training iterations (default: faiss' 50; {QUICK_OPQ_ITERATIONS} with --quick)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the cells of the run recorded in the output folder (same settings); "
+                             "only the missing ones are computed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
@@ -563,13 +612,20 @@ def main(argv=None):
     print(f"skdqn {skdqn.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"faiss {faiss.__version__}, sklearn {sklearn.__version__}, {platform.platform()}", flush=True)
     ctx = dict(bits=bits_list, quick=args.quick, opq_iterations=args.opq_iterations,
-               threads=args.threads, complete=False)
+               threads=args.threads, reused=0, complete=False)
+    done = previous_cells(args.out_dir, ctx) if args.resume else {}
     start = time.perf_counter()
     datasets, cells = [], []
     for data in load_datasets(args.datasets, args.quick):
-        cells += run_dataset(data, bits_list, args.opq_iterations)
+        # Partial outputs as the run goes (the JSON after every bit length, the tables and
+        # figures after every data set), so a long run that stops keeps what it did.
+        def checkpoint(new, data=data):
+            write_outputs(args.out_dir, ctx, datasets + [data], cells + new,
+                          time.perf_counter() - start, tables=False)
+
+        cells += run_dataset(data, bits_list, args.opq_iterations, done, checkpoint)
         datasets.append(data)
-        # Partial outputs after every data set, so a long run that stops keeps what it did.
+        ctx["reused"] = sum(1 for c in cells if (c["dataset"], c["method"], c["bits"]) in done)
         write_outputs(args.out_dir, ctx, datasets, cells, time.perf_counter() - start)
     if not datasets:
         print("Nothing to run.")
