@@ -26,7 +26,18 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        # The test extra includes the optional dependencies, so that their
+        # tests (faiss interop, search on a dask cluster, feature names from
+        # pandas) run in CI instead of being skipped.
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6",
+            "faiss-cpu>=1.7.4",
+            "dask[distributed]>=2023.1",
+            "pandas>=1.5",
+        ],
+        # faiss interop (AQDNeighbors.to_faiss/from_faiss) and cluster search.
+        "scale": ["faiss-cpu>=1.7.4", "dask[distributed]>=2023.1"],
         "docs": [
             "sphinx>=7",
             "sphinx-gallery>=0.15",
@@ -34,7 +45,7 @@ setup(
             "pydata-sphinx-theme>=0.15",
             "matplotlib>=3.6",
         ],
-        "bench": ["faiss-cpu>=1.7.4", "matplotlib>=3.6"],
+        "bench": ["faiss-cpu>=1.7.4", "matplotlib>=3.6", "dask[distributed]>=2023.1"],
     },
     entry_points={"console_scripts": ["skdqn=skdqn.__main__:main"]},
     classifiers=[

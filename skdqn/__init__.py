@@ -9,11 +9,14 @@ Asymmetric Quantizer Distance with lookup tables.
 * :class:`AQDNeighbors`: a compressed, :class:`~sklearn.neighbors.NearestNeighbors`-style
   index over product-quantization codes.
 * :mod:`skdqn.metrics`: retrieval metrics (MAP, precision@k, ...).
+* :func:`merge_kneighbors`, :func:`database_shards`: search a database in
+  shards (threads, processes, a cluster) and merge the per-shard top-k.
 """
 
 from ._neighbors import AQDNeighbors
 from ._quantizer import DeepQuantizer
+from ._search import database_shards, merge_kneighbors
 
 __version__ = "0.1.0"
 
-__all__ = ["AQDNeighbors", "DeepQuantizer", "__version__"]
+__all__ = ["AQDNeighbors", "DeepQuantizer", "database_shards", "merge_kneighbors", "__version__"]

@@ -9,17 +9,22 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._faiss import from_faiss_index, to_faiss_index
+from ._io import read_bundle, write_bundle
 from ._labels import check_labels
-from ._pq import decode, encode, train_codebooks
+from ._pq import code_dtype, decode, encode, train_codebooks
 from ._search import (
     aqd_kneighbors,
     aqd_radius_neighbors,
     distance_tables,
     retrieval_average_precisions,
 )
-from ._validation import check_codebooks, check_n_subspaces
+from ._validation import check_codebooks, check_codes, check_n_subspaces
 
 __all__ = ["AQDNeighbors"]
+
+_FORMAT = "skdqn.AQDNeighbors"
+_FORMAT_VERSION = 1
 
 
 def _as_sparse_interface(graph):
@@ -75,9 +80,14 @@ class AQDNeighbors(BaseEstimator):
         negated inner products, so that ascending order still means best
         first, and ``radius`` bounds ``-<q, C h>``.
     n_jobs : int, default=None
-        Number of threads searching blocks of queries in parallel. ``None``
-        means 1 unless in a :func:`joblib.parallel_backend` context; ``-1``
-        uses all processors. Results do not depend on it.
+        Number of parallel workers. A task is a block of queries searched
+        against a shard of the database; with fewer query blocks than
+        workers the database is split into shards whose top-k lists are
+        merged (:func:`~skdqn.merge_kneighbors`). Threads by default (numpy
+        releases the GIL in the scan); inside a
+        :func:`joblib.parallel_backend` context, that backend (e.g.
+        ``"dask"`` to use a cluster). ``None`` means 1 unless in such a
+        context; ``-1`` uses all processors. Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Seeds codebook learning (when ``codebooks`` is None). The same seed
         gives the same codes.
@@ -86,8 +96,9 @@ class AQDNeighbors(BaseEstimator):
     ----------
     codebooks_ : ndarray of shape (M, K, n_features / M), float32
         The codebooks used to encode and search.
-    codes_ : ndarray of shape (n_samples_fit, M), uint8 or uint16
-        The stored items.
+    codes_ : ndarray or numpy.memmap of shape (n_samples_fit, M), uint8 or uint16
+        The stored items (memory-mapped when loaded with
+        ``load(path, mmap_mode="r")``).
     n_samples_fit_ : int
         Number of items in the index.
     n_features_in_ : int
@@ -110,6 +121,13 @@ class AQDNeighbors(BaseEstimator):
     :class:`~sklearn.neighbors.NearestNeighbors`.
 
     Distances are float32, the precision of the codebooks and tables.
+
+    Growing, storing and moving an index: :meth:`partial_fit` appends items
+    encoded with the existing codebooks; :meth:`save` and :meth:`load` write
+    and read a directory or a single ``.npz`` file (numpy arrays and a JSON
+    header, no pickle), and ``load(..., mmap_mode="r")`` searches codes that
+    stay on disk; :meth:`to_faiss` and :meth:`from_faiss` convert to and
+    from :class:`faiss.IndexPQ`.
 
     Examples
     --------
@@ -183,6 +201,9 @@ class AQDNeighbors(BaseEstimator):
         >>> index.n_samples_fit_, index.codebooks_.shape
         (100, (2, 8, 4))
         """
+        return self._fit(X, y)
+
+    def _fit(self, X, y):
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         n_samples, n_features = X.shape
         if self.codebooks is None:
@@ -200,17 +221,400 @@ class AQDNeighbors(BaseEstimator):
             self.codebooks_ = check_codebooks(self.codebooks, n_features)
         self.codes_ = encode(X, self.codebooks_)
         self.n_samples_fit_ = n_samples
-        if y is not None:
-            labels = check_labels(y)
-            # labels.shape[0], not len(y): len() is undefined for sparse y.
-            if labels.shape[0] != n_samples:
-                raise ValueError(
-                    f"y has {labels.shape[0]} entries but X has n_samples={n_samples}."
-                )
-            self._fit_labels = labels
-        else:
-            self._fit_labels = None
+        self._fit_labels = None if y is None else self._check_y(y, n_samples)
         return self
+
+    @staticmethod
+    def _check_y(y, n_samples):
+        labels = check_labels(y)
+        # labels.shape[0], not len(y): len() is undefined for sparse y.
+        if labels.shape[0] != n_samples:
+            raise ValueError(f"y has {labels.shape[0]} entries but X has n_samples={n_samples}.")
+        return labels
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Append items to the index, encoded with its existing codebooks.
+
+        The first call on an unfitted index is :meth:`fit` (it learns or
+        takes the codebooks). Later calls encode ``X`` with ``codebooks_``
+        (nothing is refitted) and append the codes; the new items get the
+        indices ``n_samples_fit_, n_samples_fit_ + 1, ...``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Items to add. Not modified.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels), default=None
+            Their labels: required when the index was built with labels
+            (for :meth:`score`), refused when it was built without.
+
+        Returns
+        -------
+        self : AQDNeighbors
+            The grown index.
+
+        Notes
+        -----
+        Appending copies the stored codes (``M`` bytes per item); add items
+        in large batches. A memory-mapped index (from :meth:`load`) is read
+        into memory by the first append.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdqn import AQDNeighbors
+        >>> X = np.random.default_rng(0).normal(size=(300, 8))
+        >>> index = AQDNeighbors(M=2, K=16, random_state=0).partial_fit(X[:200])
+        >>> index.partial_fit(X[200:]).n_samples_fit_
+        300
+        """
+        if not hasattr(self, "codes_"):
+            return self._fit(X, y)
+        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        n_new = X.shape[0]
+        labels = None
+        if self._fit_labels is not None:
+            if y is None:
+                raise ValueError(
+                    "y is required: the index was built with labels (for score), so every "
+                    "item added needs one."
+                )
+            labels = self._check_y(y, n_new)
+            old = self._fit_labels
+            if labels.ndim != old.ndim or labels.shape[1:] != old.shape[1:]:
+                raise ValueError(
+                    f"y has the layout {labels.shape[1:] or '1-D class labels'} but the index "
+                    f"holds {old.shape[1:] or '1-D class labels'}; use the same label layout."
+                )
+            try:
+                labels = np.concatenate([old, labels])
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"y has labels of dtype {labels.dtype}, which do not mix with the index's "
+                    f"labels of dtype {old.dtype}."
+                ) from exc
+        elif y is not None:
+            raise ValueError(
+                "y was given but the index was built without labels; refit with fit(X, y) to "
+                "keep labels for score."
+            )
+        codes = encode(X, self.codebooks_)
+        self.codes_ = np.concatenate([np.asarray(self.codes_), codes])
+        self.n_samples_fit_ += n_new
+        if labels is not None:
+            self._fit_labels = labels
+        return self
+
+    def encode(self, X):
+        """Codes of ``X`` under the index's codebooks (nearest codeword per subspace).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Vectors to encode.
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, M), uint8 or uint16
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdqn import AQDNeighbors
+        >>> X = np.random.default_rng(0).normal(size=(100, 4))
+        >>> index = AQDNeighbors(M=2, K=8, random_state=0).fit(X)
+        >>> bool((index.encode(X) == index.codes_).all())
+        True
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        return encode(X, self.codebooks_)
+
+    def decode(self, codes):
+        """Reconstructions ``C h`` of codes: the vectors the index actually compares.
+
+        Parameters
+        ----------
+        codes : array-like of shape (n_samples, M), integer in ``[0, K)``
+
+        Returns
+        -------
+        X_rec : ndarray of shape (n_samples, n_features), float32
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdqn import AQDNeighbors
+        >>> index = AQDNeighbors(M=1, K=2).fit([[0.0], [0.0], [4.0]])
+        >>> index.decode(index.encode([[3.5], [0.5]])).ravel().tolist()
+        [4.0, 0.0]
+        """
+        check_is_fitted(self)
+        M, K, _ = self.codebooks_.shape
+        return decode(check_codes(codes, M, K), self.codebooks_)
+
+    # ------------------------------------------------------ storage, faiss
+    def _params_for_header(self):
+        params = self.get_params(deep=False)
+        params.pop("codebooks")
+        if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
+            params["random_state"] = None  # a RandomState instance is not stored
+        else:
+            params["random_state"] = None if params["random_state"] is None else int(params["random_state"])
+        params["n_jobs"] = None if params["n_jobs"] is None else int(params["n_jobs"])
+        return {k: (int(v) if isinstance(v, Integral) and not isinstance(v, bool) else v)
+                for k, v in params.items()}
+
+    def save(self, path):
+        """Write the index to a directory or a single ``.npz`` file, without pickle.
+
+        The codebooks, the codes and the labels (when the index has them) are
+        stored as ``.npy`` arrays, the parameters and sizes in a small JSON
+        header; :meth:`load` reads them back, memory-mapped if asked.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A name ending in ``.npz`` writes one file (an uncompressed ZIP
+            archive, which :func:`numpy.load` can also open); any other name
+            a directory with ``header.json``, ``codebooks.npy``, ``codes.npy``
+            and ``labels.npy``.
+
+        Returns
+        -------
+        path : pathlib.Path
+
+        Notes
+        -----
+        Labels held as Python objects (e.g. strings from a pandas column) are
+        stored as a numpy string or number array.
+
+        Examples
+        --------
+        >>> import numpy as np, os, tempfile
+        >>> from skdqn import AQDNeighbors
+        >>> X = np.random.default_rng(0).normal(size=(100, 4))
+        >>> index = AQDNeighbors(M=2, K=8, random_state=0).fit(X)
+        >>> path = index.save(os.path.join(tempfile.mkdtemp(), "index.npz"))
+        >>> loaded = AQDNeighbors.load(path, mmap_mode="r")
+        >>> bool((loaded.kneighbors(X[:3])[1] == index.kneighbors(X[:3])[1]).all())
+        True
+        """
+        check_is_fitted(self)
+        import skdqn
+
+        names = getattr(self, "feature_names_in_", None)
+        header = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "skdqn_version": skdqn.__version__,
+            "params": self._params_for_header(),
+            "codebooks_given": self.codebooks is not None,
+            "n_samples_fit": int(self.n_samples_fit_),
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": None if names is None else [str(n) for n in names],
+        }
+        arrays = {"codebooks": self.codebooks_, "codes": self.codes_}
+        if self._fit_labels is not None:
+            labels = self._fit_labels
+            if labels.dtype.hasobject:
+                # e.g. strings from a pandas column: stored as a numpy str/int array.
+                labels = np.asarray(labels.tolist())
+            arrays["labels"] = labels
+        return write_bundle(path, header, arrays)
+
+    @classmethod
+    def load(cls, path, mmap_mode=None):
+        """Read an index written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The directory or ``.npz`` file given to :meth:`save`.
+        mmap_mode : {None, "r", "c"}, default=None
+            ``None`` reads the codes into memory. ``"r"`` memory-maps them
+            (and the labels): they stay on disk and searches stream them
+            block by block, so the index may be larger than memory. ``"c"``
+            maps copy-on-write.
+
+        Returns
+        -------
+        index : AQDNeighbors
+            Fitted, with the saved parameters. If the saved index was given
+            its codebooks (array or estimator), the loaded one holds them as
+            the ``codebooks`` array, so a clone refits with the same codebooks.
+
+        Examples
+        --------
+        >>> import numpy as np, os, tempfile
+        >>> from skdqn import AQDNeighbors
+        >>> index = AQDNeighbors(M=2, K=8, random_state=0).fit(np.eye(16, 4))
+        >>> folder = index.save(os.path.join(tempfile.mkdtemp(), "index"))
+        >>> AQDNeighbors.load(folder).n_samples_fit_
+        16
+        """
+        if mmap_mode not in (None, "r", "c"):
+            raise ValueError(
+                f"mmap_mode must be None, 'r' or 'c'; got {mmap_mode!r} (a loaded index is "
+                "grown with partial_fit, in memory, not written in place)."
+            )
+        header, arrays = read_bundle(path, mmap_mode=mmap_mode)
+        if header.get("format") != _FORMAT:
+            raise ValueError(f"{path} does not hold an AQDNeighbors index (format={header.get('format')!r}).")
+        if header.get("format_version", 0) > _FORMAT_VERSION:
+            raise ValueError(
+                f"{path} was written by a newer skdqn (format version {header['format_version']}); "
+                f"this one reads version {_FORMAT_VERSION}."
+            )
+        missing = {"codebooks", "codes"} - set(arrays)
+        if missing:
+            raise ValueError(f"{path} is incomplete: missing {sorted(missing)}.")
+        codebooks = np.array(arrays["codebooks"], dtype=np.float32)
+        index = cls(**header["params"])
+        if header["codebooks_given"]:
+            index.codebooks = codebooks
+        index.codebooks_ = check_codebooks(codebooks, header["n_features_in"])
+        M, K, _ = codebooks.shape
+        codes = arrays["codes"]
+        if codes.shape != (header["n_samples_fit"], M) or codes.dtype != code_dtype(K):
+            raise ValueError(
+                f"{path}: codes have shape {codes.shape} and dtype {codes.dtype}; expected "
+                f"({header['n_samples_fit']}, {M}) and {code_dtype(K)}."
+            )
+        index.codes_ = check_codes(codes, M, K, copy=False)
+        index.n_samples_fit_ = int(header["n_samples_fit"])
+        index.n_features_in_ = int(header["n_features_in"])
+        if header.get("feature_names_in") is not None:
+            index.feature_names_in_ = np.array(header["feature_names_in"], dtype=object)
+        labels = arrays.get("labels")
+        if labels is not None and labels.shape[0] != index.n_samples_fit_:
+            raise ValueError(f"{path}: {labels.shape[0]} labels for {index.n_samples_fit_} items.")
+        index._fit_labels = labels
+        return index
+
+    @classmethod
+    def from_codes(cls, codebooks, codes, y=None, **params):
+        """An index over given codes, e.g. written to a memory-mapped file chunk by chunk.
+
+        Parameters
+        ----------
+        codebooks : array-like of shape (M, K, ds) or fitted estimator
+            As the ``codebooks`` parameter.
+        codes : array-like of shape (n_samples, M), integer in ``[0, K)``
+            Used as they are (not copied) when already of the right dtype, so
+            a :class:`numpy.memmap` stays on disk.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels), default=None
+            Labels of the items, for :meth:`score`.
+        **params
+            Other parameters of the index (``n_neighbors``, ``metric``, ...).
+
+        Returns
+        -------
+        index : AQDNeighbors
+            Fitted; ``n_features_in_ = M * ds``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdqn import AQDNeighbors
+        >>> C = np.arange(8, dtype=np.float32).reshape(1, 4, 2)
+        >>> index = AQDNeighbors.from_codes(C, np.array([[3], [0]], dtype=np.uint8), n_neighbors=1)
+        >>> index.kneighbors([[0.0, 1.0]])
+        (array([[0.]], dtype=float32), array([[1]]))
+        """
+        index = cls(codebooks=codebooks, **params)
+        index._validate_params()
+        M_K_ds = np.shape(getattr(codebooks, "codebooks_", codebooks))
+        if len(M_K_ds) != 3:
+            raise ValueError(f"codebooks must have shape (M, K, ds); got shape {M_K_ds}.")
+        M, K, ds = M_K_ds
+        index.codebooks_ = check_codebooks(codebooks, M * ds)
+        index.codes_ = check_codes(codes, M, K, copy=False)
+        index.n_samples_fit_ = index.codes_.shape[0]
+        index.n_features_in_ = M * ds
+        index._fit_labels = None if y is None else cls._check_y(y, index.n_samples_fit_)
+        return index
+
+    def to_faiss(self):
+        """The index as a :class:`faiss.IndexPQ` with the same codebooks and codes.
+
+        ``metric="euclidean"`` and ``"sqeuclidean"`` give ``METRIC_L2`` (faiss
+        returns squared distances, as ``"sqeuclidean"`` does);
+        ``"inner_product"`` gives ``METRIC_INNER_PRODUCT`` (faiss returns the
+        inner products, largest first; this index returns their negation).
+
+        Returns
+        -------
+        index : faiss.IndexPQ
+            Trained, holding ``n_samples_fit_`` items (a copy of the codes).
+
+        Raises
+        ------
+        ImportError
+            If faiss is not installed.
+        ValueError
+            If ``K`` is not a power of two (faiss stores ``nbits`` per code).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdqn import AQDNeighbors
+        >>> X = np.random.default_rng(0).normal(size=(500, 8)).astype(np.float32)
+        >>> index = AQDNeighbors(M=2, K=16, random_state=0).fit(X)
+        >>> findex = index.to_faiss()  # doctest: +SKIP
+        >>> findex.ntotal  # doctest: +SKIP
+        500
+        """
+        check_is_fitted(self)
+        metric = "inner_product" if self.metric == "inner_product" else "l2"
+        return to_faiss_index(self.codebooks_, self.codes_, metric)
+
+    @classmethod
+    def from_faiss(cls, index, **params):
+        """Build an index from a trained :class:`faiss.IndexPQ` (codebooks and codes).
+
+        Parameters
+        ----------
+        index : faiss.IndexPQ
+            Trained, with ``METRIC_L2`` or ``METRIC_INNER_PRODUCT`` and
+            ``nbits <= 16``.
+        **params
+            Parameters of the new index. ``metric`` defaults to
+            ``"sqeuclidean"`` for ``METRIC_L2`` (the distances faiss returns)
+            and must be ``"inner_product"`` for ``METRIC_INNER_PRODUCT``.
+
+        Returns
+        -------
+        aqd : AQDNeighbors
+            Fitted, its ``codebooks`` parameter set to faiss' centroids.
+
+        Examples
+        --------
+        >>> import faiss, numpy as np  # doctest: +SKIP
+        >>> from skdqn import AQDNeighbors
+        >>> findex = faiss.IndexPQ(8, 2, 4)  # doctest: +SKIP
+        >>> X = np.random.default_rng(0).normal(size=(500, 8)).astype(np.float32)
+        >>> findex.train(X); findex.add(X)  # doctest: +SKIP
+        >>> AQDNeighbors.from_faiss(findex).codes_.shape  # doctest: +SKIP
+        (500, 2)
+        """
+        codebooks, codes, metric = from_faiss_index(index)
+        if metric == "inner_product":
+            params.setdefault("metric", "inner_product")
+            if params["metric"] != "inner_product":
+                raise ValueError(
+                    "the faiss index ranks by inner product; metric must be 'inner_product', "
+                    f"got {params['metric']!r}."
+                )
+        else:
+            params.setdefault("metric", "sqeuclidean")
+            if params["metric"] == "inner_product":
+                raise ValueError(
+                    "the faiss index ranks by L2 distance; metric must be 'euclidean' or "
+                    "'sqeuclidean', got 'inner_product'."
+                )
+        return cls.from_codes(codebooks, codes, **params)
 
     # --------------------------------------------------------------- search
     def _tables(self, X):

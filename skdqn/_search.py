@@ -22,13 +22,22 @@ deterministic (:class:`sklearn.neighbors.NearestNeighbors` leaves the order
 of tied items unspecified).
 """
 
+import math
+
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import get_config
 
 from ._pq import split_subspaces
 
-__all__ = ["distance_tables", "aqd_distances", "aqd_kneighbors", "aqd_radius_neighbors"]
+__all__ = [
+    "distance_tables",
+    "aqd_distances",
+    "aqd_kneighbors",
+    "aqd_radius_neighbors",
+    "merge_kneighbors",
+    "database_shards",
+]
 
 _QUERY_BLOCK = 128  # queries scanned together; one float32 table row is this wide
 _DB_BLOCK = 1024  # database items per scanned block
@@ -218,6 +227,119 @@ def _query_blocks(nq, block):
     return [slice(s, min(nq, s + block)) for s in range(0, nq, block)]
 
 
+def database_shards(n_database, n_shards):
+    """Split ``range(n_database)`` into ``n_shards`` contiguous, near-equal slices.
+
+    Parameters
+    ----------
+    n_database : int
+        Number of database items.
+    n_shards : int
+        Number of shards, ``>= 1``; at most ``n_database`` non-empty slices
+        are returned.
+
+    Returns
+    -------
+    shards : list of slice
+        In database order; their ``start`` is the offset of each shard's
+        local indices in the global index.
+
+    Examples
+    --------
+    >>> from skdqn import database_shards
+    >>> database_shards(10, 3)
+    [slice(0, 4, None), slice(4, 7, None), slice(7, 10, None)]
+    """
+    n_database = int(n_database)
+    n_shards = max(1, min(int(n_shards), n_database))
+    base, extra = divmod(n_database, n_shards)  # the first `extra` shards get one more
+    bounds = np.cumsum([0] + [base + (i < extra) for i in range(n_shards)])
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def merge_kneighbors(distances, indices, n_neighbors=None, *, offsets=None):
+    """Merge per-shard top-k results into one global top-k, ties by global index.
+
+    Each shard of a database is searched on its own (on another thread,
+    process or machine); this gives the top-k over the whole database, the
+    same as one search of the whole database would return.
+
+    Parameters
+    ----------
+    distances : sequence of ndarray of shape (n_queries, k_s)
+        Each shard's distances (smaller is better), one array per shard.
+        Shards may return different numbers ``k_s`` of neighbours.
+    indices : sequence of ndarray of shape (n_queries, k_s), integer
+        Each shard's neighbour indices: local to the shard when ``offsets``
+        is given, global otherwise. Entries ``< 0`` (padding) are ignored.
+    n_neighbors : int, default=None
+        Neighbours to keep per query; all of them when None. Must not exceed
+        the number of (non-padding) entries of any query.
+    offsets : sequence of int, default=None
+        Global index of each shard's first item, added to its ``indices``.
+
+    Returns
+    -------
+    distances : ndarray of shape (n_queries, n_neighbors)
+        Ascending, the dtype of the inputs.
+    indices : ndarray of shape (n_queries, n_neighbors), intp
+        Global indices; among equal distances the smaller index comes first.
+
+    Notes
+    -----
+    Reference::
+
+        d = np.hstack(distances); i = np.hstack([ind + o for ind, o in zip(indices, offsets)])
+        order = np.lexsort((i, d))          # row by row: by distance, then index
+        d, i = np.take_along_axis(d, order, 1)[:, :k], np.take_along_axis(i, order, 1)[:, :k]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn import merge_kneighbors
+    >>> d, i = merge_kneighbors([np.array([[0.5, 2.0]]), np.array([[0.5, 1.0]])],
+    ...                         [np.array([[1, 0]]), np.array([[0, 1]])], 3, offsets=[0, 10])
+    >>> d, i
+    (array([[0.5, 0.5, 1. ]]), array([[ 1, 10, 11]]))
+    """
+    distances = [np.asarray(d) for d in distances]
+    indices = [np.asarray(i) for i in indices]
+    if not distances or len(distances) != len(indices):
+        raise ValueError(
+            "distances and indices must be non-empty sequences of the same length (one "
+            f"array per shard); got {len(distances)} and {len(indices)}."
+        )
+    if offsets is None:
+        offsets = [0] * len(indices)
+    elif len(offsets) != len(indices):
+        raise ValueError(f"offsets has {len(offsets)} entries for {len(indices)} shards.")
+    n_queries = distances[0].shape[0] if distances[0].ndim == 2 else -1
+    for s, (d, i) in enumerate(zip(distances, indices)):
+        if d.ndim != 2 or d.shape != i.shape or d.shape[0] != n_queries:
+            raise ValueError(
+                "every shard's distances and indices must be 2-D arrays of the same shape "
+                f"(n_queries, k) with the same n_queries; shard {s} has distances "
+                f"{d.shape} and indices {i.shape}."
+            )
+        if i.dtype.kind not in "iu":
+            raise TypeError(f"indices must be integer arrays; shard {s} has dtype {i.dtype}.")
+    d = np.hstack(distances)
+    i = np.hstack([np.where(ind < 0, -1, ind.astype(np.intp) + int(o)) for ind, o in zip(indices, offsets)])
+    valid = i >= 0
+    n_valid = valid.sum(axis=1).min() if n_queries else 0
+    k = int(n_valid) if n_neighbors is None else int(n_neighbors)
+    if k < 0 or k > n_valid:
+        raise ValueError(
+            f"n_neighbors={n_neighbors} but the shards hold only {n_valid} neighbours for "
+            "some query; expected n_neighbors <= that."
+        )
+    # Padding sorts last: infinite distance and the largest index.
+    d_key = np.where(valid, d, np.inf)
+    i_key = np.where(valid, i, np.iinfo(np.intp).max)
+    order = np.lexsort((i_key, d_key), axis=-1)[:, :k]
+    return np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
 def _full_sort_block(n, working_memory):
     """Queries per block for the full-sort path: dist (n, b) float32 plus argsort."""
     if working_memory is None:
@@ -226,7 +348,28 @@ def _full_sort_block(n, working_memory):
     return int(np.clip(budget // max(1, 16 * n), 1, _QUERY_BLOCK))
 
 
-def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=None):
+def _auto_shards(n_jobs, n_query_blocks, n_database):
+    """Database shards so that query blocks x shards keeps every worker busy.
+
+    A shard holds at least ``16 * _DB_BLOCK`` items (16,384 by default), so a
+    task scans long enough to pay for its scheduling.
+    """
+    min_shard = 16 * _DB_BLOCK
+    workers = effective_n_jobs(n_jobs)
+    if workers <= 1 or n_query_blocks >= workers:
+        return 1
+    wanted = math.ceil(workers / max(n_query_blocks, 1))
+    return max(1, min(wanted, n_database // min_shard))
+
+
+def _shard_kernel(kernel, tables, codes, shard, k, offsets):
+    """Top-k of one (query block, database shard) task, with global indices."""
+    part = codes[shard]
+    dist, ind = kernel(_flat_tables(tables), part, min(k, part.shape[0]), offsets)
+    return dist, ind + shard.start
+
+
+def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=None, n_shards=None):
     """Exact top-k by Asymmetric Quantizer Distance, ties by database index.
 
     Parameters
@@ -238,13 +381,20 @@ def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=No
     n_neighbors : int
         Number of neighbours, ``1 <= n_neighbors <= n_database``.
     n_jobs : int, default=None
-        Query blocks searched in parallel with joblib threads (numpy releases
-        the GIL in the scan). ``None`` means 1 unless in a
-        :func:`joblib.parallel_backend` context.
+        Tasks run in parallel by joblib (threads by default: numpy releases
+        the GIL in the scan; any backend of a :func:`joblib.parallel_backend`
+        context, e.g. ``"dask"``). A task is a block of queries against a
+        database shard. ``None`` means 1 unless in a joblib context.
     working_memory : float, default=None
         MiB; bounds the distance block when ``n_neighbors`` is a large part
         of the database (then every distance of a query block is sorted).
         ``None`` uses ``sklearn.get_config()["working_memory"]``.
+    n_shards : int, default=None
+        Split the database into this many contiguous shards, each searched
+        as its own task, the per-shard top-k merged by
+        :func:`merge_kneighbors`. ``None`` shards only when there are fewer
+        query blocks than workers (few queries, several workers), with
+        shards of at least 16,384 items. Results never depend on it.
 
     Returns
     -------
@@ -275,16 +425,29 @@ def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=No
     else:
         kernel, block = _topk_threshold, _QUERY_BLOCK
     blocks = _query_blocks(nq, block)
-    results = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(kernel)(_flat_tables(tables[s]), codes, n_neighbors, offsets) for s in blocks
-    )
-    if not results:
+    if not blocks:
         return np.empty((0, n_neighbors), np.float32), np.empty((0, n_neighbors), np.intp)
-    dist, ind = zip(*results)
+    if n_shards is None:
+        n_shards = _auto_shards(n_jobs, len(blocks), n) if kernel is _topk_threshold else 1
+    shards = database_shards(n, n_shards)
+    results = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(_shard_kernel)(kernel, tables[b], codes, shard, n_neighbors, offsets)
+        for b in blocks
+        for shard in shards
+    )
+    dist, ind = [], []
+    for j in range(len(blocks)):
+        parts = results[j * len(shards) : (j + 1) * len(shards)]
+        if len(parts) == 1:
+            d, i = parts[0]
+        else:
+            d, i = merge_kneighbors([p[0] for p in parts], [p[1] for p in parts], n_neighbors)
+        dist.append(d)
+        ind.append(i)
     return np.vstack(dist), np.vstack(ind)
 
 
-def _radius_block(flat, codes, radius, offsets):
+def _radius_block(flat, codes, radius, offsets, start_index=0):
     nq = flat.shape[1]
     n = codes.shape[0]
     out = np.empty((min(n, _DB_BLOCK), nq), dtype=np.float32)
@@ -297,7 +460,7 @@ def _radius_block(flat, codes, radius, offsets):
         if flat_hit.size:
             rows, cols = np.divmod(flat_hit, nq)
             found_d.append(dist.ravel()[flat_hit])
-            found_i.append(rows + start)
+            found_i.append(rows + start + start_index)
             found_q.append(cols)
     d = np.concatenate(found_d) if found_d else np.empty(0, np.float32)
     i = np.concatenate(found_i) if found_i else np.empty(0, np.intp)
@@ -324,7 +487,7 @@ def _float32_floor(x):
     return x32
 
 
-def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None):
+def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None, n_shards=None):
     """All database items within ``radius`` (AQD ``<= radius``) of each query.
 
     Parameters
@@ -336,7 +499,11 @@ def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None):
         Threshold on the summed table distance (for squared-Euclidean tables
         a squared radius).
     n_jobs : int, default=None
-        Query blocks searched in parallel with joblib threads.
+        Tasks (a block of queries against a database shard) run in parallel
+        by joblib, threads by default; see :func:`aqd_kneighbors`.
+    n_shards : int, default=None
+        Database shards searched as separate tasks and concatenated in
+        database order; ``None`` chooses as :func:`aqd_kneighbors` does.
 
     Returns
     -------
@@ -365,12 +532,23 @@ def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None):
     nq, M, K = tables.shape
     offsets = _offsets(M, K)
     radius = _float32_floor(radius)
+    blocks = _query_blocks(nq, _QUERY_BLOCK)
+    n = codes.shape[0]
+    if n_shards is None:
+        n_shards = _auto_shards(n_jobs, len(blocks), n)
+    shards = database_shards(n, n_shards)
     results = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(_radius_block)(_flat_tables(tables[s]), codes, radius, offsets)
-        for s in _query_blocks(nq, _QUERY_BLOCK)
+        delayed(_radius_block)(_flat_tables(tables[b]), codes[shard], radius, offsets, shard.start)
+        for b in blocks
+        for shard in shards
     )
-    pairs = [pair for block in results for pair in block]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+    dists, inds = [], []
+    for j in range(len(blocks)):
+        parts = results[j * len(shards) : (j + 1) * len(shards)]
+        for q in range(len(parts[0])):
+            dists.append(np.concatenate([p[q][0] for p in parts]))
+            inds.append(np.concatenate([p[q][1] for p in parts]))
+    return dists, inds
 
 
 def retrieval_average_precisions(

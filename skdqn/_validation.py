@@ -3,7 +3,11 @@
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
-__all__ = ["check_n_subspaces", "check_codebooks"]
+from ._pq import code_dtype
+
+_CHECK_ROWS = 1 << 20  # rows of a (memory-mapped) code array checked at a time
+
+__all__ = ["check_n_subspaces", "check_codebooks", "check_codes"]
 
 
 def check_n_subspaces(n_dims, M, *, what="n_features"):
@@ -89,3 +93,48 @@ def check_codebooks(codebooks, n_features):
     if not np.isfinite(arr).all():
         raise ValueError(f"{source} contains NaN or infinity.")
     return arr
+
+
+def check_codes(codes, M, K, *, copy=True, name="codes"):
+    """Return codes as an (n, M) array of :func:`~skdqn._pq.code_dtype` ``(K)``, or raise.
+
+    Parameters
+    ----------
+    codes : array-like of shape (n, M), integer
+        Values must lie in ``[0, K)``.
+    M, K : int
+        Subspaces and codewords per subspace.
+    copy : bool, default=True
+        If False, an array already of the right dtype is returned as it is
+        (a :class:`numpy.memmap` stays memory-mapped; its values are checked
+        in blocks, reading the file once, unless the dtype cannot exceed
+        ``K - 1``).
+    name : str, default="codes"
+        Name used in error messages.
+
+    Returns
+    -------
+    codes : ndarray of shape (n, M), uint8 or uint16
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._validation import check_codes
+    >>> check_codes([[0, 3], [1, 2]], M=2, K=4)
+    array([[0, 3],
+           [1, 2]], dtype=uint8)
+    """
+    arr = codes if isinstance(codes, np.ndarray) else np.asarray(codes)
+    if arr.dtype.kind not in "iu" or arr.dtype == bool:
+        raise TypeError(f"{name} must be an integer array; got dtype {arr.dtype}.")
+    if arr.ndim != 2 or arr.shape[1] != M:
+        raise ValueError(f"{name} must have shape (n_samples, M={M}); got shape {arr.shape}.")
+    if arr.size and not (arr.dtype.kind == "u" and np.iinfo(arr.dtype).max < K):
+        for start in range(0, arr.shape[0], _CHECK_ROWS):
+            block = arr[start : start + _CHECK_ROWS]
+            if block.min() < 0 or block.max() >= K:
+                raise ValueError(f"{name} must lie in [0, K={K}); found values outside it.")
+    dtype = code_dtype(K)
+    if not copy and arr.dtype == dtype:
+        return arr
+    return np.array(arr, dtype=dtype)

@@ -19,7 +19,9 @@ from skdqn._search import (
     aqd_distances,
     aqd_kneighbors,
     aqd_radius_neighbors,
+    database_shards,
     distance_tables,
+    merge_kneighbors,
 )
 
 
@@ -318,3 +320,117 @@ def test_aqd_kneighbors_property(n, nq, M, K, k, seed, db_block):
     assert_array_equal(dist, np.take_along_axis(full, ref_ind, axis=1).reshape(nq, k))
     for q in range(nq):
         assert_array_equal(ri[q], np.flatnonzero(full[q] <= radius))
+
+
+# ------------------------------------------------- shards and their merging
+@pytest.mark.parametrize("n_shards", [1, 2, 3, 7, 50])
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_sharded_search_identical_to_serial(small_blocks, n_shards, k):
+    tables, codes = make_problem("ties", nq=20, n=400, seed=n_shards)
+    ref_d, ref_i = kneighbors_reference(tables, codes, k)
+    d, i = aqd_kneighbors(tables, codes, k, n_shards=n_shards)
+    assert_array_equal(i, ref_i)
+    assert_array_equal(d, ref_d)
+    r_ref = aqd_radius_neighbors(tables, codes, 3.0, n_shards=1)
+    r = aqd_radius_neighbors(tables, codes, 3.0, n_shards=n_shards)
+    for a, b in zip(r_ref[0] + r_ref[1], r[0] + r[1]):
+        assert_array_equal(a, b)
+
+
+def test_auto_shards_with_few_queries(small_blocks):
+    # One query block, two workers: the database is split (shards of at
+    # least 16 blocks of 16 items), and the result is the serial one.
+    tables, codes = make_problem("ties", nq=3, n=2000, seed=3)
+    assert _search._auto_shards(2, 1, 2000) == 2
+    assert _search._auto_shards(1, 1, 2000) == 1
+    assert _search._auto_shards(4, 4, 2000) == 1  # enough query blocks already
+    assert _search._auto_shards(8, 1, 300) == 1  # database too small to split
+    ref = kneighbors_reference(tables, codes, 7)
+    for n_jobs in (1, 2, 3):
+        d, i = aqd_kneighbors(tables, codes, 7, n_jobs=n_jobs)
+        assert_array_equal(i, ref[1])
+        assert_array_equal(d, ref[0])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 10, 11])
+@pytest.mark.parametrize("n_shards", [1, 2, 3, 4])
+def test_database_shards_partition(n, n_shards):
+    shards = database_shards(n, n_shards)
+    covered = np.concatenate([np.arange(n)[s] for s in shards]) if shards else np.empty(0)
+    assert_array_equal(covered, np.arange(n))
+    sizes = [s.stop - s.start for s in shards]
+    assert len(shards) == max(1, min(n_shards, n))
+    assert max(sizes) - min(sizes) <= 1
+
+
+def merge_reference(distances, indices, offsets, k):
+    """Loop per query: all (distance, global index) pairs, sorted, first k."""
+    out_d, out_i = [], []
+    for q in range(distances[0].shape[0]):
+        pairs = sorted(
+            (float(d[q, j]), int(ind[q, j]) + o)
+            for d, ind, o in zip(distances, indices, offsets)
+            for j in range(d.shape[1])
+            if ind[q, j] >= 0
+        )[:k]
+        out_d.append([p[0] for p in pairs])
+        out_i.append([p[1] for p in pairs])
+    return np.array(out_d), np.array(out_i)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_merge_kneighbors_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    n_shards = rng.integers(1, 5)
+    sizes = rng.integers(3, 9, size=n_shards)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]) * 10
+    # Few distinct values: ties within and across shards.
+    distances = [np.sort(rng.integers(0, 4, size=(7, s)).astype(np.float32), axis=1) for s in sizes]
+    indices = [np.tile(np.arange(s), (7, 1)) for s in sizes]
+    indices[0][0, -1] = -1  # a padding entry is ignored
+    k = int(min(sizes.sum() - 1, 6))
+    d, i = merge_kneighbors(distances, indices, k, offsets=offsets)
+    ref_d, ref_i = merge_reference(distances, indices, offsets, k)
+    assert_array_equal(i, ref_i)
+    assert_array_equal(d, ref_d)
+    # Global indices given directly: same answer.
+    d2, i2 = merge_kneighbors(distances, [ind + o for ind, o in zip(indices, offsets)], k)
+    assert_array_equal(i2[i2 >= 0], i[i >= 0])
+
+
+def test_merge_kneighbors_exact_ties_by_global_index():
+    d = [np.array([[1.0, 1.0]]), np.array([[1.0, 0.5]])]
+    ind = [np.array([[5, 9]]), np.array([[0, 3]])]
+    # Global entries: (1.0, 5), (1.0, 9), (1.0, 2), (0.5, 5); sorted by distance,
+    # then global index: (0.5, 5), (1.0, 2), (1.0, 5), (1.0, 9).
+    out_d, out_i = merge_kneighbors(d, ind, 3, offsets=[0, 2])
+    assert_array_equal(out_i, [[5, 2, 5]])
+    assert_array_equal(out_d, [[0.5, 1.0, 1.0]])
+    out_d, out_i = merge_kneighbors(d, ind, offsets=[0, 2])
+    assert_array_equal(out_i, [[5, 2, 5, 9]])
+    assert_array_equal(out_d, [[0.5, 1.0, 1.0, 1.0]])
+
+
+def test_merge_kneighbors_errors():
+    d = [np.zeros((2, 3))]
+    with pytest.raises(ValueError, match="same length"):
+        merge_kneighbors(d, [])
+    with pytest.raises(ValueError, match="same shape"):
+        merge_kneighbors(d, [np.zeros((2, 2), int)])
+    with pytest.raises(TypeError, match="integer"):
+        merge_kneighbors(d, [np.zeros((2, 3))])
+    with pytest.raises(ValueError, match="n_neighbors=4"):
+        merge_kneighbors(d, [np.zeros((2, 3), int)], 4)
+    with pytest.raises(ValueError, match="offsets"):
+        merge_kneighbors(d, [np.zeros((2, 3), int)], offsets=[0, 1])
+
+
+def test_sharded_search_on_memmap(tmp_path, small_blocks):
+    tables, codes = make_problem("random", nq=5, n=1000, seed=11)
+    path = tmp_path / "codes.npy"
+    np.save(path, codes)
+    mm = np.load(path, mmap_mode="r")
+    ref = kneighbors_reference(tables, codes, 4)
+    d, i = aqd_kneighbors(tables, mm, 4, n_shards=4)
+    assert_array_equal(i, ref[1])
+    assert_array_equal(d, ref[0])

@@ -1,0 +1,212 @@
+"""Storing arrays plus a JSON header without pickle, readable memory-mapped.
+
+Two layouts hold the same content, a small JSON header and named numpy
+arrays (``.npy`` format):
+
+* a **directory**: ``header.json`` and one ``<name>.npy`` file per array;
+* a **single file**: an uncompressed ZIP archive (the ``.npz`` layout of
+  :func:`numpy.savez`, so :func:`numpy.load` opens it too) with the members
+  ``header.json`` and ``<name>.npy``.
+
+Both are read back with ``mmap_mode`` (as :func:`numpy.load` takes it): the
+arrays then stay on disk and are paged in as they are read, which is how an
+index larger than memory is searched. In the single file this works because
+the members are stored, not compressed: each array is a contiguous byte range
+of the archive, mapped at its offset.
+
+Nothing here unpickles: object arrays are refused when writing and when
+reading (``allow_pickle=False``).
+"""
+
+import json
+import os
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["write_bundle", "read_bundle"]
+
+HEADER_NAME = "header.json"
+_ZIP_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes, see the ZIP specification
+_ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
+
+
+def _check_saveable(name, array):
+    if array.dtype.hasobject:
+        raise ValueError(
+            f"cannot save {name!r}: it is an array of Python objects (dtype=object), which "
+            "only pickle can store; use numbers, strings or booleans."
+        )
+
+
+def _write_npy(fileobj, array):
+    np.lib.format.write_array(fileobj, np.asanyarray(array), allow_pickle=False)
+
+
+def write_bundle(path, header, arrays, *, chunk_rows=1 << 20):
+    """Write a JSON ``header`` and named ``arrays`` to a directory or a single file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A name ending in ``.npz`` writes one file; anything else a directory
+        (created if needed; its ``header.json`` and ``<name>.npy`` are
+        overwritten).
+    header : dict
+        JSON-serialisable metadata.
+    arrays : dict of str to ndarray
+        Arrays to store (memory-mapped arrays are copied block by block).
+    chunk_rows : int, default=1048576
+        Rows copied at a time from a memory-mapped array.
+
+    Returns
+    -------
+    path : pathlib.Path
+        Where the bundle was written.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from skdqn._io import write_bundle, read_bundle
+    >>> path = os.path.join(tempfile.mkdtemp(), "bundle.npz")
+    >>> _ = write_bundle(path, {"kind": "demo"}, {"x": np.arange(3)})
+    >>> header, arrays = read_bundle(path)
+    >>> header["kind"], arrays["x"]
+    ('demo', array([0, 1, 2]))
+    """
+    path = Path(os.fspath(path))
+    for name, array in arrays.items():
+        _check_saveable(name, np.asanyarray(array))
+    text = json.dumps(header, indent=1, sort_keys=True) + "\n"
+    if path.suffix == ".npz":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            zf.writestr(HEADER_NAME, text)
+            for name, array in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    _write_blocks(member, array, chunk_rows)
+        os.replace(tmp, path)
+        return path
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a directory; pass a directory or a name ending in .npz.")
+    path.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        with open(path / f"{name}.npy", "wb") as f:
+            _write_blocks(f, array, chunk_rows)
+    (path / HEADER_NAME).write_text(text)  # last: a bundle without a header is incomplete
+    return path
+
+
+def _write_blocks(fileobj, array, chunk_rows):
+    """Write ``array`` as .npy, copying a memory-mapped array in row blocks."""
+    if not isinstance(array, np.memmap) or array.ndim == 0:
+        _write_npy(fileobj, np.ascontiguousarray(array))
+        return
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+              "shape": array.shape}
+    np.lib.format.write_array_header_2_0(fileobj, header)
+    for start in range(0, array.shape[0], chunk_rows):
+        fileobj.write(np.ascontiguousarray(array[start : start + chunk_rows]).tobytes())
+
+
+def _read_npy_header(f):
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    if dtype.hasobject:
+        raise ValueError("refusing to load an array of Python objects (it would need pickle).")
+    return shape, fortran, dtype
+
+
+def _member_data_offset(path, info):
+    """Byte offset in the archive of a stored member's data."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        fields = _ZIP_LOCAL_HEADER.unpack(f.read(_ZIP_LOCAL_HEADER.size))
+    if fields[0] != _ZIP_LOCAL_SIGNATURE:
+        raise ValueError(f"{path}: corrupt archive (bad local header of {info.filename}).")
+    name_len, extra_len = fields[9], fields[10]
+    return info.header_offset + _ZIP_LOCAL_HEADER.size + name_len + extra_len
+
+
+def _map_member(path, zf, info, mmap_mode):
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(
+            f"{path}: member {info.filename} is compressed and cannot be memory-mapped; "
+            "load with mmap_mode=None, or save again with skdqn (which stores, not compresses)."
+        )
+    start = _member_data_offset(path, info)
+    with open(path, "rb") as f:
+        f.seek(start)
+        shape, fortran, dtype = _read_npy_header(f)
+        offset = f.tell()
+    order = "F" if fortran else "C"
+    if int(np.prod(shape)) == 0:  # np.memmap cannot map zero bytes
+        return np.empty(shape, dtype=dtype, order=order)
+    return np.memmap(path, dtype=dtype, mode=mmap_mode, offset=offset, shape=shape, order=order)
+
+
+def read_bundle(path, mmap_mode=None):
+    """Read what :func:`write_bundle` wrote: ``(header, arrays)``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The directory or the single ``.npz`` file.
+    mmap_mode : {None, "r", "r+", "c"}, default=None
+        ``None`` reads the arrays into memory; otherwise they are memory-mapped
+        with this mode (see :func:`numpy.load`).
+
+    Returns
+    -------
+    header : dict
+    arrays : dict of str to ndarray (or numpy.memmap)
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from skdqn._io import write_bundle, read_bundle
+    >>> folder = os.path.join(tempfile.mkdtemp(), "bundle")
+    >>> _ = write_bundle(folder, {"n": 2}, {"codes": np.zeros((2, 4), np.uint8)})
+    >>> header, arrays = read_bundle(folder, mmap_mode="r")
+    >>> type(arrays["codes"]).__name__, arrays["codes"].shape
+    ('memmap', (2, 4))
+    """
+    if mmap_mode not in (None, "r", "r+", "c"):
+        raise ValueError(f"mmap_mode must be None, 'r', 'r+' or 'c'; got {mmap_mode!r}.")
+    path = Path(os.fspath(path))
+    if not path.exists():
+        raise FileNotFoundError(f"no saved index at {path}.")
+    if path.is_dir():
+        header_path = path / HEADER_NAME
+        if not header_path.exists():
+            raise ValueError(f"{path} is not a saved skdqn bundle: it has no {HEADER_NAME}.")
+        header = json.loads(header_path.read_text())
+        arrays = {
+            p.stem: np.load(p, mmap_mode=mmap_mode, allow_pickle=False)
+            for p in sorted(path.glob("*.npy"))
+        }
+        return header, arrays
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is neither a directory nor a single-file (.npz) skdqn bundle.")
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        if HEADER_NAME not in names:
+            raise ValueError(f"{path} is not a saved skdqn bundle: it has no {HEADER_NAME}.")
+        header = json.loads(zf.read(HEADER_NAME).decode("utf-8"))
+        arrays = {}
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            name = info.filename[: -len(".npy")]
+            if mmap_mode is None:
+                with zf.open(info) as member:
+                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+            else:
+                arrays[name] = _map_member(path, zf, info, mmap_mode)
+    return header, arrays
