@@ -14,9 +14,23 @@ Asymmetric Quantizer Distance with lookup tables.
 """
 
 from ._neighbors import AQDNeighbors
-from ._quantizer import DeepQuantizer
 from ._search import database_shards, merge_kneighbors
 
 __version__ = "0.1.0"
 
 __all__ = ["AQDNeighbors", "DeepQuantizer", "database_shards", "merge_kneighbors", "__version__"]
+
+
+def __getattr__(name):
+    # DeepQuantizer needs torch, whose import takes seconds: it is imported on
+    # first use, so that search-only uses (AQDNeighbors, the metrics, the CLI's
+    # --help, dask workers unpickling a search task) do not pay for it.
+    if name == "DeepQuantizer":
+        from ._quantizer import DeepQuantizer
+
+        return DeepQuantizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"DeepQuantizer"})
