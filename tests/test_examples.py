@@ -27,6 +27,7 @@ EXPECTED = {
     "plot_retrieval_gallery.py",
     "plot_search_speed.py",
     "plot_custom_backbone.py",
+    "plot_large_index.py",
 }
 RUN = os.environ.get("SKDQN_RUN_EXAMPLES", "") not in ("", "0")
 
