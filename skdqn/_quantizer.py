@@ -19,6 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._data import ArrayBatches, DatasetBatches, concatenate_labels, is_dataset
 from ._labels import check_labels, label_indicator
 from ._losses import pair_similarity, pairwise_loss, quantization_loss
 from ._network import QuantizationNetwork, build_mlp
@@ -131,6 +132,13 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         update) and codes ``H`` (nearest codeword) after the first fit.
     device : str or torch.device, default="auto"
         Where to train: ``"auto"`` uses CUDA when available, else the CPU.
+    num_workers : int, default=0
+        Worker processes loading the items when ``X`` is a
+        :class:`torch.utils.data.Dataset` (see
+        :class:`~torch.utils.data.DataLoader`); 0 loads them in the main
+        process. Worth raising when items are read from disk or decoded.
+        Ignored for arrays. Results do not depend on it (for a Dataset whose
+        items do not depend on random draws).
     random_state : int, RandomState instance or None, default=None
         Seeds the network's initialisation, the mini-batch order, dropout and
         the k-means. The same seed gives the same codes on the same machine
@@ -159,7 +167,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     device_ : torch.device
         The device the network lives on.
     n_features_in_ : int
-        Number of features seen during :meth:`fit`.
+        Number of features seen during :meth:`fit` (``X.shape[1]``; for a
+        Dataset, ``x.shape[0]`` of its items).
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Feature names seen during :meth:`fit`, when ``X`` has string column names.
 
@@ -177,6 +186,14 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     chosen on a validation split carved from the Fashion-MNIST training
     images (10,000 training items, 1,000 validation queries against the rest
     of the training set), never on a test set.
+
+    ``X`` may be a :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs
+    for data that does not fit in memory (see :meth:`fit`). ``fit`` then
+    reads every item once for the labels, once per epoch, and once per
+    codebook fit or update (the embeddings, ``(n_samples, R)`` float32, are
+    the only per-item data held besides the labels); a
+    :class:`~torch.utils.data.TensorDataset` performs the same training
+    steps as the arrays it holds.
 
     Training uses torch's intra-op threads (all cores by default). The
     default MLP's matrices are small: on a busy machine
@@ -214,6 +231,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
         "codebook_update_every": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
+        "num_workers": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -240,6 +258,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         warmup_epochs=10,
         codebook_update_every=2,
         device="auto",
+        num_workers=0,
         random_state=None,
         verbose=0,
     ):
@@ -262,6 +281,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.warmup_epochs = warmup_epochs
         self.codebook_update_every = codebook_update_every
         self.device = device
+        self.num_workers = num_workers
         self.random_state = random_state
         self.verbose = verbose
 
@@ -285,25 +305,27 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             return R
         return self.M * math.ceil(_DEFAULT_N_COMPONENTS / self.M)
 
-    def _build_network(self, X_t, R):
+    def _build_network(self, sample, n_samples, R):
+        """The network for inputs like ``sample`` (a batch of the first items)."""
+        shape = (n_samples,) + tuple(sample.shape[1:])
         if self.network is None:
             sizes = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
             if any(h < 1 for h in sizes):
                 raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}.")
-            backbone = build_mlp(X_t.shape[1], sizes, self.dropout)
-            n_out = sizes[-1] if sizes else X_t.shape[1]
+            backbone = build_mlp(shape[1], sizes, self.dropout)
+            n_out = sizes[-1] if sizes else shape[1]
         else:
             backbone = copy.deepcopy(self.network)
             backbone.eval()
             try:
                 with torch.no_grad():
-                    sample = backbone(X_t[:2].to(_module_device(backbone)))
+                    out = backbone(sample[:2].to(_module_device(backbone)))
             except Exception as exc:  # noqa: BLE001 - re-raised with context
                 raise ValueError(
-                    f"network could not process X of shape {tuple(X_t.shape)} (a batch of 2 "
+                    f"network could not process X of shape {shape} (a batch of 2 "
                     f"was tried): {type(exc).__name__}: {exc}"
                 ) from exc
-            n_out = int(torch.flatten(sample, 1).shape[1])
+            n_out = int(torch.flatten(out, 1).shape[1])
         return QuantizationNetwork(backbone, n_out, R)
 
     def _make_optimizer(self, params):
@@ -314,34 +336,117 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         )
 
     @staticmethod
-    def _embed(net, X_t):
-        """Embeddings of all rows in eval mode (no dropout), as float32 numpy."""
+    def _embed(net, source, with_labels=False):
+        """Embeddings of all items of a batch source, in eval mode (no dropout).
+
+        Streams ``source.chunks()``: only the ``(n, R)`` float32 result (and,
+        with ``with_labels``, the labels) is held, never all the inputs.
+        """
         was_training = net.training
         net.eval()
         device = _module_device(net)
-        out = []
+        Z = np.empty((len(source), net.fcb.out_features), dtype=np.float32)
+        labels = []
+        start = 0
         with torch.no_grad():
-            for start in range(0, X_t.shape[0], _INFERENCE_BATCH):
-                batch = X_t[start : start + _INFERENCE_BATCH].to(device)
-                out.append(net(batch).cpu())
+            for batch in source.chunks(with_labels=with_labels):
+                stop = start + batch.x.shape[0]
+                Z[start:stop] = net(batch.x.to(device)).cpu().numpy()
+                labels.append(batch.y)
+                start = stop
         net.train(was_training)
-        if not out:
-            return np.empty((0, net.fcb.out_features), dtype=np.float32)
-        return torch.cat(out).numpy()
+        if with_labels:
+            return Z, concatenate_labels(labels)
+        return Z
+
+    def _check_item_shape(self, item_shape, reset):
+        """Check the shape of one x of a Dataset, as validate_data does for arrays."""
+        if len(item_shape) == 0:
+            raise ValueError(
+                "Each x of the Dataset must be an array of shape (n_features,) (or any shape "
+                "the network accepts); got scalars."
+            )
+        if self.network is None and len(item_shape) != 1:
+            raise ValueError(
+                f"Each x of the Dataset must be 1-D, of shape (n_features,), for the default "
+                f"MLP backbone; got x of shape {item_shape}. Give a network (e.g. a CNN) for "
+                "other input shapes."
+            )
+        if reset:
+            self.n_features_in_ = int(item_shape[0])
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif item_shape[0] != self.n_features_in_:
+            raise ValueError(
+                f"X has {item_shape[0]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+
+    def _dataset_source(self, dataset, *, require_pair, device):
+        return DatasetBatches(
+            dataset,
+            self.batch_size,
+            require_pair=require_pair,
+            num_workers=self.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+
+    def _fit_dataset(self, dataset, device):
+        """Batch source and labels (one pass over the items) for ``fit`` on a Dataset."""
+        source = self._dataset_source(dataset, require_pair=True, device=device)
+        n_samples = len(source)
+        if n_samples < self.K:
+            raise ValueError(
+                f"{type(self).__name__} needs n_samples >= K to learn K={self.K} codewords "
+                f"per subspace; got n_samples={n_samples}. Lower K or train on more samples."
+            )
+        source.head(2)  # early errors: item structure, conversion, shape
+        self._check_item_shape(source.item_shape, reset=True)
+        # One pass reads the labels and checks every x (shape, NaN), so bad data
+        # fails before any training. A Dataset may speed up all passes by
+        # defining __getitems__(indices) (one read per batch).
+        with torch.random.fork_rng(devices=[]):  # leave the global RNG alone
+            labels = concatenate_labels([batch.y for batch in source.chunks(with_labels=True)])
+        return source, check_labels(labels, allow_single_class=False)
+
+    def _predict_source(self, X, *, require_pair=False):
+        """Batch source for transform/encode/score: a Dataset, or a validated array."""
+        if not is_dataset(X):
+            X = self._validate_X(X, reset=False)
+            return ArrayBatches(torch.from_numpy(X), _INFERENCE_BATCH)
+        source = self._dataset_source(X, require_pair=require_pair, device=self.device_)
+        if len(source) == 0:
+            raise ValueError("X is an empty Dataset: at least one item is required.")
+        source.head(1)
+        self._check_item_shape(source.item_shape, reset=False)
+        return source
 
     # --------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Train the network and learn the codebooks.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...), \
+                or torch.utils.data.Dataset
             Training inputs; any shape the ``network`` accepts when one is
-            given. Not modified.
+            given. Not modified. Or a map-style
+            :class:`~torch.utils.data.Dataset` (``__len__`` and
+            ``__getitem__``) of ``(x, y)`` pairs, for data that does not fit
+            in memory: ``x`` an array or tensor of shape ``(n_features,)``
+            (or any shape the ``network`` accepts, the same for every item),
+            ``y`` a class label or a 1-D binary label indicator vector.
+            Mini-batches are then read through a
+            :class:`~torch.utils.data.DataLoader` (``num_workers``); the
+            labels are read in one pass before training, and the inputs are
+            checked batch by batch (same shape, no NaN or infinity). Only the
+            labels and the ``(n_samples, n_components_)`` embeddings of the
+            codebook updates are held in memory.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels of any type, or a binary label indicator matrix
             (multi-label). Two items are similar when they share a label.
+            Must be None when ``X`` is a Dataset (the labels are in its items).
 
         Returns
         -------
@@ -356,47 +461,70 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, random_state=0).fit(X, y)
         >>> dq.codes_.shape, len(dq.history_)
         ((1797, 2), 2)
+
+        From a Dataset of ``(x, y)`` pairs, here a
+        :class:`~torch.utils.data.TensorDataset` (the same steps as the
+        arrays it holds):
+
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> data = TensorDataset(torch.tensor(X / 16, dtype=torch.float32), torch.tensor(y))
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, random_state=0).fit(data)
+        >>> dq.codes_.shape, dq.n_features_in_
+        ((1797, 2), 64)
         """
-        X = self._validate_X(X, reset=True)
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None: "
-                "the labels define which items are similar."
-            )
-        n_samples = X.shape[0]
-        if n_samples < self.K:
-            raise ValueError(
-                f"{type(self).__name__} needs n_samples >= K to learn K={self.K} codewords "
-                f"per subspace; got n_samples={n_samples}. Lower K or train on more samples."
-            )
-        labels = check_labels(y, allow_single_class=False)
-        if labels.shape[0] != n_samples:
-            raise ValueError(f"y has {labels.shape[0]} entries but X has n_samples={n_samples}.")
+        device = None
+        if is_dataset(X):
+            if y is not None:
+                raise ValueError(
+                    "X is a torch Dataset, whose items are (x, y) pairs: y must be None, got "
+                    f"{type(y).__name__}. Put the labels in the Dataset's items."
+                )
+            device = _resolve_device(self.device)
+            source, labels = self._fit_dataset(X, device)
+        else:
+            X = self._validate_X(X, reset=True)
+            if y is None:
+                raise ValueError(
+                    f"{type(self).__name__} requires y to be passed, but the target y is None: "
+                    "the labels define which items are similar."
+                )
+            n_samples = X.shape[0]
+            if n_samples < self.K:
+                raise ValueError(
+                    f"{type(self).__name__} needs n_samples >= K to learn K={self.K} codewords "
+                    f"per subspace; got n_samples={n_samples}. Lower K or train on more samples."
+                )
+            labels = check_labels(y, allow_single_class=False)
+            if labels.shape[0] != n_samples:
+                raise ValueError(f"y has {labels.shape[0]} entries but X has n_samples={n_samples}.")
+            source = ArrayBatches(torch.from_numpy(X), _INFERENCE_BATCH)
         R = self._resolve_n_components()
         if labels.ndim == 1:
             self.classes_ = np.unique(labels)
         else:
             self.classes_ = np.arange(labels.shape[1])
-        indicator = label_indicator(labels, self.classes_ if labels.ndim == 1 else None)
         self._fit_labels = labels
         self.n_components_ = R
 
         rng = check_random_state(self.random_state)
         torch_seed = int(rng.randint(np.iinfo(np.int32).max))
-        device = _resolve_device(self.device)
+        if device is None:
+            device = _resolve_device(self.device)
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
-        X_t = torch.from_numpy(X)
-        Y_t = torch.from_numpy(indicator)
+        source.reseed(torch_seed)  # the DataLoader's worker seeds (Datasets only)
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(torch_seed)
-            net = self._build_network(X_t, R).to(device)
-            self._train(net, X_t, Y_t, rng, device)
+            net = self._build_network(source.head(2), len(source), R).to(device)
+            self._train(net, source, labels, rng, device)
         self.network_ = net.eval()
         self.device_ = device
         return self
 
-    def _train(self, net, X_t, Y_t, rng, device):
-        n = X_t.shape[0]
+    def _train(self, net, source, labels, rng, device):
+        """Mini-batch training from a batch source (see :mod:`skdqn._data`)."""
+        n = len(source)
+        classes = self.classes_ if labels.ndim == 1 else None
         optimizer = self._make_optimizer(net.parameters())
         scheduler = None
         if self.lr_schedule == "cosine":
@@ -409,7 +537,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
         def refresh(first_fit):
             nonlocal codebooks, codes, C_t, H_t
-            Z = self._embed(net, X_t)
+            Z = self._embed(net, source)
             if first_fit:
                 codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=rng)
                 codes = encode(Z, codebooks)
@@ -432,14 +560,15 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 perm = torch.randperm(n, generator=generator)
                 sums = np.zeros(2)
                 n_batches = 0
-                for b in range(0, n, self.batch_size):
-                    idx = perm[b : b + self.batch_size]
-                    if idx.shape[0] < 2:  # a pair loss needs a pair
-                        continue
-                    z = net(X_t[idx].to(device))
+                index_batches = [perm[b : b + self.batch_size] for b in range(0, n, self.batch_size)]
+                index_batches = [idx for idx in index_batches if idx.shape[0] >= 2]  # a pair loss needs a pair
+                for batch in source.batches(index_batches):
+                    idx = batch.index
+                    z = net(batch.x.to(device))
+                    Y_b = torch.from_numpy(label_indicator(labels[idx.numpy()], classes))
                     p_loss = pairwise_loss(
                         z,
-                        pair_similarity(Y_t[idx].to(device)),
+                        pair_similarity(Y_b.to(device)),
                         kind=self.pair_loss,
                         weighting=self.pair_weighting,
                     )
@@ -487,7 +616,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 epochs.close()
 
         # Final codebooks and codes, consistent with the final network.
-        Z = self._embed(net, X_t)
+        Z = self._embed(net, source)
         if codebooks is None:
             codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=rng)
             codes = encode(Z, codebooks)
@@ -508,8 +637,11 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
-            Inputs.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...), \
+                or torch.utils.data.Dataset
+            Inputs; or a map-style :class:`~torch.utils.data.Dataset` whose
+            items are ``(x, y)`` pairs, ``(x,)`` or ``x`` alone (labels are
+            ignored), streamed in batches of ``batch_size``.
 
         Returns
         -------
@@ -526,16 +658,18 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         (2, 8)
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._embed(self.network_, torch.from_numpy(X))
+        return self._embed(self.network_, self._predict_source(X))
 
     def encode(self, X):
         """Product-quantization codes of ``X``: one codeword index per subspace.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
-            Inputs.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...), \
+                or torch.utils.data.Dataset
+            Inputs; or a map-style :class:`~torch.utils.data.Dataset` whose
+            items are ``(x, y)``, ``(x,)`` or ``x``, streamed in batches of
+            ``batch_size`` (see :meth:`transform`).
 
         Returns
         -------
@@ -592,7 +726,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return self.n_components_
 
     # --------------------------------------------------------------- score
-    def score(self, X, y, top_k=None, normalize="retrieved"):
+    def score(self, X, y=None, top_k=None, normalize="retrieved"):
         """Mean average precision of ``X`` as queries against the training set.
 
         The training set, stored as codes (``codes_``) with its labels, is the
@@ -603,10 +737,14 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features) or (n_queries, ...)
-            Queries.
+        X : array-like of shape (n_queries, n_features) or (n_queries, ...), \
+                or torch.utils.data.Dataset
+            Queries; or a map-style :class:`~torch.utils.data.Dataset` of
+            ``(x, y)`` pairs, streamed in batches of ``batch_size`` (one pass
+            reads both the inputs and the labels).
         y : array-like of shape (n_queries,) or (n_queries, n_labels)
-            Their labels, in the layout used for :meth:`fit`.
+            Their labels, in the layout used for :meth:`fit`. None when ``X``
+            is a Dataset.
         top_k : int, default=None
             Rank depth (MAP@top_k); the whole database when None.
         normalize : {"retrieved", "all"}, default="retrieved"
@@ -626,7 +764,16 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> 0.0 <= dq.score(X[1000:], y[1000:]) <= 1.0
         True
         """
-        Z = self.transform(X)
+        if is_dataset(X):
+            if y is not None:
+                raise ValueError(
+                    "X is a torch Dataset, whose items are (x, y) pairs: y must be None, got "
+                    f"{type(y).__name__}."
+                )
+            check_is_fitted(self)
+            Z, y = self._embed(self.network_, self._predict_source(X, require_pair=True), with_labels=True)
+        else:
+            Z = self.transform(X)
         y = check_labels(y)
         if len(y) != Z.shape[0]:
             raise ValueError(f"y has {len(y)} entries but X has n_samples={Z.shape[0]}.")
