@@ -362,11 +362,14 @@ def _auto_shards(n_jobs, n_query_blocks, n_database):
     return max(1, min(wanted, n_database // min_shard))
 
 
-def _shard_kernel(kernel, tables, codes, shard, k, offsets):
-    """Top-k of one (query block, database shard) task, with global indices."""
-    part = codes[shard]
+def _shard_kernel(kernel, tables, part, start, k, offsets):
+    """Top-k of one task: a query block against the shard ``part`` (global indices).
+
+    The task receives only its shard's codes (a view with threads; a process
+    or cluster backend ships just that slice).
+    """
     dist, ind = kernel(_flat_tables(tables), part, min(k, part.shape[0]), offsets)
-    return dist, ind + shard.start
+    return dist, ind + start
 
 
 def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=None, n_shards=None):
@@ -431,7 +434,7 @@ def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=No
         n_shards = _auto_shards(n_jobs, len(blocks), n) if kernel is _topk_threshold else 1
     shards = database_shards(n, n_shards)
     results = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(_shard_kernel)(kernel, tables[b], codes, shard, n_neighbors, offsets)
+        delayed(_shard_kernel)(kernel, tables[b], codes[shard], shard.start, n_neighbors, offsets)
         for b in blocks
         for shard in shards
     )
