@@ -22,7 +22,7 @@ Usage::
     python benchmarks/bench_fit.py            # digits and Fashion-MNIST
     python benchmarks/bench_fit.py --quick    # digits only
     python benchmarks/bench_fit.py --out results.md
-    python benchmarks/bench_fit.py --bits 32 --set pair_weighting=balanced
+    python benchmarks/bench_fit.py --bits 32 --set pair_weighting=uniform
 """
 
 import argparse
@@ -140,7 +140,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="NAME=VALUE",
-        help="override DeepQuantizer defaults, e.g. --set pair_weighting=balanced lam=0",
+        help="override DeepQuantizer defaults, e.g. --set pair_weighting=uniform lam=0",
     )
     args = parser.parse_args()
     overrides = {}

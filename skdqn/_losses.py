@@ -19,6 +19,24 @@ import torch.nn.functional as F
 __all__ = ["pair_similarity", "pairwise_loss", "quantization_loss"]
 
 
+class _Gram(torch.autograd.Function):
+    """``x @ x.T`` with a one-product backward: ``(G + G^T) @ x``.
+
+    Autograd would treat the two operands separately (two products); the
+    result is the same.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x @ x.T
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return (grad + grad.T) @ x
+
+
 def pair_similarity(labels):
     """Pairwise similarity ``S`` of a batch: +1 for a shared label, else -1.
 
@@ -78,22 +96,28 @@ def pairwise_loss(z, S, *, kind="cosine", weighting="uniform"):
     B, R = z.shape
     if kind == "cosine":
         zn = F.normalize(z, dim=1, eps=1e-12)
-        sim = zn @ zn.T
+        sim = _Gram.apply(zn)
     elif kind == "inner_product":
-        sim = (z @ z.T) / R
+        sim = _Gram.apply(z) / R
     else:
         raise ValueError(f"kind must be 'cosine' or 'inner_product', got {kind!r}.")
-    off_diagonal = ~torch.eye(B, dtype=torch.bool, device=z.device)
+    # Sums over the whole matrix minus its diagonal: the same means as
+    # indexing the off-diagonal entries, without materialising them.
     err = (S - sim) ** 2
     if weighting == "uniform":
-        return err[off_diagonal].mean()
+        return (err.sum() - err.diagonal().sum()) / (B * (B - 1))
     if weighting != "balanced":
         raise ValueError(f"weighting must be 'uniform' or 'balanced', got {weighting!r}.")
-    parts = []
-    for mask in (off_diagonal & (S > 0), off_diagonal & (S < 0)):
-        if mask.any():
-            parts.append(err[mask].mean())
-    return torch.stack(parts).mean()
+    # One weight per pair: 1 / (number of pairs of its kind), halved when
+    # both kinds occur; 0 on the diagonal. No host synchronisation.
+    with torch.no_grad():
+        off_diagonal = ~torch.eye(B, dtype=torch.bool, device=z.device)
+        similar = ((S > 0) & off_diagonal).to(err.dtype)
+        dissimilar = ((S < 0) & off_diagonal).to(err.dtype)
+        n_similar, n_dissimilar = similar.sum(), dissimilar.sum()
+        kinds = (n_similar > 0).to(err.dtype) + (n_dissimilar > 0).to(err.dtype)
+        weights = (similar / n_similar.clamp(min=1) + dissimilar / n_dissimilar.clamp(min=1)) / kinds
+    return (err * weights).sum()
 
 
 def quantization_loss(z, codebooks, codes):

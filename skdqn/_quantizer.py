@@ -103,11 +103,14 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     pair_loss : {"cosine", "inner_product"}, default="cosine"
         ``(s_ij - cos(z_i, z_j))^2`` as in the paper, or
         ``(s_ij - <z_i, z_j> / R)^2`` (the paper's "DQNip" ablation).
-    pair_weighting : {"uniform", "balanced"}, default="uniform"
-        ``"uniform"`` averages the pair loss over all ordered pairs
-        ``i != j`` of a mini-batch. ``"balanced"`` averages the mean over
-        similar pairs and the mean over dissimilar pairs, which weights the
-        rare similar pairs up when there are many classes.
+    pair_weighting : {"balanced", "uniform"}, default="balanced"
+        How the pair loss of a mini-batch is normalised. ``"balanced"``:
+        ``(mean over similar pairs + mean over dissimilar pairs) / 2``, over
+        the ordered pairs ``i != j``, so the rare similar pairs (about one in
+        ten with ten classes) weigh as much as the dissimilar ones.
+        ``"uniform"``: the plain mean over all pairs, as in the authors'
+        code. On a Fashion-MNIST validation split ``"balanced"`` scored about
+        0.008 MAP higher at 8 and 32 bits (see the Notes).
     max_epochs : int, default=40
         Passes over the training data.
     batch_size : int, default=256
@@ -182,10 +185,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     the quantization loss is the squared residual summed over the ``R``
     dimensions and averaged over the batch (as in the authors' code).
 
-    The defaults (learning rate, schedule, ``lam``, refresh interval) were
-    chosen on a validation split carved from the Fashion-MNIST training
-    images (10,000 training items, 1,000 validation queries against the rest
-    of the training set), never on a test set.
+    The defaults (learning rate, schedule, ``lam``, refresh interval, pair
+    normalisation) were chosen on a validation split carved from the
+    Fashion-MNIST training images (10,000 training items, 1,000 validation
+    queries against the rest of the training set), never on a test set.
 
     ``X`` may be a :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs
     for data that does not fit in memory (see :meth:`fit`). ``fit`` then
@@ -247,7 +250,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         dropout=0.2,
         network=None,
         pair_loss="cosine",
-        pair_weighting="uniform",
+        pair_weighting="balanced",
         max_epochs=40,
         batch_size=256,
         learning_rate=5e-3,

@@ -111,3 +111,16 @@ def test_quantization_loss_is_zero_on_codewords():
     C = torch.tensor([[[0.0, 1.0], [2.0, 3.0]]])
     codes = torch.tensor([[1], [0]])
     assert quantization_loss(torch.tensor([[2.0, 3.0], [0.0, 1.0]]), C, codes).item() == 0.0
+
+
+@pytest.mark.parametrize("kind", ["cosine", "inner_product"])
+@pytest.mark.parametrize("weighting", ["uniform", "balanced"])
+def test_pairwise_loss_gradient(kind, weighting):
+    # The Gram matrix has a hand-written backward ((G + G^T) @ x): check it
+    # against finite differences in float64.
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    S = pair_similarity(torch.eye(3, dtype=torch.float64)[[0, 1, 0, 2, 1, 0]])
+    assert torch.autograd.gradcheck(
+        lambda z: pairwise_loss(z, S, kind=kind, weighting=weighting), (z,)
+    )

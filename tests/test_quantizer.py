@@ -157,12 +157,12 @@ def test_cosine_schedule_anneals_the_learning_rate(small):
     np.testing.assert_allclose(per_epoch, [0.01 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)])
 
 
-def test_inner_product_loss_sgd_and_balanced_run(small):
+def test_inner_product_loss_sgd_and_uniform_run(small):
     X, _, y, _ = small
     for params in (
         dict(pair_loss="inner_product"),
         dict(optimizer="sgd", learning_rate=0.01),
-        dict(pair_weighting="balanced"),
+        dict(pair_weighting="uniform"),
         dict(lr_schedule="constant"),
     ):
         dq = DeepQuantizer(random_state=0, **FAST, **params).fit(X, y)
