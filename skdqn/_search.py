@@ -9,7 +9,7 @@ is then the sum of ``M`` table entries picked by its code::
 
 The scan (:func:`aqd_kneighbors`, :func:`aqd_radius_neighbors`) works on
 blocks of ``_QUERY_BLOCK`` queries and ``_DB_BLOCK`` database items, so its
-working set is about a megabyte, whatever the size of the database, and no
+working set is a few megabytes, whatever the size of the database, and no
 ``(n_queries, n_database)`` matrix is ever built. For each block it gathers
 rows of the query tables (``np.take`` on an ``(M * K, n_queries_block)``
 table, contiguous rows) and adds them; for top-k it keeps a running k-th
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 _QUERY_BLOCK = 128  # queries scanned together; one float32 table row is this wide
-_DB_BLOCK = 1024  # database items per scanned block
+_DB_BLOCK = 4096  # database items per scanned block (long enough calls for threads to scale)
 _TABLE_BLOCK_FLOATS = 1 << 22  # bound on the temporary of distance_tables
 
 
@@ -351,7 +351,7 @@ def _full_sort_block(n, working_memory):
 def _auto_shards(n_jobs, n_query_blocks, n_database):
     """Database shards so that query blocks x shards keeps every worker busy.
 
-    A shard holds at least ``16 * _DB_BLOCK`` items (16,384 by default), so a
+    A shard holds at least ``16 * _DB_BLOCK`` items (65,536 by default), so a
     task scans long enough to pay for its scheduling.
     """
     min_shard = 16 * _DB_BLOCK
@@ -360,6 +360,13 @@ def _auto_shards(n_jobs, n_query_blocks, n_database):
         return 1
     wanted = math.ceil(workers / max(n_query_blocks, 1))
     return max(1, min(wanted, n_database // min_shard))
+
+
+def _run_tasks(tasks, n_jobs):
+    """Run ``(function, args)`` tasks with joblib, or inline when there is one."""
+    if len(tasks) <= 1:  # no pool to start for a single task
+        return [function(*args) for function, args in tasks]
+    return Parallel(n_jobs=n_jobs, prefer="threads")(delayed(function)(*args) for function, args in tasks)
 
 
 def _shard_kernel(kernel, tables, part, start, k, offsets):
@@ -397,7 +404,7 @@ def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=No
         as its own task, the per-shard top-k merged by
         :func:`merge_kneighbors`. ``None`` shards only when there are fewer
         query blocks than workers (few queries, several workers), with
-        shards of at least 16,384 items. Results never depend on it.
+        shards of at least 65,536 items. Results never depend on it.
 
     Returns
     -------
@@ -433,11 +440,12 @@ def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=No
     if n_shards is None:
         n_shards = _auto_shards(n_jobs, len(blocks), n) if kernel is _topk_threshold else 1
     shards = database_shards(n, n_shards)
-    results = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(_shard_kernel)(kernel, tables[b], codes[shard], shard.start, n_neighbors, offsets)
+    tasks = [
+        (_shard_kernel, (kernel, tables[b], codes[shard], shard.start, n_neighbors, offsets))
         for b in blocks
         for shard in shards
-    )
+    ]
+    results = _run_tasks(tasks, n_jobs)
     dist, ind = [], []
     for j in range(len(blocks)):
         parts = results[j * len(shards) : (j + 1) * len(shards)]
@@ -540,11 +548,12 @@ def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None, n_shards=None):
     if n_shards is None:
         n_shards = _auto_shards(n_jobs, len(blocks), n)
     shards = database_shards(n, n_shards)
-    results = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(_radius_block)(_flat_tables(tables[b]), codes[shard], radius, offsets, shard.start)
+    tasks = [
+        (_radius_block, (_flat_tables(tables[b]), codes[shard], radius, offsets, shard.start))
         for b in blocks
         for shard in shards
-    )
+    ]
+    results = _run_tasks(tasks, n_jobs)
     dists, inds = [], []
     for j in range(len(blocks)):
         parts = results[j * len(shards) : (j + 1) * len(shards)]
