@@ -9,8 +9,10 @@ For N from 10^4 to 10^7 database items (synthetic codes), measures one
   measures the streaming code path, not the disk);
 * peak extra memory during the call (tracemalloc: numpy buffers are traced),
   beside the codes themselves (``M`` bytes per item);
-* ``n_jobs=2`` against ``n_jobs=1`` (threads; database shards when the queries
-  fit in one block, as here with ``--nq`` <= 128, query blocks otherwise);
+* ``n_jobs=2`` against ``n_jobs=1``, on threads (the default) and on two
+  processes (``joblib.parallel_backend("loky")``, which memory-maps the codes
+  to its workers); database shards when the queries fit in one block, as here
+  with ``--nq`` <= 128, query blocks otherwise;
 * the same search through ``faiss.IndexPQ`` holding the same codes
   (``AQDNeighbors.to_faiss()``), one and two threads, when faiss is installed.
 
@@ -44,6 +46,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from joblib import parallel_backend
 from threadpoolctl import threadpool_limits
 
 import skdqn
@@ -99,8 +102,15 @@ def measure(N, codebooks, Q, repeats, workdir):
     assert np.array_equal(i_m, ref_i) and np.array_equal(d_m, ref_d)
     d_2, i_2 = search(index, 2)
     assert np.array_equal(i_2, ref_i) and np.array_equal(d_2, ref_d)
+
+    def search_processes():
+        with parallel_backend("loky", inner_max_num_threads=1):
+            return search(index, 2)
+
+    d_p, i_p = search_processes()  # also starts the worker processes, untimed
+    assert np.array_equal(i_p, ref_i) and np.array_equal(d_p, ref_d)
     variants = {"aqd_1": lambda: search(index, 1), "aqd_mmap": lambda: search(mapped, 1),
-                "aqd_2": lambda: search(index, 2)}
+                "aqd_2": lambda: search(index, 2), "aqd_2p": search_processes}
     findex = None
     if faiss is not None:
         findex = index.to_faiss()
@@ -148,7 +158,8 @@ def table_rows(rows, a, b):
             "ms / query, 1 worker": f"{ms:.3f}",
             "linear fit": f"{pred:.3f}",
             "memory-mapped": f"{1e3 * r['aqd_mmap_s'] / r['nq']:.3f}",
-            "2 workers: speed-up": f"{r['aqd_1_s'] / r['aqd_2_s']:.2f}x",
+            "2 threads: speed-up": f"{r['aqd_1_s'] / r['aqd_2_s']:.2f}x",
+            "2 processes: speed-up": f"{r['aqd_1_s'] / r['aqd_2p_s']:.2f}x",
             "codes (MiB)": f"{r['codes_mib']:.1f}",
             "peak extra (MiB)": f"{r['peak_extra_mib']:.1f}",
         }
@@ -218,7 +229,8 @@ def main(argv=None):
             rows.append(measure(N, codebooks, Q, repeats, workdir))
             r = rows[-1]
             print(f"N={N:>10,}  {1e3 * r['aqd_1_s'] / r['nq']:8.3f} ms/query  mmap "
-                  f"{1e3 * r['aqd_mmap_s'] / r['nq']:8.3f}  2 workers x{r['aqd_1_s'] / r['aqd_2_s']:.2f}  "
+                  f"{1e3 * r['aqd_mmap_s'] / r['nq']:8.3f}  2 threads x{r['aqd_1_s'] / r['aqd_2_s']:.2f}  "
+                  f"2 processes x{r['aqd_1_s'] / r['aqd_2p_s']:.2f}  "
                   f"peak {r['peak_extra_mib']:.1f} MiB"
                   + (f"  faiss {1e3 * r['faiss_1_s'] / r['nq']:8.3f}" if "faiss_1_s" in r else ""),
                   flush=True)
