@@ -42,7 +42,6 @@ import shutil
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +49,7 @@ from joblib import parallel_backend
 from threadpoolctl import threadpool_limits
 
 import skdqn
+from _measure import best_time, peak_extra_mib  # benchmarks/_measure.py
 from skdqn import AQDNeighbors
 from skdqn._pq import train_codebooks
 
@@ -60,27 +60,6 @@ except ImportError:  # faiss is optional here
 
 M, K, D = 8, 256, 64
 TOP_K = 10
-
-
-def best_time(fn, repeats):
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def peak_extra_mib(fn):
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        fn()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return (peak - before) / 2**20
 
 
 def measure(N, codebooks, Q, repeats, workdir):

@@ -36,12 +36,11 @@ Usage::
 
 import argparse
 import sys
-import time
-import tracemalloc
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from _measure import best_time, peak_extra_mib  # benchmarks/_measure.py
 from skdqn import AQDNeighbors
 from skdqn._pq import train_codebooks
 
@@ -94,27 +93,6 @@ def check_agreement(M=8, d=64, N=20_000, nq=100, seed=1):
     if not ok:
         raise SystemExit("faiss and AQDNeighbors disagree")
     return same_lists, max_rel
-
-
-def best_time(fn, repeats):
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def peak_extra_mib(fn):
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        fn()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return (peak - before) / 2**20
 
 
 def run(Ns, Ms, ds, nq, repeats, thread_counts):
