@@ -15,8 +15,7 @@ Asymmetric Quantizer Distance with lookup tables.
 
 from ._neighbors import AQDNeighbors
 from ._search import database_shards, merge_kneighbors
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["AQDNeighbors", "DeepQuantizer", "database_shards", "merge_kneighbors", "__version__"]
 

@@ -28,6 +28,7 @@ __all__ = [
     "encode",
     "decode",
     "update_codebooks",
+    "refine_codebooks",
     "train_codebooks",
     "quantization_error",
 ]
@@ -299,6 +300,59 @@ def update_codebooks(X, codes, codebooks):
     return new, n_reseeded
 
 
+def refine_codebooks(X, codebooks, codes=None, *, n_iter=20):
+    """Lloyd iterations from given codebooks: C-step, H-step, until no code changes.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, M * ds), float
+        Vectors to quantize.
+    codebooks : ndarray of shape (M, K, ds), float32
+        Starting codebooks. Not modified.
+    codes : ndarray of shape (n, M), default=None
+        Codes of ``X`` under ``codebooks``; computed with :func:`encode` when None.
+    n_iter : int, default=20
+        Maximum number of iterations (each a :func:`update_codebooks` then an
+        :func:`encode`); stops earlier when no code changes.
+
+    Returns
+    -------
+    codebooks : ndarray of shape (M, K, ds), float32
+    codes : ndarray of shape (n, M)
+        ``encode(X, codebooks)`` of the returned codebooks.
+
+    Notes
+    -----
+    Reference loop::
+
+        codes = encode(X, codebooks)
+        for _ in range(n_iter):
+            codebooks, _ = update_codebooks(X, codes, codebooks)
+            new_codes = encode(X, codebooks)
+            if (new_codes == codes).all():
+                break
+            codes = new_codes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._pq import refine_codebooks
+    >>> X = np.array([[0.0], [1.0], [9.0], [10.0]])
+    >>> C, codes = refine_codebooks(X, np.array([[[0.0], [1.0]]], np.float32))
+    >>> C.ravel(), codes.ravel()
+    (array([0.5, 9.5], dtype=float32), array([0, 0, 1, 1], dtype=uint8))
+    """
+    if codes is None:
+        codes = encode(X, codebooks)
+    for _ in range(n_iter):
+        codebooks, _ = update_codebooks(X, codes, codebooks)
+        new_codes = encode(X, codebooks)
+        if np.array_equal(new_codes, codes):
+            break
+        codes = new_codes
+    return codebooks, codes
+
+
 def train_codebooks(X, M, K, *, n_iter=20, max_samples=None, random_state=None):
     """Learn PQ codebooks by k-means in each subspace.
 
@@ -340,13 +394,7 @@ def train_codebooks(X, M, K, *, n_iter=20, max_samples=None, random_state=None):
         X = X[np.sort(rng.choice(X.shape[0], max_samples, replace=False))]
     blocks = split_subspaces(X, M)
     codebooks = np.stack([kmeans_plusplus(blocks[m], K, rng) for m in range(M)])
-    codes = encode(X, codebooks)
-    for _ in range(n_iter):
-        codebooks, _ = update_codebooks(X, codes, codebooks)
-        new_codes = encode(X, codebooks)
-        if np.array_equal(new_codes, codes):
-            break
-        codes = new_codes
+    codebooks, _ = refine_codebooks(X, codebooks, n_iter=n_iter)
     return codebooks.astype(np.float32, copy=False)
 
 

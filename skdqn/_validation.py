@@ -1,13 +1,31 @@
-"""Input checks shared by the estimators: clear, early errors."""
+"""Input checks shared by the estimators, the metrics and the CLI: clear, early errors.
+
+Each check is written once here and used everywhere it applies: the codes
+(:func:`check_codes`), enough samples for ``K`` codewords
+(:func:`check_enough_samples`), labels of the right length
+(:func:`check_y`), positive integers (:func:`check_positive_int`) and torch
+devices (:func:`check_device`).
+"""
+
+import numbers
 
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
+from ._labels import check_labels
 from ._pq import code_dtype
 
 _CHECK_ROWS = 1 << 20  # rows of a (memory-mapped) code array checked at a time
 
-__all__ = ["check_n_subspaces", "check_codebooks", "check_codes"]
+__all__ = [
+    "check_n_subspaces",
+    "check_codebooks",
+    "check_codes",
+    "check_enough_samples",
+    "check_y",
+    "check_positive_int",
+    "check_device",
+]
 
 
 def check_n_subspaces(n_dims, M, *, what="n_features"):
@@ -126,7 +144,7 @@ def check_codes(codes, M, K, *, copy=True, name="codes"):
     """
     arr = codes if isinstance(codes, np.ndarray) else np.asarray(codes)
     if arr.dtype.kind not in "iu" or arr.dtype == bool:
-        raise TypeError(f"{name} must be an integer array; got dtype {arr.dtype}.")
+        raise TypeError(f"{name} must be integers in [0, K={K}); got an array of dtype {arr.dtype}.")
     if arr.ndim != 2 or arr.shape[1] != M:
         raise ValueError(f"{name} must have shape (n_samples, M={M}); got shape {arr.shape}.")
     if arr.size and not (arr.dtype.kind == "u" and np.iinfo(arr.dtype).max < K):
@@ -138,3 +156,133 @@ def check_codes(codes, M, K, *, copy=True, name="codes"):
     if not copy and arr.dtype == dtype:
         return arr
     return np.array(arr, dtype=dtype)
+
+
+def check_enough_samples(n_samples, K, *, who, action="train on"):
+    """Raise a ValueError unless there are at least ``K`` samples to learn ``K`` codewords.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples the codebooks are learned from.
+    K : int
+        Codewords per subspace.
+    who : str
+        Name of the estimator, for the message.
+    action : str, default="train on"
+        What the user should give more samples to (``"index"``, ``"train on"``).
+
+    Examples
+    --------
+    >>> from skdqn._validation import check_enough_samples
+    >>> check_enough_samples(300, 256, who="AQDNeighbors")
+    """
+    if n_samples < K:
+        raise ValueError(
+            f"{who} needs n_samples >= K to learn K={K} codewords per subspace; got "
+            f"n_samples={n_samples}. Lower K or {action} more samples."
+        )
+
+
+def check_y(y, n_samples, *, allow_single_class=True):
+    """Validate labels (see :func:`skdqn._labels.check_labels`) and their number.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        Class labels or a (dense or sparse) label indicator matrix.
+    n_samples : int
+        Number of samples of the ``X`` that ``y`` labels.
+    allow_single_class : bool, default=True
+        If False, every sample having the same label is an error.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,) or (n_samples, n_labels)
+        The canonical labels (a new array).
+
+    Examples
+    --------
+    >>> from skdqn._validation import check_y
+    >>> check_y([0, 1, 1], 3)
+    array([0, 1, 1])
+    """
+    labels = check_labels(y, allow_single_class=allow_single_class)
+    # labels.shape[0], not len(y): len() is undefined for sparse y.
+    if labels.shape[0] != n_samples:
+        raise ValueError(f"y has {labels.shape[0]} entries but X has n_samples={n_samples}.")
+    return labels
+
+
+def check_positive_int(value, name, *, allow_none=False):
+    """Return ``value`` as an int if it is a positive integer (not a bool), else raise.
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    name : str
+        Name of the argument, for the message.
+    allow_none : bool, default=False
+        Let ``None`` through (returned as it is).
+
+    Returns
+    -------
+    value : int or None
+
+    Examples
+    --------
+    >>> from skdqn._validation import check_positive_int
+    >>> check_positive_int(3, "k")
+    3
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def check_device(device, *, name="device"):
+    """The :class:`torch.device` for a ``device`` parameter, with a clear error if unusable.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``
+        or ``"cuda:N"``.
+    name : str, default="device"
+        Name of the argument, for the message.
+
+    Returns
+    -------
+    device : torch.device
+
+    Raises
+    ------
+    ValueError
+        For a string torch does not parse, or a CUDA device on a machine
+        without CUDA.
+
+    Examples
+    --------
+    >>> from skdqn._validation import check_device
+    >>> check_device("cpu")
+    device(type='cpu')
+    """
+    import torch  # here, not at the top: the search side of skdqn runs without torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"{name}={device!r} but CUDA is not available on this machine; use 'auto' "
+            "(CUDA when present, else CPU) or 'cpu'."
+        )
+    return resolved
