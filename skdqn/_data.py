@@ -1,7 +1,7 @@
 """Batch sources: how :class:`~skdqn.DeepQuantizer` reads its inputs.
 
-``DeepQuantizer`` trains and embeds from a *batch source*, one of two small
-classes with the same three methods:
+``DeepQuantizer`` trains and embeds from a *batch source* (the
+:class:`BatchSource` protocol), one of two small classes:
 
 * :class:`ArrayBatches` over an in-memory float32 tensor (the array path:
   rows are indexed directly, exactly as before Datasets were supported);
@@ -18,6 +18,11 @@ Both give :class:`Batch` tuples ``(index, x, y)``:
   sources see the same batches for the same seed);
 * ``chunks()``: all items in order, in consecutive batches (embedding).
 
+The estimator's methods reach them through one input path, whatever ``X``
+is: :func:`training_source` (``fit``), :func:`prediction_source`
+(``transform``, ``encode``) and :func:`scoring_data` (``score``); arrays are
+validated by scikit-learn's ``validate_data``, Datasets item by item.
+
 The order of items and of random draws is the same for an array and for a
 :class:`~torch.utils.data.TensorDataset` holding it, so training on either
 performs the same steps. Nothing here keeps a reference to the inputs
@@ -26,19 +31,34 @@ beyond the source object itself.
 
 from collections import namedtuple
 from numbers import Number
+from typing import Iterable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from ._network import module_device
+from ._validation import check_enough_samples, check_y
+
+# Rows per embedding batch of an array when ``predict_batch_size`` is None.
+_INFERENCE_BATCH = 1024
 
 __all__ = [
     "Batch",
+    "BatchSource",
     "is_dataset",
     "check_dataset",
     "split_item",
     "concatenate_labels",
     "ArrayBatches",
     "DatasetBatches",
+    "embed",
+    "check_item_shape",
+    "record_input_shape",
+    "training_source",
+    "prediction_source",
+    "scoring_data",
 ]
 
 Batch = namedtuple("Batch", ["index", "x", "y"])
@@ -53,6 +73,42 @@ x : torch.Tensor of shape (B, ...), float32
 y : ndarray of shape (B,) or (B, n_labels), or None
     Class labels or label indicator rows, when they were asked for.
 """
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """What :class:`~skdqn.DeepQuantizer` trains and embeds from: items read in batches.
+
+    A source holds ``n = len(source)`` items; every input has the same
+    shape ``item_shape`` (``(n_features,)`` for the default MLP backbone,
+    any shape the ``network`` accepts otherwise). It yields :class:`Batch`
+    tuples of ``B`` items: ``index`` of shape ``(B,)`` (int64 positions of
+    the items), ``x`` of shape ``(B, *item_shape)`` (float32) and ``y``
+    (None, unless labels are asked of :meth:`DatasetBatches.chunks`).
+    Implemented by :class:`ArrayBatches` and :class:`DatasetBatches`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdqn._data import ArrayBatches, BatchSource
+    >>> isinstance(ArrayBatches(torch.zeros(4, 2)), BatchSource)
+    True
+    """
+
+    def __len__(self) -> int:
+        """Number of items ``n``."""
+
+    def reseed(self, seed: int) -> None:
+        """Seed whatever randomness reading involves (DataLoader workers), from ``seed``."""
+
+    def head(self, k: int) -> torch.Tensor:
+        """The first ``min(k, n)`` inputs, shape ``(min(k, n), *item_shape)``, float32."""
+
+    def batches(self, index_batches: Iterable[torch.Tensor]) -> Iterator[Batch]:
+        """One :class:`Batch` per 1-D int64 tensor of item indices, in the order given."""
+
+    def chunks(self) -> Iterator[Batch]:
+        """All items in order, in consecutive :class:`Batch` es (the embedding passes)."""
 
 
 def is_dataset(X):
@@ -359,12 +415,12 @@ class ArrayBatches:
         """The first ``k`` inputs, shape ``(min(k, n), ...)``."""
         return self.X[:k]
 
-    def batches(self, index_batches, with_labels=False):
+    def batches(self, index_batches):
         """Yield a :class:`Batch` per 1-D int64 index tensor (``y`` is always None)."""
         for idx in index_batches:
             yield Batch(idx, self.X[idx], None)
 
-    def chunks(self, with_labels=False):
+    def chunks(self):
         """Yield consecutive :class:`Batch` es of ``chunk_size`` rows (``y`` is None)."""
         n = len(self)
         for start in range(0, n, self.chunk_size):
@@ -441,13 +497,17 @@ class DatasetBatches:
             self._head = (k, self._checked(batch).x)
         return self._head[1]
 
-    def batches(self, index_batches, with_labels=False):
-        """Yield a :class:`Batch` per list or 1-D tensor of item indices, in order."""
+    def batches(self, index_batches):
+        """Yield a :class:`Batch` per list or 1-D tensor of item indices, in order (``y`` is None)."""
         sampler = [idx.tolist() if isinstance(idx, torch.Tensor) else list(idx) for idx in index_batches]
-        return self._iterate(sampler, with_labels)
+        return self._iterate(sampler, False)
 
     def chunks(self, with_labels=False):
-        """Yield consecutive :class:`Batch` es of ``batch_size`` items, in order."""
+        """Yield consecutive :class:`Batch` es of ``batch_size`` items, in order.
+
+        With ``with_labels``, ``y`` holds the labels of the items (class
+        labels, or label indicator rows); otherwise it is None.
+        """
         sampler = [range(s, min(s + self.batch_size, self.n)) for s in range(0, self.n, self.batch_size)]
         return self._iterate(sampler, with_labels)
 
@@ -484,3 +544,317 @@ class DatasetBatches:
                     "batch by batch as they are read."
                 )
         return batch
+
+
+# ----------------------------------------------------------- the input path
+def embed(net, source, *, with_labels=False):
+    """Embeddings of all items of a batch source, in eval mode (no dropout).
+
+    Streams ``source.chunks()``: only the ``(n, R)`` float32 result (and,
+    with ``with_labels``, the labels) is held, never all the inputs. The
+    network's train/eval mode is restored afterwards.
+
+    Parameters
+    ----------
+    net : skdqn._network.QuantizationNetwork
+        The network (its ``fcb`` layer gives ``R``).
+    source : BatchSource
+        The items.
+    with_labels : bool, default=False
+        Also return the labels of the items (a :class:`DatasetBatches` of
+        ``(x, y)`` pairs only).
+
+    Returns
+    -------
+    Z : ndarray of shape (n, R), float32
+        The embeddings.
+    labels : ndarray of shape (n,) or (n, n_labels)
+        Only with ``with_labels``; not yet validated.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdqn._data import ArrayBatches, embed
+    >>> from skdqn._network import QuantizationNetwork, build_mlp
+    >>> net = QuantizationNetwork(build_mlp(2, ()), 2, 3)
+    >>> embed(net, ArrayBatches(torch.zeros(5, 2), chunk_size=2)).shape
+    (5, 3)
+    """
+    was_training = net.training
+    net.eval()
+    device = module_device(net)
+    Z = np.empty((len(source), net.fcb.out_features), dtype=np.float32)
+    labels = []
+    start = 0
+    with torch.no_grad():
+        for batch in source.chunks(with_labels=True) if with_labels else source.chunks():
+            stop = start + batch.x.shape[0]
+            Z[start:stop] = net(batch.x.to(device)).cpu().numpy()
+            labels.append(batch.y)
+            start = stop
+    net.train(was_training)
+    if with_labels:
+        return Z, concatenate_labels(labels)
+    return Z
+
+
+def check_item_shape(estimator, item_shape, *, reset):
+    """Check the shape of one x of a Dataset, as ``validate_data`` does for arrays.
+
+    Parameters
+    ----------
+    estimator : DeepQuantizer
+        Gives ``network`` (the default MLP needs 1-D items) and, unless
+        ``reset``, the ``n_features_in_`` seen by ``fit``.
+    item_shape : tuple of int
+        Shape of one input x.
+    reset : bool
+        True in ``fit`` (nothing to compare with); False afterwards, when
+        ``item_shape[0]`` must equal ``n_features_in_``. Nothing is set
+        here (see :func:`record_input_shape`).
+
+    Examples
+    --------
+    >>> from skdqn import DeepQuantizer
+    >>> from skdqn._data import check_item_shape
+    >>> check_item_shape(DeepQuantizer(), (64,), reset=True)
+    """
+    if len(item_shape) == 0:
+        raise ValueError(
+            "Each x of the Dataset must be an array of shape (n_features,) (or any shape "
+            "the network accepts); got scalars."
+        )
+    if estimator.network is None and len(item_shape) != 1:
+        raise ValueError(
+            f"Each x of the Dataset must be 1-D, of shape (n_features,), for the default "
+            f"MLP backbone; got x of shape {item_shape}. Give a network (e.g. a CNN) for "
+            "other input shapes."
+        )
+    if not reset and item_shape[0] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {item_shape[0]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+
+
+def record_input_shape(estimator, source):
+    """Set ``n_features_in_`` for a Dataset source, as ``validate_data(reset=True)`` does for arrays.
+
+    For a :class:`DatasetBatches`, ``n_features_in_`` becomes
+    ``item_shape[0]`` and ``feature_names_in_`` is removed (items have no
+    column names). For an array the call does nothing: ``validate_data``
+    already set both.
+
+    Parameters
+    ----------
+    estimator : DeepQuantizer
+        The estimator being fitted.
+    source : BatchSource
+        Its training source, from :func:`training_source`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from skdqn import DeepQuantizer
+    >>> from skdqn._data import DatasetBatches, record_input_shape
+    >>> source = DatasetBatches(TensorDataset(torch.zeros(4, 3)), batch_size=2)
+    >>> _ = source.head(1)
+    >>> dq = DeepQuantizer()
+    >>> record_input_shape(dq, source)
+    >>> dq.n_features_in_
+    3
+    """
+    if isinstance(source, DatasetBatches):
+        estimator.n_features_in_ = int(source.item_shape[0])
+        if hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+
+
+def _chunk_size(estimator, default):
+    """Items per embedding batch: ``predict_batch_size``, or ``default`` when None."""
+    # getattr: an estimator pickled before predict_batch_size existed lacks it.
+    size = getattr(estimator, "predict_batch_size", None)
+    return default if size is None else size
+
+
+def _array_input(estimator, X, *, reset):
+    """``X`` validated by scikit-learn: float32, n-D only when a ``network`` is given."""
+    allow_nd = estimator.network is not None
+    return validate_data(
+        estimator, X, reset=reset, dtype=np.float32, allow_nd=allow_nd, ensure_min_samples=1
+    )
+
+
+def _array_batches(estimator, X):
+    """:class:`ArrayBatches` over a validated array."""
+    return ArrayBatches(torch.from_numpy(X), _chunk_size(estimator, _INFERENCE_BATCH))
+
+
+def _dataset_batches(estimator, dataset, *, require_pair, device):
+    """:class:`DatasetBatches` with the estimator's loading parameters."""
+    return DatasetBatches(
+        dataset,
+        _chunk_size(estimator, estimator.batch_size),
+        require_pair=require_pair,
+        num_workers=estimator.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _check_no_y(y, hint=""):
+    """Raise unless ``y`` is None: a Dataset's items carry their labels."""
+    if y is not None:
+        raise ValueError(
+            "X is a torch Dataset, whose items are (x, y) pairs: y must be None, got "
+            f"{type(y).__name__}.{hint}"
+        )
+
+
+def training_source(estimator, X, y, device):
+    """The batch source and the labels ``fit`` trains on, for an array or a Dataset.
+
+    Arrays are validated by scikit-learn's ``validate_data`` (``reset=True``:
+    this sets ``n_features_in_`` and ``feature_names_in_``) and ``y`` by
+    :func:`~skdqn._validation.check_y`. A Dataset of ``(x, y)`` pairs is
+    probed on its first two items (structure, conversion, shape), then read
+    once for the labels, which checks every x (shape, NaN) so that bad data
+    fails before any training; the global torch RNG is left alone.
+
+    Parameters
+    ----------
+    estimator : DeepQuantizer
+        The estimator being fitted (its parameters say how to read ``X``).
+    X : array-like or torch.utils.data.Dataset
+        The training inputs.
+    y : array-like or None
+        The labels; None for a Dataset.
+    device : torch.device
+        The training device (a Dataset's batches are pinned for CUDA).
+
+    Returns
+    -------
+    source : BatchSource
+        :class:`ArrayBatches` or :class:`DatasetBatches`.
+    labels : ndarray of shape (n_samples,) or (n_samples, n_labels)
+        The validated labels (at least two classes).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skdqn import DeepQuantizer
+    >>> from skdqn._data import training_source
+    >>> X, y = np.zeros((20, 3)), np.arange(20) % 2
+    >>> source, labels = training_source(DeepQuantizer(K=16), X, y, torch.device("cpu"))
+    >>> len(source), labels.shape
+    (20, (20,))
+    """
+    who = type(estimator).__name__
+    if is_dataset(X):
+        _check_no_y(y, " Put the labels in the Dataset's items.")
+        return _dataset_training_source(estimator, X, device)
+    X = _array_input(estimator, X, reset=True)
+    if y is None:
+        raise ValueError(
+            f"{who} requires y to be passed, but the target y is None: "
+            "the labels define which items are similar."
+        )
+    check_enough_samples(X.shape[0], estimator.K, who=who, action="train on")
+    labels = check_y(y, X.shape[0], allow_single_class=False)
+    return _array_batches(estimator, X), labels
+
+
+def _dataset_training_source(estimator, dataset, device):
+    """:func:`training_source` for a Dataset: probe, then one label pass."""
+    source = _dataset_batches(estimator, dataset, require_pair=True, device=device)
+    check_enough_samples(len(source), estimator.K, who=type(estimator).__name__, action="train on")
+    source.head(2)  # early errors: item structure, conversion, shape
+    check_item_shape(estimator, source.item_shape, reset=True)
+    # One pass reads the labels and checks every x (shape, NaN), so bad data
+    # fails before any training. A Dataset may speed up all passes by
+    # defining __getitems__(indices) (one read per batch).
+    with torch.random.fork_rng(devices=[]):  # leave the global RNG alone
+        labels = concatenate_labels([batch.y for batch in source.chunks(with_labels=True)])
+    return source, check_y(labels, len(source), allow_single_class=False)
+
+
+def prediction_source(estimator, X, *, require_pair=False):
+    """The batch source of a fitted estimator's ``transform``, ``encode`` or ``score``.
+
+    Parameters
+    ----------
+    estimator : DeepQuantizer
+        A fitted estimator (checked here).
+    X : array-like or torch.utils.data.Dataset
+        An array, validated by ``validate_data`` (``reset=False``: its
+        features must match ``fit``'s), or a non-empty map-style Dataset
+        whose items are ``(x, y)``, ``(x,)`` or ``x``.
+    require_pair : bool, default=False
+        Every Dataset item must be an ``(x, y)`` pair (``score``).
+
+    Returns
+    -------
+    source : BatchSource
+        In chunks of ``predict_batch_size`` items (None: 1024 rows of an
+        array, ``batch_size`` items of a Dataset).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skdqn import DeepQuantizer
+    >>> from skdqn._data import prediction_source
+    >>> X, y = load_digits(return_X_y=True)
+    >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=1, random_state=0).fit(X, y)
+    >>> len(prediction_source(dq, X[:5]))
+    5
+    """
+    check_is_fitted(estimator)
+    if not is_dataset(X):
+        return _array_batches(estimator, _array_input(estimator, X, reset=False))
+    source = _dataset_batches(estimator, X, require_pair=require_pair, device=estimator.device_)
+    if len(source) == 0:
+        raise ValueError("X is an empty Dataset: at least one item is required.")
+    source.head(1)
+    check_item_shape(estimator, source.item_shape, reset=False)
+    return source
+
+
+def scoring_data(estimator, X, y=None):
+    """Embeddings and validated labels of the queries of ``score``.
+
+    Parameters
+    ----------
+    estimator : DeepQuantizer
+        A fitted estimator.
+    X : array-like or torch.utils.data.Dataset
+        Query inputs, or a Dataset of ``(x, y)`` pairs (one pass reads the
+        inputs and the labels).
+    y : array-like of shape (n_queries,) or (n_queries, n_labels), default=None
+        The labels of an array ``X``; None for a Dataset.
+
+    Returns
+    -------
+    Z : ndarray of shape (n_queries, ``n_components_``), float32
+        The embeddings of the queries.
+    labels : ndarray of shape (n_queries,) or (n_queries, n_labels)
+        Their labels, validated by :func:`~skdqn._validation.check_y`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skdqn import DeepQuantizer
+    >>> from skdqn._data import scoring_data
+    >>> X, y = load_digits(return_X_y=True)
+    >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=1, random_state=0).fit(X, y)
+    >>> Z, labels = scoring_data(dq, X[:5], y[:5])
+    >>> Z.shape, labels.shape
+    ((5, 8), (5,))
+    """
+    if is_dataset(X):
+        _check_no_y(y)
+        source = prediction_source(estimator, X, require_pair=True)
+        Z, y = embed(estimator.network_, source, with_labels=True)
+    else:
+        source = prediction_source(estimator, X)
+        Z = embed(estimator.network_, source)
+    return Z, check_y(y, Z.shape[0])

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-__all__ = ["build_mlp", "QuantizationNetwork"]
+__all__ = ["build_mlp", "QuantizationNetwork", "module_device"]
 
 
 def build_mlp(n_features, hidden_layer_sizes, dropout=0.0):
@@ -74,3 +74,27 @@ class QuantizationNetwork(nn.Module):
     def forward(self, x):
         """Embed a batch: ``(B, ...)`` -> ``(B, n_components)``."""
         return torch.tanh(self.fcb(torch.flatten(self.backbone(x), 1)))
+
+
+def module_device(module):
+    """The device of a module's first parameter (the CPU when it has none).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any module.
+
+    Returns
+    -------
+    device : torch.device
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdqn._network import module_device
+    >>> module_device(torch.nn.Linear(2, 3)), module_device(torch.nn.ReLU())
+    (device(type='cpu'), device(type='cpu'))
+    """
+    for tensor in module.parameters():
+        return tensor.device
+    return torch.device("cpu")

@@ -1,10 +1,21 @@
-"""DeepQuantizer: the Deep Quantization Network (DQN) as a scikit-learn estimator."""
+"""DeepQuantizer: the Deep Quantization Network (DQN) as a scikit-learn estimator.
+
+Training is a ladder of small steps (after skorch's ``fit -> fit_loop ->
+run_single_epoch -> train_step``): :meth:`DeepQuantizer.fit` prepares the
+inputs (:func:`skdqn._data.training_source`) and the network, then
+``_fit_loop`` runs the epochs (``_run_single_epoch``), each a sequence of
+``_train_step`` (forward, loss, backward, optimizer step), refreshing the
+codebooks (``_refresh_codebooks``) whenever ``_codebook_refresh_due``; the
+final codebooks are polished by ``_final_codebooks``, and every fitted
+attribute is set at the end, in ``_set_fitted``.
+"""
 
 import copy
 import io
 import math
 import time
 import warnings
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,46 +28,81 @@ from sklearn.base import (
 )
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from ._data import ArrayBatches, DatasetBatches, concatenate_labels, is_dataset
-from ._labels import check_labels, label_indicator
+from ._data import embed, prediction_source, record_input_shape, scoring_data, training_source
+from ._labels import label_indicator
 from ._losses import pair_similarity, pairwise_loss, quantization_loss
-from ._network import QuantizationNetwork, build_mlp
-from ._pq import code_dtype, decode, encode, train_codebooks, update_codebooks
+from ._network import QuantizationNetwork, build_mlp, module_device
+from ._pq import decode, encode, refine_codebooks, train_codebooks, update_codebooks
 from ._search import distance_tables, retrieval_average_precisions
-from ._validation import check_n_subspaces
+from ._validation import check_codes, check_device, check_n_subspaces
 
 __all__ = ["DeepQuantizer"]
 
 _DEFAULT_N_COMPONENTS = 300  # the authors' R; divisible by M = 1, 2, 3, 4
-_INFERENCE_BATCH = 1024
 # Lloyd iterations of the first codebook fit and of the final polish. Few are
 # needed: every refresh in between is one more C-step / H-step alternation.
 _CODEBOOK_ITER = 10
+# Fitted attributes that scikit-learn's validate_data sets early in fit;
+# restored when a fit fails (every other one is set only once fit succeeds).
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 
 
-def _resolve_device(device):
-    """torch.device for the ``device`` parameter, with a clear error if unusable."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}.") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} but CUDA is not available on this machine; use device='auto' "
-            "(CUDA when present, else CPU) or device='cpu'."
-        )
-    return resolved
+@dataclass
+class _TrainingState:
+    """Everything one ``fit`` works on: its inputs, the training machinery, and C and H.
 
+    Attributes
+    ----------
+    source : skdqn._data.BatchSource
+        The training items.
+    labels : ndarray of shape (n,) or (n, n_labels)
+        Their validated labels.
+    classes : ndarray
+        The future ``classes_``.
+    device : torch.device
+        Where the network trains.
+    rng : numpy.random.RandomState
+        The estimator's random state (the k-means draws).
+    net : QuantizationNetwork
+        The network being trained.
+    optimizer : torch.optim.Optimizer
+        Its optimizer.
+    scheduler : torch.optim.lr_scheduler.LRScheduler or None
+        The learning-rate schedule (stepped once per epoch), or None.
+    generator : torch.Generator
+        Draws each epoch's permutation of the items.
+    codebooks : ndarray of shape (M, K, R / M), float32, or None
+        ``C``; None until the first codebook fit.
+    codes : ndarray of shape (n, M) or None
+        ``H``, the codes of the items under ``codebooks``.
+    C_t, H_t : torch.Tensor or None
+        ``C`` (float32) and ``H`` (int64), on ``device``.
+    history : list of dict
+        One record per complete epoch.
+    """
 
-def _module_device(module):
-    for tensor in module.parameters():
-        return tensor.device
-    return torch.device("cpu")
+    source: object
+    labels: np.ndarray
+    classes: np.ndarray
+    device: torch.device
+    rng: np.random.RandomState
+    net: QuantizationNetwork
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    generator: torch.Generator
+    codebooks: np.ndarray = None
+    codes: np.ndarray = None
+    C_t: torch.Tensor = None
+    H_t: torch.Tensor = None
+    history: list = field(default_factory=list)
 
+    def set_codebooks(self, codebooks, codes):
+        """Replace ``C`` and ``H``, and their torch copies on the device."""
+        self.codebooks, self.codes = codebooks, codes
+        self.C_t = torch.from_numpy(codebooks).to(self.device)
+        self.H_t = torch.from_numpy(codes.astype(np.int64)).to(self.device)
 
 class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Deep Quantization Network: supervised deep product quantization.
@@ -115,6 +161,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Passes over the training data.
     batch_size : int, default=256
         Mini-batch size; the pair loss uses all pairs of a batch.
+    predict_batch_size : int, default=None
+        Items per batch when embedding: transform, encode, score and the
+        codebook refreshes. None: 1024 rows for arrays, ``batch_size``
+        items for a Dataset.
     learning_rate : float, default=5e-3
         Step size of the optimizer (the peak, with ``lr_schedule="cosine"``).
     lr_schedule : {"cosine", "constant"}, default="cosine"
@@ -226,6 +276,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         "pair_weighting": [StrOptions({"uniform", "balanced"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "predict_batch_size": [None, Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "lr_schedule": [StrOptions({"constant", "cosine"})],
         "optimizer": [StrOptions({"adam", "sgd"})],
@@ -253,6 +304,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         pair_weighting="balanced",
         max_epochs=40,
         batch_size=256,
+        predict_batch_size=None,
         learning_rate=5e-3,
         lr_schedule="cosine",
         optimizer="adam",
@@ -276,6 +328,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.pair_weighting = pair_weighting
         self.max_epochs = max_epochs
         self.batch_size = batch_size
+        self.predict_batch_size = predict_batch_size
         self.learning_rate = learning_rate
         self.lr_schedule = lr_schedule
         self.optimizer = optimizer
@@ -295,12 +348,6 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return tags
 
     # ------------------------------------------------------------ helpers
-    def _validate_X(self, X, reset):
-        allow_nd = self.network is not None
-        return validate_data(
-            self, X, reset=reset, dtype=np.float32, allow_nd=allow_nd, ensure_min_samples=1
-        )
-
     def _resolve_n_components(self):
         if self.n_components is not None:
             R = self.n_components
@@ -322,7 +369,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             backbone.eval()
             try:
                 with torch.no_grad():
-                    out = backbone(sample[:2].to(_module_device(backbone)))
+                    out = backbone(sample[:2].to(module_device(backbone)))
             except Exception as exc:  # noqa: BLE001 - re-raised with context
                 raise ValueError(
                     f"network could not process X of shape {shape} (a batch of 2 "
@@ -337,92 +384,6 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return torch.optim.SGD(
             params, lr=self.learning_rate, momentum=self.momentum, weight_decay=self.weight_decay
         )
-
-    @staticmethod
-    def _embed(net, source, with_labels=False):
-        """Embeddings of all items of a batch source, in eval mode (no dropout).
-
-        Streams ``source.chunks()``: only the ``(n, R)`` float32 result (and,
-        with ``with_labels``, the labels) is held, never all the inputs.
-        """
-        was_training = net.training
-        net.eval()
-        device = _module_device(net)
-        Z = np.empty((len(source), net.fcb.out_features), dtype=np.float32)
-        labels = []
-        start = 0
-        with torch.no_grad():
-            for batch in source.chunks(with_labels=with_labels):
-                stop = start + batch.x.shape[0]
-                Z[start:stop] = net(batch.x.to(device)).cpu().numpy()
-                labels.append(batch.y)
-                start = stop
-        net.train(was_training)
-        if with_labels:
-            return Z, concatenate_labels(labels)
-        return Z
-
-    def _check_item_shape(self, item_shape, reset):
-        """Check the shape of one x of a Dataset, as validate_data does for arrays."""
-        if len(item_shape) == 0:
-            raise ValueError(
-                "Each x of the Dataset must be an array of shape (n_features,) (or any shape "
-                "the network accepts); got scalars."
-            )
-        if self.network is None and len(item_shape) != 1:
-            raise ValueError(
-                f"Each x of the Dataset must be 1-D, of shape (n_features,), for the default "
-                f"MLP backbone; got x of shape {item_shape}. Give a network (e.g. a CNN) for "
-                "other input shapes."
-            )
-        if reset:
-            self.n_features_in_ = int(item_shape[0])
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        elif item_shape[0] != self.n_features_in_:
-            raise ValueError(
-                f"X has {item_shape[0]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-
-    def _dataset_source(self, dataset, *, require_pair, device):
-        return DatasetBatches(
-            dataset,
-            self.batch_size,
-            require_pair=require_pair,
-            num_workers=self.num_workers,
-            pin_memory=device.type == "cuda",
-        )
-
-    def _fit_dataset(self, dataset, device):
-        """Batch source and labels (one pass over the items) for ``fit`` on a Dataset."""
-        source = self._dataset_source(dataset, require_pair=True, device=device)
-        n_samples = len(source)
-        if n_samples < self.K:
-            raise ValueError(
-                f"{type(self).__name__} needs n_samples >= K to learn K={self.K} codewords "
-                f"per subspace; got n_samples={n_samples}. Lower K or train on more samples."
-            )
-        source.head(2)  # early errors: item structure, conversion, shape
-        self._check_item_shape(source.item_shape, reset=True)
-        # One pass reads the labels and checks every x (shape, NaN), so bad data
-        # fails before any training. A Dataset may speed up all passes by
-        # defining __getitems__(indices) (one read per batch).
-        with torch.random.fork_rng(devices=[]):  # leave the global RNG alone
-            labels = concatenate_labels([batch.y for batch in source.chunks(with_labels=True)])
-        return source, check_labels(labels, allow_single_class=False)
-
-    def _predict_source(self, X, *, require_pair=False):
-        """Batch source for transform/encode/score: a Dataset, or a validated array."""
-        if not is_dataset(X):
-            X = self._validate_X(X, reset=False)
-            return ArrayBatches(torch.from_numpy(X), _INFERENCE_BATCH)
-        source = self._dataset_source(X, require_pair=require_pair, device=self.device_)
-        if len(source) == 0:
-            raise ValueError("X is an empty Dataset: at least one item is required.")
-        source.head(1)
-        self._check_item_shape(source.item_shape, reset=False)
-        return source
 
     # --------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -456,6 +417,14 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self : DeepQuantizer
             The fitted estimator.
 
+        Notes
+        -----
+        Every fitted attribute is set at the end, once training succeeded:
+        a ``fit`` that raises leaves a previously fitted estimator as it
+        was. A ``KeyboardInterrupt`` during the epochs is not a failure: the
+        estimator is fitted with the network as it is then (with a warning),
+        and ``history_`` holds the complete epochs.
+
         Examples
         --------
         >>> from sklearn.datasets import load_digits
@@ -476,80 +445,54 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> dq.codes_.shape, dq.n_features_in_
         ((1797, 2), 64)
         """
-        device = None
-        if is_dataset(X):
-            if y is not None:
-                raise ValueError(
-                    "X is a torch Dataset, whose items are (x, y) pairs: y must be None, got "
-                    f"{type(y).__name__}. Put the labels in the Dataset's items."
-                )
-            device = _resolve_device(self.device)
-            source, labels = self._fit_dataset(X, device)
-        else:
-            X = self._validate_X(X, reset=True)
-            if y is None:
-                raise ValueError(
-                    f"{type(self).__name__} requires y to be passed, but the target y is None: "
-                    "the labels define which items are similar."
-                )
-            n_samples = X.shape[0]
-            if n_samples < self.K:
-                raise ValueError(
-                    f"{type(self).__name__} needs n_samples >= K to learn K={self.K} codewords "
-                    f"per subspace; got n_samples={n_samples}. Lower K or train on more samples."
-                )
-            labels = check_labels(y, allow_single_class=False)
-            if labels.shape[0] != n_samples:
-                raise ValueError(f"y has {labels.shape[0]} entries but X has n_samples={n_samples}.")
-            source = ArrayBatches(torch.from_numpy(X), _INFERENCE_BATCH)
-        R = self._resolve_n_components()
-        if labels.ndim == 1:
-            self.classes_ = np.unique(labels)
-        else:
-            self.classes_ = np.arange(labels.shape[1])
-        self._fit_labels = labels
-        self.n_components_ = R
+        previous = {name: vars(self)[name] for name in _INPUT_ATTRIBUTES if name in vars(self)}
+        try:
+            state, R = self._fit(X, y)
+        except BaseException:
+            for name in _INPUT_ATTRIBUTES:  # as validate_data found them
+                vars(self).pop(name, None)
+            vars(self).update(previous)
+            raise
+        self._set_fitted(state, R)
+        return self
 
+    def _fit(self, X, y):
+        """Prepare the inputs and the network, train, and polish the codebooks.
+
+        Sets no fitted attribute (but ``validate_data`` sets
+        ``n_features_in_`` for arrays); returns the final training state and
+        ``R``.
+        """
+        device = check_device(self.device)
+        source, labels = training_source(self, X, y, device)
+        R = self._resolve_n_components()
+        classes = np.unique(labels) if labels.ndim == 1 else np.arange(labels.shape[1])
         rng = check_random_state(self.random_state)
         torch_seed = int(rng.randint(np.iinfo(np.int32).max))
-        if device is None:
-            device = _resolve_device(self.device)
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
         source.reseed(torch_seed)  # the DataLoader's worker seeds (Datasets only)
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(torch_seed)
             net = self._build_network(source.head(2), len(source), R).to(device)
-            self._train(net, source, labels, rng, device)
-        self.network_ = net.eval()
-        self.device_ = device
-        return self
+            state = self._initial_state(net, source, labels, classes, rng, device)
+            self._fit_loop(state)
+            self._final_codebooks(state)
+        return state, R
 
-    def _train(self, net, source, labels, rng, device):
-        """Mini-batch training from a batch source (see :mod:`skdqn._data`)."""
-        n = len(source)
-        classes = self.classes_ if labels.ndim == 1 else None
+    def _initial_state(self, net, source, labels, classes, rng, device):
+        """The training state before the first epoch: optimizer, schedule, batch-order generator."""
         optimizer = self._make_optimizer(net.parameters())
         scheduler = None
         if self.lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        codebooks = codes = None  # C and H, numpy
-        C_t = H_t = None  # their torch copies on the device
-        self.history_ = []
-        self.n_iter_ = 0
+        return _TrainingState(
+            source=source, labels=labels, classes=classes, device=device, rng=rng,
+            net=net, optimizer=optimizer, scheduler=scheduler, generator=generator,
+        )
 
-        def refresh(first_fit):
-            nonlocal codebooks, codes, C_t, H_t
-            Z = self._embed(net, source)
-            if first_fit:
-                codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=rng)
-                codes = encode(Z, codebooks)
-            else:  # one alternation: C-step (H fixed), then H-step (C fixed)
-                codebooks, _ = update_codebooks(Z, codes, codebooks)
-                codes = encode(Z, codebooks)
-            C_t = torch.from_numpy(codebooks).to(device)
-            H_t = torch.from_numpy(codes.astype(np.int64)).to(device)
-
+    def _fit_loop(self, state):
+        """Run the epochs, refreshing the codebooks when due; Ctrl-C ends training early."""
         epochs = range(self.max_epochs)
         if self.verbose:
             from tqdm.auto import tqdm
@@ -557,82 +500,138 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             epochs = tqdm(epochs, desc=type(self).__name__, unit="epoch")
         try:
             for epoch in epochs:
-                start = time.perf_counter()
-                lam = self.lam if C_t is not None else 0.0
-                net.train()
-                perm = torch.randperm(n, generator=generator)
-                sums = np.zeros(2)
-                n_batches = 0
-                index_batches = [perm[b : b + self.batch_size] for b in range(0, n, self.batch_size)]
-                index_batches = [idx for idx in index_batches if idx.shape[0] >= 2]  # a pair loss needs a pair
-                for batch in source.batches(index_batches):
-                    idx = batch.index
-                    z = net(batch.x.to(device))
-                    Y_b = torch.from_numpy(label_indicator(labels[idx.numpy()], classes))
-                    p_loss = pairwise_loss(
-                        z,
-                        pair_similarity(Y_b.to(device)),
-                        kind=self.pair_loss,
-                        weighting=self.pair_weighting,
-                    )
-                    loss = p_loss
-                    if C_t is not None:
-                        q_loss = quantization_loss(z, C_t, H_t[idx.to(device)])
-                        loss = p_loss + lam * q_loss
-                        sums[1] += q_loss.item()
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    sums[0] += p_loss.item()
-                    n_batches += 1
-                if scheduler is not None:
-                    scheduler.step()
-                p_mean = sums[0] / max(n_batches, 1)
-                q_mean = sums[1] / max(n_batches, 1) if C_t is not None else float("nan")
-                self.history_.append(
-                    {
-                        "epoch": epoch + 1,
-                        "pair_loss": p_mean,
-                        "quantization_loss": q_mean,
-                        "loss": p_mean + (lam * q_mean if C_t is not None else 0.0),
-                        "lam": lam,
-                        "seconds": time.perf_counter() - start,
-                    }
-                )
-                self.n_iter_ = epoch + 1
+                record = self._run_single_epoch(state, epoch)
+                state.history.append(record)
                 if self.verbose:
-                    epochs.set_postfix(pair=f"{p_mean:.4f}", quant=f"{q_mean:.4f}")
-                done = epoch + 1
-                if done >= self.warmup_epochs and (done - self.warmup_epochs) % self.codebook_update_every == 0:
-                    if done < self.max_epochs:
-                        refresh(first_fit=C_t is None)
+                    epochs.set_postfix(
+                        pair=f"{record['pair_loss']:.4f}", quant=f"{record['quantization_loss']:.4f}"
+                    )
+                if self._codebook_refresh_due(epoch + 1):
+                    self._refresh_codebooks(state)
         except KeyboardInterrupt:
             warnings.warn(
-                f"Training interrupted (KeyboardInterrupt) after {self.n_iter_} complete "
+                f"Training interrupted (KeyboardInterrupt) after {len(state.history)} complete "
                 f"epoch(s) of {self.max_epochs}; the estimator is fitted with the network "
                 "as it is now.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # the frame that called fit, as before the ladder
             )
         finally:
             if self.verbose:
                 epochs.close()
 
-        # Final codebooks and codes, consistent with the final network.
-        Z = self._embed(net, source)
-        if codebooks is None:
-            codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=rng)
+    def _run_single_epoch(self, state, epoch):
+        """One pass over the items in a fresh random order; returns the epoch's history record."""
+        start = time.perf_counter()
+        quantizing = state.C_t is not None
+        lam = self.lam if quantizing else 0.0
+        state.net.train()
+        n = len(state.source)
+        perm = torch.randperm(n, generator=state.generator)
+        index_batches = [perm[b : b + self.batch_size] for b in range(0, n, self.batch_size)]
+        index_batches = [idx for idx in index_batches if idx.shape[0] >= 2]  # a pair loss needs a pair
+        sums = np.zeros(2)
+        n_batches = 0
+        for batch in state.source.batches(index_batches):
+            p_loss, q_loss = self._train_step(state, batch, lam)
+            if q_loss is not None:
+                sums[1] += q_loss
+            sums[0] += p_loss
+            n_batches += 1
+        if state.scheduler is not None:
+            state.scheduler.step()
+        p_mean = sums[0] / max(n_batches, 1)
+        q_mean = sums[1] / max(n_batches, 1) if quantizing else float("nan")
+        return {
+            "epoch": epoch + 1,
+            "pair_loss": p_mean,
+            "quantization_loss": q_mean,
+            "loss": p_mean + (lam * q_mean if quantizing else 0.0),
+            "lam": lam,
+            "seconds": time.perf_counter() - start,
+        }
+
+    def _train_step(self, state, batch, lam):
+        """Forward, loss, backward and optimizer step on one mini-batch.
+
+        The quantization loss (``C``, ``H`` fixed) is added once codebooks
+        exist. Returns the pair loss and the quantization loss (None before
+        the first codebook fit) as floats.
+        """
+        device = state.device
+        idx = batch.index
+        z = state.net(batch.x.to(device))
+        classes = state.classes if state.labels.ndim == 1 else None
+        Y_b = torch.from_numpy(label_indicator(state.labels[idx.numpy()], classes))
+        p_loss = pairwise_loss(
+            z, pair_similarity(Y_b.to(device)), kind=self.pair_loss, weighting=self.pair_weighting
+        )
+        loss = p_loss
+        q_value = None
+        if state.C_t is not None:
+            q_loss = quantization_loss(z, state.C_t, state.H_t[idx.to(device)])
+            loss = p_loss + lam * q_loss
+            q_value = q_loss.item()
+        state.optimizer.zero_grad()
+        loss.backward()
+        state.optimizer.step()
+        return p_loss.item(), q_value
+
+    def _codebook_refresh_due(self, done):
+        """Whether the codebooks are (re)fitted after ``done`` complete epochs.
+
+        First after ``warmup_epochs``, then every ``codebook_update_every``
+        epochs, never after the last epoch (:meth:`_final_codebooks` then
+        takes over).
+        """
+        after_warmup = done - self.warmup_epochs
+        return (
+            after_warmup >= 0
+            and after_warmup % self.codebook_update_every == 0
+            and done < self.max_epochs
+        )
+
+    def _refresh_codebooks(self, state):
+        """Refit ``C`` and ``H`` to the current embeddings of the training items.
+
+        The first time: k-means (k-means++ then Lloyd iterations). Later: one
+        alternation, the closed-form C-step (``H`` fixed), then the H-step
+        (nearest codewords, ``C`` fixed).
+        """
+        Z = embed(state.net, state.source)
+        if state.codebooks is None:
+            codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=state.rng)
+        else:
+            codebooks, _ = update_codebooks(Z, state.codes, state.codebooks)
+        state.set_codebooks(codebooks, encode(Z, codebooks))
+
+    def _final_codebooks(self, state):
+        """Final ``C`` and ``H``, consistent with the final network.
+
+        k-means when no codebook was fitted yet; otherwise Lloyd iterations
+        from the current codebooks (:func:`~skdqn._pq.refine_codebooks`).
+        """
+        Z = embed(state.net, state.source)
+        if state.codebooks is None:
+            codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=state.rng)
             codes = encode(Z, codebooks)
         else:
-            codes = encode(Z, codebooks)
-            for _ in range(_CODEBOOK_ITER):
-                codebooks, _ = update_codebooks(Z, codes, codebooks)
-                new_codes = encode(Z, codebooks)
-                if np.array_equal(new_codes, codes):
-                    break
-                codes = new_codes
-        self.codebooks_ = codebooks
-        self.codes_ = codes
+            codes = encode(Z, state.codebooks)
+            codebooks, codes = refine_codebooks(Z, state.codebooks, codes, n_iter=_CODEBOOK_ITER)
+        state.codebooks, state.codes = codebooks, codes
+
+    def _set_fitted(self, state, n_components):
+        """Set every fitted attribute, from the final training state (the one place)."""
+        record_input_shape(self, state.source)
+        self.classes_ = state.classes
+        self._fit_labels = state.labels
+        self.n_components_ = n_components
+        self.history_ = state.history
+        self.n_iter_ = len(state.history)
+        self.codebooks_ = state.codebooks
+        self.codes_ = state.codes
+        self.network_ = state.net.eval()
+        self.device_ = state.device
 
     # ---------------------------------------------------------- transform
     def transform(self, X):
@@ -660,8 +659,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> dq.transform(X[:2]).shape
         (2, 8)
         """
-        check_is_fitted(self)
-        return self._embed(self.network_, self._predict_source(X))
+        source = prediction_source(self, X)  # checks that the estimator is fitted
+        return embed(self.network_, source)
 
     def encode(self, X):
         """Product-quantization codes of ``X``: one codeword index per subspace.
@@ -715,14 +714,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         """
         check_is_fitted(self)
         M, K, _ = self.codebooks_.shape
-        codes = np.asarray(codes)
-        if codes.ndim != 2 or codes.shape[1] != M:
-            raise ValueError(f"codes must have shape (n_samples, M={M}); got shape {codes.shape}.")
-        if codes.dtype.kind not in "iu":
-            raise TypeError(f"codes must be integers; got dtype {codes.dtype}.")
-        if codes.size and (codes.min() < 0 or codes.max() >= K):
-            raise ValueError(f"codes must lie in [0, K={K}); got values in [{codes.min()}, {codes.max()}].")
-        return decode(codes.astype(code_dtype(K), copy=False), self.codebooks_)
+        return decode(check_codes(codes, M, K, copy=False), self.codebooks_)
 
     @property
     def _n_features_out(self):
@@ -767,19 +759,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> 0.0 <= dq.score(X[1000:], y[1000:]) <= 1.0
         True
         """
-        if is_dataset(X):
-            if y is not None:
-                raise ValueError(
-                    "X is a torch Dataset, whose items are (x, y) pairs: y must be None, got "
-                    f"{type(y).__name__}."
-                )
-            check_is_fitted(self)
-            Z, y = self._embed(self.network_, self._predict_source(X, require_pair=True), with_labels=True)
-        else:
-            Z = self.transform(X)
-        y = check_labels(y)
-        if len(y) != Z.shape[0]:
-            raise ValueError(f"y has {len(y)} entries but X has n_samples={Z.shape[0]}.")
+        Z, y = scoring_data(self, X, y)  # the queries' embeddings and labels
         tables = distance_tables(Z, self.codebooks_, "sqeuclidean")
         ap = retrieval_average_precisions(
             tables, self.codes_, y, self._fit_labels, top_k=top_k, normalize=normalize

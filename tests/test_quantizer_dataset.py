@@ -18,7 +18,6 @@ from sklearn.preprocessing import StandardScaler
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 from skdqn import DeepQuantizer
-from skdqn import _quantizer
 from skdqn._labels import label_indicator
 from skdqn._pq import encode
 
@@ -40,15 +39,16 @@ def small(digits):
 
 
 @pytest.fixture
-def same_chunks(monkeypatch):
-    """Embed arrays in chunks of ``batch_size`` rows, as Datasets are.
+def same_chunks():
+    """Parameters that embed arrays in chunks of ``batch_size`` rows, as Datasets are.
 
     Training steps are the same for an array and a TensorDataset; only the
-    embedding passes chunk differently (1024 rows vs ``batch_size`` items),
-    which some BLAS builds round differently. With equal chunks, the two
-    paths run exactly the same operations.
+    embedding passes chunk differently by default (1024 rows vs
+    ``batch_size`` items), which some BLAS builds round differently. Given
+    to the array-side estimators, these make the two paths run exactly the
+    same operations.
     """
-    monkeypatch.setattr(_quantizer, "_INFERENCE_BATCH", FAST["batch_size"])
+    return {"predict_batch_size": FAST["batch_size"]}
 
 
 def tensor_dataset(X, y=None):
@@ -112,7 +112,7 @@ def assert_same_history(a, b):
 # ---------------------------------------------------------------- same as arrays
 def test_tensor_dataset_fit_equals_array_fit(small, same_chunks):
     X, X_q, y, _ = small
-    a = DeepQuantizer(random_state=0, **FAST).fit(X, y)
+    a = DeepQuantizer(random_state=0, **FAST, **same_chunks).fit(X, y)
     b = DeepQuantizer(random_state=0, **FAST).fit(tensor_dataset(X, y))
     np.testing.assert_array_equal(b.codes_, a.codes_)
     np.testing.assert_array_equal(b.codebooks_, a.codebooks_)
@@ -176,7 +176,7 @@ def test_transform_encode_score_of_a_dataset_equal_the_stacked_array(small):
     assert dq_ds.transform(X_q).shape == (60, 16)
 
 
-def test_fit_transform_on_a_dataset(small, same_chunks):
+def test_fit_transform_on_a_dataset(small):
     X, _, y, _ = small
     data = tensor_dataset(X, y)
     Z = DeepQuantizer(random_state=0, **FAST).fit_transform(data)
@@ -194,7 +194,7 @@ def test_string_and_multilabel_items(small, same_chunks):
         return np.column_stack([label_indicator(y, np.arange(10)), y % 2 == 0, y >= 5]).astype(int)
 
     Y, Y_q = multi(y), multi(y_q)
-    a = DeepQuantizer(random_state=0, **FAST).fit(X, Y)
+    a = DeepQuantizer(random_state=0, **FAST, **same_chunks).fit(X, Y)
     # Items with indicator vectors: numpy rows, or tensors.
     for items in (list(zip(X, Y)), [(torch.from_numpy(x), torch.from_numpy(v)) for x, v in zip(X, Y)]):
         b = DeepQuantizer(random_state=0, **FAST).fit(ListDataset(items))
@@ -220,7 +220,7 @@ def test_custom_cnn_on_image_items(small, same_chunks):
     images, images_q = X.reshape(-1, 1, 8, 8), X_q.reshape(-1, 1, 8, 8)
     torch.manual_seed(0)
     cnn = SmallCNN()
-    a = DeepQuantizer(network=cnn, random_state=0, **FAST).fit(images, y)
+    a = DeepQuantizer(network=cnn, random_state=0, **FAST, **same_chunks).fit(images, y)
     b = DeepQuantizer(network=cnn, random_state=0, **FAST).fit(tensor_dataset(images, y))
     assert b.n_features_in_ == a.n_features_in_ == 1  # as for n-D arrays: shape[1]
     np.testing.assert_array_equal(b.codes_, a.codes_)
@@ -268,7 +268,7 @@ def test_getitems_fast_path_is_used(small, same_chunks):
     data = BatchReads(torch.from_numpy(X), torch.from_numpy(y))
     b = DeepQuantizer(random_state=0, **FAST).fit(data)
     assert BatchReads.calls > 0
-    np.testing.assert_array_equal(b.codes_, DeepQuantizer(random_state=0, **FAST).fit(X, y).codes_)
+    np.testing.assert_array_equal(b.codes_, DeepQuantizer(random_state=0, **FAST, **same_chunks).fit(X, y).codes_)
 
 
 def test_num_workers_parameter(small):
