@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -25,19 +24,9 @@ FAST = dict(M=2, K=16, n_components=16, hidden_layer_sizes=(32,), max_epochs=3, 
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    X = X.astype(np.float32)
-    X[:3] = 0.0  # degenerate rows: all-zero images (duplicates of each other)
-    X_db, X_q, y_db, y_q = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
-    scaler = StandardScaler().fit(X_db)
-    return scaler.transform(X_db).astype(np.float32), scaler.transform(X_q).astype(np.float32), y_db, y_q
-
-
-@pytest.fixture(scope="module")
-def small(digits):
-    X_db, X_q, y_db, y_q = digits
-    return X_db[:300], X_q[:60], y_db[:300], y_q[:60]
+def digits(digits_with_blank_rows):
+    """This module's digits include three blank images (see tests/conftest.py)."""
+    return digits_with_blank_rows
 
 
 @pytest.fixture(scope="module")
@@ -170,20 +159,10 @@ def test_inner_product_loss_sgd_and_uniform_run(small):
 
 
 # ---------------------------------------------------------------- custom networks
-class SmallCNN(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
-        self.pool = torch.nn.AdaptiveAvgPool2d(2)
-
-    def forward(self, x):
-        return self.pool(torch.relu(self.conv(x)))
-
-
-def test_custom_cnn_backbone_on_images(small):
+def test_custom_cnn_backbone_on_images(small, small_cnn):
     X, X_q, y, _ = small
     images = X.reshape(-1, 1, 8, 8)
-    cnn = SmallCNN()
+    cnn = small_cnn()
     before = {k: v.clone() for k, v in cnn.state_dict().items()}
     dq = DeepQuantizer(network=cnn, random_state=0, **FAST).fit(images, y)
     assert dq.transform(X_q.reshape(-1, 1, 8, 8)).shape == (60, 16)
@@ -446,3 +425,4 @@ def test_multilabel_digits_quality(digits):
     dq = DeepQuantizer(M=4, K=64, max_epochs=20, warmup_epochs=5, random_state=0).fit(X2, Y2)
     pq = AQDNeighbors(M=4, K=64, random_state=0).fit(X2, Y2)
     assert dq.score(X2_q, Y2_q) > pq.score(X2_q, Y2_q) + 0.05
+

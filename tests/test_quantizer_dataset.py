@@ -12,9 +12,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 from skdqn import DeepQuantizer
@@ -22,20 +19,6 @@ from skdqn._labels import label_indicator
 from skdqn._pq import encode
 
 FAST = dict(M=2, K=16, n_components=16, hidden_layer_sizes=(32,), max_epochs=3, warmup_epochs=1, batch_size=64)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    X_db, X_q, y_db, y_q = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
-    scaler = StandardScaler().fit(X_db)
-    return scaler.transform(X_db).astype(np.float32), scaler.transform(X_q).astype(np.float32), y_db, y_q
-
-
-@pytest.fixture(scope="module")
-def small(digits):
-    X_db, X_q, y_db, y_q = digits
-    return X_db[:300], X_q[:60], y_db[:300], y_q[:60]
 
 
 @pytest.fixture
@@ -205,21 +188,11 @@ def test_string_and_multilabel_items(small, same_chunks):
     assert score == pytest.approx(a.score(X_q, Y_q), abs=0.01)
 
 
-class SmallCNN(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
-        self.pool = torch.nn.AdaptiveAvgPool2d(2)
-
-    def forward(self, x):
-        return self.pool(torch.relu(self.conv(x)))
-
-
-def test_custom_cnn_on_image_items(small, same_chunks):
+def test_custom_cnn_on_image_items(small, same_chunks, small_cnn):
     X, X_q, y, _ = small
     images, images_q = X.reshape(-1, 1, 8, 8), X_q.reshape(-1, 1, 8, 8)
     torch.manual_seed(0)
-    cnn = SmallCNN()
+    cnn = small_cnn()
     a = DeepQuantizer(network=cnn, random_state=0, **FAST, **same_chunks).fit(images, y)
     b = DeepQuantizer(network=cnn, random_state=0, **FAST).fit(tensor_dataset(images, y))
     assert b.n_features_in_ == a.n_features_in_ == 1  # as for n-D arrays: shape[1]
