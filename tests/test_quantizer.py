@@ -426,3 +426,90 @@ def test_multilabel_digits_quality(digits):
     pq = AQDNeighbors(M=4, K=64, random_state=0).fit(X2, Y2)
     assert dq.score(X2_q, Y2_q) > pq.score(X2_q, Y2_q) + 0.05
 
+
+# ---------------------------------------------------------------- the training ladder
+class FailingMLP(torch.nn.Module):
+    """Raises RuntimeError on the n-th training forward pass (a failure mid-training)."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+        self.body = torch.nn.Linear(64, 16)
+        self.calls = 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.after:
+                raise RuntimeError("boom")
+        return torch.relu(self.body(x))
+
+
+def fitted_state(dq):
+    return {k: v for k, v in vars(dq).items() if k.endswith("_") and not k.startswith("__")}
+
+
+def test_failed_fit_leaves_a_fitted_estimator_as_it_was(small):
+    X, X_q, y, _ = small
+    dq = DeepQuantizer(random_state=0, **FAST).fit(X, y)
+    before = fitted_state(dq)
+    Z = dq.transform(X_q)
+    # Fails in the labels check, after validate_data saw 32 features.
+    with pytest.raises(ValueError, match="single class"):
+        dq.fit(X[:, :32], np.zeros(len(y)))
+    # Fails in the middle of training.
+    dq.set_params(network=FailingMLP(after=7))
+    with pytest.raises(RuntimeError, match="boom"):
+        dq.fit(X, y)
+    after = fitted_state(dq)
+    assert after.keys() == before.keys()
+    assert all(after[k] is before[k] for k in before if k != "n_features_in_")
+    assert dq.n_features_in_ == 64
+    np.testing.assert_array_equal(dq.transform(X_q), Z)
+
+
+def test_keyboard_interrupt_keeps_the_complete_epochs_in_history(small):
+    X, _, y, _ = small
+    dq = DeepQuantizer(network=InterruptingMLP(after=13), random_state=0, **{**FAST, "max_epochs": 10})
+    with pytest.warns(UserWarning, match="after 2 complete epoch"):
+        dq.fit(X, y)
+    assert [h["epoch"] for h in dq.history_] == [1, 2]
+
+
+@pytest.mark.parametrize("warmup, every, max_epochs", [(2, 3, 10), (0, 1, 3), (10, 2, 3), (1, 2, 3), (3, 1, 3)])
+def test_codebook_refresh_schedule(warmup, every, max_epochs):
+    dq = DeepQuantizer(warmup_epochs=warmup, codebook_update_every=every, max_epochs=max_epochs)
+    due = [done for done in range(1, max_epochs + 1) if dq._codebook_refresh_due(done)]
+    expected = [
+        done
+        for done in range(1, max_epochs + 1)
+        if done >= warmup and (done - warmup) % every == 0 and done < max_epochs
+    ]
+    assert due == expected
+    if (warmup, every, max_epochs) == (2, 3, 10):
+        assert due == [2, 5, 8]
+
+
+def test_refreshes_are_counted_by_the_schedule(small, monkeypatch):
+    X, _, y, _ = small
+    calls = []
+    dq = DeepQuantizer(random_state=0, **{**FAST, "max_epochs": 6, "warmup_epochs": 1, "codebook_update_every": 2})
+    refresh = dq._refresh_codebooks
+    monkeypatch.setattr(dq, "_refresh_codebooks", lambda state: calls.append(len(state.history)) or refresh(state))
+    dq.fit(X, y)
+    assert calls == [1, 3, 5]
+    assert np.isnan(dq.history_[0]["quantization_loss"])
+    assert all(np.isfinite(h["quantization_loss"]) for h in dq.history_[1:])
+
+
+def test_predict_batch_size(small):
+    X, X_q, y, _ = small
+    assert DeepQuantizer().predict_batch_size is None
+    assert clone(DeepQuantizer(predict_batch_size=7)).get_params()["predict_batch_size"] == 7
+    with pytest.raises(ValueError, match="predict_batch_size"):
+        DeepQuantizer(predict_batch_size=0, **FAST).fit(X, y)
+    a = DeepQuantizer(random_state=0, **FAST).fit(X, y)
+    b = clone(a).set_params(predict_batch_size=7).fit(X, y)
+    # Only the embedding passes chunk differently: equal up to rounding.
+    np.testing.assert_allclose(b.transform(X_q), a.transform(X_q), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(b.codes_, b.encode(X))
