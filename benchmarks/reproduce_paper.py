@@ -83,7 +83,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 import skdqn  # noqa: E402
 from skdqn import DeepQuantizer  # noqa: E402
-from skdqn._search import aqd_kneighbors, distance_tables  # noqa: E402
+from skdqn._search import aqd_kneighbors  # noqa: E402
+from skdqn._tables import distance_tables  # noqa: E402
 from skdqn.datasets import load_fashion_mnist, retrieval_split  # noqa: E402
 from skdqn.metrics import (  # noqa: E402
     average_precision_scores,

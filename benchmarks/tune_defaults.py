@@ -28,7 +28,8 @@ from sklearn.preprocessing import StandardScaler
 
 from skdqn import DeepQuantizer
 from skdqn._pq import quantization_error
-from skdqn._search import distance_tables, retrieval_average_precisions
+from skdqn._scoring import retrieval_average_precisions
+from skdqn._tables import distance_tables
 from skdqn.datasets import load_fashion_mnist, retrieval_split
 
 

@@ -820,7 +820,7 @@ def prediction_source(estimator, X, *, require_pair=False):
 
 
 def scoring_data(estimator, X, y=None):
-    """Embeddings and validated labels of the queries of ``score``.
+    """Embeddings and labels of the queries of ``score``.
 
     Parameters
     ----------
@@ -836,8 +836,9 @@ def scoring_data(estimator, X, y=None):
     -------
     Z : ndarray of shape (n_queries, ``n_components_``), float32
         The embeddings of the queries.
-    labels : ndarray of shape (n_queries,) or (n_queries, n_labels)
-        Their labels, validated by :func:`~skdqn._validation.check_y`.
+    labels : array-like of shape (n_queries,) or (n_queries, n_labels)
+        Their labels, as given (or read from the Dataset); ``score``
+        validates them with :func:`~skdqn._validation.check_y`.
 
     Examples
     --------
@@ -847,8 +848,8 @@ def scoring_data(estimator, X, y=None):
     >>> X, y = load_digits(return_X_y=True)
     >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=1, random_state=0).fit(X, y)
     >>> Z, labels = scoring_data(dq, X[:5], y[:5])
-    >>> Z.shape, labels.shape
-    ((5, 8), (5,))
+    >>> Z.shape, len(labels)
+    ((5, 8), 5)
     """
     if is_dataset(X):
         _check_no_y(y)
@@ -857,4 +858,4 @@ def scoring_data(estimator, X, y=None):
     else:
         source = prediction_source(estimator, X)
         Z = embed(estimator.network_, source)
-    return Z, check_y(y, Z.shape[0])
+    return Z, y

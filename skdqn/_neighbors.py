@@ -11,15 +11,18 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._faiss import from_faiss_index, to_faiss_index
 from ._io import read_bundle, write_bundle
-from ._labels import check_labels
+from ._metric import METRIC_NAMES, get_metric
 from ._pq import code_dtype, decode, encode, train_codebooks
-from ._search import (
-    aqd_kneighbors,
-    aqd_radius_neighbors,
-    distance_tables,
-    retrieval_average_precisions,
+from ._scoring import score_codes
+from ._search import aqd_kneighbors, aqd_radius_neighbors
+from ._tables import CodeQueries, VectorQueries
+from ._validation import (
+    check_codebooks,
+    check_codes,
+    check_enough_samples,
+    check_n_subspaces,
+    check_y,
 )
-from ._validation import check_codebooks, check_codes, check_n_subspaces
 
 __all__ = ["AQDNeighbors"]
 
@@ -148,7 +151,7 @@ class AQDNeighbors(BaseEstimator):
         "M": [Interval(Integral, 1, None, closed="left")],
         "K": [Interval(Integral, 2, 2**16, closed="both")],
         "codebooks": "no_validation",
-        "metric": [StrOptions({"euclidean", "sqeuclidean", "inner_product"})],
+        "metric": [StrOptions(set(METRIC_NAMES))],
         "n_jobs": [None, Integral],
         "random_state": ["random_state"],
     }
@@ -208,12 +211,7 @@ class AQDNeighbors(BaseEstimator):
         n_samples, n_features = X.shape
         if self.codebooks is None:
             check_n_subspaces(n_features, self.M)
-            if n_samples < self.K:
-                raise ValueError(
-                    f"{type(self).__name__} needs n_samples >= K to learn K={self.K} "
-                    f"codewords per subspace; got n_samples={n_samples}. Lower K or "
-                    "index more samples."
-                )
+            check_enough_samples(n_samples, self.K, who=type(self).__name__, action="index")
             self.codebooks_ = train_codebooks(
                 X, self.M, self.K, max_samples=256 * self.K, random_state=self.random_state
             )
@@ -221,16 +219,8 @@ class AQDNeighbors(BaseEstimator):
             self.codebooks_ = check_codebooks(self.codebooks, n_features)
         self.codes_ = encode(X, self.codebooks_)
         self.n_samples_fit_ = n_samples
-        self._fit_labels = None if y is None else self._check_y(y, n_samples)
+        self._fit_labels = None if y is None else check_y(y, n_samples)
         return self
-
-    @staticmethod
-    def _check_y(y, n_samples):
-        labels = check_labels(y)
-        # labels.shape[0], not len(y): len() is undefined for sparse y.
-        if labels.shape[0] != n_samples:
-            raise ValueError(f"y has {labels.shape[0]} entries but X has n_samples={n_samples}.")
-        return labels
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -280,7 +270,7 @@ class AQDNeighbors(BaseEstimator):
                     "y is required: the index was built with labels (for score), so every "
                     "item added needs one."
                 )
-            labels = self._check_y(y, n_new)
+            labels = check_y(y, n_new)
             old = self._fit_labels
             if labels.ndim != old.ndim or labels.shape[1:] != old.shape[1:]:
                 raise ValueError(
@@ -533,7 +523,7 @@ class AQDNeighbors(BaseEstimator):
         index.codes_ = check_codes(codes, M, K, copy=False)
         index.n_samples_fit_ = index.codes_.shape[0]
         index.n_features_in_ = M * ds
-        index._fit_labels = None if y is None else cls._check_y(y, index.n_samples_fit_)
+        index._fit_labels = None if y is None else check_y(y, index.n_samples_fit_)
         return index
 
     def to_faiss(self):
@@ -567,8 +557,7 @@ class AQDNeighbors(BaseEstimator):
         500
         """
         check_is_fitted(self)
-        metric = "inner_product" if self.metric == "inner_product" else "l2"
-        return to_faiss_index(self.codebooks_, self.codes_, metric)
+        return to_faiss_index(self.codebooks_, self.codes_, get_metric(self.metric).faiss)
 
     @classmethod
     def from_faiss(cls, index, **params):
@@ -599,32 +588,30 @@ class AQDNeighbors(BaseEstimator):
         >>> AQDNeighbors.from_faiss(findex).codes_.shape  # doctest: +SKIP
         (500, 2)
         """
-        codebooks, codes, metric = from_faiss_index(index)
-        if metric == "inner_product":
-            params.setdefault("metric", "inner_product")
-            if params["metric"] != "inner_product":
-                raise ValueError(
-                    "the faiss index ranks by inner product; metric must be 'inner_product', "
-                    f"got {params['metric']!r}."
-                )
-        else:
-            params.setdefault("metric", "sqeuclidean")
-            if params["metric"] == "inner_product":
-                raise ValueError(
-                    "the faiss index ranks by L2 distance; metric must be 'euclidean' or "
-                    "'sqeuclidean', got 'inner_product'."
-                )
+        codebooks, codes, faiss_metric = from_faiss_index(index)
+        # faiss returns squared L2 distances: "sqeuclidean" is what it ranks by.
+        params.setdefault("metric", "inner_product" if faiss_metric == "inner_product" else "sqeuclidean")
+        if params["metric"] in METRIC_NAMES and get_metric(params["metric"]).faiss != faiss_metric:
+            ranks_by = "inner product" if faiss_metric == "inner_product" else "L2 distance"
+            allowed = sorted(name for name in METRIC_NAMES if get_metric(name).faiss == faiss_metric)
+            raise ValueError(
+                f"the faiss index ranks by {ranks_by}; metric must be one of {allowed}, "
+                f"got {params['metric']!r}."
+            )
         return cls.from_codes(codebooks, codes, **params)
 
     # --------------------------------------------------------------- search
-    def _tables(self, X):
-        """Validate queries (or take the stored items when X is None); return tables."""
+    def _queries(self, X):
+        """The query source: validated ``X``, or the stored items when X is None.
+
+        Tables are computed block by block inside the search, never for all
+        queries at once; the stored items are decoded a block at a time.
+        """
+        table = get_metric(self.metric).table
         if X is None:
-            queries = decode(self.codes_, self.codebooks_)
-        else:
-            queries = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
-        table_metric = "inner_product" if self.metric == "inner_product" else "sqeuclidean"
-        return distance_tables(queries, self.codebooks_, table_metric)
+            return CodeQueries(self.codes_, self.codebooks_, table)
+        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        return VectorQueries(X, self.codebooks_, table)
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Find the k nearest indexed items of each query.
@@ -666,20 +653,20 @@ class AQDNeighbors(BaseEstimator):
                 f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
             )
         query_is_train = X is None
-        tables = self._tables(X)
+        queries = self._queries(X)
         k = n_neighbors + 1 if query_is_train else n_neighbors
         if k > self.n_samples_fit_:
             inequality = "n_neighbors < n_samples_fit" if query_is_train else "n_neighbors <= n_samples_fit"
             raise ValueError(
                 f"Expected {inequality}, but n_neighbors = {n_neighbors}, "
-                f"n_samples_fit = {self.n_samples_fit_}, n_samples = {tables.shape[0]}"
+                f"n_samples_fit = {self.n_samples_fit_}, n_samples = {queries.n_queries}"
             )
-        dist, ind = aqd_kneighbors(tables, self.codes_, k, n_jobs=self.n_jobs)
+        dist, ind = aqd_kneighbors(queries, self.codes_, k, n_jobs=self.n_jobs)
         if query_is_train:
             dist, ind = self._drop_self(dist, ind)
         if not return_distance:
             return ind
-        return self._to_metric(dist), ind
+        return get_metric(self.metric).to_user(dist), ind
 
     def _drop_self(self, dist, ind):
         """Remove each item from its own (k + 1)-list, as NearestNeighbors does."""
@@ -687,16 +674,10 @@ class AQDNeighbors(BaseEstimator):
         keep = ind != np.arange(n_queries)[:, None]
         missing = keep.all(axis=1)
         # The item is absent when more than k items tie with it at a smaller
-        # index. For distances NearestNeighbors then drops the first of those
-        # duplicates; for inner products, where an item needs not be its own
-        # best match, the last (worst) entry goes.
-        column = 0 if self.metric != "inner_product" else k - 1
-        keep[missing, column] = False
+        # index; the metric says which entry goes then.
+        keep[missing, get_metric(self.metric).self_drop_column(k)] = False
         shape = (n_queries, k - 1)
         return dist[keep].reshape(shape), ind[keep].reshape(shape)
-
-    def _to_metric(self, dist):
-        return np.sqrt(dist) if self.metric == "euclidean" else dist
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
         """Find the indexed items within ``radius`` of each query.
@@ -739,9 +720,9 @@ class AQDNeighbors(BaseEstimator):
         if radius is None:
             radius = self.radius
         query_is_train = X is None
-        tables = self._tables(X)
-        threshold = radius * abs(radius) if self.metric == "euclidean" else radius
-        dists, inds = aqd_radius_neighbors(tables, self.codes_, threshold, n_jobs=self.n_jobs)
+        metric = get_metric(self.metric)
+        threshold = metric.radius_threshold(radius)
+        dists, inds = aqd_radius_neighbors(self._queries(X), self.codes_, threshold, n_jobs=self.n_jobs)
         for q in range(len(inds)):
             d, i = dists[q], inds[q]
             if query_is_train:
@@ -750,7 +731,7 @@ class AQDNeighbors(BaseEstimator):
             if sort_results:
                 order = np.argsort(d, kind="stable")
                 d, i = d[order], i[order]
-            dists[q], inds[q] = self._to_metric(d), i
+            dists[q], inds[q] = metric.to_user(d), i
         if return_distance:
             return _object_array(dists), _object_array(inds)
         return _object_array(inds)
@@ -891,11 +872,7 @@ class AQDNeighbors(BaseEstimator):
             raise ValueError(
                 "score needs the labels of the indexed items: call fit(X, y) with y."
             )
-        tables = self._tables(X)
-        y = check_labels(y)
-        if len(y) != tables.shape[0]:
-            raise ValueError(f"y has {len(y)} entries but X has n_samples={tables.shape[0]}.")
-        ap = retrieval_average_precisions(
-            tables, self.codes_, y, self._fit_labels, top_k=top_k, normalize=normalize, n_jobs=self.n_jobs
+        return score_codes(
+            self._queries(X), y, self.codes_, self._fit_labels,
+            top_k=top_k, normalize=normalize, n_jobs=self.n_jobs,
         )
-        return float(ap.mean())

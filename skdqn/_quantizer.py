@@ -35,7 +35,8 @@ from ._labels import label_indicator
 from ._losses import pair_similarity, pairwise_loss, quantization_loss
 from ._network import QuantizationNetwork, build_mlp, module_device
 from ._pq import decode, encode, refine_codebooks, train_codebooks, update_codebooks
-from ._search import distance_tables, retrieval_average_precisions
+from ._scoring import score_codes
+from ._tables import VectorQueries
 from ._validation import check_codes, check_device, check_n_subspaces
 
 __all__ = ["DeepQuantizer"]
@@ -760,11 +761,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         True
         """
         Z, y = scoring_data(self, X, y)  # the queries' embeddings and labels
-        tables = distance_tables(Z, self.codebooks_, "sqeuclidean")
-        ap = retrieval_average_precisions(
-            tables, self.codes_, y, self._fit_labels, top_k=top_k, normalize=normalize
-        )
-        return float(ap.mean())
+        queries = VectorQueries(Z, self.codebooks_, "sqeuclidean")
+        return score_codes(queries, y, self.codes_, self._fit_labels, top_k=top_k, normalize=normalize)
 
     # ------------------------------------------------------------ pickling
     def __getstate__(self):

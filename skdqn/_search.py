@@ -1,230 +1,148 @@
-"""Asymmetric Quantizer Distance (AQD) search with lookup tables, in numpy.
+"""The search engine: Asymmetric Quantizer Distance search split into bounded tasks.
 
-A query ``q`` stays real-valued, database items are codes. Per query an
-``(M, K)`` table of the distances between each query subvector and each
-codeword is computed once (:func:`distance_tables`); the distance to an item
-is then the sum of ``M`` table entries picked by its code::
+A search is a set of *tasks*. A task is one block of queries (a query source,
+see :mod:`skdqn._tables`) against one set of candidate rows of the codes: a
+contiguous shard of the database today (an inverted list tomorrow). Each task
+computes the lookup tables of its own queries, scans its rows with a kernel
+(:mod:`skdqn._kernels`, chosen by :func:`skdqn._kernels.get_kernel`) and
+returns its top-k or its radius matches with global indices. One fan-out
+(:func:`_fan_out`) builds and runs the tasks, for k-NN and radius alike; the
+per-shard top-k lists of a query block are then merged
+(:func:`merge_kneighbors`), the radius matches concatenated.
 
-    aqd(q, i) = sum_m table[m, codes[i, m]]
-
-The scan (:func:`aqd_kneighbors`, :func:`aqd_radius_neighbors`) works on
-blocks of ``_QUERY_BLOCK`` queries and ``_DB_BLOCK`` database items, so its
-working set is a few megabytes, whatever the size of the database, and no
-``(n_queries, n_database)`` matrix is ever built. For each block it gathers
-rows of the query tables (``np.take`` on an ``(M * K, n_queries_block)``
-table, contiguous rows) and adds them; for top-k it keeps a running k-th
-distance per query and only keeps items strictly below it, so after the first
-blocks almost nothing survives and the selection costs little more than a
-comparison (two-stage top-k: filter, then an exact sort of the survivors).
+Memory is bounded by the blocks, not by the work: at most one task per
+worker is in flight, and a task holds the tables of ``query`` queries
+(``query * M * K`` floats, 1 MiB for M = 8, K = 256) and the distances of
+``database`` codes to them (``2 * query * database`` floats, 4 MiB). The
+sizes are the :class:`ScanBlocks` of :func:`scan_blocks`; when ``k`` is a
+large part of the database, every distance of a query block is sorted and the
+block holds as many queries as ``working_memory`` allows.
 
 Ties are broken by database index, smaller first, so results are
 deterministic (:class:`sklearn.neighbors.NearestNeighbors` leaves the order
-of tied items unspecified).
+of tied items unspecified), and never depend on the blocks, the shards or
+the number of workers.
 """
 
+import contextlib
+import contextvars
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import effective_n_jobs
 from sklearn import get_config
+from sklearn.utils.parallel import Parallel, delayed
 
-from ._pq import split_subspaces
+from ._kernels import DB_BLOCK, get_kernel
+from ._tables import as_query_source
 
 __all__ = [
-    "distance_tables",
-    "aqd_distances",
+    "ScanBlocks",
+    "scan_blocks",
+    "get_scan_blocks",
     "aqd_kneighbors",
     "aqd_radius_neighbors",
     "merge_kneighbors",
     "database_shards",
+    "full_sort_block",
 ]
 
-_QUERY_BLOCK = 128  # queries scanned together; one float32 table row is this wide
-_DB_BLOCK = 4096  # database items per scanned block (long enough calls for threads to scale)
-_TABLE_BLOCK_FLOATS = 1 << 22  # bound on the temporary of distance_tables
+QUERY_BLOCK = 128  # default queries scanned together; one float32 table row is this wide
+# n_neighbors * _FULL_SORT_RATIO >= n_database: compute every distance of a
+# query block and sort them, rather than filter by a running k-th distance.
+_FULL_SORT_RATIO = 16
+# Bytes per (query, database item) of the full sort: float32 distances, their
+# transposed copy and the int64 argsort.
+_FULL_SORT_BYTES_PER_ITEM = 16
+# A database shard holds at least this many scan blocks, so that a task scans
+# long enough to pay for its scheduling.
+_MIN_SHARD_BLOCKS = 16
 
 
-def distance_tables(Q, codebooks, metric="sqeuclidean"):
-    """Per-query lookup tables of subspace distances to every codeword.
+@dataclass(frozen=True)
+class ScanBlocks:
+    """Block sizes of the scan: how much work one task holds at a time.
 
     Parameters
     ----------
-    Q : ndarray of shape (n_queries, M * ds), float
-        Real-valued queries.
-    codebooks : ndarray of shape (M, K, ds), float32
-    metric : {"sqeuclidean", "inner_product"}, default="sqeuclidean"
-        ``"sqeuclidean"``: ``table[q, m, k] = ||Q[q, m-th block] - codebooks[m, k]||^2``,
-        so that the sum over ``m`` is the AQD of the paper.
-        ``"inner_product"``: ``table[q, m, k] = -<Q[q, m-th block], codebooks[m, k]>``;
-        the sum is the negated inner product ``-<q, C h>``, so that smaller is
-        still better.
+    query : int, default=128
+        Queries per task (the width of a table row in the numpy scan).
+    database : int, default=4096
+        Codes scanned at a time inside a task.
+
+    Examples
+    --------
+    >>> from skdqn._search import ScanBlocks
+    >>> ScanBlocks()
+    ScanBlocks(query=128, database=4096)
+    """
+
+    query: int = QUERY_BLOCK
+    database: int = DB_BLOCK
+
+    def __post_init__(self):
+        for name in ("query", "database"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"ScanBlocks.{name} must be a positive integer, got {value!r}.")
+
+
+_SCAN_BLOCKS = contextvars.ContextVar("skdqn_scan_blocks", default=ScanBlocks())
+
+
+def get_scan_blocks():
+    """The :class:`ScanBlocks` in effect (see :func:`scan_blocks`).
 
     Returns
     -------
-    tables : ndarray of shape (n_queries, M, K), float32
+    blocks : ScanBlocks
 
-    Notes
-    -----
-    The squared distances are computed as differences (not by expanding the
-    square), so a query equal to a codeword gets exactly 0.
+    Examples
+    --------
+    >>> from skdqn._search import get_scan_blocks
+    >>> get_scan_blocks().query
+    128
+    """
+    return _SCAN_BLOCKS.get()
+
+
+@contextlib.contextmanager
+def scan_blocks(query=QUERY_BLOCK, database=DB_BLOCK):
+    """Context manager: scan with other block sizes (results never change).
+
+    The sizes are read when a search starts and travel with its tasks, so
+    they also hold on the workers of a process or dask backend. Smaller
+    blocks lower the memory of a search and cost speed; tests use tiny
+    blocks so that small problems cross many block boundaries.
+
+    Parameters
+    ----------
+    query : int, default=128
+        Queries per task.
+    database : int, default=4096
+        Codes scanned at a time inside a task.
+
+    Yields
+    ------
+    blocks : ScanBlocks
 
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._search import distance_tables
-    >>> C = np.array([[[0.0], [1.0]], [[0.0], [2.0]]], dtype=np.float32)
-    >>> distance_tables(np.array([[1.0, 0.0]]), C)
-    array([[[1., 0.],
-            [0., 4.]]], dtype=float32)
+    >>> from skdqn._search import aqd_kneighbors, scan_blocks
+    >>> tables = np.random.default_rng(0).random((20, 2, 4), dtype=np.float32)
+    >>> codes = np.random.default_rng(1).integers(0, 4, (50, 2)).astype(np.uint8)
+    >>> with scan_blocks(query=3, database=7):
+    ...     small = aqd_kneighbors(tables, codes, 5)
+    >>> bool((small[1] == aqd_kneighbors(tables, codes, 5)[1]).all())
+    True
     """
-    M, K, ds = codebooks.shape
-    Q = np.asarray(Q, dtype=np.float32)
-    blocks = split_subspaces(Q, M)
-    tables = np.empty((Q.shape[0], M, K), dtype=np.float32)
-    if metric == "inner_product":
-        for m in range(M):
-            np.negative(blocks[m] @ codebooks[m].T, out=tables[:, m])
-        return tables
-    if metric != "sqeuclidean":
-        raise ValueError(f"metric must be 'sqeuclidean' or 'inner_product', got {metric!r}.")
-    step = max(1, _TABLE_BLOCK_FLOATS // (K * ds))
-    for start in range(0, Q.shape[0], step):
-        stop = start + step
-        for m in range(M):
-            diff = blocks[m][start:stop, None, :] - codebooks[m][None, :, :]
-            np.einsum("qkd,qkd->qk", diff, diff, out=tables[start:stop, m])
-    return tables
-
-
-def _flat_tables(tables):
-    """(nq, M, K) tables -> (M * K, nq) C-contiguous: one row per (m, k)."""
-    nq, M, K = tables.shape
-    return np.ascontiguousarray(tables.reshape(nq, M * K).T)
-
-
-def _scan_block(flat, codes, offsets, start, stop, out, tmp):
-    """AQD of database items ``start:stop`` to the queries of ``flat``.
-
-    ``out[i - start, j] = sum_m flat[offsets[m] + codes[i, m], j]``, written in
-    ``out`` (shape (stop - start, nq)); ``tmp`` is scratch of the same shape.
-    Indices were validated when the codes were stored, so ``mode="clip"`` (no
-    bounds checks, several times faster) changes nothing.
-    """
-    idx = np.add(codes[start:stop].T, offsets[:, None], dtype=np.intp)
-    np.take(flat, idx[0], axis=0, out=out, mode="clip")
-    for m in range(1, idx.shape[0]):
-        np.take(flat, idx[m], axis=0, out=tmp, mode="clip")
-        np.add(out, tmp, out=out)
-    return out
-
-
-def _offsets(M, K):
-    return np.arange(M, dtype=np.intp) * K
-
-
-def aqd_distances(tables, codes):
-    """All AQD distances, shape (n_queries, n_database): for small problems and tests.
-
-    Parameters
-    ----------
-    tables : ndarray of shape (n_queries, M, K), float32
-        From :func:`distance_tables`.
-    codes : ndarray of shape (n_database, M), integer in ``[0, K)``
-
-    Returns
-    -------
-    distances : ndarray of shape (n_queries, n_database), float32
-        ``distances[q, i] = sum_m tables[q, m, codes[i, m]]``, summed in the
-        order ``m = 0, 1, ...`` in float32, exactly as the scan does.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skdqn._search import aqd_distances
-    >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
-    >>> aqd_distances(tables, np.array([[0, 0], [1, 1], [1, 0]]))
-    array([[0., 5., 1.]], dtype=float32)
-    """
-    nq, M, K = tables.shape
-    flat = _flat_tables(tables)
-    n = codes.shape[0]
-    out = np.empty((n, nq), dtype=np.float32)
-    _scan_block(flat, codes, _offsets(M, K), 0, n, out, np.empty_like(out))
-    return np.ascontiguousarray(out.T)
-
-
-def _merge_topk(best_d, best_i, cand_d, cand_i, cand_q, k):
-    """Merge sorted per-query top-k lists with flat candidates; keep k per query.
-
-    Order is (distance, database index); every query keeps exactly ``k``
-    entries, padded with (inf, -1) while fewer items were seen.
-    """
-    nq = best_d.shape[0]
-    q = np.concatenate([np.repeat(np.arange(nq), k), cand_q])
-    d = np.concatenate([best_d.ravel(), cand_d])
-    i = np.concatenate([best_i.ravel(), cand_i])
-    # Padding (-1) sorts after real items with an infinite distance only if its
-    # index is larger: map -1 to a huge index for the sort.
-    order = np.lexsort((np.where(i < 0, np.iinfo(np.intp).max, i), d, q))
-    first = np.searchsorted(q[order], np.arange(nq))
-    keep = order[(first[:, None] + np.arange(k)).ravel()]
-    return d[keep].reshape(nq, k), i[keep].reshape(nq, k)
-
-
-def _topk_threshold(flat, codes, k, offsets):
-    """Top-k by scanning blocks and keeping items below the running k-th distance."""
-    nq = flat.shape[1]
-    n = codes.shape[0]
-    best_d = np.full((nq, k), np.inf, dtype=np.float32)
-    best_i = np.full((nq, k), -1, dtype=np.intp)
-    kth = best_d[:, -1].copy()
-    pending, n_pending = [], 0
-    out = np.empty((_DB_BLOCK, nq), dtype=np.float32)
-    tmp = np.empty_like(out)
-    for start in range(0, n, _DB_BLOCK):
-        stop = min(n, start + _DB_BLOCK)
-        dist = _scan_block(flat, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
-        if start == 0 and dist.shape[0] >= k:
-            # First block: keep only what can be in its own top k (ties at
-            # the k-th value included), not every item.
-            hit = dist <= np.partition(dist, k - 1, axis=0)[k - 1]
-        else:
-            # Strictly below the k-th best: an equal distance further down the
-            # database loses the tie (larger index), so it can never enter.
-            hit = dist < kth
-        if not hit.any():
-            continue
-        flat_hit = np.flatnonzero(hit)
-        rows, cols = np.divmod(flat_hit, nq)
-        pending.append((dist.ravel()[flat_hit], rows + start, cols))
-        n_pending += flat_hit.size
-        if n_pending >= nq * k or start == 0:
-            cand_d, cand_i, cand_q = (np.concatenate(parts) for parts in zip(*pending))
-            best_d, best_i = _merge_topk(best_d, best_i, cand_d, cand_i, cand_q, k)
-            kth = best_d[:, -1].copy()
-            pending, n_pending = [], 0
-    if pending:
-        cand_d, cand_i, cand_q = (np.concatenate(parts) for parts in zip(*pending))
-        best_d, best_i = _merge_topk(best_d, best_i, cand_d, cand_i, cand_q, k)
-    return best_d, best_i
-
-
-def _topk_full_sort(flat, codes, k, offsets):
-    """Top-k by computing all distances of the block and a stable sort: for large k."""
-    nq = flat.shape[1]
-    n = codes.shape[0]
-    dist = np.empty((n, nq), dtype=np.float32)
-    tmp = np.empty((min(n, _DB_BLOCK), nq), dtype=np.float32)
-    for start in range(0, n, _DB_BLOCK):
-        stop = min(n, start + _DB_BLOCK)
-        _scan_block(flat, codes, offsets, start, stop, dist[start:stop], tmp[: stop - start])
-    dist = np.ascontiguousarray(dist.T)
-    ind = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(dist, ind, axis=1), ind
-
-
-def _query_blocks(nq, block):
-    return [slice(s, min(nq, s + block)) for s in range(0, nq, block)]
+    token = _SCAN_BLOCKS.set(ScanBlocks(query, database))
+    try:
+        yield _SCAN_BLOCKS.get()
+    finally:
+        _SCAN_BLOCKS.reset(token)
 
 
 def database_shards(n_database, n_shards):
@@ -340,21 +258,47 @@ def merge_kneighbors(distances, indices, n_neighbors=None, *, offsets=None):
     return np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
 
 
-def _full_sort_block(n, working_memory):
-    """Queries per block for the full-sort path: dist (n, b) float32 plus argsort."""
+def full_sort_block(n_database, working_memory=None, max_block=QUERY_BLOCK):
+    """Queries per block when every distance of the block is computed and sorted.
+
+    Parameters
+    ----------
+    n_database : int
+        Items ranked per query.
+    working_memory : float, default=None
+        MiB; a quarter of it bounds the block's ``(n_database, queries)``
+        distances and their argsort. ``None`` uses
+        ``sklearn.get_config()["working_memory"]``.
+    max_block : int, default=128
+        Upper bound on the result.
+
+    Returns
+    -------
+    n_queries : int
+        At least 1.
+
+    Examples
+    --------
+    >>> from skdqn._search import full_sort_block
+    >>> full_sort_block(10**6, working_memory=64)
+    1
+    """
     if working_memory is None:
         working_memory = get_config()["working_memory"]
-    budget = int(working_memory * 2**20) // 4  # a quarter of the working memory
-    return int(np.clip(budget // max(1, 16 * n), 1, _QUERY_BLOCK))
+    budget = int(working_memory * 2**20) // 4
+    per_query = _FULL_SORT_BYTES_PER_ITEM * max(1, n_database)
+    return int(np.clip(budget // per_query, 1, max_block))
 
 
-def _auto_shards(n_jobs, n_query_blocks, n_database):
+def _auto_shards(n_jobs, n_query_blocks, n_database, db_block=None):
     """Database shards so that query blocks x shards keeps every worker busy.
 
-    A shard holds at least ``16 * _DB_BLOCK`` items (65,536 by default), so a
-    task scans long enough to pay for its scheduling.
+    A shard holds at least ``_MIN_SHARD_BLOCKS`` scan blocks (65,536 items by
+    default).
     """
-    min_shard = 16 * _DB_BLOCK
+    if db_block is None:
+        db_block = get_scan_blocks().database
+    min_shard = _MIN_SHARD_BLOCKS * db_block
     workers = effective_n_jobs(n_jobs)
     if workers <= 1 or n_query_blocks >= workers:
         return 1
@@ -363,29 +307,63 @@ def _auto_shards(n_jobs, n_query_blocks, n_database):
 
 
 def _run_tasks(tasks, n_jobs):
-    """Run ``(function, args)`` tasks with joblib, or inline when there is one."""
+    """Run ``(function, args)`` tasks with joblib, or inline when there is one.
+
+    :class:`sklearn.utils.parallel.Parallel` carries the caller's
+    :func:`sklearn.config_context` to the workers.
+    """
     if len(tasks) <= 1:  # no pool to start for a single task
         return [function(*args) for function, args in tasks]
     return Parallel(n_jobs=n_jobs, prefer="threads")(delayed(function)(*args) for function, args in tasks)
 
 
-def _shard_kernel(kernel, tables, part, start, k, offsets):
-    """Top-k of one task: a query block against the shard ``part`` (global indices).
+def _fan_out(task, queries, codes, query_block, n_shards, n_jobs, *args):
+    """Run ``task(query_block_source, shard_codes, shard_start, *args)`` for every pair.
 
-    The task receives only its shard's codes (a view with threads; a process
-    or cluster backend ships just that slice).
+    Returns the results grouped by query block, in order: one list per block
+    of the shards' results, in database order. A task receives only its own
+    queries (views) and its shard's codes (a view with threads; a process or
+    cluster backend ships just that slice).
     """
-    dist, ind = kernel(_flat_tables(tables), part, min(k, part.shape[0]), offsets)
+    blocks = [slice(s, min(queries.n_queries, s + query_block)) for s in range(0, queries.n_queries, query_block)]
+    shards = database_shards(codes.shape[0], n_shards)
+    tasks = [(task, (queries.block(b), codes[s], s.start) + args) for b in blocks for s in shards]
+    results = _run_tasks(tasks, n_jobs)
+    return [results[j * len(shards) : (j + 1) * len(shards)] for j in range(len(blocks))]
+
+
+def _knn_task(queries, codes, start, kernel, k, method, db_block):
+    """Top-k of one task (global indices)."""
+    dist, ind = kernel.kneighbors(queries.tables(), codes, min(k, codes.shape[0]), method=method, db_block=db_block)
     return dist, ind + start
 
 
-def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=None, n_shards=None):
+def _radius_task(queries, codes, start, kernel, threshold, db_block):
+    """Radius matches of one task, per query (global indices)."""
+    return [(d, i + start) for d, i in kernel.radius_neighbors(queries.tables(), codes, threshold, db_block=db_block)]
+
+
+def _knn_plan(n_neighbors, n_database, n_queries, n_jobs, working_memory, n_shards, blocks):
+    """(method, queries per task, shards) of a k-NN search."""
+    if n_neighbors * _FULL_SORT_RATIO >= n_database:
+        return "full_sort", full_sort_block(n_database, working_memory, blocks.query), 1
+    if n_shards is None:
+        n_shards = _auto_shards(n_jobs, math.ceil(n_queries / blocks.query), n_database, blocks.database)
+    return "threshold", blocks.query, n_shards
+
+
+def aqd_kneighbors(
+    queries, codes, n_neighbors, *, n_jobs=None, working_memory=None, n_shards=None, kernel="numpy"
+):
     """Exact top-k by Asymmetric Quantizer Distance, ties by database index.
 
     Parameters
     ----------
-    tables : ndarray of shape (n_queries, M, K), float32
-        From :func:`distance_tables`.
+    queries : QuerySource or ndarray of shape (n_queries, M, K), float32
+        A query source (:class:`~skdqn._tables.VectorQueries`,
+        :class:`~skdqn._tables.CodeQueries`), whose tables are computed block
+        by block inside the tasks, or the tables themselves (from
+        :func:`~skdqn._tables.distance_tables`).
     codes : ndarray of shape (n_database, M), integer in ``[0, K)``
         May be a memory-mapped array; it is read block by block.
     n_neighbors : int
@@ -405,6 +383,8 @@ def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=No
         :func:`merge_kneighbors`. ``None`` shards only when there are fewer
         query blocks than workers (few queries, several workers), with
         shards of at least 65,536 items. Results never depend on it.
+    kernel : {"numpy"}, default="numpy"
+        The scan kernel (:func:`skdqn._kernels.get_kernel`).
 
     Returns
     -------
@@ -419,6 +399,8 @@ def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=No
         dist = aqd_distances(tables, codes)          # (nq, N)
         ind = np.argsort(dist, axis=1, kind="stable")[:, :n_neighbors]
 
+    Block sizes come from :func:`scan_blocks`.
+
     Examples
     --------
     >>> import numpy as np
@@ -427,28 +409,19 @@ def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=No
     >>> aqd_kneighbors(tables, np.array([[1, 1], [1, 0], [0, 0], [0, 0]]), 3)
     (array([[0., 0., 1.]], dtype=float32), array([[2, 3, 1]]))
     """
-    nq, M, K = tables.shape
-    n = codes.shape[0]
-    offsets = _offsets(M, K)
-    if n_neighbors * 16 >= n:
-        kernel, block = _topk_full_sort, _full_sort_block(n, working_memory)
-    else:
-        kernel, block = _topk_threshold, _QUERY_BLOCK
-    blocks = _query_blocks(nq, block)
-    if not blocks:
+    queries = as_query_source(queries)
+    blocks = get_scan_blocks()
+    if queries.n_queries == 0:
         return np.empty((0, n_neighbors), np.float32), np.empty((0, n_neighbors), np.intp)
-    if n_shards is None:
-        n_shards = _auto_shards(n_jobs, len(blocks), n) if kernel is _topk_threshold else 1
-    shards = database_shards(n, n_shards)
-    tasks = [
-        (_shard_kernel, (kernel, tables[b], codes[shard], shard.start, n_neighbors, offsets))
-        for b in blocks
-        for shard in shards
-    ]
-    results = _run_tasks(tasks, n_jobs)
+    method, query_block, n_shards = _knn_plan(
+        n_neighbors, codes.shape[0], queries.n_queries, n_jobs, working_memory, n_shards, blocks
+    )
+    per_block = _fan_out(
+        _knn_task, queries, codes, query_block, n_shards, n_jobs,
+        get_kernel(kernel), n_neighbors, method, blocks.database,
+    )
     dist, ind = [], []
-    for j in range(len(blocks)):
-        parts = results[j * len(shards) : (j + 1) * len(shards)]
+    for parts in per_block:
         if len(parts) == 1:
             d, i = parts[0]
         else:
@@ -456,30 +429,6 @@ def aqd_kneighbors(tables, codes, n_neighbors, *, n_jobs=None, working_memory=No
         dist.append(d)
         ind.append(i)
     return np.vstack(dist), np.vstack(ind)
-
-
-def _radius_block(flat, codes, radius, offsets, start_index=0):
-    nq = flat.shape[1]
-    n = codes.shape[0]
-    out = np.empty((min(n, _DB_BLOCK), nq), dtype=np.float32)
-    tmp = np.empty_like(out)
-    found_d, found_i, found_q = [], [], []
-    for start in range(0, n, _DB_BLOCK):
-        stop = min(n, start + _DB_BLOCK)
-        dist = _scan_block(flat, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
-        flat_hit = np.flatnonzero(dist <= radius)
-        if flat_hit.size:
-            rows, cols = np.divmod(flat_hit, nq)
-            found_d.append(dist.ravel()[flat_hit])
-            found_i.append(rows + start + start_index)
-            found_q.append(cols)
-    d = np.concatenate(found_d) if found_d else np.empty(0, np.float32)
-    i = np.concatenate(found_i) if found_i else np.empty(0, np.intp)
-    q = np.concatenate(found_q) if found_q else np.empty(0, np.intp)
-    order = np.argsort(q, kind="stable")  # keeps database order within a query
-    bounds = np.searchsorted(q[order], np.arange(nq + 1))
-    d, i = d[order], i[order]
-    return [(d[a:b], i[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _float32_floor(x):
@@ -498,13 +447,13 @@ def _float32_floor(x):
     return x32
 
 
-def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None, n_shards=None):
+def aqd_radius_neighbors(queries, codes, radius, *, n_jobs=None, n_shards=None, kernel="numpy"):
     """All database items within ``radius`` (AQD ``<= radius``) of each query.
 
     Parameters
     ----------
-    tables : ndarray of shape (n_queries, M, K), float32
-        From :func:`distance_tables`.
+    queries : QuerySource or ndarray of shape (n_queries, M, K), float32
+        A query source or the tables themselves, as for :func:`aqd_kneighbors`.
     codes : ndarray of shape (n_database, M), integer in ``[0, K)``
     radius : float
         Threshold on the summed table distance (for squared-Euclidean tables
@@ -515,6 +464,8 @@ def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None, n_shards=None):
     n_shards : int, default=None
         Database shards searched as separate tasks and concatenated in
         database order; ``None`` chooses as :func:`aqd_kneighbors` does.
+    kernel : {"numpy"}, default="numpy"
+        The scan kernel (:func:`skdqn._kernels.get_kernel`).
 
     Returns
     -------
@@ -540,71 +491,18 @@ def aqd_radius_neighbors(tables, codes, radius, *, n_jobs=None, n_shards=None):
     >>> d[0], i[0]
     (array([1., 0.], dtype=float32), array([1, 2]))
     """
-    nq, M, K = tables.shape
-    offsets = _offsets(M, K)
-    radius = _float32_floor(radius)
-    blocks = _query_blocks(nq, _QUERY_BLOCK)
+    queries = as_query_source(queries)
+    blocks = get_scan_blocks()
     n = codes.shape[0]
     if n_shards is None:
-        n_shards = _auto_shards(n_jobs, len(blocks), n)
-    shards = database_shards(n, n_shards)
-    tasks = [
-        (_radius_block, (_flat_tables(tables[b]), codes[shard], radius, offsets, shard.start))
-        for b in blocks
-        for shard in shards
-    ]
-    results = _run_tasks(tasks, n_jobs)
+        n_shards = _auto_shards(n_jobs, math.ceil(queries.n_queries / blocks.query), n, blocks.database)
+    per_block = _fan_out(
+        _radius_task, queries, codes, blocks.query, n_shards, n_jobs,
+        get_kernel(kernel), _float32_floor(radius), blocks.database,
+    )
     dists, inds = [], []
-    for j in range(len(blocks)):
-        parts = results[j * len(shards) : (j + 1) * len(shards)]
+    for parts in per_block:
         for q in range(len(parts[0])):
             dists.append(np.concatenate([p[q][0] for p in parts]))
             inds.append(np.concatenate([p[q][1] for p in parts]))
     return dists, inds
-
-
-def retrieval_average_precisions(
-    tables, codes, query_labels, database_labels, *, top_k=None, normalize="retrieved", n_jobs=None
-):
-    """Average precision of each query when the database is ranked by AQD.
-
-    Parameters
-    ----------
-    tables : ndarray of shape (n_queries, M, K), float32
-        From :func:`distance_tables`.
-    codes : ndarray of shape (n_database, M), integer
-    query_labels : ndarray of shape (n_queries,) or (n_queries, n_labels)
-    database_labels : ndarray of shape (n_database,) or (n_database, n_labels)
-        Relevance = sharing at least one label.
-    top_k : int, default=None
-        Rank depth; the whole database when None.
-    normalize : {"retrieved", "all"}, default="retrieved"
-        See :func:`skdqn.metrics.average_precision_scores`.
-    n_jobs : int, default=None
-        Threads for the search.
-
-    Returns
-    -------
-    ap : ndarray of shape (n_queries,), float64
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skdqn._search import retrieval_average_precisions
-    >>> tables = np.array([[[0.0, 1.0]]], dtype=np.float32)
-    >>> retrieval_average_precisions(tables, np.array([[1], [0]]), np.array([0]), np.array([1, 0]))
-    array([1.])
-    """
-    from .metrics import average_precision_scores
-
-    n = codes.shape[0]
-    k = n if top_k is None else min(int(top_k), n)
-    # Rankings of n_queries x k indices are built a chunk of queries at a time.
-    chunk = _full_sort_block(n, None) if k * 16 >= n else 4096
-    out = np.empty(tables.shape[0], dtype=np.float64)
-    for s in _query_blocks(tables.shape[0], chunk):
-        _, ranking = aqd_kneighbors(tables[s], codes, k, n_jobs=n_jobs)
-        out[s] = average_precision_scores(
-            query_labels[s], database_labels, ranking, top_k=top_k, normalize=normalize
-        )
-    return out

@@ -8,22 +8,28 @@ two share at least one label (see :mod:`skdqn._labels`).
 
 Queries are processed in blocks so that memory stays bounded, whatever the
 size of the database: only the relevance of the ranked items is computed,
-never the full ``(n_queries, n_database)`` relevance matrix. Blocks run on a
-few threads (NumPy sorts and gathers release the GIL). Sorting the distances
+never the full ``(n_queries, n_database)`` relevance matrix. The blocks of
+all workers together take about a sixteenth of scikit-learn's
+``working_memory`` (64 MiB by default; see :func:`sklearn.config_context`).
+With ``n_jobs``, blocks run in parallel threads (NumPy sorts and gathers
+release the GIL) through :class:`sklearn.utils.parallel.Parallel`, so that a
+joblib backend or a :func:`sklearn.config_context` reaches them; inside a
+joblib worker they run sequentially, never as a pool nested in joblib's. Sorting the distances
 dominates the cost: it is fastest for float32 distances (or any distances
 exact in float32, such as Hamming distances) and with a small ``top_k``. The
 inputs are never modified.
 """
 
 import inspect
-import numbers
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from joblib import effective_n_jobs
+from sklearn import get_config
 from sklearn.pipeline import Pipeline
+from sklearn.utils.parallel import Parallel, delayed
 
 from ._labels import check_labels, relevance
+from ._validation import check_positive_int
 
 __all__ = [
     "average_precision_scores",
@@ -34,10 +40,9 @@ __all__ = [
     "map_scorer",
 ]
 
-# Working memory allowed for the blocks of queries processed at once, in bytes
-# (tests shrink it), and the most threads that process blocks concurrently.
-_BLOCK_BYTES = 64 * 2**20
-_MAX_THREADS = 8
+# The blocks of queries processed at once take this fraction of sklearn's
+# working_memory (64 MiB of the default 1024 MiB).
+_WORKING_MEMORY_SHARE = 1 / 16
 # Rough working memory per ranked item: sort keys, gathered labels, relevance,
 # hit positions.
 _BYTES_PER_ITEM = 32
@@ -47,14 +52,6 @@ _NORMALIZE = ("retrieved", "all")
 # --------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------
-
-
-def _check_positive_int(value, name, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def _check_normalize(normalize):
@@ -68,7 +65,7 @@ def _check_depths(depths, name):
     scalar = np.ndim(depths) == 0
     if scalar:
         value = depths.item() if isinstance(depths, np.ndarray) else depths
-        return np.array([_check_positive_int(value, name)]), True
+        return np.array([check_positive_int(value, name)]), True
     arr = np.asarray(depths)
     if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu" or (arr < 1).any():
         raise ValueError(
@@ -227,28 +224,25 @@ def _encode_labels(q, d):
     return words(q), words(d)
 
 
-def _n_threads():
-    try:
-        n_cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n_cpus = os.cpu_count() or 1
-    return max(1, min(_MAX_THREADS, n_cpus))
+def _block_bytes():
+    """Bytes the query blocks processed at once may take (all workers together)."""
+    return int(get_config()["working_memory"] * 2**20 * _WORKING_MEMORY_SHARE)
 
 
-def _map_ranked_relevance(func, q, d, ranking, distances, depth):
+def _map_ranked_relevance(func, q, d, ranking, distances, depth, n_jobs=None):
     """Apply ``func(rows, rel)`` to successive blocks of queries and concatenate.
 
     ``rel[i, j]`` is True when the database item ranked ``j``-th (0-based,
     ``j < depth``) for query ``rows[i]`` shares a label with it. Only the
     ranked items are looked at, and blocks are sized so that those processed
-    at once (one per thread; NumPy's sorts and gathers run without the GIL)
-    take about ``_BLOCK_BYTES``.
+    at once (one per worker; NumPy's sorts and gathers run without the GIL)
+    take about :func:`_block_bytes`.
     """
     q_codes, d_codes = _encode_labels(q, d)
-    n_threads = _n_threads()
+    n_workers = max(1, effective_n_jobs(n_jobs))
     width = depth if distances is None else distances.shape[1]
     per_item = _BYTES_PER_ITEM + d_codes[:1].nbytes
-    step = max(1, _BLOCK_BYTES // (n_threads * width * per_item))
+    step = max(1, _block_bytes() // (n_workers * width * per_item))
 
     def block(start):
         rows = slice(start, start + step)
@@ -262,16 +256,16 @@ def _map_ranked_relevance(func, q, d, ranking, distances, depth):
         return func(rows, (ranked & q_codes[rows, None, :]).any(axis=2))
 
     starts = range(0, q.shape[0], step)
-    if n_threads == 1 or len(starts) == 1:
+    if n_workers == 1 or len(starts) == 1:
         return np.concatenate([block(start) for start in starts])
-    with ThreadPoolExecutor(min(n_threads, len(starts))) as pool:
-        return np.concatenate(list(pool.map(block, starts)))
+    parts = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(block)(start) for start in starts)
+    return np.concatenate(parts)
 
 
 def _n_relevant(q, d):
     """Number of database items sharing a label with each query, shape (n_queries,)."""
     groups, counts = np.unique(d, axis=0 if d.ndim == 2 else None, return_counts=True)
-    step = max(1, _BLOCK_BYTES // (16 * len(groups)))
+    step = max(1, _block_bytes() // (16 * len(groups)))
     out = np.empty(q.shape[0], dtype=np.int64)
     for start in range(0, q.shape[0], step):
         rows = slice(start, start + step)
@@ -290,14 +284,14 @@ def _precision_sums(rel):
     return sums, n_hits
 
 
-def _hits_at(q, d, ranking, distances, n_ranked, depths):
+def _hits_at(q, d, ranking, distances, n_ranked, depths, n_jobs=None):
     """Number of relevant items in the top ``depths`` of each query, (n_queries, n_depths)."""
     cut = np.minimum(depths, n_ranked)
 
     def hits(rows, rel):
         return np.cumsum(rel, axis=1, dtype=np.int64)[:, cut - 1]
 
-    return _map_ranked_relevance(hits, q, d, ranking, distances, cut.max())
+    return _map_ranked_relevance(hits, q, d, ranking, distances, cut.max(), n_jobs)
 
 
 # --------------------------------------------------------------------------
@@ -313,6 +307,7 @@ def average_precision_scores(
     distances=None,
     top_k=None,
     normalize="retrieved",
+    n_jobs=None,
 ):
     """Average precision (AP@k) of each query.
 
@@ -348,6 +343,10 @@ def average_precision_scores(
         Divide by the number of relevant items retrieved in the top k
         ("retrieved", the usual mAP@k of deep hashing papers) or by the
         number of relevant items in the whole database ("all").
+    n_jobs : int, default=None
+        Blocks of queries processed in parallel threads (joblib; ``None``
+        means 1 unless in a :func:`joblib.parallel_backend` context, ``-1``
+        all processors). Results do not depend on it.
 
     Returns
     -------
@@ -366,7 +365,7 @@ def average_precision_scores(
     array([0.25])
     """
     normalize = _check_normalize(normalize)
-    top_k = _check_positive_int(top_k, "top_k", allow_none=True)
+    top_k = check_positive_int(top_k, "top_k", allow_none=True)
     q, d, ranking, distances, n_ranked = _check_problem(
         query_labels, database_labels, ranking, distances
     )
@@ -378,7 +377,7 @@ def average_precision_scores(
         denominator = n_hits if n_relevant is None else n_relevant[rows]
         return np.divide(sums, denominator, out=np.zeros(sums.shape), where=denominator > 0)
 
-    return _map_ranked_relevance(average_precision, q, d, ranking, distances, depth)
+    return _map_ranked_relevance(average_precision, q, d, ranking, distances, depth, n_jobs)
 
 
 def mean_average_precision(
@@ -389,6 +388,7 @@ def mean_average_precision(
     distances=None,
     top_k=None,
     normalize="retrieved",
+    n_jobs=None,
 ):
     """Mean average precision (mAP@k) over the queries.
 
@@ -412,6 +412,10 @@ def mean_average_precision(
     normalize : {"retrieved", "all"}, default="retrieved"
         Divide each AP by the number of relevant items retrieved in the top k
         or by the number of relevant items in the whole database.
+    n_jobs : int, default=None
+        Blocks of queries processed in parallel threads (joblib; ``None``
+        means 1 unless in a :func:`joblib.parallel_backend` context, ``-1``
+        all processors). Results do not depend on it.
 
     Returns
     -------
@@ -435,12 +439,13 @@ def mean_average_precision(
                 distances=distances,
                 top_k=top_k,
                 normalize=normalize,
+                n_jobs=n_jobs,
             )
         )
     )
 
 
-def precision_at_k(query_labels, database_labels, ranking=None, *, distances=None, k):
+def precision_at_k(query_labels, database_labels, ranking=None, *, distances=None, k, n_jobs=None):
     """Mean precision@k: the fraction of relevant items in the top k.
 
     When ``k`` is larger than the ranking available (``ranking`` with fewer
@@ -461,6 +466,10 @@ def precision_at_k(query_labels, database_labels, ranking=None, *, distances=Non
         smaller database index.
     k : int or array-like of int
         Cut-off depth, or several of them (e.g. for a precision@k curve).
+    n_jobs : int, default=None
+        Blocks of queries processed in parallel threads (joblib; ``None``
+        means 1 unless in a :func:`joblib.parallel_backend` context, ``-1``
+        all processors). Results do not depend on it.
 
     Returns
     -------
@@ -479,12 +488,12 @@ def precision_at_k(query_labels, database_labels, ranking=None, *, distances=Non
     q, d, ranking, distances, n_ranked = _check_problem(
         query_labels, database_labels, ranking, distances
     )
-    hits = _hits_at(q, d, ranking, distances, n_ranked, depths)
+    hits = _hits_at(q, d, ranking, distances, n_ranked, depths, n_jobs)
     precision = (hits / np.minimum(depths, n_ranked)).mean(axis=0)
     return float(precision[0]) if scalar else precision
 
 
-def recall_at_k(query_labels, database_labels, ranking=None, *, distances=None, k):
+def recall_at_k(query_labels, database_labels, ranking=None, *, distances=None, k, n_jobs=None):
     """Mean recall@k: the fraction of a query's relevant items found in its top k.
 
     A query without any relevant item in the database has a recall of 0.
@@ -503,6 +512,10 @@ def recall_at_k(query_labels, database_labels, ranking=None, *, distances=None, 
         smaller database index.
     k : int or array-like of int
         Cut-off depth, or several of them.
+    n_jobs : int, default=None
+        Blocks of queries processed in parallel threads (joblib; ``None``
+        means 1 unless in a :func:`joblib.parallel_backend` context, ``-1``
+        all processors). Results do not depend on it.
 
     Returns
     -------
@@ -521,7 +534,7 @@ def recall_at_k(query_labels, database_labels, ranking=None, *, distances=None, 
     q, d, ranking, distances, n_ranked = _check_problem(
         query_labels, database_labels, ranking, distances
     )
-    recall = _recall(_hits_at(q, d, ranking, distances, n_ranked, depths), _n_relevant(q, d))
+    recall = _recall(_hits_at(q, d, ranking, distances, n_ranked, depths, n_jobs), _n_relevant(q, d))
     return float(recall[0]) if scalar else recall
 
 
@@ -534,7 +547,7 @@ def _recall(hits, n_relevant):
 
 
 def precision_recall_curve(
-    query_labels, database_labels, ranking=None, *, distances=None, depths=None
+    query_labels, database_labels, ranking=None, *, distances=None, depths=None, n_jobs=None
 ):
     """Mean precision and mean recall over the queries at several ranking depths.
 
@@ -555,6 +568,10 @@ def precision_recall_curve(
         spaced from 1 to the length of the ranking (``n_database`` with
         ``distances``). Precision at a depth beyond the ranking is computed
         as in :func:`precision_at_k`.
+    n_jobs : int, default=None
+        Blocks of queries processed in parallel threads (joblib; ``None``
+        means 1 unless in a :func:`joblib.parallel_backend` context, ``-1``
+        all processors). Results do not depend on it.
 
     Returns
     -------
@@ -584,7 +601,7 @@ def precision_recall_curve(
         depths = np.unique(np.linspace(1, n_ranked, num=min(100, n_ranked)).astype(np.intp))
     else:
         depths, _ = _check_depths(np.atleast_1d(depths), "depths")
-    hits = _hits_at(q, d, ranking, distances, n_ranked, depths)
+    hits = _hits_at(q, d, ranking, distances, n_ranked, depths, n_jobs)
     precision = (hits / np.minimum(depths, n_ranked)).mean(axis=0)
     return precision, _recall(hits, _n_relevant(q, d)), depths
 
@@ -598,7 +615,7 @@ class _MAPScorer:
     """Scorer ``scorer(estimator, X, y) -> float``; see :func:`map_scorer`."""
 
     def __init__(self, top_k, normalize):
-        self.top_k = _check_positive_int(top_k, "top_k", allow_none=True)
+        self.top_k = check_positive_int(top_k, "top_k", allow_none=True)
         self.normalize = _check_normalize(normalize)
 
     def __repr__(self):

@@ -1,21 +1,40 @@
-"""Shared fixtures for the skdqn tests (kept minimal)."""
+"""Shared fixtures and helpers for the skdqn tests.
 
+* ``small_blocks``: tiny scan blocks (:func:`skdqn._search.scan_blocks`);
+* ``_single_torch_thread``: every test trains on one torch thread;
+* ``digits``, ``digits_with_blank_rows``, ``small``, ``small_cnn``: data and a
+  small backbone for the DeepQuantizer tests;
+* :func:`assert_same_search`: two indexes give identical search results;
+* :func:`make_problem`, :func:`integer_problem`, :func:`kneighbors_reference`:
+  tables and codes with degenerate rows, and the top-k reference.
+
+Helpers are imported as ``from conftest import ...``.
+"""
+
+import numpy as np
 import pytest
+import torch
+from numpy.testing import assert_array_equal
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 
-from skdqn import _search
+from skdqn._kernels import aqd_distances
+from skdqn._search import scan_blocks
 
 
 @pytest.fixture
-def small_blocks(monkeypatch):
+def small_blocks():
     """Tiny scan blocks, so that small problems cross many block boundaries.
 
-    The scan reads ``_DB_BLOCK`` and ``_QUERY_BLOCK`` at call time; with 16
-    database items and 8 queries per block, a database of a few hundred items
-    exercises the running-threshold merges and the query-block stitching that
-    only happen on large data with the default sizes.
+    With 16 database items and 8 queries per block, a database of a few
+    hundred items exercises the running-threshold merges and the query-block
+    stitching that only happen on large data with the default sizes. The
+    sizes travel with the search's tasks, so they hold on process and dask
+    workers too.
     """
-    monkeypatch.setattr(_search, "_DB_BLOCK", 16)
-    monkeypatch.setattr(_search, "_QUERY_BLOCK", 8)
+    with scan_blocks(query=8, database=16) as blocks:
+        yield blocks
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -26,22 +45,67 @@ def _single_torch_thread():
     two threads on a busy 2-core machine, OpenMP spinning made each fit
     several times slower in CPU time. Results do not depend on it.
     """
-    import torch
-
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
 
 
+def assert_same_search(a, b, X=None, *, n_neighbors=None, radius=None):
+    """Assert that indexes ``a`` and ``b`` return identical results for the queries ``X``.
+
+    Compares ``kneighbors`` (indices and distances, bit for bit) and, when
+    ``radius`` is given, ``radius_neighbors`` (every query's indices and
+    distances, in order). ``X=None`` queries the indexed items themselves.
+    """
+    d_a, i_a = a.kneighbors(X, n_neighbors)
+    d_b, i_b = b.kneighbors(X, n_neighbors)
+    assert_array_equal(i_a, i_b)
+    assert_array_equal(d_a, d_b)
+    if radius is not None:
+        r_a = a.radius_neighbors(X, radius=radius)
+        r_b = b.radius_neighbors(X, radius=radius)
+        assert len(r_a[1]) == len(r_b[1])
+        for got, ref in zip(list(r_a[1]) + list(r_a[0]), list(r_b[1]) + list(r_b[0])):
+            assert_array_equal(got, ref)
+
+
+# ------------------------------------------------ search problems (kernel and engine tests)
+def make_problem(kind, nq, n, M=4, K=16, seed=0):
+    """Tables and codes; ``"ties"``: small integer tables, many exact ties."""
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        tables = rng.random((nq, M, K), dtype=np.float32)
+    else:
+        tables = rng.integers(0, 3, size=(nq, M, K)).astype(np.float32)
+    codes = rng.integers(0, K, size=(n, M)).astype(np.uint8 if K <= 256 else np.uint16)
+    # Degenerate rows: a block of duplicated items, repeated items far apart.
+    codes[n // 3 : n // 3 + 5] = codes[0]
+    codes[-1] = codes[min(1, n - 1)]
+    return tables, codes
+
+
+def integer_problem(seed=0, n=300, nq=40, M=3, K=8, ds=2):
+    """Integer codebooks and queries: float32 tables and sums are exact."""
+    rng = np.random.default_rng(seed)
+    codebooks = rng.integers(-3, 4, size=(M, K, ds)).astype(np.float32)
+    codebooks[:, 0] = 0.0  # a zero codeword in every subspace
+    codes = rng.integers(0, K, size=(n, M)).astype(np.uint8)
+    codes[:4] = 0  # all-zero items
+    codes[10:20] = codes[30]  # duplicates
+    Q = rng.integers(-4, 5, size=(nq, M * ds)).astype(np.float64)
+    Q[0] = 0.0
+    return Q, codebooks, codes
+
+
+def kneighbors_reference(tables, codes, k):
+    """Top-k by a stable argsort of all distances: the reference of every top-k."""
+    dist = aqd_distances(tables, codes)
+    ind = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, ind, axis=1), ind
+
+
 # ------------------------------------------------ digits and a small CNN (DeepQuantizer tests)
-import numpy as np  # noqa: E402 - appended section: fixtures shared by the DeepQuantizer tests
-import torch  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-
-
 def _split_digits(X, y):
     """Stratified 3:1 database/query split, standardized on the database; float32."""
     X_db, X_q, y_db, y_q = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)

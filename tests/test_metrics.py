@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn import config_context
 from sklearn.base import BaseEstimator
 from sklearn.metrics import average_precision_score, pairwise_distances
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -279,25 +280,26 @@ def test_ranking_and_distances_agree(multilabel, top_k, normalize):
 
 
 @pytest.mark.parametrize("block_bytes", [1, 3000])
-@pytest.mark.parametrize("max_threads", [1, 3])
+@pytest.mark.parametrize("n_jobs", [1, 3])
 @pytest.mark.parametrize("multilabel", [False, True])
-def test_blocks_give_the_same_result(monkeypatch, block_bytes, max_threads, multilabel):
+def test_blocks_give_the_same_result(block_bytes, n_jobs, multilabel):
     yq, yd, distances = random_problem(2, 23, 50, multilabel)
     ranking = np.argsort(distances, axis=1, kind="stable")[:, :30]
 
-    def everything():
+    def everything(n_jobs=None):
         return [
-            average_precision_scores(yq, yd, distances=distances),
-            average_precision_scores(yq, yd, ranking, top_k=20, normalize="all"),
-            precision_at_k(yq, yd, distances=distances, k=[1, 5, 50]),
-            recall_at_k(yq, yd, ranking, k=[1, 5, 50]),
-            *precision_recall_curve(yq, yd, distances=distances),
+            average_precision_scores(yq, yd, distances=distances, n_jobs=n_jobs),
+            average_precision_scores(yq, yd, ranking, top_k=20, normalize="all", n_jobs=n_jobs),
+            precision_at_k(yq, yd, distances=distances, k=[1, 5, 50], n_jobs=n_jobs),
+            recall_at_k(yq, yd, ranking, k=[1, 5, 50], n_jobs=n_jobs),
+            *precision_recall_curve(yq, yd, distances=distances, n_jobs=n_jobs),
         ]
 
     one_block = everything()
-    monkeypatch.setattr(metrics, "_BLOCK_BYTES", block_bytes)
-    monkeypatch.setattr(metrics, "_MAX_THREADS", max_threads)
-    for got, expected in zip(everything(), one_block):
+    # The blocks take a sixteenth of sklearn's working_memory (MiB).
+    with config_context(working_memory=block_bytes * 16 / 2**20):
+        blocks = everything(n_jobs)
+    for got, expected in zip(blocks, one_block):
         np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 

@@ -26,7 +26,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skdqn import AQDNeighbors
 from skdqn._pq import decode
-from skdqn._search import aqd_distances, distance_tables
+from skdqn._kernels import aqd_distances
+from skdqn._tables import distance_tables
 
 METRICS = ["euclidean", "sqeuclidean", "inner_product"]
 NN_METRICS = ["euclidean", "sqeuclidean"]  # those NearestNeighbors has too

@@ -10,6 +10,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from conftest import assert_same_search
 from skdqn import AQDNeighbors
 from skdqn._pq import decode
 
@@ -23,13 +24,6 @@ def data(n=1200, d=8, seed=0):
     return X, y
 
 
-def same_search(a, b, X):
-    d_a, i_a = a.kneighbors(X)
-    d_b, i_b = b.kneighbors(X)
-    assert_array_equal(i_a, i_b)
-    assert_array_equal(d_a, d_b)
-
-
 # -------------------------------------------------------------- partial_fit
 @pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
 def test_partial_fit_equals_fit_with_the_same_codebooks(metric):
@@ -40,7 +34,7 @@ def test_partial_fit_equals_fit_with_the_same_codebooks(metric):
     assert grown.n_samples_fit_ == len(X)
     once = AQDNeighbors(n_neighbors=6, M=4, K=16, metric=metric, codebooks=grown.codebooks_).fit(X, y)
     assert_array_equal(grown.codes_, once.codes_)
-    same_search(grown, once, X[:50])
+    assert_same_search(grown, once, X[:50])
     assert grown.score(X[:100], y[:100]) == once.score(X[:100], y[:100])
     # Added items get the indices after the existing ones.
     _, ind = grown.kneighbors(X[900:905], n_neighbors=1)
@@ -128,7 +122,7 @@ def test_save_load_round_trip(tmp_path, name, mmap_mode):
     assert isinstance(loaded.codes_, np.memmap) == (mmap_mode is not None)
     assert_array_equal(loaded.codebooks_, index.codebooks_)
     assert_array_equal(loaded.codes_, index.codes_)
-    same_search(loaded, index, X[:40])
+    assert_same_search(loaded, index, X[:40])
     assert loaded.score(X[:60], labels[:60]) == index.score(X[:60], labels[:60])
     assert loaded.radius_neighbors(X[:3], radius=1.0)[1][2].tolist() == (
         index.radius_neighbors(X[:3], radius=1.0)[1][2].tolist()
@@ -156,7 +150,7 @@ def test_save_load_feature_names(tmp_path):
     index = AQDNeighbors(M=2, K=8, random_state=0).fit(frame)
     loaded = AQDNeighbors.load(index.save(tmp_path / "i"))
     assert_array_equal(loaded.feature_names_in_, index.feature_names_in_)
-    same_search(loaded, index, frame.iloc[:5])
+    assert_same_search(loaded, index, frame.iloc[:5])
     with pytest.warns(UserWarning, match="feature names"):
         loaded.kneighbors(X[:2])
 
@@ -223,10 +217,10 @@ def test_from_codes_on_a_memmap_built_in_chunks(tmp_path):
     index = AQDNeighbors.from_codes(trained.codebooks_, on_disk, y, n_neighbors=5)
     assert index.codes_ is on_disk  # searched where it lies
     in_memory = AQDNeighbors(n_neighbors=5, codebooks=trained.codebooks_).fit(X, y)
-    same_search(index, in_memory, X[:30])
+    assert_same_search(index, in_memory, X[:30])
     assert index.score(X[:30], y[:30]) == in_memory.score(X[:30], y[:30])
     path = index.save(tmp_path / "copied.npz")  # memmap copied in blocks
-    same_search(AQDNeighbors.load(path, mmap_mode="r"), in_memory, X[:30])
+    assert_same_search(AQDNeighbors.load(path, mmap_mode="r"), in_memory, X[:30])
 
 
 def test_from_codes_errors():
@@ -250,11 +244,7 @@ def test_parallel_search_identical_to_serial(small_blocks, n_jobs):
     serial = AQDNeighbors(n_neighbors=8, M=4, K=16, random_state=0).fit(X, y)
     parallel = clone(serial).set_params(n_jobs=n_jobs).fit(X, y)
     for queries in (X[:3], X[:100]):  # few queries: database shards; many: query blocks
-        same_search(serial, parallel, queries)
-        r_s = serial.radius_neighbors(queries, radius=1.5)
-        r_p = parallel.radius_neighbors(queries, radius=1.5)
-        for a, b in zip(list(r_s[1]) + list(r_s[0]), list(r_p[1]) + list(r_p[0])):
-            assert_array_equal(a, b)
+        assert_same_search(serial, parallel, queries, radius=1.5)
     assert serial.score(X[:50], y[:50]) == parallel.score(X[:50], y[:50])
 
 
@@ -263,7 +253,7 @@ def test_pickle_of_a_memmapped_index(tmp_path):
     index = AQDNeighbors(M=2, K=8, random_state=0).fit(X)
     loaded = AQDNeighbors.load(index.save(tmp_path / "i"), mmap_mode="r")
     back = pickle.loads(pickle.dumps(loaded))
-    same_search(back, index, X[:10])
+    assert_same_search(back, index, X[:10])
 
 
 @pytest.fixture(scope="module")

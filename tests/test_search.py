@@ -1,10 +1,10 @@
-"""Tests of the AQD lookup-table scan (skdqn._search).
+"""Tests of the search engine (skdqn._search): tasks, blocks, shards, merging.
 
-Every vectorised kernel is compared with its reference: ``distance_tables``
-and ``aqd_distances`` with plain loops, ``aqd_kneighbors`` with a stable
-argsort of all distances (same order, same ties), ``aqd_radius_neighbors``
-with a mask of all distances; on integer data, where float32 arithmetic is
-exact, also with brute force over the decoded vectors in float64.
+``aqd_kneighbors`` is compared with a stable argsort of all distances (same
+order, same ties), ``aqd_radius_neighbors`` with a mask of all distances,
+over block sizes, shards and workers; on integer data, where float32
+arithmetic is exact, also with brute force over the decoded vectors in
+float64. Query sources (vectors, codes) give the results of their tables.
 """
 
 import numpy as np
@@ -13,112 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
+from conftest import integer_problem, kneighbors_reference, make_problem
 from skdqn import _search
+from skdqn._kernels import aqd_distances
 from skdqn._pq import decode
 from skdqn._search import (
-    aqd_distances,
+    ScanBlocks,
     aqd_kneighbors,
     aqd_radius_neighbors,
     database_shards,
-    distance_tables,
     merge_kneighbors,
+    scan_blocks,
 )
-
-
-# ----------------------------------------------------------------- helpers
-def tables_reference(Q, codebooks, metric):
-    M, K, ds = codebooks.shape
-    Q = np.asarray(Q, dtype=np.float32)
-    out = np.empty((Q.shape[0], M, K), dtype=np.float32)
-    for q in range(Q.shape[0]):
-        for m in range(M):
-            for k in range(K):
-                x = Q[q, m * ds : (m + 1) * ds]
-                c = codebooks[m, k]
-                out[q, m, k] = ((x - c) ** 2).sum() if metric == "sqeuclidean" else -(x @ c)
-    return out
-
-
-def distances_reference(tables, codes):
-    nq, M, K = tables.shape
-    out = np.empty((nq, codes.shape[0]), dtype=np.float32)
-    for q in range(nq):
-        for i in range(codes.shape[0]):
-            acc = np.float32(0.0)
-            for m in range(M):
-                acc = np.float32(acc + tables[q, m, codes[i, m]])
-            out[q, i] = acc
-    return out
-
-
-def kneighbors_reference(tables, codes, k):
-    dist = aqd_distances(tables, codes)
-    ind = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(dist, ind, axis=1), ind
-
-
-def make_problem(kind, nq, n, M=4, K=16, seed=0):
-    """Tables and codes; ``"ties"``: small integer tables, many exact ties."""
-    rng = np.random.default_rng(seed)
-    if kind == "random":
-        tables = rng.random((nq, M, K), dtype=np.float32)
-    else:
-        tables = rng.integers(0, 3, size=(nq, M, K)).astype(np.float32)
-    codes = rng.integers(0, K, size=(n, M)).astype(np.uint8 if K <= 256 else np.uint16)
-    # Degenerate rows: a block of duplicated items, repeated items far apart.
-    codes[n // 3 : n // 3 + 5] = codes[0]
-    codes[-1] = codes[min(1, n - 1)]
-    return tables, codes
-
-
-def integer_problem(seed=0, n=300, nq=40, M=3, K=8, ds=2):
-    """Integer codebooks and queries: float32 tables and sums are exact."""
-    rng = np.random.default_rng(seed)
-    codebooks = rng.integers(-3, 4, size=(M, K, ds)).astype(np.float32)
-    codebooks[:, 0] = 0.0  # a zero codeword in every subspace
-    codes = rng.integers(0, K, size=(n, M)).astype(np.uint8)
-    codes[:4] = 0  # all-zero items
-    codes[10:20] = codes[30]  # duplicates
-    Q = rng.integers(-4, 5, size=(nq, M * ds)).astype(np.float64)
-    Q[0] = 0.0
-    return Q, codebooks, codes
-
-
-# ---------------------------------------------------------- distance_tables
-@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
-@pytest.mark.parametrize("M, K, ds", [(1, 4, 3), (4, 16, 2), (2, 300, 3)])
-def test_distance_tables_match_reference(metric, M, K, ds):
-    rng = np.random.default_rng(0)
-    codebooks = rng.normal(size=(M, K, ds)).astype(np.float32)
-    Q = rng.normal(size=(7, M * ds))
-    Q[0] = 0.0
-    Q[1] = decode(np.zeros((1, M), int), codebooks)  # a query equal to codewords
-    tables = distance_tables(Q, codebooks, metric)
-    assert tables.shape == (7, M, K) and tables.dtype == np.float32
-    assert_allclose(tables, tables_reference(Q, codebooks, metric), rtol=1e-5, atol=1e-6)
-    if metric == "sqeuclidean":
-        assert (tables >= 0).all()
-        assert_array_equal(tables[1, :, 0], 0.0)  # exact: differences, not expansion
-
-
-@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
-def test_distance_tables_exact_on_integer_data(metric, monkeypatch):
-    Q, codebooks, _ = integer_problem()
-    # Several blocks of queries in the squared-distance table computation.
-    monkeypatch.setattr(_search, "_TABLE_BLOCK_FLOATS", 50)
-    assert_array_equal(distance_tables(Q, codebooks, metric), tables_reference(Q, codebooks, metric))
-
-
-def test_distance_tables_unknown_metric():
-    with pytest.raises(ValueError, match="metric"):
-        distance_tables(np.zeros((1, 2)), np.zeros((1, 2, 2), np.float32), "cosine")
-
-
-# ------------------------------------------------------------ aqd_distances
-@pytest.mark.parametrize("kind", ["random", "ties"])
-def test_aqd_distances_match_reference_loop(kind):
-    tables, codes = make_problem(kind, nq=5, n=60)
-    assert_array_equal(aqd_distances(tables, codes), distances_reference(tables, codes))
+from skdqn._tables import CodeQueries, VectorQueries, distance_tables
 
 
 # ----------------------------------------------------------- aqd_kneighbors
@@ -141,8 +48,8 @@ def test_aqd_kneighbors_matches_stable_argsort(small_blocks, kind, n, k):
 @pytest.mark.parametrize("k", [1, 5, 64])
 def test_aqd_kneighbors_default_blocks(kind, k):
     # Default block sizes, several database blocks and query blocks.
-    n = 3 * _search._DB_BLOCK + 5
-    tables, codes = make_problem(kind, nq=_search._QUERY_BLOCK + 3, n=n, seed=k)
+    n = 3 * ScanBlocks().database + 5
+    tables, codes = make_problem(kind, nq=ScanBlocks().query + 3, n=n, seed=k)
     dist, ind = aqd_kneighbors(tables, codes, k)
     ref_dist, ref_ind = kneighbors_reference(tables, codes, k)
     assert_array_equal(ind, ref_ind)
@@ -308,9 +215,7 @@ def test_aqd_kneighbors_property(n, nq, M, K, k, seed, db_block):
     rng = np.random.default_rng(seed)
     tables = rng.integers(0, 3, size=(nq, M, K)).astype(np.float32)
     codes = rng.integers(0, K, size=(n, M)).astype(np.uint8)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_search, "_DB_BLOCK", db_block)
-        mp.setattr(_search, "_QUERY_BLOCK", 5)
+    with scan_blocks(query=5, database=db_block):
         dist, ind = aqd_kneighbors(tables, codes, k)
         radius = float(rng.integers(0, 2 * M + 1))
         rd, ri = aqd_radius_neighbors(tables, codes, radius)

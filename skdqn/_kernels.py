@@ -1,0 +1,268 @@
+"""Scan kernels: the AQD of a block of queries to rows of codes, and its top-k.
+
+A kernel takes the lookup tables of one block of queries (``(nq, M, K)``,
+see :mod:`skdqn._tables`) and a contiguous array of codes (``(n, M)``, a view
+or memory-mapped slice) and returns, with *local* row indices:
+
+* ``kneighbors(tables, codes, k, method=..., db_block=...)``: the ``k``
+  smallest sums per query, ascending, ties by row;
+* ``radius_neighbors(tables, codes, threshold, db_block=...)``: every row with
+  a sum ``<= threshold``, per query, in row order.
+
+The engine (:mod:`skdqn._search`) splits the work into such tasks and merges
+their results; the kernel is chosen in one place, :func:`get_kernel`. The
+numpy kernel here is the default and the reference; another implementation
+(e.g. torch) provides the same two methods.
+
+The numpy scan gathers rows of the flat ``(M * K, nq)`` table (``np.take``:
+contiguous rows) and adds them, ``db_block`` items at a time, so its working
+set is a few megabytes whatever the number of codes. For top-k it keeps a
+running k-th distance per query and only keeps items strictly below it, so
+after the first blocks almost nothing survives (two-stage top-k: filter, then
+an exact sort of the survivors).
+"""
+
+import numpy as np
+
+from ._tables import flat_tables
+
+__all__ = ["NumpyKernel", "get_kernel", "aqd_distances", "DB_BLOCK"]
+
+DB_BLOCK = 4096  # default database items per scanned block (long enough calls for threads to scale)
+
+
+def _offsets(M, K):
+    return np.arange(M, dtype=np.intp) * K
+
+
+def _scan_block(flat, codes, offsets, start, stop, out, tmp):
+    """AQD of database items ``start:stop`` to the queries of ``flat``.
+
+    ``out[i - start, j] = sum_m flat[offsets[m] + codes[i, m], j]``, written in
+    ``out`` (shape (stop - start, nq)); ``tmp`` is scratch of the same shape.
+    Indices were validated when the codes were stored, so ``mode="clip"`` (no
+    bounds checks, several times faster) changes nothing.
+    """
+    idx = np.add(codes[start:stop].T, offsets[:, None], dtype=np.intp)
+    np.take(flat, idx[0], axis=0, out=out, mode="clip")
+    for m in range(1, idx.shape[0]):
+        np.take(flat, idx[m], axis=0, out=tmp, mode="clip")
+        np.add(out, tmp, out=out)
+    return out
+
+
+def aqd_distances(tables, codes):
+    """All AQD distances, shape (n_queries, n_database): for small problems and tests.
+
+    Parameters
+    ----------
+    tables : ndarray of shape (n_queries, M, K), float32
+        From :func:`skdqn._tables.distance_tables`.
+    codes : ndarray of shape (n_database, M), integer in ``[0, K)``
+
+    Returns
+    -------
+    distances : ndarray of shape (n_queries, n_database), float32
+        ``distances[q, i] = sum_m tables[q, m, codes[i, m]]``, summed in the
+        order ``m = 0, 1, ...`` in float32, exactly as the scan does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._kernels import aqd_distances
+    >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
+    >>> aqd_distances(tables, np.array([[0, 0], [1, 1], [1, 0]]))
+    array([[0., 5., 1.]], dtype=float32)
+    """
+    nq, M, K = tables.shape
+    flat = flat_tables(tables)
+    n = codes.shape[0]
+    out = np.empty((n, nq), dtype=np.float32)
+    _scan_block(flat, codes, _offsets(M, K), 0, n, out, np.empty_like(out))
+    return np.ascontiguousarray(out.T)
+
+
+def _merge_topk(best_d, best_i, cand_d, cand_i, cand_q, k):
+    """Merge sorted per-query top-k lists with flat candidates; keep k per query.
+
+    Order is (distance, database index); every query keeps exactly ``k``
+    entries, padded with (inf, -1) while fewer items were seen.
+    """
+    nq = best_d.shape[0]
+    q = np.concatenate([np.repeat(np.arange(nq), k), cand_q])
+    d = np.concatenate([best_d.ravel(), cand_d])
+    i = np.concatenate([best_i.ravel(), cand_i])
+    # Padding (-1) sorts after real items with an infinite distance only if its
+    # index is larger: map -1 to a huge index for the sort.
+    order = np.lexsort((np.where(i < 0, np.iinfo(np.intp).max, i), d, q))
+    first = np.searchsorted(q[order], np.arange(nq))
+    keep = order[(first[:, None] + np.arange(k)).ravel()]
+    return d[keep].reshape(nq, k), i[keep].reshape(nq, k)
+
+
+def _merge_pending(best_d, best_i, pending, k):
+    cand_d, cand_i, cand_q = (np.concatenate(parts) for parts in zip(*pending))
+    return _merge_topk(best_d, best_i, cand_d, cand_i, cand_q, k)
+
+
+def _topk_threshold(flat, codes, k, offsets, db_block):
+    """Top-k by scanning blocks and keeping items below the running k-th distance."""
+    nq = flat.shape[1]
+    n = codes.shape[0]
+    best_d = np.full((nq, k), np.inf, dtype=np.float32)
+    best_i = np.full((nq, k), -1, dtype=np.intp)
+    kth = best_d[:, -1].copy()
+    pending, n_pending = [], 0
+    out = np.empty((db_block, nq), dtype=np.float32)
+    tmp = np.empty_like(out)
+    for start in range(0, n, db_block):
+        stop = min(n, start + db_block)
+        dist = _scan_block(flat, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
+        if start == 0 and dist.shape[0] >= k:
+            # First block: keep only what can be in its own top k (ties at
+            # the k-th value included), not every item.
+            hit = dist <= np.partition(dist, k - 1, axis=0)[k - 1]
+        else:
+            # Strictly below the k-th best: an equal distance further down the
+            # database loses the tie (larger index), so it can never enter.
+            hit = dist < kth
+        if not hit.any():
+            continue
+        flat_hit = np.flatnonzero(hit)
+        rows, cols = np.divmod(flat_hit, nq)
+        pending.append((dist.ravel()[flat_hit], rows + start, cols))
+        n_pending += flat_hit.size
+        if n_pending >= nq * k or start == 0:
+            best_d, best_i = _merge_pending(best_d, best_i, pending, k)
+            kth = best_d[:, -1].copy()
+            pending, n_pending = [], 0
+    if pending:
+        best_d, best_i = _merge_pending(best_d, best_i, pending, k)
+    return best_d, best_i
+
+
+def _topk_full_sort(flat, codes, k, offsets, db_block):
+    """Top-k by computing all distances of the block and a stable sort: for large k."""
+    nq = flat.shape[1]
+    n = codes.shape[0]
+    dist = np.empty((n, nq), dtype=np.float32)
+    tmp = np.empty((min(n, db_block), nq), dtype=np.float32)
+    for start in range(0, n, db_block):
+        stop = min(n, start + db_block)
+        _scan_block(flat, codes, offsets, start, stop, dist[start:stop], tmp[: stop - start])
+    dist = np.ascontiguousarray(dist.T)
+    ind = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, ind, axis=1), ind
+
+
+def _radius_scan(flat, codes, threshold, offsets, db_block):
+    nq = flat.shape[1]
+    n = codes.shape[0]
+    out = np.empty((min(n, db_block), nq), dtype=np.float32)
+    tmp = np.empty_like(out)
+    found_d, found_i, found_q = [], [], []
+    for start in range(0, n, db_block):
+        stop = min(n, start + db_block)
+        dist = _scan_block(flat, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
+        flat_hit = np.flatnonzero(dist <= threshold)
+        if flat_hit.size:
+            rows, cols = np.divmod(flat_hit, nq)
+            found_d.append(dist.ravel()[flat_hit])
+            found_i.append(rows + start)
+            found_q.append(cols)
+    d = np.concatenate(found_d) if found_d else np.empty(0, np.float32)
+    i = np.concatenate(found_i) if found_i else np.empty(0, np.intp)
+    q = np.concatenate(found_q) if found_q else np.empty(0, np.intp)
+    order = np.argsort(q, kind="stable")  # keeps database order within a query
+    bounds = np.searchsorted(q[order], np.arange(nq + 1))
+    d, i = d[order], i[order]
+    return [(d[a:b], i[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class NumpyKernel:
+    """The pure-numpy scan: the default kernel, and the reference for any other.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._kernels import NumpyKernel
+    >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
+    >>> codes = np.array([[1, 1], [1, 0], [0, 0]], dtype=np.uint8)
+    >>> NumpyKernel().kneighbors(tables, codes, 2)
+    (array([[0., 1.]], dtype=float32), array([[2, 1]]))
+    """
+
+    name = "numpy"
+
+    def kneighbors(self, tables, codes, k, *, method="threshold", db_block=DB_BLOCK):
+        """The ``k`` smallest AQDs of each query over ``codes``, local row indices.
+
+        Parameters
+        ----------
+        tables : ndarray of shape (nq, M, K), float32
+        codes : ndarray of shape (n, M), integer in ``[0, K)``, ``k <= n``
+        k : int
+        method : {"threshold", "full_sort"}, default="threshold"
+            ``"threshold"``: running k-th distance, for ``k`` much smaller
+            than ``n``; ``"full_sort"``: every distance, then a stable sort.
+            Both give the same result.
+        db_block : int, default=4096
+            Codes scanned at a time.
+
+        Returns
+        -------
+        distances : ndarray of shape (nq, k), float32
+            Ascending; ties by row.
+        indices : ndarray of shape (nq, k), intp
+            Rows of ``codes``.
+        """
+        nq, M, K = tables.shape
+        scan = _topk_threshold if method == "threshold" else _topk_full_sort
+        return scan(flat_tables(tables), codes, k, _offsets(M, K), db_block)
+
+    def radius_neighbors(self, tables, codes, threshold, *, db_block=DB_BLOCK):
+        """Rows of ``codes`` whose AQD is ``<= threshold``, per query, in row order.
+
+        Parameters
+        ----------
+        tables : ndarray of shape (nq, M, K), float32
+        codes : ndarray of shape (n, M), integer in ``[0, K)``
+        threshold : numpy.float32
+            Compared exactly with the float32 sums.
+        db_block : int, default=4096
+            Codes scanned at a time.
+
+        Returns
+        -------
+        found : list of (distances, indices) tuples, one per query
+            float32 distances and intp rows.
+        """
+        nq, M, K = tables.shape
+        return _radius_scan(flat_tables(tables), codes, threshold, _offsets(M, K), db_block)
+
+
+_KERNELS = {"numpy": NumpyKernel}
+
+
+def get_kernel(name="numpy"):
+    """The scan kernel called ``name``: the one place where a kernel is chosen.
+
+    Parameters
+    ----------
+    name : {"numpy"}, default="numpy"
+
+    Returns
+    -------
+    kernel : object
+        With ``kneighbors`` and ``radius_neighbors`` as :class:`NumpyKernel`.
+
+    Examples
+    --------
+    >>> from skdqn._kernels import get_kernel
+    >>> get_kernel().name
+    'numpy'
+    """
+    try:
+        return _KERNELS[name]()
+    except KeyError:
+        raise ValueError(f"kernel must be one of {sorted(_KERNELS)}; got {name!r}.") from None

@@ -1,0 +1,104 @@
+"""What each search metric means, in one place.
+
+An :class:`~skdqn.AQDNeighbors` index ranks codes by the sum of lookup-table
+entries (smaller is better). A metric decides four things, gathered in a
+:class:`Metric`:
+
+* which lookup table the scan sums (``table``: squared distances or negated
+  inner products, see :func:`skdqn._tables.distance_tables`);
+* which faiss metric holds the same ranking (``faiss``);
+* how a summed table value becomes the distance the user sees
+  (:meth:`Metric.to_user`) and how a user's radius becomes a bound on the
+  summed value (:meth:`Metric.radius_threshold`);
+* which entry goes when an item queried against its own index is not in its
+  own (k + 1)-list (:meth:`Metric.self_drop_column`).
+
+A new metric is one more entry of ``_METRICS``; the index and the kernels do
+not change.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Metric", "get_metric", "METRIC_NAMES"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The policy of one search metric.
+
+    Parameters
+    ----------
+    name : str
+        The user's name (the ``metric`` parameter).
+    table : {"sqeuclidean", "inner_product"}
+        The lookup tables summed by the scan.
+    faiss : {"l2", "inner_product"}
+        The faiss metric with the same ranking.
+    squared : bool
+        Whether the user's distances are the square roots of the summed
+        squared distances (``"euclidean"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._metric import get_metric
+    >>> get_metric("euclidean").to_user(np.array([4.0], np.float32))
+    array([2.], dtype=float32)
+    """
+
+    name: str
+    table: str
+    faiss: str
+    squared: bool = False
+
+    def to_user(self, dist):
+        """Summed table values -> distances in the user's units (float32 kept)."""
+        return np.sqrt(dist) if self.squared else dist
+
+    def radius_threshold(self, radius):
+        """A radius in the user's units -> the bound on the summed table value."""
+        return radius * abs(radius) if self.squared else radius
+
+    def self_drop_column(self, k):
+        """Column dropped from a (k)-list that misses its own item.
+
+        The item is absent when more than ``k - 1`` items tie with it at a
+        smaller index. For distances, as
+        :class:`~sklearn.neighbors.NearestNeighbors` does, the first of those
+        duplicates goes; for inner products, where an item needs not be its
+        own best match, the last (worst) entry goes.
+        """
+        return k - 1 if self.table == "inner_product" else 0
+
+
+_METRICS = {
+    "euclidean": Metric("euclidean", "sqeuclidean", "l2", squared=True),
+    "sqeuclidean": Metric("sqeuclidean", "sqeuclidean", "l2"),
+    "inner_product": Metric("inner_product", "inner_product", "inner_product"),
+}
+METRIC_NAMES = frozenset(_METRICS)
+
+
+def get_metric(name):
+    """The :class:`Metric` called ``name``.
+
+    Parameters
+    ----------
+    name : {"euclidean", "sqeuclidean", "inner_product"}
+
+    Returns
+    -------
+    metric : Metric
+
+    Examples
+    --------
+    >>> from skdqn._metric import get_metric
+    >>> get_metric("inner_product").faiss
+    'inner_product'
+    """
+    try:
+        return _METRICS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"metric must be one of {sorted(_METRICS)}; got {name!r}.") from None

@@ -1,0 +1,111 @@
+"""Mean average precision of queries against stored codes: the ``score`` of both estimators.
+
+:meth:`skdqn.AQDNeighbors.score` and :meth:`skdqn.DeepQuantizer.score` both
+rank a database of codes for each query by Asymmetric Quantizer Distance
+(:mod:`skdqn._search`) and average the precision of the ranking with
+:mod:`skdqn.metrics`; this module is the one place that joins the two, so the
+search engine does not depend on the metrics.
+"""
+
+import numpy as np
+
+from ._search import _FULL_SORT_RATIO, aqd_kneighbors, full_sort_block
+from ._tables import as_query_source
+from ._validation import check_y
+from .metrics import average_precision_scores
+
+__all__ = ["retrieval_average_precisions", "score_codes"]
+
+_RANKING_CHUNK = 4096  # queries ranked at a time when top_k is a small part of the database
+
+
+def retrieval_average_precisions(
+    queries, codes, query_labels, database_labels, *, top_k=None, normalize="retrieved", n_jobs=None
+):
+    """Average precision of each query when the database is ranked by AQD.
+
+    Parameters
+    ----------
+    queries : QuerySource or ndarray of shape (n_queries, M, K), float32
+        The queries (see :func:`skdqn._search.aqd_kneighbors`).
+    codes : ndarray of shape (n_database, M), integer
+    query_labels : ndarray of shape (n_queries,) or (n_queries, n_labels)
+    database_labels : ndarray of shape (n_database,) or (n_database, n_labels)
+        Relevance = sharing at least one label.
+    top_k : int, default=None
+        Rank depth; the whole database when None.
+    normalize : {"retrieved", "all"}, default="retrieved"
+        See :func:`skdqn.metrics.average_precision_scores`.
+    n_jobs : int, default=None
+        Parallel workers of the search and of the metric.
+
+    Returns
+    -------
+    ap : ndarray of shape (n_queries,), float64
+
+    Notes
+    -----
+    The rankings (``n_queries x top_k`` indices) are built a chunk of queries
+    at a time, so memory stays bounded by ``working_memory``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._scoring import retrieval_average_precisions
+    >>> tables = np.array([[[0.0, 1.0]]], dtype=np.float32)
+    >>> retrieval_average_precisions(tables, np.array([[1], [0]]), np.array([0]), np.array([1, 0]))
+    array([1.])
+    """
+    queries = as_query_source(queries)
+    n = codes.shape[0]
+    k = n if top_k is None else min(int(top_k), n)
+    chunk = full_sort_block(n) if k * _FULL_SORT_RATIO >= n else _RANKING_CHUNK
+    out = np.empty(queries.n_queries, dtype=np.float64)
+    for start in range(0, queries.n_queries, chunk):
+        s = slice(start, min(queries.n_queries, start + chunk))
+        _, ranking = aqd_kneighbors(queries.block(s), codes, k, n_jobs=n_jobs)
+        out[s] = average_precision_scores(
+            query_labels[s], database_labels, ranking, top_k=top_k, normalize=normalize, n_jobs=n_jobs
+        )
+    return out
+
+
+def score_codes(queries, y, codes, database_labels, *, top_k=None, normalize="retrieved", n_jobs=None):
+    """MAP of labelled queries against labelled codes: what ``score`` returns.
+
+    Parameters
+    ----------
+    queries : QuerySource
+        The queries, e.g. :class:`~skdqn._tables.VectorQueries`.
+    y : array-like of shape (n_queries,) or (n_queries, n_labels)
+        The queries' labels (validated here, their number too).
+    codes : ndarray of shape (n_database, M), integer
+    database_labels : ndarray of shape (n_database,) or (n_database, n_labels)
+        Canonical labels of the database.
+    top_k : int, default=None
+        Rank depth (MAP@top_k); the whole database when None.
+    normalize : {"retrieved", "all"}, default="retrieved"
+        See :func:`skdqn.metrics.mean_average_precision`.
+    n_jobs : int, default=None
+        Parallel workers.
+
+    Returns
+    -------
+    score : float
+        MAP in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._scoring import score_codes
+    >>> from skdqn._tables import VectorQueries
+    >>> C = np.array([[[0.0], [1.0]]], dtype=np.float32)
+    >>> queries = VectorQueries(np.array([[0.1], [0.9]]), C, "sqeuclidean")
+    >>> score_codes(queries, [0, 1], np.array([[0], [1], [1]]), np.array([0, 1, 1]))
+    1.0
+    """
+    labels = check_y(y, queries.n_queries)
+    ap = retrieval_average_precisions(
+        queries, codes, labels, database_labels, top_k=top_k, normalize=normalize, n_jobs=n_jobs
+    )
+    return float(ap.mean())

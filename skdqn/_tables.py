@@ -1,0 +1,294 @@
+"""Lookup tables of Asymmetric Quantizer Distance, and the queries that make them.
+
+A query ``q`` stays real-valued; per query an ``(M, K)`` table of the
+distances between each query subvector and each codeword is computed once
+(:func:`distance_tables`), and the distance to an item is the sum of ``M``
+entries picked by its code (see :mod:`skdqn._kernels`).
+
+The search never builds the tables of all queries at once: it asks a *query
+source* for the tables of one block of queries at a time, inside the task
+that scans that block. The three sources share one small interface
+(:class:`QuerySource`):
+
+* :class:`VectorQueries`: real-valued queries (``kneighbors(X)``);
+* :class:`CodeQueries`: the indexed items themselves, each decoded from its
+  code block by block (``kneighbors()`` with ``X=None``), so no table per item
+  is built up front;
+* :class:`TableQueries`: tables given as they are (kernel tests, callers that
+  already hold them).
+
+``block(rows)`` returns a source for a slice of the queries that holds views
+only, so a task shipped to another process or machine carries just its own
+queries (and the small codebooks).
+"""
+
+from typing import Protocol
+
+import numpy as np
+
+from ._pq import decode, split_subspaces
+
+__all__ = [
+    "distance_tables",
+    "flat_tables",
+    "QuerySource",
+    "VectorQueries",
+    "CodeQueries",
+    "TableQueries",
+    "as_query_source",
+]
+
+_TABLE_BLOCK_FLOATS = 1 << 22  # default bound on the temporary of distance_tables
+_TABLE_METRICS = ("sqeuclidean", "inner_product")
+
+
+def distance_tables(Q, codebooks, metric="sqeuclidean", *, block_floats=_TABLE_BLOCK_FLOATS):
+    """Per-query lookup tables of subspace distances to every codeword.
+
+    Parameters
+    ----------
+    Q : ndarray of shape (n_queries, M * ds), float
+        Real-valued queries.
+    codebooks : ndarray of shape (M, K, ds), float32
+    metric : {"sqeuclidean", "inner_product"}, default="sqeuclidean"
+        ``"sqeuclidean"``: ``table[q, m, k] = ||Q[q, m-th block] - codebooks[m, k]||^2``,
+        so that the sum over ``m`` is the AQD of the paper.
+        ``"inner_product"``: ``table[q, m, k] = -<Q[q, m-th block], codebooks[m, k]>``;
+        the sum is the negated inner product ``-<q, C h>``, so that smaller is
+        still better.
+    block_floats : int, default=4194304
+        Bound on the floats of the ``(queries, K, ds)`` difference temporary
+        of the squared distances (queries are processed in blocks of that
+        size); results do not depend on it.
+
+    Returns
+    -------
+    tables : ndarray of shape (n_queries, M, K), float32
+
+    Notes
+    -----
+    The squared distances are computed as differences (not by expanding the
+    square), so a query equal to a codeword gets exactly 0. A query's table
+    is the same, bit for bit, whatever the other queries computed with it
+    (no matrix product, whose rounding depends on the number of rows), so
+    results never depend on the query blocks of a search.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._tables import distance_tables
+    >>> C = np.array([[[0.0], [1.0]], [[0.0], [2.0]]], dtype=np.float32)
+    >>> distance_tables(np.array([[1.0, 0.0]]), C)
+    array([[[1., 0.],
+            [0., 4.]]], dtype=float32)
+    """
+    M, K, ds = codebooks.shape
+    if metric not in _TABLE_METRICS:
+        raise ValueError(f"metric must be 'sqeuclidean' or 'inner_product', got {metric!r}.")
+    Q = np.asarray(Q, dtype=np.float32)
+    blocks = split_subspaces(Q, M)
+    tables = np.empty((Q.shape[0], M, K), dtype=np.float32)
+    if metric == "inner_product":
+        return _negated_inner_products(blocks, codebooks, tables)
+    step = max(1, block_floats // (K * ds))
+    for start in range(0, Q.shape[0], step):
+        stop = start + step
+        for m in range(M):
+            diff = blocks[m][start:stop, None, :] - codebooks[m][None, :, :]
+            np.einsum("qkd,qkd->qk", diff, diff, out=tables[start:stop, m])
+    return tables
+
+
+def _negated_inner_products(blocks, codebooks, tables):
+    """``tables[q, m, k] = -<blocks[m, q], codebooks[m, k]>``, summed over ``d`` in order.
+
+    Outer products accumulated one dimension at a time rather than a matrix
+    product: BLAS rounds a row differently with the number of rows, and a
+    query's table must not depend on the other queries.
+    """
+    M, K, ds = codebooks.shape
+    tmp = np.empty((tables.shape[0], K), dtype=np.float32)
+    for m in range(M):
+        out = tables[:, m]
+        np.multiply.outer(blocks[m][:, 0], codebooks[m][:, 0], out=out)
+        for d in range(1, ds):
+            np.multiply.outer(blocks[m][:, d], codebooks[m][:, d], out=tmp)
+            out += tmp
+        np.negative(out, out=out)
+    return tables
+
+
+def flat_tables(tables):
+    """(nq, M, K) tables -> (M * K, nq), C-contiguous: one row per (m, k).
+
+    Parameters
+    ----------
+    tables : ndarray of shape (n_queries, M, K), float32
+
+    Returns
+    -------
+    flat : ndarray of shape (M * K, n_queries), float32
+        ``flat[m * K + k, q] = tables[q, m, k]``: the layout the numpy scan
+        gathers rows from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._tables import flat_tables
+    >>> flat_tables(np.arange(4, dtype=np.float32).reshape(1, 2, 2)).ravel()
+    array([0., 1., 2., 3.], dtype=float32)
+    """
+    nq, M, K = tables.shape
+    return np.ascontiguousarray(tables.reshape(nq, M * K).T)
+
+
+class QuerySource(Protocol):
+    """What the search needs from its queries: their number, blocks, and tables.
+
+    Attributes
+    ----------
+    n_queries : int
+        Number of queries.
+
+    Methods
+    -------
+    block(rows)
+        A source for the queries ``rows`` (a slice), holding views only.
+    tables()
+        The ``(n_queries, M, K)`` float32 lookup tables of these queries.
+    """
+
+    n_queries: int
+
+    def block(self, rows):
+        """A source for the queries ``rows`` (a slice)."""
+
+    def tables(self):
+        """The ``(n_queries, M, K)`` float32 tables of these queries."""
+
+
+class VectorQueries:
+    """Real-valued queries; their tables are computed when asked, block by block.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_queries, M * ds), float
+        The queries (validated by the caller; not copied).
+    codebooks : ndarray of shape (M, K, ds), float32
+    metric : {"sqeuclidean", "inner_product"}
+        The table metric (see :func:`distance_tables`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._tables import VectorQueries
+    >>> C = np.zeros((2, 4, 3), np.float32)
+    >>> queries = VectorQueries(np.ones((10, 6)), C, "sqeuclidean")
+    >>> queries.n_queries, queries.block(slice(2, 5)).tables().shape
+    (10, (3, 2, 4))
+    """
+
+    def __init__(self, X, codebooks, metric):
+        self.X = X
+        self.codebooks = codebooks
+        self.metric = metric
+        self.n_queries = X.shape[0]
+
+    def block(self, rows):
+        """A source for ``X[rows]`` (a view)."""
+        return VectorQueries(self.X[rows], self.codebooks, self.metric)
+
+    def tables(self):
+        """``distance_tables(X, codebooks, metric)``."""
+        return distance_tables(self.X, self.codebooks, self.metric)
+
+
+class CodeQueries:
+    """The indexed items as queries: each is its reconstruction ``C h`` from its code.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n_queries, M), integer in ``[0, K)``
+        May be memory-mapped; a block is decoded only when its tables are asked.
+    codebooks : ndarray of shape (M, K, ds), float32
+    metric : {"sqeuclidean", "inner_product"}
+        The table metric (see :func:`distance_tables`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._tables import CodeQueries
+    >>> C = np.array([[[0.0], [1.0]]], np.float32)
+    >>> CodeQueries(np.array([[1], [0]], np.uint8), C, "sqeuclidean").tables()[:, 0]
+    array([[1., 0.],
+           [0., 1.]], dtype=float32)
+    """
+
+    def __init__(self, codes, codebooks, metric):
+        self.codes = codes
+        self.codebooks = codebooks
+        self.metric = metric
+        self.n_queries = codes.shape[0]
+
+    def block(self, rows):
+        """A source for ``codes[rows]`` (a view)."""
+        return CodeQueries(self.codes[rows], self.codebooks, self.metric)
+
+    def tables(self):
+        """The tables of the decoded items."""
+        return distance_tables(decode(self.codes, self.codebooks), self.codebooks, self.metric)
+
+
+class TableQueries:
+    """Queries given by their lookup tables.
+
+    Parameters
+    ----------
+    tables : ndarray of shape (n_queries, M, K), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._tables import TableQueries
+    >>> TableQueries(np.zeros((5, 2, 4), np.float32)).block(slice(0, 2)).tables().shape
+    (2, 2, 4)
+    """
+
+    def __init__(self, tables):
+        self._tables = tables
+        self.n_queries = tables.shape[0]
+
+    def block(self, rows):
+        """A source for ``tables[rows]`` (a view)."""
+        return TableQueries(self._tables[rows])
+
+    def tables(self):
+        """The tables, as given."""
+        return self._tables
+
+
+def as_query_source(queries):
+    """A query source, or tables wrapped as :class:`TableQueries`.
+
+    Parameters
+    ----------
+    queries : QuerySource or ndarray of shape (n_queries, M, K)
+
+    Returns
+    -------
+    source : QuerySource
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._tables import as_query_source
+    >>> type(as_query_source(np.zeros((1, 2, 4), np.float32))).__name__
+    'TableQueries'
+    """
+    if isinstance(queries, np.ndarray):
+        if queries.ndim != 3:
+            raise ValueError(
+                f"tables must have shape (n_queries, M, K); got an array of shape {queries.shape}."
+            )
+        return TableQueries(queries)
+    return queries
