@@ -11,10 +11,16 @@ from sklearn.datasets import load_digits
 from sklearn.pipeline import Pipeline
 
 from skdqn import AQDNeighbors, DeepQuantizer
-from skdqn.__main__ import main
+from skdqn.cli import main
 
 # Small, fast settings: 16 codewords, 2 epochs, a small network.
 FAST = ["--M", "2", "--K", "16", "--epochs", "2", "--n-components", "16", "--hidden-layer-sizes", "32"]
+
+
+def test_python_m_skdqn_runs_the_cli_main():
+    import skdqn.__main__
+
+    assert skdqn.__main__.main is main
 
 
 def test_demo_through_main(capsys):
