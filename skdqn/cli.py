@@ -90,6 +90,7 @@ def _load_array(path, *, key=None, what="array", labels=False, strict_key=True):
 
 
 def _check_2d(X, path, what="X"):
+    """Return ``X`` if it is a non-empty, finite, numeric 2-D array, else raise _InputError."""
     import numpy as np
 
     if X.ndim != 2:
@@ -107,6 +108,7 @@ def _check_2d(X, path, what="X"):
 
 
 def _check_output(path, what):
+    """Raise _InputError, before any work, if ``path`` cannot be written (no directory, or a directory)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise _InputError(f"cannot write the {what} to {path}: directory {directory} does not exist")
@@ -115,6 +117,7 @@ def _check_output(path, what):
 
 
 def _save_array(path, array):
+    """Write ``array`` to ``path``: CSV when the name ends with ``.csv``, else ``.npy``."""
     import numpy as np
 
     if path.lower().endswith(".csv"):
@@ -194,6 +197,7 @@ def _embed(parts, X, path):
 
 
 def _demo(args):
+    """``skdqn demo``: DQN against PQ on the digits, and an AQD search."""
     import numpy as np
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -270,6 +274,7 @@ def _check_device(device):
 
 
 def _fit(args):
+    """``skdqn fit``: train a DeepQuantizer (after a StandardScaler by default) and save it."""
     import joblib
     import numpy as np
     from sklearn.pipeline import make_pipeline
@@ -339,6 +344,7 @@ def _fit(args):
 
 
 def _encode(args):
+    """``skdqn encode``: write the codes of X under a saved model."""
     from ._pq import encode
 
     parts = _load_model(args.model)
@@ -355,6 +361,7 @@ def _encode(args):
 
 
 def _search(args):
+    """``skdqn search``: write the top-k database items of each query by AQD."""
     import numpy as np
 
     from ._neighbors import AQDNeighbors
@@ -416,6 +423,7 @@ def _search(args):
 
 
 def _positive_int(text):
+    """Argparse type: a positive integer (see :func:`~skdqn._validation.check_positive_int`)."""
     try:
         value = int(text)
     except ValueError:
@@ -426,6 +434,7 @@ def _positive_int(text):
 
 
 def _add_threads(parser):
+    """Add the ``--threads`` option (PyTorch CPU threads) to a sub-parser."""
     parser.add_argument(
         "--threads", type=_positive_int, default=None,
         help="CPU threads for PyTorch (default: PyTorch's default); 1 is often fastest for "
@@ -434,6 +443,7 @@ def _add_threads(parser):
 
 
 def _build_parser():
+    """The ``skdqn`` parser: one sub-parser per command."""
     parser = argparse.ArgumentParser(
         prog="skdqn",
         description=(
@@ -444,7 +454,15 @@ def _build_parser():
         epilog="Run 'skdqn COMMAND --help' for the options of a command.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(sub)
+    _add_fit(sub)
+    _add_encode(sub)
+    _add_search(sub)
+    return parser
 
+
+def _add_demo(sub):
+    """The ``skdqn demo`` sub-parser."""
     demo = sub.add_parser(
         "demo", help="train DQN on the digits data set and compare it with PQ", description=(
             "Train a DeepQuantizer on sklearn's digits (embedded, no download), print its MAP "
@@ -461,6 +479,9 @@ def _build_parser():
         "and extra threads slow it down on a busy machine)",
     )
 
+
+def _add_fit(sub):
+    """The ``skdqn fit`` sub-parser: one option per DeepQuantizer parameter in _FIT_PARAMS."""
     default = "default: DeepQuantizer's default"
     fit = sub.add_parser(
         "fit",
@@ -501,6 +522,9 @@ def _build_parser():
     fit.add_argument("--key", help="array name inside X when it is an .npz file")
     fit.add_argument("--y-key", help="array name inside y when it is an .npz file")
 
+
+def _add_encode(sub):
+    """The ``skdqn encode`` sub-parser."""
     encode = sub.add_parser(
         "encode",
         help="write the product-quantization codes of X",
@@ -516,6 +540,9 @@ def _build_parser():
     _add_threads(encode)
     encode.add_argument("--key", help="array name inside X when it is an .npz file")
 
+
+def _add_search(sub):
+    """The ``skdqn search`` sub-parser."""
     search = sub.add_parser(
         "search",
         help="find the k nearest database items of each query by AQD",
@@ -544,7 +571,6 @@ def _build_parser():
     search.add_argument("--n-jobs", type=int, default=None, help="threads for the search (default 1)")
     _add_threads(search)
     search.add_argument("--key", help="array name inside the database and queries files that are .npz")
-    return parser
 
 
 _COMMANDS = {"demo": _demo, "fit": _fit, "encode": _encode, "search": _search}
