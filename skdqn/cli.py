@@ -23,6 +23,8 @@ import os
 import sys
 import time
 
+from ._validation import check_codes, check_device, check_positive_int
+
 __all__ = ["main"]
 
 _EPILOG_FORMATS = (
@@ -260,17 +262,13 @@ _FIT_PARAMS = {
 
 
 def _check_device(device):
-    """Fail early, with exit status 2, on a device torch cannot use."""
-    import torch
-
-    if device is None or device == "auto":
+    """Fail early, with exit status 2, on a device torch cannot use (``--device``)."""
+    if device is None:  # not given: DeepQuantizer's default
         return
     try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise _InputError(f"invalid --device {device!r}: {exc}") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise _InputError(f"--device {device!r}: CUDA is not available on this machine (use 'auto' or 'cpu')")
+        check_device(device, name="--device")
+    except ValueError as exc:
+        raise _InputError(str(exc)) from None
 
 
 def _fit(args):
@@ -360,12 +358,23 @@ def _encode(args):
     return 0
 
 
+def _database_codes(database, codebooks, path):
+    """The ``--database-codes`` array as codes for ``codebooks``, or raise _InputError naming ``path``."""
+    M, K, _ = codebooks.shape
+    try:
+        return check_codes(database, M, K, copy=False, name="--database-codes")
+    except (TypeError, ValueError) as exc:
+        raise _InputError(
+            f"--database-codes expects an (n, M={M}) array of codes in [0, K={K}) as written by "
+            f"'skdqn encode', but {path} does not hold one: {exc}"
+        ) from None
+
+
 def _search(args):
     """``skdqn search``: write the top-k database items of each query by AQD."""
     import numpy as np
 
     from ._neighbors import AQDNeighbors
-    from ._pq import decode
 
     parts = _load_model(args.model)
     dq = parts[1]
@@ -374,31 +383,27 @@ def _search(args):
     _check_output(args.output, "neighbors")
     if args.distances is not None:
         _check_output(args.distances, "distances")
-    if args.k < 1:
-        raise _InputError(f"-k must be a positive integer, got {args.k}")
+    try:
+        check_positive_int(args.k, "-k")
+    except ValueError as exc:
+        raise _InputError(str(exc)) from None
 
     if args.database_codes:
-        M, K, _ = dq.codebooks_.shape
-        if database.ndim != 2 or database.shape[1] != M:
-            raise _InputError(
-                f"--database-codes expects an (n, M={M}) array of codes; {args.database} holds "
-                f"an array of shape {database.shape}"
-            )
-        if database.dtype.kind not in "iu" or (database.size and (database.min() < 0 or database.max() >= K)):
-            raise _InputError(f"--database-codes expects integer codes in [0, K={K}) in {args.database}")
-        # The reconstructions C h encode back to the same codewords (up to
-        # duplicate codewords, which give the same distances), so the index
-        # holds these codes.
-        Z_db = decode(database, dq.codebooks_)
+        codes = _database_codes(database, dq.codebooks_, args.database)
+        n_database = codes.shape[0]
     else:
         Z_db = _embed(parts, database, args.database)
+        n_database = Z_db.shape[0]
     Z_q = _embed(parts, queries, args.queries)
-    if args.k > Z_db.shape[0]:
-        raise _InputError(f"-k {args.k} is larger than the database ({Z_db.shape[0]} items)")
+    if args.k > n_database:
+        raise _InputError(f"-k {args.k} is larger than the database ({n_database} items)")
 
+    params = {"n_neighbors": args.k, "metric": args.metric, "n_jobs": args.n_jobs}
     try:
-        index = AQDNeighbors(n_neighbors=args.k, codebooks=dq, metric=args.metric, n_jobs=args.n_jobs)
-        index.fit(Z_db)
+        if args.database_codes:  # the index holds the codes as they are
+            index = AQDNeighbors.from_codes(dq.codebooks_, codes, **params)
+        else:
+            index = AQDNeighbors(codebooks=dq, **params).fit(Z_db)
         start = time.perf_counter()
         dist, ind = index.kneighbors(Z_q)
         seconds = time.perf_counter() - start
@@ -409,7 +414,7 @@ def _search(args):
         _save_array(args.distances, dist)
     rate = f" ({Z_q.shape[0] / seconds:,.0f} queries/s)" if seconds > 0 else ""
     print(
-        f"searched {Z_q.shape[0]} queries against {Z_db.shape[0]} items "
+        f"searched {Z_q.shape[0]} queries against {n_database} items "
         f"({index.codes_.shape[1] * index.codes_.dtype.itemsize} bytes per item), top-{args.k} "
         f"by {args.metric} AQD in {seconds * 1e3:.1f} ms{rate} -> {args.output}"
         + (f", distances -> {args.distances}" if args.distances is not None else "")
@@ -428,9 +433,10 @@ def _positive_int(text):
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid positive integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+    try:
+        return check_positive_int(value, "value")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_threads(parser):
