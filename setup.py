@@ -47,7 +47,7 @@ setup(
         ],
         "bench": ["faiss-cpu>=1.7.4", "matplotlib>=3.6", "dask[distributed]>=2023.1"],
     },
-    entry_points={"console_scripts": ["skdqn=skdqn.__main__:main"]},
+    entry_points={"console_scripts": ["skdqn=skdqn.cli:main"]},
     classifiers=[
         "Intended Audience :: Science/Research",
         "Programming Language :: Python :: 3",

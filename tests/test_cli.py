@@ -11,10 +11,16 @@ from sklearn.datasets import load_digits
 from sklearn.pipeline import Pipeline
 
 from skdqn import AQDNeighbors, DeepQuantizer
-from skdqn.__main__ import main
+from skdqn.cli import main
 
 # Small, fast settings: 16 codewords, 2 epochs, a small network.
 FAST = ["--M", "2", "--K", "16", "--epochs", "2", "--n-components", "16", "--hidden-layer-sizes", "32"]
+
+
+def test_python_m_skdqn_runs_the_cli_main():
+    import skdqn.__main__
+
+    assert skdqn.__main__.main is main
 
 
 def test_demo_through_main(capsys):
@@ -109,6 +115,30 @@ def test_fit_encode_search_through_main(model_file, data, capsys):
     nn_codes = str(folder / "nn_codes.npy")
     assert main(["search", model_file, codes_path, files["Q"], "-k", "7", "-o", nn_codes, "--database-codes"]) == 0
     np.testing.assert_array_equal(np.load(nn_codes), ind)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
+def test_database_codes_search_is_an_index_over_the_encoded_codes(metric, model_file, data, tmp_path, capsys):
+    _, files, arrays = data
+    model = joblib.load(model_file)
+    codes_path, nn, dist = (str(tmp_path / name) for name in ("codes.npy", "nn.npy", "dist.npy"))
+    assert main(["encode", model_file, files["X"], "-o", codes_path]) == 0
+    argv = ["search", model_file, codes_path, files["Q"], "-k", "9", "--metric", metric, "--database-codes"]
+    assert main([*argv, "-o", nn, "--distances", dist]) == 0
+    assert "searched 30 queries against 500 items (2 bytes per item)" in capsys.readouterr().out
+
+    # The same as an index built from those codes...
+    index = AQDNeighbors.from_codes(model[-1].codebooks_, np.load(codes_path), n_neighbors=9, metric=metric)
+    ref_dist, ref_ind = index.kneighbors(model.transform(arrays["Q"]))
+    np.testing.assert_array_equal(np.load(nn), ref_ind)
+    np.testing.assert_array_equal(np.load(dist), ref_dist)
+
+    # ... and as the search over the embedded database.
+    nn_embedded, dist_embedded = str(tmp_path / "nn_embedded.npy"), str(tmp_path / "dist_embedded.npy")
+    argv = ["search", model_file, files["X"], files["Q"], "-k", "9", "--metric", metric]
+    assert main([*argv, "-o", nn_embedded, "--distances", dist_embedded]) == 0
+    np.testing.assert_array_equal(np.load(nn), np.load(nn_embedded))
+    np.testing.assert_allclose(np.load(dist), np.load(dist_embedded), rtol=1e-6)
 
 
 def test_csv_and_npz_inputs_and_csv_output(model_file, data, tmp_path, capsys):
@@ -216,6 +246,7 @@ def bad_files(data):
         "dict": folder / "dict.skdqn",
         "Q10": folder / "Q10.npy",
         "npz": folder / "two.npz",
+        "codes_big": folder / "codes_big.npy",
     }
     np.save(bad["X3d"], arrays["X"].reshape(-1, 8, 8))
     np.save(bad["y_short"], arrays["y"][:-1])
@@ -223,6 +254,7 @@ def bad_files(data):
     joblib.dump({"model": None}, bad["dict"])
     np.save(bad["Q10"], arrays["Q"][:, :10])
     np.savez(bad["npz"], a=arrays["X"], b=arrays["y"])
+    np.save(bad["codes_big"], np.full((5, 2), 16, dtype=np.uint8))  # K=16: codes in [0, 16)
     return {k: str(v) for k, v in bad.items()}
 
 
@@ -243,6 +275,10 @@ ERROR_CASES = [
     ("3-D encode", ["encode", "{model}", "{X3d}", "-o", "{out}"], 2, "X must be a 2-D array"),
     ("k too big", ["search", "{model}", "{Q}", "{Q}", "-k", "31", "-o", "{out}"], 2, "larger than"),
     ("codes", ["search", "{model}", "{X}", "{Q}", "--database-codes", "-o", "{out}"], 2, "(n, M=2)"),
+    ("codes file", ["search", "{model}", "{X}", "{Q}", "--database-codes", "-o", "{out}"], 2, "X.npy does not hold"),
+    ("codes range", ["search", "{model}", "{codes_big}", "{Q}", "--database-codes", "-o", "{out}"], 2, "[0, K=16)"),
+    ("k zero", ["search", "{model}", "{X}", "{Q}", "-k", "0", "-o", "{out}"], 2, "-k must be a positive integer"),
+    ("bad device", ["fit", "{X}", "{y}", "--device", "gpu", "-o", "{out}"], 2, "--device must be 'auto'"),
 ]
 
 
@@ -265,6 +301,28 @@ def test_help_of_each_command(command, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert f"usage: skdqn {command}" in out and ".npz" in out
+
+
+def test_cuda_device_without_cuda_fails_before_fitting(data, tmp_path, monkeypatch, capsys):
+    import torch
+
+    _, files, _ = data
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "m.skdqn"
+    assert main(["fit", files["X"], files["y"], "-o", str(out), "--device", "cuda", *FAST]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()
+    assert captured.err.startswith("skdqn fit: error: --device='cuda'") and "CUDA is not available" in captured.err
+
+
+@pytest.mark.parametrize("value, message", [("0", "must be a positive integer, got 0"), ("x", "invalid positive integer")])
+def test_non_positive_integer_option_is_a_usage_error(value, message, data, tmp_path, capsys):
+    _, files, _ = data
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", files["X"], files["y"], "-o", str(tmp_path / "m.skdqn"), "--K", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --K:" in err and message in err
 
 
 def test_missing_required_output_is_a_usage_error(data, capsys):
