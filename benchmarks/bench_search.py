@@ -26,16 +26,26 @@ Setup
 * Memory: peak of the Python-tracked allocations (tracemalloc; numpy buffers
   are tracked) during one ``kneighbors`` call, minus what was allocated before
   it; measured in a separate, untimed call (tracemalloc slows allocations).
+* ``--memory``: the peak extra memory of ``kneighbors`` (M=8, d=64, one
+  thread, top-10) for 10^3, 10^4 and 10^5 queries and for ``X=None`` (every
+  item queried against the others), at N = 10^5 and 10^6 items; the output
+  (``n_queries x 10`` distances and indices) is counted in. The last column is
+  what the tables of all queries alone took before the search computed them
+  block by block (``n_queries x M x K`` float32, twice: the tables and their
+  transposed copy). ``X=None`` at 10^6 items scans 10^12 codes: about half an
+  hour on one core.
 
 Usage::
 
     python benchmarks/bench_search.py            # N = 1e5 and 1e6, nq = 1000
     python benchmarks/bench_search.py --quick    # N = 1e5, nq = 200
     python benchmarks/bench_search.py --out bench.md
+    python benchmarks/bench_search.py --memory --out memory.md
 """
 
 import argparse
 import sys
+import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -145,12 +155,72 @@ def format_row(r):
     )
 
 
+MEMORY_HEADER = (
+    "| N | queries | peak extra memory (MiB) | of which output (MiB) | seconds "
+    "| all tables at once, before (MiB) |"
+)
+MEMORY_RULE = "|---:|---:|---:|---:|---:|---:|"
+
+
+def run_memory(Ns, query_counts, M=8, d=64):
+    """Peak extra memory of one kneighbors call per (N, number of queries); X=None last."""
+    rows = []
+    for N in Ns:
+        index, _ = make_setup(M, d, N)
+        for nq in list(query_counts) + [None]:
+            Q = None if nq is None else np.random.default_rng(5).normal(size=(nq, d)).astype(np.float32)
+            n_queries = N if nq is None else nq
+            with threadpool_limits(limits=1):
+                start = time.perf_counter()
+                holder = {}
+                mem = peak_extra_mib(lambda: holder.setdefault("out", index.kneighbors(Q)))
+                seconds = time.perf_counter() - start
+            output = sum(a.nbytes for a in holder.pop("out")) / 2**20
+            row = {
+                "N": N,
+                "queries": "X=None" if nq is None else f"{nq:.0e}",
+                "mem_mib": mem,
+                "output_mib": output,
+                "seconds": seconds,
+                "before_mib": 2 * n_queries * M * K * 4 / 2**20,
+            }
+            rows.append(row)
+            print(format_memory_row(row), flush=True)
+        del index
+    return rows
+
+
+def format_memory_row(r):
+    return (
+        f"| {r['N']:.0e} | {r['queries']} | {r['mem_mib']:.1f} | {r['output_mib']:.1f} "
+        f"| {r['seconds']:.0f} | {r['before_mib']:,.0f} |"
+    )
+
+
+def main_memory(args):
+    Ns = [10**5] if args.quick else [10**5, 10**6]
+    counts = [10**3, 10**4] if args.quick else [10**3, 10**4, 10**5]
+    print(f"numpy {np.__version__}; M=8, d=64, K={K}, top-{TOP_K}, one thread, tracemalloc")
+    print(MEMORY_HEADER)
+    print(MEMORY_RULE)
+    rows = run_memory(Ns, counts)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(f"AQDNeighbors.kneighbors peak extra memory, M=8, d=64, K={K}, top-{TOP_K}, one thread.\n\n")
+            f.write(MEMORY_HEADER + "\n" + MEMORY_RULE + "\n")
+            f.write("\n".join(format_memory_row(r) for r in rows) + "\n")
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N=1e5 only, nq=200")
     parser.add_argument("--out", help="write the table as Markdown to this file")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs, best kept")
+    parser.add_argument("--memory", action="store_true", help="peak extra memory table (see above)")
     args = parser.parse_args(argv)
+    if args.memory:
+        return main_memory(args)
 
     Ns = [10**5] if args.quick else [10**5, 10**6]
     nq = 200 if args.quick else 1000

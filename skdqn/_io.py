@@ -16,6 +16,12 @@ of the archive, mapped at its offset.
 
 Nothing here unpickles: object arrays are refused when writing and when
 reading (``allow_pickle=False``).
+
+Every bundle's header names its ``format`` (e.g. ``"skdqn.AQDNeighbors"``)
+and ``format_version``, and the skdqn version that wrote it
+(:func:`format_header`); :func:`check_header` refuses, with a ``ValueError``
+naming the file, a header that is not a JSON object, of another format, or
+of a version newer than the reader knows.
 """
 
 import json
@@ -26,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_bundle", "read_bundle"]
+from ._version import __version__
+
+__all__ = ["write_bundle", "read_bundle", "format_header", "check_header"]
 
 HEADER_NAME = "header.json"
 _ZIP_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes, see the ZIP specification
@@ -186,7 +194,7 @@ def read_bundle(path, mmap_mode=None):
         header_path = path / HEADER_NAME
         if not header_path.exists():
             raise ValueError(f"{path} is not a saved skdqn bundle: it has no {HEADER_NAME}.")
-        header = json.loads(header_path.read_text())
+        header = _parse_header(header_path.read_bytes(), path)
         arrays = {
             p.stem: np.load(p, mmap_mode=mmap_mode, allow_pickle=False)
             for p in sorted(path.glob("*.npy"))
@@ -198,7 +206,7 @@ def read_bundle(path, mmap_mode=None):
         names = zf.namelist()
         if HEADER_NAME not in names:
             raise ValueError(f"{path} is not a saved skdqn bundle: it has no {HEADER_NAME}.")
-        header = json.loads(zf.read(HEADER_NAME).decode("utf-8"))
+        header = _parse_header(zf.read(HEADER_NAME), path)
         arrays = {}
         for info in zf.infolist():
             if not info.filename.endswith(".npy"):
@@ -210,3 +218,77 @@ def read_bundle(path, mmap_mode=None):
             else:
                 arrays[name] = _map_member(path, zf, info, mmap_mode)
     return header, arrays
+
+
+def format_header(format_name, format_version):
+    """The identifying fields every bundle's header starts with.
+
+    Parameters
+    ----------
+    format_name : str
+        What the bundle holds, e.g. ``"skdqn.AQDNeighbors"``.
+    format_version : int
+        Version of that layout; raised when the layout changes.
+
+    Returns
+    -------
+    header : dict
+        ``format``, ``format_version`` and ``skdqn_version``.
+
+    Examples
+    --------
+    >>> from skdqn._io import format_header
+    >>> sorted(format_header("skdqn.AQDNeighbors", 1))
+    ['format', 'format_version', 'skdqn_version']
+    """
+    return {"format": format_name, "format_version": int(format_version), "skdqn_version": __version__}
+
+
+def check_header(header, path, format_name, max_version, *, what):
+    """Raise a ValueError unless ``header`` is a ``format_name`` header this skdqn reads.
+
+    Parameters
+    ----------
+    header : object
+        The parsed ``header.json``.
+    path : str or path-like
+        The bundle, named in messages.
+    format_name : str
+        The expected ``format`` field.
+    max_version : int
+        The newest ``format_version`` this skdqn reads.
+    what : str
+        What the bundle should hold, for messages (e.g. ``"an AQDNeighbors index"``).
+
+    Returns
+    -------
+    format_version : int
+
+    Examples
+    --------
+    >>> from skdqn._io import check_header, format_header
+    >>> check_header(format_header("skdqn.demo", 1), "demo", "skdqn.demo", 1, what="a demo")
+    1
+    """
+    if not isinstance(header, dict):
+        raise ValueError(
+            f"{path}: {HEADER_NAME} must hold a JSON object; got a JSON {type(header).__name__}."
+        )
+    if header.get("format") != format_name:
+        raise ValueError(f"{path} does not hold {what} (format={header.get('format')!r}).")
+    version = header.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"{path}: {HEADER_NAME} has format_version={version!r}; expected an integer.")
+    if version > max_version:
+        raise ValueError(
+            f"{path} was written by a newer skdqn (format version {version}); "
+            f"this one reads version {max_version}."
+        )
+    return version
+
+
+def _parse_header(text, path):
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: {HEADER_NAME} is not valid JSON ({exc}).") from None

@@ -10,6 +10,7 @@ entries (smaller is better). A metric decides four things, gathered in a
 * how a summed table value becomes the distance the user sees
   (:meth:`Metric.to_user`) and how a user's radius becomes a bound on the
   summed value (:meth:`Metric.radius_threshold`);
+* which metric an index converted from faiss gets (:func:`metric_for_faiss`);
 * which entry goes when an item queried against its own index is not in its
   own (k + 1)-list (:meth:`Metric.self_drop_column`).
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Metric", "get_metric", "METRIC_NAMES"]
+__all__ = ["Metric", "get_metric", "metric_for_faiss", "METRIC_NAMES"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,45 @@ def get_metric(name):
         return _METRICS[name]
     except (KeyError, TypeError):
         raise ValueError(f"metric must be one of {sorted(_METRICS)}; got {name!r}.") from None
+
+
+# faiss returns squared L2 distances: "sqeuclidean" is what it ranks by.
+_FAISS_DEFAULT = {"l2": "sqeuclidean", "inner_product": "inner_product"}
+_FAISS_RANKS_BY = {"l2": "L2 distance", "inner_product": "inner product"}
+
+
+def metric_for_faiss(faiss_metric, name=None):
+    """The metric of an index built from a faiss index of ``faiss_metric``.
+
+    Parameters
+    ----------
+    faiss_metric : {"l2", "inner_product"}
+        The faiss index's metric.
+    name : str, default=None
+        The metric asked for; None gives the one whose distances faiss
+        returns (``"sqeuclidean"`` for L2).
+
+    Returns
+    -------
+    name : str
+
+    Raises
+    ------
+    ValueError
+        If ``name`` ranks differently from ``faiss_metric``.
+
+    Examples
+    --------
+    >>> from skdqn._metric import metric_for_faiss
+    >>> metric_for_faiss("l2"), metric_for_faiss("l2", "euclidean")
+    ('sqeuclidean', 'euclidean')
+    """
+    if name is None:
+        return _FAISS_DEFAULT[faiss_metric]
+    if name in _METRICS and _METRICS[name].faiss != faiss_metric:
+        allowed = sorted(m.name for m in _METRICS.values() if m.faiss == faiss_metric)
+        raise ValueError(
+            f"the faiss index ranks by {_FAISS_RANKS_BY[faiss_metric]}; metric must be one of "
+            f"{allowed}, got {name!r}."
+        )
+    return name

@@ -10,8 +10,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._faiss import from_faiss_index, to_faiss_index
-from ._io import read_bundle, write_bundle
-from ._metric import METRIC_NAMES, get_metric
+from ._io import check_header, format_header, read_bundle, write_bundle
+from ._metric import METRIC_NAMES, get_metric, metric_for_faiss
 from ._pq import code_dtype, decode, encode, train_codebooks
 from ._scoring import score_codes
 from ._search import aqd_kneighbors, aqd_radius_neighbors
@@ -392,13 +392,9 @@ class AQDNeighbors(BaseEstimator):
         True
         """
         check_is_fitted(self)
-        import skdqn
-
         names = getattr(self, "feature_names_in_", None)
         header = {
-            "format": _FORMAT,
-            "format_version": _FORMAT_VERSION,
-            "skdqn_version": skdqn.__version__,
+            **format_header(_FORMAT, _FORMAT_VERSION),
             "params": self._params_for_header(),
             "codebooks_given": self.codebooks is not None,
             "n_samples_fit": int(self.n_samples_fit_),
@@ -450,13 +446,7 @@ class AQDNeighbors(BaseEstimator):
                 "grown with partial_fit, in memory, not written in place)."
             )
         header, arrays = read_bundle(path, mmap_mode=mmap_mode)
-        if header.get("format") != _FORMAT:
-            raise ValueError(f"{path} does not hold an AQDNeighbors index (format={header.get('format')!r}).")
-        if header.get("format_version", 0) > _FORMAT_VERSION:
-            raise ValueError(
-                f"{path} was written by a newer skdqn (format version {header['format_version']}); "
-                f"this one reads version {_FORMAT_VERSION}."
-            )
+        check_header(header, path, _FORMAT, _FORMAT_VERSION, what="an AQDNeighbors index")
         missing = {"codebooks", "codes"} - set(arrays)
         if missing:
             raise ValueError(f"{path} is incomplete: missing {sorted(missing)}.")
@@ -589,15 +579,7 @@ class AQDNeighbors(BaseEstimator):
         (500, 2)
         """
         codebooks, codes, faiss_metric = from_faiss_index(index)
-        # faiss returns squared L2 distances: "sqeuclidean" is what it ranks by.
-        params.setdefault("metric", "inner_product" if faiss_metric == "inner_product" else "sqeuclidean")
-        if params["metric"] in METRIC_NAMES and get_metric(params["metric"]).faiss != faiss_metric:
-            ranks_by = "inner product" if faiss_metric == "inner_product" else "L2 distance"
-            allowed = sorted(name for name in METRIC_NAMES if get_metric(name).faiss == faiss_metric)
-            raise ValueError(
-                f"the faiss index ranks by {ranks_by}; metric must be one of {allowed}, "
-                f"got {params['metric']!r}."
-            )
+        params["metric"] = metric_for_faiss(faiss_metric, params.get("metric"))
         return cls.from_codes(codebooks, codes, **params)
 
     # --------------------------------------------------------------- search

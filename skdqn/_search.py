@@ -325,7 +325,8 @@ def _fan_out(task, queries, codes, query_block, n_shards, n_jobs, *args):
     queries (views) and its shard's codes (a view with threads; a process or
     cluster backend ships just that slice).
     """
-    blocks = [slice(s, min(queries.n_queries, s + query_block)) for s in range(0, queries.n_queries, query_block)]
+    n_queries = queries.n_queries
+    blocks = [slice(s, min(n_queries, s + query_block)) for s in range(0, n_queries, query_block)]
     shards = database_shards(codes.shape[0], n_shards)
     tasks = [(task, (queries.block(b), codes[s], s.start) + args) for b in blocks for s in shards]
     results = _run_tasks(tasks, n_jobs)
@@ -334,13 +335,15 @@ def _fan_out(task, queries, codes, query_block, n_shards, n_jobs, *args):
 
 def _knn_task(queries, codes, start, kernel, k, method, db_block):
     """Top-k of one task (global indices)."""
-    dist, ind = kernel.kneighbors(queries.tables(), codes, min(k, codes.shape[0]), method=method, db_block=db_block)
+    k = min(k, codes.shape[0])
+    dist, ind = kernel.kneighbors(queries.tables(), codes, k, method=method, db_block=db_block)
     return dist, ind + start
 
 
 def _radius_task(queries, codes, start, kernel, threshold, db_block):
     """Radius matches of one task, per query (global indices)."""
-    return [(d, i + start) for d, i in kernel.radius_neighbors(queries.tables(), codes, threshold, db_block=db_block)]
+    found = kernel.radius_neighbors(queries.tables(), codes, threshold, db_block=db_block)
+    return [(d, i + start) for d, i in found]
 
 
 def _knn_plan(n_neighbors, n_database, n_queries, n_jobs, working_memory, n_shards, blocks):

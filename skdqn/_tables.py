@@ -167,7 +167,28 @@ class QuerySource(Protocol):
         """The ``(n_queries, M, K)`` float32 tables of these queries."""
 
 
-class VectorQueries:
+class _RowQueries:
+    """Queries held as the rows of an array; tables computed when asked.
+
+    Subclasses say how rows become vectors (:meth:`_vectors`).
+    """
+
+    def __init__(self, rows, codebooks, metric):
+        self._rows = rows
+        self.codebooks = codebooks
+        self.metric = metric
+        self.n_queries = rows.shape[0]
+
+    def block(self, rows):
+        """A source for the queries ``rows`` (a view of the array)."""
+        return type(self)(self._rows[rows], self.codebooks, self.metric)
+
+    def tables(self):
+        """``distance_tables`` of the queries' vectors."""
+        return distance_tables(self._vectors(), self.codebooks, self.metric)
+
+
+class VectorQueries(_RowQueries):
     """Real-valued queries; their tables are computed when asked, block by block.
 
     Parameters
@@ -188,22 +209,16 @@ class VectorQueries:
     (10, (3, 2, 4))
     """
 
-    def __init__(self, X, codebooks, metric):
-        self.X = X
-        self.codebooks = codebooks
-        self.metric = metric
-        self.n_queries = X.shape[0]
+    @property
+    def X(self):
+        """The queries."""
+        return self._rows
 
-    def block(self, rows):
-        """A source for ``X[rows]`` (a view)."""
-        return VectorQueries(self.X[rows], self.codebooks, self.metric)
-
-    def tables(self):
-        """``distance_tables(X, codebooks, metric)``."""
-        return distance_tables(self.X, self.codebooks, self.metric)
+    def _vectors(self):
+        return self._rows
 
 
-class CodeQueries:
+class CodeQueries(_RowQueries):
     """The indexed items as queries: each is its reconstruction ``C h`` from its code.
 
     Parameters
@@ -224,19 +239,13 @@ class CodeQueries:
            [0., 1.]], dtype=float32)
     """
 
-    def __init__(self, codes, codebooks, metric):
-        self.codes = codes
-        self.codebooks = codebooks
-        self.metric = metric
-        self.n_queries = codes.shape[0]
+    @property
+    def codes(self):
+        """The codes of the queries."""
+        return self._rows
 
-    def block(self, rows):
-        """A source for ``codes[rows]`` (a view)."""
-        return CodeQueries(self.codes[rows], self.codebooks, self.metric)
-
-    def tables(self):
-        """The tables of the decoded items."""
-        return distance_tables(decode(self.codes, self.codebooks), self.codebooks, self.metric)
+    def _vectors(self):
+        return decode(self._rows, self.codebooks)
 
 
 class TableQueries:

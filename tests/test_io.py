@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from skdqn._io import read_bundle, write_bundle
+from skdqn._io import check_header, format_header, read_bundle, write_bundle
 
 
 def arrays_fixture():
@@ -111,3 +111,31 @@ def test_compressed_member_cannot_be_mapped(tmp_path):
     assert_array_equal(arrays["x"], np.arange(5))
     with pytest.raises(ValueError, match="compressed"):
         read_bundle(path, mmap_mode="r")
+
+
+@pytest.mark.parametrize("name", ["bundle.npz", "bundle"])
+def test_header_that_is_not_json_names_the_file(tmp_path, name):
+    path = write_bundle(tmp_path / name, {"a": 1}, {"x": np.arange(3)})
+    if path.is_dir():
+        (path / "header.json").write_text("{not json")
+    else:
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("header.json", b"\xff\xfe not json")
+    with pytest.raises(ValueError, match=rf"{name}.*header.json is not valid JSON"):
+        read_bundle(path)
+
+
+def test_check_header():
+    good = format_header("skdqn.demo", 2)
+    assert good["format"] == "skdqn.demo" and good["format_version"] == 2
+    assert check_header(good, "p", "skdqn.demo", 2, what="a demo") == 2
+    assert check_header({"format": "skdqn.demo"}, "p", "skdqn.demo", 2, what="a demo") == 0
+    with pytest.raises(ValueError, match="p: header.json must hold a JSON object; got a JSON list"):
+        check_header([1, 2], "p", "skdqn.demo", 2, what="a demo")
+    with pytest.raises(ValueError, match="p does not hold a demo"):
+        check_header({**good, "format": "other"}, "p", "skdqn.demo", 2, what="a demo")
+    with pytest.raises(ValueError, match="newer skdqn"):
+        check_header({**good, "format_version": 3}, "p", "skdqn.demo", 2, what="a demo")
+    for bad in ("1", 1.5, True, -1, None):
+        with pytest.raises(ValueError, match="format_version"):
+            check_header({**good, "format_version": bad}, "p", "skdqn.demo", 2, what="a demo")

@@ -283,12 +283,13 @@ def test_gpu_fitted_model_loads_on_cpu(fitted, small):
     np.testing.assert_array_equal(restored.transform(X_q), fitted.transform(X_q))
 
 
-class InterruptingMLP(torch.nn.Module):
-    """Raises KeyboardInterrupt on the n-th training forward pass (simulated Ctrl-C)."""
+class RaisingMLP(torch.nn.Module):
+    """Raises ``error`` on the n-th training forward pass (Ctrl-C, or a failure mid-training)."""
 
-    def __init__(self, after):
+    def __init__(self, after, error=KeyboardInterrupt):
         super().__init__()
         self.after = after
+        self.error = error
         self.body = torch.nn.Linear(64, 16)
         self.calls = 0
 
@@ -296,14 +297,14 @@ class InterruptingMLP(torch.nn.Module):
         if self.training:
             self.calls += 1
             if self.calls == self.after:
-                raise KeyboardInterrupt
+                raise self.error
         return torch.relu(self.body(x))
 
 
 def test_keyboard_interrupt_leaves_usable_estimator(small):
     X, X_q, y, y_q = small
     # 300 samples / batch 64 = 5 batches per epoch: interrupt during epoch 3.
-    dq = DeepQuantizer(network=InterruptingMLP(after=13), random_state=0, **{**FAST, "max_epochs": 10})
+    dq = DeepQuantizer(network=RaisingMLP(after=13), random_state=0, **{**FAST, "max_epochs": 10})
     with pytest.warns(UserWarning, match="interrupted"):
         dq.fit(X, y)
     assert dq.n_iter_ == 2
@@ -428,23 +429,6 @@ def test_multilabel_digits_quality(digits):
 
 
 # ---------------------------------------------------------------- the training ladder
-class FailingMLP(torch.nn.Module):
-    """Raises RuntimeError on the n-th training forward pass (a failure mid-training)."""
-
-    def __init__(self, after):
-        super().__init__()
-        self.after = after
-        self.body = torch.nn.Linear(64, 16)
-        self.calls = 0
-
-    def forward(self, x):
-        if self.training:
-            self.calls += 1
-            if self.calls == self.after:
-                raise RuntimeError("boom")
-        return torch.relu(self.body(x))
-
-
 def fitted_state(dq):
     return {k: v for k, v in vars(dq).items() if k.endswith("_") and not k.startswith("__")}
 
@@ -458,7 +442,7 @@ def test_failed_fit_leaves_a_fitted_estimator_as_it_was(small):
     with pytest.raises(ValueError, match="single class"):
         dq.fit(X[:, :32], np.zeros(len(y)))
     # Fails in the middle of training.
-    dq.set_params(network=FailingMLP(after=7))
+    dq.set_params(network=RaisingMLP(after=7, error=RuntimeError("boom")))
     with pytest.raises(RuntimeError, match="boom"):
         dq.fit(X, y)
     after = fitted_state(dq)
@@ -470,7 +454,7 @@ def test_failed_fit_leaves_a_fitted_estimator_as_it_was(small):
 
 def test_keyboard_interrupt_keeps_the_complete_epochs_in_history(small):
     X, _, y, _ = small
-    dq = DeepQuantizer(network=InterruptingMLP(after=13), random_state=0, **{**FAST, "max_epochs": 10})
+    dq = DeepQuantizer(network=RaisingMLP(after=13), random_state=0, **{**FAST, "max_epochs": 10})
     with pytest.warns(UserWarning, match="after 2 complete epoch"):
         dq.fit(X, y)
     assert [h["epoch"] for h in dq.history_] == [1, 2]

@@ -339,3 +339,98 @@ def test_sharded_search_on_memmap(tmp_path, small_blocks):
     d, i = aqd_kneighbors(tables, mm, 4, n_shards=4)
     assert_array_equal(i, ref[1])
     assert_array_equal(d, ref[0])
+
+
+# ------------------------------------------------------------ query sources
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
+def test_query_sources_give_the_results_of_their_tables(small_blocks, metric):
+    # Tables computed per block inside the tasks: the same results as the
+    # tables of all queries computed at once.
+    Q, codebooks, codes = integer_problem(seed=7)
+    Q = Q + np.random.default_rng(7).normal(size=Q.shape)  # not exact: rounding must agree too
+    for source, tables in (
+        (VectorQueries(Q, codebooks, metric), distance_tables(Q, codebooks, metric)),
+        (CodeQueries(codes, codebooks, metric), distance_tables(decode(codes, codebooks), codebooks, metric)),
+    ):
+        for k in (1, 9, 200):
+            for n_shards in (1, 3):
+                got = aqd_kneighbors(source, codes, k, n_shards=n_shards)
+                ref = aqd_kneighbors(tables, codes, k)
+                assert_array_equal(got[1], ref[1])
+                assert_array_equal(got[0], ref[0])
+        got = aqd_radius_neighbors(source, codes, 10.0 if metric == "sqeuclidean" else -3.0, n_shards=2)
+        ref = aqd_radius_neighbors(tables, codes, 10.0 if metric == "sqeuclidean" else -3.0)
+        for a, b in zip(got[0] + got[1], ref[0] + ref[1]):
+            assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
+def test_a_query_alone_gets_the_results_it_gets_in_a_batch(metric):
+    rng = np.random.default_rng(8)
+    codebooks = rng.normal(size=(4, 16, 2)).astype(np.float32)
+    codes = rng.integers(0, 16, size=(500, 4)).astype(np.uint8)
+    Q = rng.normal(size=(300, 8))
+    batch = aqd_kneighbors(VectorQueries(Q, codebooks, metric), codes, 7)
+    for q in (0, 129, 299):
+        alone = aqd_kneighbors(VectorQueries(Q[q : q + 1], codebooks, metric), codes, 7)
+        assert_array_equal(alone[1][0], batch[1][q])
+        assert_array_equal(alone[0][0], batch[0][q])
+
+
+# --------------------------------------------------------------- scan_blocks
+def test_scan_blocks_context():
+    default = _search.get_scan_blocks()
+    assert default == ScanBlocks(128, 4096)
+    with scan_blocks(query=3, database=5) as blocks:
+        assert blocks == ScanBlocks(3, 5) == _search.get_scan_blocks()
+        with scan_blocks(query=1):
+            assert _search.get_scan_blocks() == ScanBlocks(1, 4096)
+        assert _search.get_scan_blocks() == ScanBlocks(3, 5)
+    assert _search.get_scan_blocks() == default
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            ScanBlocks(query=bad)
+    with pytest.raises(ValueError, match="ScanBlocks.database"):
+        with scan_blocks(database=0):
+            pass  # pragma: no cover
+
+
+def test_full_sort_block_follows_working_memory():
+    assert _search.full_sort_block(1000, working_memory=1) == 16  # 256 KiB / (16 B * 1000)
+    assert _search.full_sort_block(10**9, working_memory=1) == 1  # at least one query
+    assert _search.full_sort_block(10, working_memory=1024) == 128  # at most a query block
+    assert _search.full_sort_block(10, working_memory=1024, max_block=5) == 5
+
+
+# ------------------------------------------------------------ memory bound
+def _peak_mib(fn):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return (peak - before) / 2**20, result
+
+
+def test_search_memory_does_not_grow_with_the_queries():
+    # 6,000 items (M=8, K=256): the tables of every query at once would take
+    # 6,000 * 8 KiB = 47 MiB (twice that with their flat copy). One task at
+    # a time holds the tables of 128 queries (1 MiB) and 4096 x 128 distances.
+    rng = np.random.default_rng(9)
+    codebooks = rng.normal(size=(8, 256, 2)).astype(np.float32)
+    codes = rng.integers(0, 256, size=(6_000, 8)).astype(np.uint8)
+    for source in (
+        CodeQueries(codes, codebooks, "sqeuclidean"),
+        VectorQueries(rng.normal(size=(6_000, 16)).astype(np.float32), codebooks, "sqeuclidean"),
+    ):
+        peak, (dist, ind) = _peak_mib(lambda: aqd_kneighbors(source, codes, 5, n_jobs=1))
+        output = (dist.nbytes + ind.nbytes) / 2**20
+        assert peak < 16 + 2 * output, (type(source).__name__, peak)
+        rows = slice(1000, 1010)
+        ref = aqd_kneighbors(source.block(rows).tables(), codes, 5)
+        assert_array_equal(ind[rows], ref[1])
