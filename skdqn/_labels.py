@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.multiclass import type_of_target
 
-__all__ = ["check_labels", "relevance", "label_indicator"]
+__all__ = ["check_labels", "label_kind", "relevance", "label_indicator"]
 
 
 def check_labels(y, *, name="y", allow_single_class=True):
@@ -105,6 +105,35 @@ def check_labels(y, *, name="y", allow_single_class=True):
             "which items are similar and which are not."
         )
     return labels
+
+
+def label_kind(labels):
+    """What canonical labels hold: ``"indicator"``, ``"text"`` or ``"number"``.
+
+    Labels of different kinds never share a label: a string ``"1"`` is not
+    the class ``1``, so mixing them is refused where labels are combined.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n_samples,) or (n_samples, n_labels)
+        Output of :func:`check_labels`.
+
+    Returns
+    -------
+    kind : {"indicator", "text", "number"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._labels import label_kind
+    >>> label_kind(np.array(["cat"])), label_kind(np.array([3])), label_kind(np.eye(2, dtype=bool))
+    ('text', 'number', 'indicator')
+    """
+    if labels.ndim == 2:
+        return "indicator"
+    if labels.dtype.kind == "O":
+        return "text" if labels.size and isinstance(labels[0], (str, bytes)) else "number"
+    return "text" if labels.dtype.kind in "US" else "number"
 
 
 def label_indicator(labels, classes=None):

@@ -1,7 +1,7 @@
 """What each search metric means, in one place.
 
 An :class:`~skdqn.AQDNeighbors` index ranks codes by the sum of lookup-table
-entries (smaller is better). A metric decides four things, gathered in a
+entries (smaller is better). A metric decides these things, gathered in a
 :class:`Metric`:
 
 * which lookup table the scan sums (``table``: squared distances or negated
@@ -9,16 +9,16 @@ entries (smaller is better). A metric decides four things, gathered in a
 * which faiss metric holds the same ranking (``faiss``);
 * how a summed table value becomes the distance the user sees
   (:meth:`Metric.to_user`) and how a user's radius becomes a bound on the
-  summed value (:meth:`Metric.radius_threshold`);
-* which metric an index converted from faiss gets (:func:`metric_for_faiss`);
-* which entry goes when an item queried against its own index is not in its
-  own (k + 1)-list (:meth:`Metric.self_drop_column`).
+  summed value (:meth:`Metric.radius_threshold`), and which radii are valid
+  (:meth:`Metric.check_radius`);
+* which metric an index converted from faiss gets (:func:`metric_for_faiss`).
 
 A new metric is one more entry of ``_METRICS``; the index and the kernels do
 not change.
 """
 
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
@@ -62,16 +62,21 @@ class Metric:
         """A radius in the user's units -> the bound on the summed table value."""
         return radius * abs(radius) if self.squared else radius
 
-    def self_drop_column(self, k):
-        """Column dropped from a (k)-list that misses its own item.
+    def check_radius(self, radius, name="radius"):
+        """Raise a ValueError unless ``radius`` is a real, non-NaN radius for this metric.
 
-        The item is absent when more than ``k - 1`` items tie with it at a
-        smaller index. For distances, as
-        :class:`~sklearn.neighbors.NearestNeighbors` does, the first of those
-        duplicates goes; for inner products, where an item needs not be its
-        own best match, the last (worst) entry goes.
+        ``inf`` is allowed; a negative radius only for the inner product (a
+        bound on ``-<q, C h>``): distances are never negative, and
+        :class:`~sklearn.neighbors.NearestNeighbors` refuses it too.
         """
-        return k - 1 if self.table == "inner_product" else 0
+        if isinstance(radius, bool) or not isinstance(radius, Real) or np.isnan(radius):
+            raise ValueError(f"{name} must be a real number (inf allowed), got {radius!r}.")
+        if radius < 0 and self.table != "inner_product":
+            raise ValueError(
+                f"{name} must be >= 0 for metric={self.name!r} (distances are never negative); "
+                f"got {radius!r}. Only metric='inner_product' takes a negative radius (a bound "
+                "on -<q, C h>)."
+            )
 
 
 _METRICS = {

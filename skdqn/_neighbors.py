@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._faiss import from_faiss_index, to_faiss_index
+from ._labels import label_kind
 from ._io import check_header, format_header, read_bundle, write_bundle
 from ._metric import METRIC_NAMES, get_metric, metric_for_faiss
 from ._pq import code_dtype, decode, encode, train_codebooks
@@ -121,7 +122,12 @@ class AQDNeighbors(BaseEstimator):
     indexed items themselves. The index keeps only codes, so the query for
     item ``i`` is its reconstruction ``C h_i`` (its distance to itself is 0),
     and item ``i`` is left out of its own list, as in
-    :class:`~sklearn.neighbors.NearestNeighbors`.
+    :class:`~sklearn.neighbors.NearestNeighbors`. Unlike scikit-learn, which
+    searches ``k + 1`` neighbours and drops the first one when the item is
+    not among them (it may be, when more than ``k`` duplicates precede it),
+    exactly item ``i`` is left out: each list is the top ``k`` of all the
+    other items, ties by smaller index, so a shorter list is always a prefix
+    of a longer one.
 
     Distances are float32, the precision of the codebooks and tables.
 
@@ -147,7 +153,7 @@ class AQDNeighbors(BaseEstimator):
 
     _parameter_constraints = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
-        "radius": [Interval(Real, None, None, closed="neither")],
+        "radius": [Interval(Real, None, None, closed="both")],
         "M": [Interval(Integral, 1, None, closed="left")],
         "K": [Interval(Integral, 2, 2**16, closed="both")],
         "codebooks": "no_validation",
@@ -207,6 +213,7 @@ class AQDNeighbors(BaseEstimator):
         return self._fit(X, y)
 
     def _fit(self, X, y):
+        get_metric(self.metric).check_radius(self.radius)
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         n_samples, n_features = X.shape
         if self.codebooks is None:
@@ -270,20 +277,7 @@ class AQDNeighbors(BaseEstimator):
                     "y is required: the index was built with labels (for score), so every "
                     "item added needs one."
                 )
-            labels = check_y(y, n_new)
-            old = self._fit_labels
-            if labels.ndim != old.ndim or labels.shape[1:] != old.shape[1:]:
-                raise ValueError(
-                    f"y has the layout {labels.shape[1:] or '1-D class labels'} but the index "
-                    f"holds {old.shape[1:] or '1-D class labels'}; use the same label layout."
-                )
-            try:
-                labels = np.concatenate([old, labels])
-            except (TypeError, ValueError) as exc:
-                raise TypeError(
-                    f"y has labels of dtype {labels.dtype}, which do not mix with the index's "
-                    f"labels of dtype {old.dtype}."
-                ) from exc
+            labels = self._append_labels(check_y(y, n_new))
         elif y is not None:
             raise ValueError(
                 "y was given but the index was built without labels; refit with fit(X, y) to "
@@ -295,6 +289,22 @@ class AQDNeighbors(BaseEstimator):
         if labels is not None:
             self._fit_labels = labels
         return self
+
+    def _append_labels(self, labels):
+        """The stored labels followed by ``labels``, or a clear error if they do not mix."""
+        old = self._fit_labels
+        if labels.ndim != old.ndim or labels.shape[1:] != old.shape[1:]:
+            raise ValueError(
+                f"y has the layout {labels.shape[1:] or '1-D class labels'} but the index "
+                f"holds {old.shape[1:] or '1-D class labels'}; use the same label layout."
+            )
+        if label_kind(labels) != label_kind(old):
+            raise TypeError(
+                f"y holds {label_kind(labels)} labels (dtype {labels.dtype}) but the index holds "
+                f"{label_kind(old)} labels (dtype {old.dtype}); a {label_kind(labels)} label never "
+                "equals a stored one. Convert y to the type of the labels given to fit."
+            )
+        return np.concatenate([old, labels])
 
     def encode(self, X):
         """Codes of ``X`` under the index's codebooks (nearest codeword per subspace).
@@ -650,14 +660,17 @@ class AQDNeighbors(BaseEstimator):
             return ind
         return get_metric(self.metric).to_user(dist), ind
 
-    def _drop_self(self, dist, ind):
-        """Remove each item from its own (k + 1)-list, as NearestNeighbors does."""
+    @staticmethod
+    def _drop_self(dist, ind):
+        """Remove item ``i`` from the (k + 1)-list of query ``i``: the top k of the others.
+
+        When the item is not in its own list (more than k items rank before
+        it, e.g. tied duplicates of smaller index), the list's first k entries
+        are already the top k of the other items: the last entry goes.
+        """
         n_queries, k = ind.shape
         keep = ind != np.arange(n_queries)[:, None]
-        missing = keep.all(axis=1)
-        # The item is absent when more than k items tie with it at a smaller
-        # index; the metric says which entry goes then.
-        keep[missing, get_metric(self.metric).self_drop_column(k)] = False
+        keep[keep.all(axis=1), k - 1] = False
         shape = (n_queries, k - 1)
         return dist[keep].reshape(shape), ind[keep].reshape(shape)
 
@@ -703,6 +716,7 @@ class AQDNeighbors(BaseEstimator):
             radius = self.radius
         query_is_train = X is None
         metric = get_metric(self.metric)
+        metric.check_radius(radius)
         threshold = metric.radius_threshold(radius)
         dists, inds = aqd_radius_neighbors(self._queries(X), self.codes_, threshold, n_jobs=self.n_jobs)
         for q in range(len(inds)):

@@ -28,12 +28,6 @@ def test_user_units_and_radius():
     assert get_metric("inner_product").radius_threshold(-3.0) == -3.0
 
 
-def test_self_drop_column():
-    assert get_metric("euclidean").self_drop_column(6) == 0
-    assert get_metric("sqeuclidean").self_drop_column(6) == 0
-    assert get_metric("inner_product").self_drop_column(6) == 5
-
-
 def test_faiss_metrics():
     assert metric_for_faiss("l2") == "sqeuclidean"
     assert metric_for_faiss("inner_product") == "inner_product"
@@ -47,3 +41,16 @@ def test_faiss_metrics():
 def test_unknown_metric():
     with pytest.raises(ValueError, match="metric must be one of"):
         get_metric("cosine")
+
+
+def test_check_radius():
+    for name in METRIC_NAMES:
+        get_metric(name).check_radius(0.0)
+        get_metric(name).check_radius(np.inf)
+        for bad in (np.nan, "1", None, True):
+            with pytest.raises(ValueError, match="radius must be a real number"):
+                get_metric(name).check_radius(bad)
+    get_metric("inner_product").check_radius(-3.0)
+    for name in ("euclidean", "sqeuclidean"):
+        with pytest.raises(ValueError, match=r"radius must be >= 0 for metric"):
+            get_metric(name).check_radius(-0.5)

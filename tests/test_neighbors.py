@@ -74,13 +74,12 @@ def stable_topk(D, k):
 
 
 def leave_self_out(D, k, metric):
-    """NearestNeighbors' kneighbors(X=None) on distances D (n, n), ties by index."""
-    dist, ind = stable_topk(D, k + 1)
+    """kneighbors(X=None) by its definition: per item, the stable top k of all the others."""
     n = D.shape[0]
-    keep = ind != np.arange(n)[:, None]
-    missing = keep.all(axis=1)
-    keep[missing, 0 if metric != "inner_product" else k] = False
-    return dist[keep].reshape(n, k), ind[keep].reshape(n, k)
+    others = D.astype(np.float64, copy=True)
+    others[np.arange(n), np.arange(n)] = np.inf  # the item itself ranks after everything
+    dist, ind = stable_topk(others, k)
+    return np.take_along_axis(D, ind, axis=1), ind
 
 
 def assert_same_knn(dist, ind, ref_dist, ref_ind, exact):
@@ -334,12 +333,18 @@ def test_inner_product_ranks_largest_first():
 def test_kneighbors_self_and_duplicates_corner_case():
     # Five identical rows and n_neighbors=2: for the last duplicates, more
     # than n_neighbors items tie with the item at smaller indices, so it is
-    # absent from its own (k + 1)-list; NearestNeighbors then drops the first.
+    # absent from its own (k + 1)-list. NearestNeighbors then drops the first
+    # entry ([1, 2] for items 3 and 4); skdqn leaves out exactly the item
+    # itself: the top 2 of the others, ties by index, is [0, 1].
     codebooks = np.array([[[0.0], [1.0], [5.0]]], dtype=np.float32)
     X = np.array([[1.0]] * 5 + [[0.0], [5.0]])
     index = AQDNeighbors(n_neighbors=2, codebooks=codebooks).fit(X)
     dist, ind = index.kneighbors()
-    assert_array_equal(ind[:5], [[1, 2], [0, 2], [0, 1], [1, 2], [1, 2]])
+    assert_array_equal(ind[:5], [[1, 2], [0, 2], [0, 1], [0, 1], [0, 1]])
+    # Shorter lists are prefixes of longer ones.
+    for k in (1, 2, 3, 5):
+        longer = index.kneighbors(n_neighbors=k + 1)
+        assert_array_equal(index.kneighbors(n_neighbors=k)[1], longer[1][:, :k])
     assert_array_equal(dist[:5], 0.0)
     assert_array_equal(ind[5], [0, 1])
     assert_allclose(dist[5], [1.0, 1.0])
@@ -374,9 +379,17 @@ def test_radius_semantics():
     assert_array_equal(dist[0], [0.0, 0.0, 1.0])
     sq = AQDNeighbors(radius=5.0, codebooks=codebooks, metric="sqeuclidean").fit(X)
     assert_array_equal(sq.radius_neighbors([[0.0, 0.0]])[1][0], [0, 1, 3, 4, 5])
-    # Negative radius: nothing. Empty results keep their types.
-    dist, ind = index.radius_neighbors([[0.0, 0.0]], radius=-1.0)
+    # A negative radius is refused, as NearestNeighbors does; empty results
+    # keep their types; radius=inf finds everything (as a parameter too).
+    with pytest.raises(ValueError, match="radius must be >= 0"):
+        index.radius_neighbors([[0.0, 0.0]], radius=-1.0)
+    with pytest.raises(ValueError, match="radius must be >= 0"):
+        AQDNeighbors(radius=-0.5, codebooks=codebooks).fit(X)
+    dist, ind = index.radius_neighbors([[10.0, 10.0]], radius=0.0)
     assert ind[0].shape == (0,) and dist[0].shape == (0,)
+    everything = AQDNeighbors(radius=np.inf, codebooks=codebooks).fit(X)
+    assert_array_equal(everything.radius_neighbors([[0.0, 0.0]])[1][0], np.arange(6))
+    assert_array_equal(index.radius_neighbors([[0.0, 0.0]], radius=np.inf)[1][0], np.arange(6))
     # X=None leaves the item out; duplicates (rows 0 and 5) find each other.
     dist, ind = index.radius_neighbors(radius=1.0)
     assert_array_equal(ind[0], [1, 5])
@@ -743,3 +756,22 @@ def test_fitted_attributes(gaussian_data):
     assert not hasattr(index, "feature_names_in_")
     assert index.codebooks_.shape == (4, 16, 2) and index.codebooks_.dtype == np.float32
     assert index.codes_.shape == (200, 4) and index.codes_.dtype == np.uint8
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
+def test_kneighbors_without_queries_on_duplicates_is_a_prefix_family(metric):
+    # Regression: with many duplicated items, an item's single nearest
+    # neighbour was not the first entry of its 79 nearest (scikit-learn's
+    # "drop the first column when the item is missing" breaks the tie order).
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.normal(size=(6, 4)), 20, axis=0)  # 6 points, 20 copies each
+    index = AQDNeighbors(M=2, K=8, metric=metric, random_state=0).fit(X)
+    longest = index.kneighbors(n_neighbors=79)
+    for k in (1, 2, 19, 20, 21, 78):
+        dist, ind = index.kneighbors(n_neighbors=k)
+        assert_array_equal(ind, longest[1][:, :k])
+        assert_array_equal(dist, longest[0][:, :k])
+    assert not (longest[1] == np.arange(len(X))[:, None]).any()
+    # The definition: the stable top k of all the other items.
+    ref = leave_self_out(aqd_of(index, index.decode(index.codes_)), 79, metric)[1]
+    assert_array_equal(longest[1], ref)

@@ -285,3 +285,21 @@ def test_dask_backend_gives_serial_results(dask_client, small_blocks):
         assert_array_equal(got[1], ref[1])
         assert_array_equal(got[0], ref[0])
     assert score == ref_score
+
+
+def test_partial_fit_refuses_labels_of_another_type():
+    # Regression: strings appended to integer labels silently turned every
+    # stored label into a string, and a later score with integers failed.
+    X, y = data()
+    index = AQDNeighbors(M=2, K=8, random_state=0).fit(X[:300], y[:300])
+    before = index._fit_labels.copy()
+    with pytest.raises(TypeError, match="text labels .* but the index holds number labels"):
+        index.partial_fit(X[300:310], y[300:310].astype(str))
+    assert index.n_samples_fit_ == 300 and index.codes_.shape[0] == 300
+    assert_array_equal(index._fit_labels, before)
+    assert 0.0 <= index.score(X[:20], y[:20]) <= 1.0
+    words = AQDNeighbors(M=2, K=8, random_state=0).fit(X[:300], y[:300].astype(str))
+    with pytest.raises(TypeError, match="number labels"):
+        words.partial_fit(X[300:310], y[300:310])
+    words.partial_fit(X[300:310], y[300:310].astype(str))  # same kind: fine
+    assert words.n_samples_fit_ == 310
