@@ -309,28 +309,32 @@ def _auto_shards(n_jobs, n_query_blocks, n_database, db_block=None):
 def _run_tasks(tasks, n_jobs):
     """Run ``(function, args)`` tasks with joblib, or inline when there is one.
 
-    :class:`sklearn.utils.parallel.Parallel` carries the caller's
-    :func:`sklearn.config_context` to the workers.
+    Returns an iterator over the results, in task order, as they complete
+    (joblib's ``return_as="generator"``), so a caller can write each result
+    into its output and drop it. :class:`sklearn.utils.parallel.Parallel`
+    carries the caller's :func:`sklearn.config_context` to the workers.
     """
     if len(tasks) <= 1:  # no pool to start for a single task
-        return [function(*args) for function, args in tasks]
-    return Parallel(n_jobs=n_jobs, prefer="threads")(delayed(function)(*args) for function, args in tasks)
+        return (function(*args) for function, args in tasks)
+    parallel = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")
+    return parallel(delayed(function)(*args) for function, args in tasks)
 
 
 def _fan_out(task, queries, codes, query_block, n_shards, n_jobs, *args):
     """Run ``task(query_block_source, shard_codes, shard_start, *args)`` for every pair.
 
-    Returns the results grouped by query block, in order: one list per block
-    of the shards' results, in database order. A task receives only its own
-    queries (views) and its shard's codes (a view with threads; a process or
-    cluster backend ships just that slice).
+    Yields ``(rows, parts)`` per query block, in order: the block's query
+    rows (a slice) and the shards' results, in database order. A task
+    receives only its own queries (views) and its shard's codes (a view with
+    threads; a process or cluster backend ships just that slice).
     """
     n_queries = queries.n_queries
     blocks = [slice(s, min(n_queries, s + query_block)) for s in range(0, n_queries, query_block)]
     shards = database_shards(codes.shape[0], n_shards)
     tasks = [(task, (queries.block(b), codes[s], s.start) + args) for b in blocks for s in shards]
     results = _run_tasks(tasks, n_jobs)
-    return [results[j * len(shards) : (j + 1) * len(shards)] for j in range(len(blocks))]
+    for rows in blocks:
+        yield rows, [next(results) for _ in shards]
 
 
 def _knn_task(queries, codes, start, kernel, k, method, db_block):
@@ -423,15 +427,13 @@ def aqd_kneighbors(
         _knn_task, queries, codes, query_block, n_shards, n_jobs,
         get_kernel(kernel), n_neighbors, method, blocks.database,
     )
-    dist, ind = [], []
-    for parts in per_block:
-        if len(parts) == 1:
-            d, i = parts[0]
-        else:
-            d, i = merge_kneighbors([p[0] for p in parts], [p[1] for p in parts], n_neighbors)
-        dist.append(d)
-        ind.append(i)
-    return np.vstack(dist), np.vstack(ind)
+    dist = np.empty((queries.n_queries, n_neighbors), dtype=np.float32)
+    ind = np.empty((queries.n_queries, n_neighbors), dtype=np.intp)
+    for rows, parts in per_block:  # each block's result written as it completes
+        if len(parts) > 1:
+            parts = [merge_kneighbors([p[0] for p in parts], [p[1] for p in parts], n_neighbors)]
+        dist[rows], ind[rows] = parts[0]
+    return dist, ind
 
 
 def _float32_floor(x):
@@ -504,7 +506,7 @@ def aqd_radius_neighbors(queries, codes, radius, *, n_jobs=None, n_shards=None, 
         get_kernel(kernel), _float32_floor(radius), blocks.database,
     )
     dists, inds = [], []
-    for parts in per_block:
+    for _, parts in per_block:
         for q in range(len(parts[0])):
             dists.append(np.concatenate([p[q][0] for p in parts]))
             inds.append(np.concatenate([p[q][1] for p in parts]))
