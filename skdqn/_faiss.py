@@ -10,16 +10,32 @@ what an :class:`~skdqn.AQDNeighbors` index holds, in another layout:
   ``nbits`` bits each packed least-significant bit first (one byte per code
   when ``nbits == 8``).
 
+An index with inverted lists is a :class:`faiss.IndexIVFPQ` with
+``by_residual = False`` (the codes are not residuals, so skdqn's codebooks and
+every distance stay the same), a flat coarse quantizer (``IndexFlatL2`` or
+``IndexFlatIP``) holding the coarse centroids, and one inverted list per list
+holding the items' ids and packed codes.
+
 :func:`pack_codes` and :func:`unpack_codes` convert between that packing and
 skdqn's ``(n, M)`` code arrays; :func:`to_faiss_index` and
-:func:`from_faiss_index` move whole indexes.
+:func:`from_faiss_index` move whole indexes, :func:`to_faiss_ivf` and
+:func:`from_faiss_ivf` indexes with inverted lists.
 """
 
 import numpy as np
 
 from ._pq import code_dtype
 
-__all__ = ["import_faiss", "pack_codes", "unpack_codes", "to_faiss_index", "from_faiss_index"]
+__all__ = [
+    "import_faiss",
+    "pack_codes",
+    "unpack_codes",
+    "to_faiss_index",
+    "from_faiss_index",
+    "to_faiss_ivf",
+    "from_faiss_ivf",
+    "is_faiss_ivf",
+]
 
 
 def import_faiss():
@@ -188,9 +204,9 @@ def from_faiss_index(index):
     faiss = import_faiss()
     if not isinstance(index, faiss.IndexPQ):
         raise TypeError(
-            f"expected a faiss.IndexPQ; got {type(index).__module__}.{type(index).__name__}. "
-            "Other faiss indexes (IVF, OPQ pre-transforms, ID maps) hold other data; "
-            "unwrap to the IndexPQ first."
+            f"expected a faiss.IndexPQ or IndexIVFPQ; got {type(index).__module__}."
+            f"{type(index).__name__}. Other faiss indexes (OPQ pre-transforms, ID maps) hold "
+            "other data; unwrap to the IndexPQ or IndexIVFPQ first."
         )
     if not index.is_trained:
         raise ValueError("the faiss.IndexPQ is not trained: train it (or add codebooks) first.")
@@ -207,3 +223,160 @@ def from_faiss_index(index):
     codebooks = faiss.vector_to_array(pq.centroids).reshape(M, 1 << nbits, ds).astype(np.float32)
     packed = faiss.vector_to_array(index.codes).reshape(int(index.ntotal), int(index.code_size))
     return codebooks, unpack_codes(packed, M, nbits), metric
+
+
+def is_faiss_ivf(index):
+    """Whether ``index`` is a :class:`faiss.IndexIVFPQ` (faiss imported only if installed).
+
+    Parameters
+    ----------
+    index : object
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from skdqn._faiss import is_faiss_ivf
+    >>> is_faiss_ivf(object())
+    False
+    """
+    if type(index).__module__.split(".")[0] != "faiss":
+        return False
+    return isinstance(index, import_faiss().IndexIVFPQ)
+
+
+def _faiss_metric(faiss, metric):
+    return {"l2": faiss.METRIC_L2, "inner_product": faiss.METRIC_INNER_PRODUCT}[metric]
+
+
+def to_faiss_ivf(codebooks, codes, centroids, offsets, ids, metric="l2"):
+    """A :class:`faiss.IndexIVFPQ` (``by_residual=False``) holding these lists and codes.
+
+    Parameters
+    ----------
+    codebooks : ndarray of shape (M, K, ds), float32
+        ``K`` must be a power of two.
+    codes : ndarray of shape (n, M), sorted by list
+    centroids : ndarray of shape (n_lists, M * ds), float32
+        The coarse quantizer (an ``IndexFlatL2``, or ``IndexFlatIP`` for
+        ``metric="inner_product"``).
+    offsets : ndarray of shape (n_lists + 1,), int
+        List ``l`` is rows ``offsets[l]:offsets[l + 1]`` of ``codes``.
+    ids : ndarray of shape (n,), int
+        The item index of each row (faiss' ids).
+    metric : {"l2", "inner_product"}, default="l2"
+
+    Returns
+    -------
+    index : faiss.IndexIVFPQ
+        Trained, ``nprobe = 1``, ``ntotal = n``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._faiss import to_faiss_ivf
+    >>> C = np.zeros((1, 2, 2), np.float32)
+    >>> index = to_faiss_ivf(C, np.zeros((3, 1), np.uint8), np.zeros((2, 2), np.float32),
+    ...                      np.array([0, 2, 3]), np.array([0, 2, 1]))  # doctest: +SKIP
+    >>> index.nlist, index.ntotal  # doctest: +SKIP
+    (2, 3)
+    """
+    faiss = import_faiss()
+    M, K, ds = codebooks.shape
+    nbits = _nbits(K)
+    d = M * ds
+    quantizer = (faiss.IndexFlatIP if metric == "inner_product" else faiss.IndexFlatL2)(d)
+    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    index = faiss.IndexIVFPQ(quantizer, d, int(centroids.shape[0]), M, nbits, _faiss_metric(faiss, metric))
+    index.by_residual = False
+    faiss.copy_array_to_vector(np.ascontiguousarray(codebooks, dtype=np.float32).ravel(), index.pq.centroids)
+    index.is_trained = True
+    packed = pack_codes(np.asarray(codes), nbits)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    for list_no in range(centroids.shape[0]):
+        a, b = int(offsets[list_no]), int(offsets[list_no + 1])
+        if b > a:
+            chunk = np.ascontiguousarray(packed[a:b])
+            index.invlists.add_entries(list_no, b - a, faiss.swig_ptr(ids[a:b]), faiss.swig_ptr(chunk))
+    index.ntotal = int(codes.shape[0])
+    return index
+
+
+def from_faiss_ivf(index):
+    """Codebooks, sorted codes, coarse centroids, offsets, ids and metric of a faiss IVF-PQ index.
+
+    Parameters
+    ----------
+    index : faiss.IndexIVFPQ
+        Trained, ``by_residual = False``, a coarse quantizer that can
+        reconstruct its centroids (e.g. a flat index), ids ``0 .. ntotal - 1``.
+
+    Returns
+    -------
+    codebooks : ndarray of shape (M, 2 ** nbits, d / M), float32
+    codes : ndarray of shape (ntotal, M), sorted by list, items ascending within a list
+    centroids : ndarray of shape (nlist, d), float32
+    offsets : ndarray of shape (nlist + 1,), int64
+    ids : ndarray of shape (ntotal,), int64
+    metric : {"l2", "inner_product"}
+
+    Raises
+    ------
+    ValueError
+        For residual codes (``by_residual = True``): their codes encode
+        ``x - centroid``, so no global codebook reproduces their distances;
+        re-encoding them would lose accuracy. Build the faiss index with
+        ``by_residual = False``, or convert the vectors themselves.
+
+    Examples
+    --------
+    >>> from skdqn._faiss import from_faiss_ivf
+    >>> codebooks, codes, centroids, offsets, ids, metric = from_faiss_ivf(index)  # doctest: +SKIP
+    """
+    faiss = import_faiss()
+    if not index.is_trained:
+        raise ValueError("the faiss index is not trained: train it first.")
+    if index.by_residual:
+        raise ValueError(
+            "the faiss.IndexIVFPQ encodes residuals (by_residual=True): its codes are relative to "
+            "each list's centroid, so skdqn's global codebooks cannot reproduce its distances. "
+            "Build it with index.by_residual = False before training, or convert the vectors."
+        )
+    metric = {faiss.METRIC_L2: "l2", faiss.METRIC_INNER_PRODUCT: "inner_product"}.get(index.metric_type)
+    if metric is None:
+        raise ValueError(f"faiss metric_type={index.metric_type} is not supported; expected L2 or inner product.")
+    pq = index.pq
+    M, nbits, ds = int(pq.M), int(pq.nbits), int(pq.dsub)
+    if nbits > 16:
+        raise ValueError(f"faiss.IndexIVFPQ has nbits={nbits}; skdqn stores codes of at most 16 bits.")
+    codebooks = faiss.vector_to_array(pq.centroids).reshape(M, 1 << nbits, ds).astype(np.float32)
+    centroids = index.quantizer.reconstruct_n(0, int(index.nlist)).astype(np.float32)
+    lists, ids, packed = _read_invlists(faiss, index)
+    order = np.lexsort((ids, lists))  # by list, items ascending within a list
+    ids, lists = ids[order], lists[order]
+    if not np.array_equal(np.sort(ids), np.arange(ids.size)):
+        raise ValueError(
+            "the faiss index's ids are not 0 .. ntotal - 1 (added with add_with_ids?); skdqn "
+            "numbers items by their position."
+        )
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=int(index.nlist)))])
+    return codebooks, unpack_codes(packed[order], M, nbits), centroids, offsets.astype(np.int64), ids, metric
+
+
+def _read_invlists(faiss, index):
+    """(list, id, packed code) of every item of a faiss IVF index, list by list."""
+    invlists, code_size = index.invlists, int(index.code_size)
+    lists, ids, codes = [], [], []
+    for list_no in range(int(index.nlist)):
+        size = int(invlists.list_size(list_no))
+        if size == 0:
+            continue
+        ids.append(faiss.rev_swig_ptr(invlists.get_ids(list_no), size).copy())
+        codes.append(faiss.rev_swig_ptr(invlists.get_codes(list_no), size * code_size).copy())
+        lists.append(np.full(size, list_no, dtype=np.int64))
+    if not ids:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, code_size), np.uint8)
+    packed = np.concatenate(codes).reshape(-1, code_size)
+    return np.concatenate(lists), np.concatenate(ids).astype(np.int64), packed

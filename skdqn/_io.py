@@ -17,6 +17,16 @@ of the archive, mapped at its offset.
 Nothing here unpickles: object arrays are refused when writing and when
 reading (``allow_pickle=False``).
 
+Trust on load: every array's bytes and the header itself carry a CRC-32 in
+the header (``checksums``, ``header_crc32``), verified by :func:`read_bundle`
+(also for memory-mapped arrays, by reading their bytes once; ``verify=False``
+skips it), so a truncated or damaged file gives a ``ValueError`` that names
+it, never a different index or a crash. Bundles written before checksums
+existed still load. Writing never touches the bundle being replaced: the new
+one is written beside it and swapped in (:func:`os.replace` for a file, two
+renames for a directory), so arrays memory-mapped from the old bundle stay
+valid and an interrupted save leaves the old bundle intact.
+
 Every bundle's header names its ``format`` (e.g. ``"skdqn.AQDNeighbors"``)
 and ``format_version``, and the skdqn version that wrote it
 (:func:`format_header`); :func:`check_header` refuses, with a ``ValueError``
@@ -26,8 +36,11 @@ of a version newer than the reader knows.
 
 import json
 import os
+import shutil
 import struct
+import uuid
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +50,9 @@ from ._version import __version__
 __all__ = ["write_bundle", "read_bundle", "format_header", "check_header"]
 
 HEADER_NAME = "header.json"
+_CHECKSUMS = "checksums"  # header field: CRC-32 of each array's .npy bytes
+_HEADER_CRC = "header_crc32"  # header field: CRC-32 of the rest of the header
+_READ_CHUNK = 1 << 24  # bytes read at a time when verifying
 _ZIP_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes, see the ZIP specification
 _ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
 
@@ -49,8 +65,42 @@ def _check_saveable(name, array):
         )
 
 
-def _write_npy(fileobj, array):
-    np.lib.format.write_array(fileobj, np.asanyarray(array), allow_pickle=False)
+class _CRCWriter:
+    """A write-only file wrapper that keeps the CRC-32 of what passes through."""
+
+    def __init__(self, fileobj):
+        self.fileobj = fileobj
+        self.crc = 0
+
+    def write(self, data):
+        self.crc = zlib.crc32(data, self.crc)
+        return self.fileobj.write(data)
+
+
+def _write_npy(fileobj, array, chunk_rows):
+    """Write ``array`` as .npy (a memory-mapped one in row blocks); return the CRC-32."""
+    out = _CRCWriter(fileobj)
+    if not isinstance(array, np.memmap) or array.ndim == 0:
+        np.lib.format.write_array(out, np.ascontiguousarray(array), allow_pickle=False)
+        return out.crc
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+              "shape": array.shape}
+    np.lib.format.write_array_header_2_0(out, header)
+    for start in range(0, array.shape[0], chunk_rows):
+        out.write(np.ascontiguousarray(array[start : start + chunk_rows]).tobytes())
+    return out.crc
+
+
+def _header_text(header, checksums):
+    """The header as written: with the arrays' and its own CRC-32."""
+    full = {**header, _CHECKSUMS: checksums}
+    full[_HEADER_CRC] = _header_crc(full)
+    return json.dumps(full, indent=1, sort_keys=True) + "\n"
+
+
+def _header_crc(header):
+    rest = {key: value for key, value in header.items() if key != _HEADER_CRC}
+    return zlib.crc32(json.dumps(rest, sort_keys=True).encode("utf-8"))
 
 
 def write_bundle(path, header, arrays, *, chunk_rows=1 << 20):
@@ -59,9 +109,10 @@ def write_bundle(path, header, arrays, *, chunk_rows=1 << 20):
     Parameters
     ----------
     path : str or path-like
-        A name ending in ``.npz`` writes one file; anything else a directory
-        (created if needed; its ``header.json`` and ``<name>.npy`` are
-        overwritten).
+        A name ending in ``.npz`` writes one file; anything else a directory.
+        An existing bundle there is replaced as a whole (written beside it,
+        then swapped in); an existing directory that is not an skdqn bundle
+        (no ``header.json``) and not empty is refused.
     header : dict
         JSON-serialisable metadata.
     arrays : dict of str to ndarray
@@ -87,37 +138,72 @@ def write_bundle(path, header, arrays, *, chunk_rows=1 << 20):
     path = Path(os.fspath(path))
     for name, array in arrays.items():
         _check_saveable(name, np.asanyarray(array))
-    text = json.dumps(header, indent=1, sort_keys=True) + "\n"
-    if path.suffix == ".npz":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            zf.writestr(HEADER_NAME, text)
-            for name, array in arrays.items():
-                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    _write_blocks(member, array, chunk_rows)
-        os.replace(tmp, path)
-        return path
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} exists and is not a directory; pass a directory or a name ending in .npz.")
-    path.mkdir(parents=True, exist_ok=True)
-    for name, array in arrays.items():
-        with open(path / f"{name}.npy", "wb") as f:
-            _write_blocks(f, array, chunk_rows)
-    (path / HEADER_NAME).write_text(text)  # last: a bundle without a header is incomplete
+    for key in (_CHECKSUMS, _HEADER_CRC):
+        if key in header:
+            raise ValueError(f"the header field {key!r} is reserved.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        if path.suffix == ".npz":
+            _write_archive(tmp, header, arrays, chunk_rows)
+            os.replace(tmp, path)
+        else:
+            _check_replaceable_directory(path)
+            _write_directory(tmp, header, arrays, chunk_rows)
+            _swap_directory(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
     return path
 
 
-def _write_blocks(fileobj, array, chunk_rows):
-    """Write ``array`` as .npy, copying a memory-mapped array in row blocks."""
-    if not isinstance(array, np.memmap) or array.ndim == 0:
-        _write_npy(fileobj, np.ascontiguousarray(array))
+def _write_archive(path, header, arrays, chunk_rows):
+    checksums = {}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, array in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                checksums[name] = _write_npy(member, array, chunk_rows)
+        zf.writestr(HEADER_NAME, _header_text(header, checksums))
+
+
+def _write_directory(path, header, arrays, chunk_rows):
+    path.mkdir()
+    checksums = {}
+    for name, array in arrays.items():
+        with open(path / f"{name}.npy", "wb") as f:
+            checksums[name] = _write_npy(f, array, chunk_rows)
+    (path / HEADER_NAME).write_text(_header_text(header, checksums))
+
+
+def _check_replaceable_directory(path):
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a directory; pass a directory or a name ending in .npz.")
+    if path.is_dir() and not (path / HEADER_NAME).exists() and any(path.iterdir()):
+        raise ValueError(
+            f"{path} is a directory that holds other files and no {HEADER_NAME}: refusing to "
+            "replace it with a saved bundle. Pass a new or empty directory."
+        )
+
+
+def _swap_directory(new, path):
+    """Put directory ``new`` at ``path``; the old one is renamed away, then deleted.
+
+    Files of the old bundle that are memory-mapped stay valid: they are
+    unlinked, not truncated.
+    """
+    if not path.exists():
+        os.replace(new, path)
         return
-    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
-              "shape": array.shape}
-    np.lib.format.write_array_header_2_0(fileobj, header)
-    for start in range(0, array.shape[0], chunk_rows):
-        fileobj.write(np.ascontiguousarray(array[start : start + chunk_rows]).tobytes())
+    old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:12]}")
+    os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except OSError:
+        os.replace(old, path)  # put the old bundle back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_npy_header(f):
@@ -142,7 +228,7 @@ def _member_data_offset(path, info):
     return info.header_offset + _ZIP_LOCAL_HEADER.size + name_len + extra_len
 
 
-def _map_member(path, zf, info, mmap_mode):
+def _map_member(path, info, mmap_mode):
     if info.compress_type != zipfile.ZIP_STORED:
         raise ValueError(
             f"{path}: member {info.filename} is compressed and cannot be memory-mapped; "
@@ -156,10 +242,30 @@ def _map_member(path, zf, info, mmap_mode):
     order = "F" if fortran else "C"
     if int(np.prod(shape)) == 0:  # np.memmap cannot map zero bytes
         return np.empty(shape, dtype=dtype, order=order)
+    needed = offset - start + int(np.prod(shape)) * dtype.itemsize
+    if needed > info.file_size:
+        raise ValueError(f"member holds {info.file_size} bytes, {needed} expected")
     return np.memmap(path, dtype=dtype, mode=mmap_mode, offset=offset, shape=shape, order=order)
 
 
-def read_bundle(path, mmap_mode=None):
+def _crc_of_range(path, start, size):
+    crc = 0
+    with open(path, "rb") as f:
+        f.seek(start)
+        while size > 0:
+            data = f.read(min(size, _READ_CHUNK))
+            if not data:
+                break
+            crc = zlib.crc32(data, crc)
+            size -= len(data)
+    return crc
+
+
+def _damaged(path, member, exc):
+    return ValueError(f"{path}: {member} is truncated or damaged ({type(exc).__name__}: {exc}).")
+
+
+def read_bundle(path, mmap_mode=None, *, verify=True):
     """Read what :func:`write_bundle` wrote: ``(header, arrays)``.
 
     Parameters
@@ -169,11 +275,22 @@ def read_bundle(path, mmap_mode=None):
     mmap_mode : {None, "r", "r+", "c"}, default=None
         ``None`` reads the arrays into memory; otherwise they are memory-mapped
         with this mode (see :func:`numpy.load`).
+    verify : bool, default=True
+        Check the CRC-32 of the header and of every array (memory-mapped ones
+        are read once for it). Bundles without checksums are not checked.
 
     Returns
     -------
     header : dict
+        As given to :func:`write_bundle`.
     arrays : dict of str to ndarray (or numpy.memmap)
+
+    Raises
+    ------
+    ValueError
+        For anything that is not an intact bundle: a missing or damaged
+        header, a truncated or damaged array, a checksum that does not match;
+        the message names the file.
 
     Examples
     --------
@@ -191,33 +308,76 @@ def read_bundle(path, mmap_mode=None):
     if not path.exists():
         raise FileNotFoundError(f"no saved index at {path}.")
     if path.is_dir():
-        header_path = path / HEADER_NAME
-        if not header_path.exists():
-            raise ValueError(f"{path} is not a saved skdqn bundle: it has no {HEADER_NAME}.")
-        header = _parse_header(header_path.read_bytes(), path)
-        arrays = {
-            p.stem: np.load(p, mmap_mode=mmap_mode, allow_pickle=False)
-            for p in sorted(path.glob("*.npy"))
-        }
-        return header, arrays
+        header, arrays, crcs = _read_directory(path, mmap_mode, verify)
+    else:
+        try:
+            header, arrays, crcs = _read_archive(path, mmap_mode, verify)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, struct.error) as exc:
+            raise ValueError(f"{path} is not an intact single-file (.npz) skdqn bundle ({exc}).") from None
+    if verify:
+        _verify(path, header, crcs)
+    if isinstance(header, dict):
+        for key in (_CHECKSUMS, _HEADER_CRC):
+            header.pop(key, None)
+    return header, arrays
+
+
+def _read_directory(path, mmap_mode, verify):
+    header_path = path / HEADER_NAME
+    if not header_path.exists():
+        raise ValueError(f"{path} is not a saved skdqn bundle: it has no {HEADER_NAME}.")
+    header = _parse_header(header_path.read_bytes(), path)
+    arrays, crcs = {}, {}
+    for p in sorted(path.glob("*.npy")):
+        try:
+            arrays[p.stem] = np.load(p, mmap_mode=mmap_mode, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise _damaged(path, p.name, exc) from None
+        if verify:
+            crcs[p.stem] = _crc_of_range(p, 0, p.stat().st_size)
+    return header, arrays, crcs
+
+
+def _read_archive(path, mmap_mode, verify):
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is neither a directory nor a single-file (.npz) skdqn bundle.")
     with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        if HEADER_NAME not in names:
+        if HEADER_NAME not in zf.namelist():
             raise ValueError(f"{path} is not a saved skdqn bundle: it has no {HEADER_NAME}.")
         header = _parse_header(zf.read(HEADER_NAME), path)
-        arrays = {}
+        arrays, crcs = {}, {}
         for info in zf.infolist():
             if not info.filename.endswith(".npy"):
                 continue
             name = info.filename[: -len(".npy")]
-            if mmap_mode is None:
-                with zf.open(info) as member:
-                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
-            else:
-                arrays[name] = _map_member(path, zf, info, mmap_mode)
-    return header, arrays
+            try:
+                if mmap_mode is None:
+                    with zf.open(info) as member:
+                        arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+                else:
+                    arrays[name] = _map_member(path, info, mmap_mode)
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise _damaged(path, info.filename, exc) from None
+            if verify:
+                crcs[name] = _crc_of_range(path, _member_data_offset(path, info), info.file_size)
+    return header, arrays, crcs
+
+
+def _verify(path, header, crcs):
+    """Compare the stored checksums with the ones read; a bundle without any is accepted."""
+    if not isinstance(header, dict) or (_HEADER_CRC not in header and _CHECKSUMS not in header):
+        return
+    if header.get(_HEADER_CRC) != _header_crc(header):
+        raise ValueError(f"{path}: {HEADER_NAME} is damaged (its checksum does not match).")
+    stored = header.get(_CHECKSUMS)
+    if not isinstance(stored, dict) or set(stored) != set(crcs):
+        raise ValueError(
+            f"{path}: the arrays present ({sorted(crcs)}) are not the ones the header lists "
+            f"({sorted(stored) if isinstance(stored, dict) else stored!r})."
+        )
+    for name, crc in crcs.items():
+        if stored[name] != crc:
+            raise ValueError(f"{path}: {name}.npy is damaged (its checksum does not match).")
 
 
 def format_header(format_name, format_version):

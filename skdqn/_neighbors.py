@@ -6,12 +6,21 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._faiss import from_faiss_index, to_faiss_index
+from ._faiss import from_faiss_index, from_faiss_ivf, is_faiss_ivf, to_faiss_index, to_faiss_ivf
+from ._index_io import index_from_parts, load_index, save_index
+from ._ivf import (
+    InvertedLists,
+    append_to_lists,
+    check_n_lists,
+    ivf_kneighbors,
+    ivf_radius_neighbors,
+    make_lists,
+)
 from ._labels import label_kind
-from ._io import check_header, format_header, read_bundle, write_bundle
 from ._metric import METRIC_NAMES, get_metric, metric_for_faiss
 from ._pq import code_dtype, decode, encode, train_codebooks
 from ._scoring import score_codes
@@ -27,8 +36,6 @@ from ._validation import (
 
 __all__ = ["AQDNeighbors"]
 
-_FORMAT = "skdqn.AQDNeighbors"
-_FORMAT_VERSION = 1
 
 
 def _as_sparse_interface(graph):
@@ -92,9 +99,29 @@ class AQDNeighbors(BaseEstimator):
         :func:`joblib.parallel_backend` context, that backend (e.g.
         ``"dask"`` to use a cluster). ``None`` means 1 unless in such a
         context; ``-1`` uses all processors. Results do not depend on it.
+    n_lists : int, default=None
+        ``None``: exhaustive search, every query scans every code. An integer
+        builds inverted lists (IVF): a coarse quantizer of ``n_lists``
+        centroids (k-means on at most ``256 * n_lists`` of the vectors given
+        to :meth:`fit`, seeded by ``random_state``; or ``coarse_centroids``),
+        each item in the list of its nearest centroid; a query then scans only
+        the ``n_probe`` lists nearest to it. Items keep the same PQ codes, so
+        every distance returned is the exact AQD of the exhaustive search;
+        only candidates are pruned. About ``4 * sqrt(n_samples)`` is usual.
+    n_probe : int, default=1
+        Lists scanned per query (inverted lists only), read at search time:
+        ``set_params(n_probe=...)`` takes effect at the next query. More lists
+        find more of the exhaustive neighbours and cost more;
+        ``n_probe == n_lists`` is the exhaustive search, tie order included.
+        A query whose lists hold fewer than ``n_neighbors`` items scans the
+        next nearest lists too, so :meth:`kneighbors` always returns
+        ``n_neighbors`` items (faiss pads with -1 instead).
+    coarse_centroids : array-like of shape (n_lists, n_features), default=None
+        Coarse centroids to use as given instead of learning them
+        (``n_lists`` may then be None).
     random_state : int, RandomState instance or None, default=None
-        Seeds codebook learning (when ``codebooks`` is None). The same seed
-        gives the same codes.
+        Seeds codebook learning (when ``codebooks`` is None), then the coarse
+        k-means. The same seed gives the same codes, with or without lists.
 
     Attributes
     ----------
@@ -102,9 +129,18 @@ class AQDNeighbors(BaseEstimator):
         The codebooks used to encode and search.
     codes_ : ndarray or numpy.memmap of shape (n_samples_fit, M), uint8 or uint16
         The stored items (memory-mapped when loaded with
-        ``load(path, mmap_mode="r")``).
+        ``load(path, mmap_mode="r")``); in list order with inverted lists
+        (row ``j`` holds item ``list_ids_[j]``).
     n_samples_fit_ : int
         Number of items in the index.
+    coarse_centroids_ : ndarray of shape (n_lists, n_features), float32, or None
+        The coarse quantizer of the inverted lists; None for an exhaustive index.
+    list_offsets_ : ndarray of shape (n_lists + 1,), int64, or None
+        With inverted lists, ``codes_`` is stored sorted by list: list ``l`` is
+        rows ``list_offsets_[l]:list_offsets_[l + 1]``.
+    list_ids_ : ndarray of shape (n_samples_fit,), int64, or None
+        With inverted lists, the item index of each row of ``codes_`` (items
+        ascending within a list). Every public result uses item indices.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -159,6 +195,9 @@ class AQDNeighbors(BaseEstimator):
         "codebooks": "no_validation",
         "metric": [StrOptions(set(METRIC_NAMES))],
         "n_jobs": [None, Integral],
+        "n_lists": [None, Interval(Integral, 1, None, closed="left")],
+        "n_probe": [Interval(Integral, 1, None, closed="left")],
+        "coarse_centroids": "no_validation",
         "random_state": ["random_state"],
     }
 
@@ -172,6 +211,9 @@ class AQDNeighbors(BaseEstimator):
         codebooks=None,
         metric="euclidean",
         n_jobs=None,
+        n_lists=None,
+        n_probe=1,
+        coarse_centroids=None,
         random_state=None,
     ):
         self.n_neighbors = n_neighbors
@@ -181,6 +223,9 @@ class AQDNeighbors(BaseEstimator):
         self.codebooks = codebooks
         self.metric = metric
         self.n_jobs = n_jobs
+        self.n_lists = n_lists
+        self.n_probe = n_probe
+        self.coarse_centroids = coarse_centroids
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -213,21 +258,43 @@ class AQDNeighbors(BaseEstimator):
         return self._fit(X, y)
 
     def _fit(self, X, y):
-        get_metric(self.metric).check_radius(self.radius)
+        metric = get_metric(self.metric)
+        metric.check_radius(self.radius)
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         n_samples, n_features = X.shape
+        centroids, n_lists = check_n_lists(self.n_lists, self.coarse_centroids, n_features)
+        rng = check_random_state(self.random_state)  # codebooks first, then the lists
         if self.codebooks is None:
             check_n_subspaces(n_features, self.M)
             check_enough_samples(n_samples, self.K, who=type(self).__name__, action="index")
-            self.codebooks_ = train_codebooks(
-                X, self.M, self.K, max_samples=256 * self.K, random_state=self.random_state
-            )
+            codebooks = train_codebooks(X, self.M, self.K, max_samples=256 * self.K, random_state=rng)
         else:
-            self.codebooks_ = check_codebooks(self.codebooks, n_features)
-        self.codes_ = encode(X, self.codebooks_)
-        self.n_samples_fit_ = n_samples
-        self._fit_labels = None if y is None else check_y(y, n_samples)
+            codebooks = check_codebooks(self.codebooks, n_features)
+        labels = None if y is None else check_y(y, n_samples)
+        codes = encode(X, codebooks)
+        lists = None
+        if n_lists is not None:
+            lists = make_lists(X, n_lists, centroids, metric.faiss, rng)
+            codes = codes[lists.ids]
+        self._set_fitted(codebooks, codes, labels, lists)
         return self
+
+    def _set_fitted(self, codebooks, codes, labels, lists):
+        """Every fitted attribute, in one place (codes in list order with lists)."""
+        self.codebooks_ = codebooks
+        self.codes_ = codes
+        self.n_samples_fit_ = int(codes.shape[0])
+        self._fit_labels = labels
+        self.coarse_centroids_ = None if lists is None else lists.centroids
+        self.list_offsets_ = None if lists is None else lists.offsets
+        self.list_ids_ = None if lists is None else lists.ids
+        self._list_metric = None if lists is None else lists.metric
+
+    def _lists(self):
+        """The inverted lists, or None for an exhaustive index."""
+        if getattr(self, "coarse_centroids_", None) is None:
+            return None
+        return InvertedLists(self.coarse_centroids_, self.list_offsets_, self.list_ids_, self._list_metric)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -284,10 +351,12 @@ class AQDNeighbors(BaseEstimator):
                 "keep labels for score."
             )
         codes = encode(X, self.codebooks_)
-        self.codes_ = np.concatenate([np.asarray(self.codes_), codes])
-        self.n_samples_fit_ += n_new
-        if labels is not None:
-            self._fit_labels = labels
+        lists = self._lists()
+        if lists is None:
+            codes = np.concatenate([np.asarray(self.codes_), codes])
+        else:
+            lists, codes = append_to_lists(lists, self.codes_, codes, X)
+        self._set_fitted(self.codebooks_, codes, self._fit_labels if labels is None else labels, lists)
         return self
 
     def _append_labels(self, labels):
@@ -355,31 +424,26 @@ class AQDNeighbors(BaseEstimator):
         return decode(check_codes(codes, M, K), self.codebooks_)
 
     # ------------------------------------------------------ storage, faiss
-    def _params_for_header(self):
-        params = self.get_params(deep=False)
-        params.pop("codebooks")
-        if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
-            params["random_state"] = None  # a RandomState instance is not stored
-        else:
-            params["random_state"] = None if params["random_state"] is None else int(params["random_state"])
-        params["n_jobs"] = None if params["n_jobs"] is None else int(params["n_jobs"])
-        return {k: (int(v) if isinstance(v, Integral) and not isinstance(v, bool) else v)
-                for k, v in params.items()}
-
     def save(self, path):
         """Write the index to a directory or a single ``.npz`` file, without pickle.
 
-        The codebooks, the codes and the labels (when the index has them) are
-        stored as ``.npy`` arrays, the parameters and sizes in a small JSON
-        header; :meth:`load` reads them back, memory-mapped if asked.
+        The codebooks, the codes, the labels (when the index has them) and the
+        inverted lists (when it has them) are stored as ``.npy`` arrays, the
+        parameters and sizes in a small JSON header, each with a checksum;
+        :meth:`load` reads them back, memory-mapped if asked. The new index is
+        written beside the old one and swapped in, so saving over an index
+        that is memory-mapped (even the one being saved) is safe, and an
+        interrupted save leaves the old index intact.
 
         Parameters
         ----------
         path : str or path-like
             A name ending in ``.npz`` writes one file (an uncompressed ZIP
             archive, which :func:`numpy.load` can also open); any other name
-            a directory with ``header.json``, ``codebooks.npy``, ``codes.npy``
-            and ``labels.npy``.
+            a directory with ``header.json``, ``codebooks.npy``, ``codes.npy``,
+            ``labels.npy`` and, with inverted lists, ``coarse_centroids.npy``,
+            ``list_offsets.npy`` and ``list_ids.npy``. An existing directory
+            is replaced whole only if it is a saved bundle or empty.
 
         Returns
         -------
@@ -402,26 +466,10 @@ class AQDNeighbors(BaseEstimator):
         True
         """
         check_is_fitted(self)
-        names = getattr(self, "feature_names_in_", None)
-        header = {
-            **format_header(_FORMAT, _FORMAT_VERSION),
-            "params": self._params_for_header(),
-            "codebooks_given": self.codebooks is not None,
-            "n_samples_fit": int(self.n_samples_fit_),
-            "n_features_in": int(self.n_features_in_),
-            "feature_names_in": None if names is None else [str(n) for n in names],
-        }
-        arrays = {"codebooks": self.codebooks_, "codes": self.codes_}
-        if self._fit_labels is not None:
-            labels = self._fit_labels
-            if labels.dtype.hasobject:
-                # e.g. strings from a pandas column: stored as a numpy str/int array.
-                labels = np.asarray(labels.tolist())
-            arrays["labels"] = labels
-        return write_bundle(path, header, arrays)
+        return save_index(self, path)
 
     @classmethod
-    def load(cls, path, mmap_mode=None):
+    def load(cls, path, mmap_mode=None, *, verify=True):
         """Read an index written by :meth:`save`.
 
         Parameters
@@ -433,6 +481,11 @@ class AQDNeighbors(BaseEstimator):
             (and the labels): they stay on disk and searches stream them
             block by block, so the index may be larger than memory. ``"c"``
             maps copy-on-write.
+        verify : bool, default=True
+            Check every array's and the header's checksum (memory-mapped
+            arrays are read once for it). ``False`` skips that read for a
+            large memory-mapped index; the header and shapes are still
+            validated.
 
         Returns
         -------
@@ -440,6 +493,14 @@ class AQDNeighbors(BaseEstimator):
             Fitted, with the saved parameters. If the saved index was given
             its codebooks (array or estimator), the loaded one holds them as
             the ``codebooks`` array, so a clone refits with the same codebooks.
+
+        Raises
+        ------
+        ValueError
+            If the file is not an intact index written by skdqn: a damaged or
+            truncated file, a header field of the wrong type or value, arrays
+            that disagree with the header; the message names the file and the
+            field. Nothing is ever unpickled.
 
         Examples
         --------
@@ -455,36 +516,10 @@ class AQDNeighbors(BaseEstimator):
                 f"mmap_mode must be None, 'r' or 'c'; got {mmap_mode!r} (a loaded index is "
                 "grown with partial_fit, in memory, not written in place)."
             )
-        header, arrays = read_bundle(path, mmap_mode=mmap_mode)
-        check_header(header, path, _FORMAT, _FORMAT_VERSION, what="an AQDNeighbors index")
-        missing = {"codebooks", "codes"} - set(arrays)
-        if missing:
-            raise ValueError(f"{path} is incomplete: missing {sorted(missing)}.")
-        codebooks = np.array(arrays["codebooks"], dtype=np.float32)
-        index = cls(**header["params"])
-        if header["codebooks_given"]:
-            index.codebooks = codebooks
-        index.codebooks_ = check_codebooks(codebooks, header["n_features_in"])
-        M, K, _ = codebooks.shape
-        codes = arrays["codes"]
-        if codes.shape != (header["n_samples_fit"], M) or codes.dtype != code_dtype(K):
-            raise ValueError(
-                f"{path}: codes have shape {codes.shape} and dtype {codes.dtype}; expected "
-                f"({header['n_samples_fit']}, {M}) and {code_dtype(K)}."
-            )
-        index.codes_ = check_codes(codes, M, K, copy=False)
-        index.n_samples_fit_ = int(header["n_samples_fit"])
-        index.n_features_in_ = int(header["n_features_in"])
-        if header.get("feature_names_in") is not None:
-            index.feature_names_in_ = np.array(header["feature_names_in"], dtype=object)
-        labels = arrays.get("labels")
-        if labels is not None and labels.shape[0] != index.n_samples_fit_:
-            raise ValueError(f"{path}: {labels.shape[0]} labels for {index.n_samples_fit_} items.")
-        index._fit_labels = labels
-        return index
+        return load_index(cls, path, mmap_mode=mmap_mode, verify=verify)
 
     @classmethod
-    def from_codes(cls, codebooks, codes, y=None, **params):
+    def from_codes(cls, codebooks, codes, y=None, *, list_assignments=None, **params):
         """An index over given codes, e.g. written to a memory-mapped file chunk by chunk.
 
         Parameters
@@ -493,11 +528,21 @@ class AQDNeighbors(BaseEstimator):
             As the ``codebooks`` parameter.
         codes : array-like of shape (n_samples, M), integer in ``[0, K)``
             Used as they are (not copied) when already of the right dtype, so
-            a :class:`numpy.memmap` stays on disk.
+            a :class:`numpy.memmap` stays on disk (an index with inverted
+            lists stores a copy sorted by list).
         y : array-like of shape (n_samples,) or (n_samples, n_labels), default=None
             Labels of the items, for :meth:`score`.
+        list_assignments : array-like of shape (n_samples,), int, default=None
+            With inverted lists (``n_lists`` or ``coarse_centroids`` in
+            ``params``): the list of each item, used as given. By default each
+            item goes to the list nearest to its reconstruction ``C h``
+            (decoded block by block); the coarse centroids, when not given,
+            are learned by k-means on at most ``256 * n_lists``
+            reconstructions, or, with ``list_assignments``, are the means of
+            each list's reconstructions.
         **params
-            Other parameters of the index (``n_neighbors``, ``metric``, ...).
+            Other parameters of the index (``n_neighbors``, ``metric``,
+            ``n_lists``, ``coarse_centroids``, ...).
 
         Returns
         -------
@@ -519,11 +564,20 @@ class AQDNeighbors(BaseEstimator):
         if len(M_K_ds) != 3:
             raise ValueError(f"codebooks must have shape (M, K, ds); got shape {M_K_ds}.")
         M, K, ds = M_K_ds
-        index.codebooks_ = check_codebooks(codebooks, M * ds)
-        index.codes_ = check_codes(codes, M, K, copy=False)
-        index.n_samples_fit_ = index.codes_.shape[0]
+        codebooks = check_codebooks(codebooks, M * ds)
+        codes = check_codes(codes, M, K, copy=False)
+        labels = None if y is None else check_y(y, codes.shape[0])
+        centroids, n_lists = check_n_lists(index.n_lists, index.coarse_centroids, M * ds)
+        if list_assignments is not None and n_lists is None:
+            raise ValueError("list_assignments needs n_lists or coarse_centroids in the parameters.")
+        lists = None
+        if n_lists is not None:
+            metric = get_metric(index.metric)
+            decoded = CodeQueries(codes, codebooks, metric.table)
+            lists = make_lists(decoded, n_lists, centroids, metric.faiss, index.random_state, list_assignments)
+            codes = codes[lists.ids]
         index.n_features_in_ = M * ds
-        index._fit_labels = None if y is None else check_y(y, index.n_samples_fit_)
+        index._set_fitted(codebooks, codes, labels, lists)
         return index
 
     def to_faiss(self):
@@ -557,7 +611,10 @@ class AQDNeighbors(BaseEstimator):
         500
         """
         check_is_fitted(self)
-        return to_faiss_index(self.codebooks_, self.codes_, get_metric(self.metric).faiss)
+        lists = self._lists()
+        if lists is None:
+            return to_faiss_index(self.codebooks_, self.codes_, get_metric(self.metric).faiss)
+        return to_faiss_ivf(self.codebooks_, self.codes_, lists.centroids, lists.offsets, lists.ids, lists.metric)
 
     @classmethod
     def from_faiss(cls, index, **params):
@@ -588,6 +645,13 @@ class AQDNeighbors(BaseEstimator):
         >>> AQDNeighbors.from_faiss(findex).codes_.shape  # doctest: +SKIP
         (500, 2)
         """
+        if is_faiss_ivf(index):
+            codebooks, codes, centroids, offsets, ids, faiss_metric = from_faiss_ivf(index)
+            params["metric"] = metric_for_faiss(faiss_metric, params.get("metric"))
+            params.setdefault("n_probe", min(int(index.nprobe), len(centroids)))
+            params.update(n_lists=len(centroids), coarse_centroids=centroids)
+            lists = InvertedLists(centroids, offsets, ids, faiss_metric)
+            return index_from_parts(cls, codebooks, codes, None, lists, params)
         codebooks, codes, faiss_metric = from_faiss_index(index)
         params["metric"] = metric_for_faiss(faiss_metric, params.get("metric"))
         return cls.from_codes(codebooks, codes, **params)
@@ -653,26 +717,50 @@ class AQDNeighbors(BaseEstimator):
                 f"Expected {inequality}, but n_neighbors = {n_neighbors}, "
                 f"n_samples_fit = {self.n_samples_fit_}, n_samples = {queries.n_queries}"
             )
-        dist, ind = aqd_kneighbors(queries, self.codes_, k, n_jobs=self.n_jobs)
+        dist, ind = self._knn(queries, k)
         if query_is_train:
-            dist, ind = self._drop_self(dist, ind)
+            dist, ind = self._leave_self_out(dist, ind)
         if not return_distance:
             return ind
         return get_metric(self.metric).to_user(dist), ind
 
-    @staticmethod
-    def _drop_self(dist, ind):
-        """Remove item ``i`` from the (k + 1)-list of query ``i``: the top k of the others.
+    def _knn(self, queries, k):
+        """Top-k of a query source: exhaustive, or over the probed inverted lists."""
+        lists = self._lists()
+        if lists is None:
+            return aqd_kneighbors(queries, self.codes_, k, n_jobs=self.n_jobs)
+        return ivf_kneighbors(queries, self.codes_, lists, k, n_probe=self.n_probe, n_jobs=self.n_jobs)
 
-        When the item is not in its own list (more than k items rank before
-        it, e.g. tied duplicates of smaller index), the list's first k entries
-        are already the top k of the other items: the last entry goes.
+    def _radius(self, queries, threshold):
+        """Radius matches of a query source (item indices, increasing)."""
+        lists = self._lists()
+        if lists is None:
+            return aqd_radius_neighbors(queries, self.codes_, threshold, n_jobs=self.n_jobs)
+        return ivf_radius_neighbors(queries, self.codes_, lists, threshold, n_probe=self.n_probe, n_jobs=self.n_jobs)
+
+    def _row_items(self):
+        """The item index of each stored row (the query row of ``X=None``)."""
+        lists = self._lists()
+        return np.arange(self.n_samples_fit_) if lists is None else np.asarray(lists.ids, dtype=np.intp)
+
+    def _leave_self_out(self, dist, ind):
+        """``X=None``: per item, the top k of the others, in item order.
+
+        Query row ``j`` is the item ``items[j]`` (stored rows are in list order
+        with inverted lists). When the item is not in its own (k + 1)-list
+        (more than k items rank before it, e.g. tied duplicates of smaller
+        index), the list's first k entries are already the top k of the other
+        items: the last entry goes.
         """
+        items = self._row_items()
         n_queries, k = ind.shape
-        keep = ind != np.arange(n_queries)[:, None]
+        keep = ind != items[:, None]
         keep[keep.all(axis=1), k - 1] = False
-        shape = (n_queries, k - 1)
-        return dist[keep].reshape(shape), ind[keep].reshape(shape)
+        out_d = np.empty((n_queries, k - 1), dtype=dist.dtype)
+        out_i = np.empty((n_queries, k - 1), dtype=ind.dtype)
+        out_d[items] = dist[keep].reshape(n_queries, k - 1)
+        out_i[items] = ind[keep].reshape(n_queries, k - 1)
+        return out_d, out_i
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
         """Find the indexed items within ``radius`` of each query.
@@ -718,16 +806,20 @@ class AQDNeighbors(BaseEstimator):
         metric = get_metric(self.metric)
         metric.check_radius(radius)
         threshold = metric.radius_threshold(radius)
-        dists, inds = aqd_radius_neighbors(self._queries(X), self.codes_, threshold, n_jobs=self.n_jobs)
+        dists, inds = self._radius(self._queries(X), threshold)
+        items = self._row_items() if query_is_train else None
         for q in range(len(inds)):
             d, i = dists[q], inds[q]
             if query_is_train:
-                keep = i != q
+                keep = i != items[q]
                 d, i = d[keep], i[keep]
             if sort_results:
                 order = np.argsort(d, kind="stable")
                 d, i = d[order], i[order]
             dists[q], inds[q] = metric.to_user(d), i
+        if query_is_train:  # rows in list order with inverted lists -> item order
+            order = np.argsort(items)
+            dists, inds = [dists[j] for j in order], [inds[j] for j in order]
         if return_distance:
             return _object_array(dists), _object_array(inds)
         return _object_array(inds)
@@ -870,5 +962,5 @@ class AQDNeighbors(BaseEstimator):
             )
         return score_codes(
             self._queries(X), y, self.codes_, self._fit_labels,
-            top_k=top_k, normalize=normalize, n_jobs=self.n_jobs,
+            top_k=top_k, normalize=normalize, n_jobs=self.n_jobs, search=self._knn,
         )

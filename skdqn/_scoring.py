@@ -20,7 +20,8 @@ _RANKING_CHUNK = 4096  # queries ranked at a time when top_k is a small part of 
 
 
 def retrieval_average_precisions(
-    queries, codes, query_labels, database_labels, *, top_k=None, normalize="retrieved", n_jobs=None
+    queries, codes, query_labels, database_labels, *, top_k=None, normalize="retrieved", n_jobs=None,
+    search=None,
 ):
     """Average precision of each query when the database is ranked by AQD.
 
@@ -38,6 +39,11 @@ def retrieval_average_precisions(
         See :func:`skdqn.metrics.average_precision_scores`.
     n_jobs : int, default=None
         Parallel workers of the search and of the metric.
+    search : callable, default=None
+        ``search(queries, k) -> (distances, indices)``, the top k of a query
+        source over the database (e.g. an index's inverted-list search);
+        the exhaustive :func:`~skdqn._search.aqd_kneighbors` over ``codes``
+        when None. Indices are database items, the rows of ``database_labels``.
 
     Returns
     -------
@@ -57,20 +63,25 @@ def retrieval_average_precisions(
     array([1.])
     """
     queries = as_query_source(queries)
+    if search is None:
+        def search(source, k):
+            return aqd_kneighbors(source, codes, k, n_jobs=n_jobs)
     n = codes.shape[0]
     k = n if top_k is None else min(int(top_k), n)
     chunk = full_sort_block(n) if k * _FULL_SORT_RATIO >= n else _RANKING_CHUNK
     out = np.empty(queries.n_queries, dtype=np.float64)
     for start in range(0, queries.n_queries, chunk):
         s = slice(start, min(queries.n_queries, start + chunk))
-        _, ranking = aqd_kneighbors(queries.block(s), codes, k, n_jobs=n_jobs)
+        _, ranking = search(queries.block(s), k)
         out[s] = average_precision_scores(
             query_labels[s], database_labels, ranking, top_k=top_k, normalize=normalize, n_jobs=n_jobs
         )
     return out
 
 
-def score_codes(queries, y, codes, database_labels, *, top_k=None, normalize="retrieved", n_jobs=None):
+def score_codes(
+    queries, y, codes, database_labels, *, top_k=None, normalize="retrieved", n_jobs=None, search=None
+):
     """MAP of labelled queries against labelled codes: what ``score`` returns.
 
     Parameters
@@ -88,6 +99,8 @@ def score_codes(queries, y, codes, database_labels, *, top_k=None, normalize="re
         See :func:`skdqn.metrics.mean_average_precision`.
     n_jobs : int, default=None
         Parallel workers.
+    search : callable, default=None
+        The index's search, see :func:`retrieval_average_precisions`.
 
     Returns
     -------
@@ -106,6 +119,7 @@ def score_codes(queries, y, codes, database_labels, *, top_k=None, normalize="re
     """
     labels = check_y(y, queries.n_queries)
     ap = retrieval_average_precisions(
-        queries, codes, labels, database_labels, top_k=top_k, normalize=normalize, n_jobs=n_jobs
+        queries, codes, labels, database_labels, top_k=top_k, normalize=normalize, n_jobs=n_jobs,
+        search=search,
     )
     return float(ap.mean())

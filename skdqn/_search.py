@@ -320,21 +320,28 @@ def _run_tasks(tasks, n_jobs):
     return parallel(delayed(function)(*args) for function, args in tasks)
 
 
-def _fan_out(task, queries, codes, query_block, n_shards, n_jobs, *args):
-    """Run ``task(query_block_source, shard_codes, shard_start, *args)`` for every pair.
+def _fan_out(task, queries, shards, query_block, n_jobs, *args):
+    """Run ``task(query_block_source, *shard, *args)`` for every (query block, shard) pair.
 
-    Yields ``(rows, parts)`` per query block, in order: the block's query
-    rows (a slice) and the shards' results, in database order. A task
-    receives only its own queries (views) and its shard's codes (a view with
-    threads; a process or cluster backend ships just that slice).
+    ``shards`` is a list of tuples: what a task receives of the candidate
+    rows (for the exhaustive search ``(codes[start:stop], start)``; for
+    inverted lists, see :mod:`skdqn._ivf`). Yields ``(rows, parts)`` per query
+    block, in order: the block's query rows (a slice) and the shards'
+    results, in shard order. A task receives only its own queries (views) and
+    its shard's rows (views with threads; a process or cluster backend ships
+    just those).
     """
     n_queries = queries.n_queries
     blocks = [slice(s, min(n_queries, s + query_block)) for s in range(0, n_queries, query_block)]
-    shards = database_shards(codes.shape[0], n_shards)
-    tasks = [(task, (queries.block(b), codes[s], s.start) + args) for b in blocks for s in shards]
+    tasks = [(task, (queries.block(b), *shard) + args) for b in blocks for shard in shards]
     results = _run_tasks(tasks, n_jobs)
     for rows in blocks:
         yield rows, [next(results) for _ in shards]
+
+
+def _code_shards(codes, n_shards):
+    """``(codes[start:stop], start)`` of each contiguous database shard."""
+    return [(codes[s], s.start) for s in database_shards(codes.shape[0], n_shards)]
 
 
 def _knn_task(queries, codes, start, kernel, k, method, db_block):
@@ -424,7 +431,7 @@ def aqd_kneighbors(
         n_neighbors, codes.shape[0], queries.n_queries, n_jobs, working_memory, n_shards, blocks
     )
     per_block = _fan_out(
-        _knn_task, queries, codes, query_block, n_shards, n_jobs,
+        _knn_task, queries, _code_shards(codes, n_shards), query_block, n_jobs,
         get_kernel(kernel), n_neighbors, method, blocks.database,
     )
     dist = np.empty((queries.n_queries, n_neighbors), dtype=np.float32)
@@ -502,7 +509,7 @@ def aqd_radius_neighbors(queries, codes, radius, *, n_jobs=None, n_shards=None, 
     if n_shards is None:
         n_shards = _auto_shards(n_jobs, math.ceil(queries.n_queries / blocks.query), n, blocks.database)
     per_block = _fan_out(
-        _radius_task, queries, codes, blocks.query, n_shards, n_jobs,
+        _radius_task, queries, _code_shards(codes, n_shards), blocks.query, n_jobs,
         get_kernel(kernel), _float32_floor(radius), blocks.database,
     )
     dists, inds = [], []

@@ -183,6 +183,10 @@ class _RowQueries:
         """A source for the queries ``rows`` (a view of the array)."""
         return type(self)(self._rows[rows], self.codebooks, self.metric)
 
+    def vectors(self):
+        """The queries as real vectors, shape (n_queries, M * ds)."""
+        return self._vectors()
+
     def tables(self):
         """``distance_tables`` of the queries' vectors."""
         return distance_tables(self._vectors(), self.codebooks, self.metric)

@@ -133,3 +133,63 @@ def test_to_faiss_needs_power_of_two_K():
     index = AQDNeighbors(M=2, K=12, random_state=0).fit(X)
     with pytest.raises(ValueError, match="power of two"):
         index.to_faiss()
+
+
+# ------------------------------------------------------------ inverted lists
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
+def test_ivf_to_faiss_searches_like_the_index(metric):
+    X = data()
+    index = AQDNeighbors(n_neighbors=10, M=4, K=16, metric=metric, n_lists=20, n_probe=3,
+                         random_state=0).fit(X)
+    findex = index.to_faiss()
+    assert isinstance(findex, faiss.IndexIVFPQ) and not findex.by_residual
+    assert findex.nlist == 20 and findex.ntotal == len(X)
+    findex.nprobe = 3
+    d, i = index.kneighbors(X[:100])
+    f_d, f_i = findex.search(X[:100], 10)
+    if metric == "inner_product":
+        f_d = -f_d
+    assert_same_neighbours(d, i, f_d, f_i)
+
+
+def test_ivf_round_trip_through_faiss_is_exact():
+    X = data()
+    index = AQDNeighbors(n_neighbors=6, M=4, K=16, n_lists=12, n_probe=2, metric="sqeuclidean",
+                         random_state=0).fit(X)
+    back = AQDNeighbors.from_faiss(index.to_faiss(), n_neighbors=6, n_probe=2)
+    for name in ("codebooks_", "codes_", "coarse_centroids_", "list_offsets_", "list_ids_"):
+        assert_array_equal(getattr(back, name), getattr(index, name))
+    d, i = back.kneighbors(X[:50])
+    ref = index.kneighbors(X[:50])
+    assert_array_equal(i, ref[1])
+    assert_array_equal(d, ref[0])
+
+
+def test_from_faiss_ivf_trained_by_faiss():
+    X = data()
+    quantizer = faiss.IndexFlatL2(16)
+    findex = faiss.IndexIVFPQ(quantizer, 16, 8, 4, 4)
+    findex.by_residual = False
+    findex.train(X)
+    findex.add(X)
+    findex.nprobe = 3
+    index = AQDNeighbors.from_faiss(findex, n_neighbors=5)
+    assert index.n_probe == 3 and index.n_lists == 8 and index.metric == "sqeuclidean"
+    d, i = index.kneighbors(X[:60])
+    f_d, f_i = findex.search(X[:60], 5)
+    assert_same_neighbours(d, i, f_d, f_i)
+
+
+def test_from_faiss_ivf_refuses_residual_codes_and_foreign_ids():
+    X = data()
+    residual = faiss.IndexIVFPQ(faiss.IndexFlatL2(16), 16, 8, 4, 4)
+    residual.train(X)
+    residual.add(X)
+    with pytest.raises(ValueError, match="by_residual=True"):
+        AQDNeighbors.from_faiss(residual)
+    with_ids = faiss.IndexIVFPQ(faiss.IndexFlatL2(16), 16, 8, 4, 4)
+    with_ids.by_residual = False
+    with_ids.train(X)
+    with_ids.add_with_ids(X[:100], np.arange(100, dtype=np.int64) * 7)
+    with pytest.raises(ValueError, match="ids are not 0 .. ntotal - 1"):
+        AQDNeighbors.from_faiss(with_ids)

@@ -172,15 +172,19 @@ def test_load_errors(tmp_path):
     folder = index.save(tmp_path / "i")
     with pytest.raises(ValueError, match="mmap_mode"):
         AQDNeighbors.load(folder, mmap_mode="r+")
-    # Corrupt codes: out of range for K=8 (uint8 could hold them).
+    # Corrupt codes: out of range for K=8 (uint8 could hold them). The
+    # checksums catch any edit; without them (verify=False), the checks of
+    # the content still do.
     codes = np.load(folder / "codes.npy")
     codes[5, 0] = 9
     np.save(folder / "codes.npy", codes)
+    with pytest.raises(ValueError, match="codes.npy is damaged"):
+        AQDNeighbors.load(folder)
     with pytest.raises(ValueError, match=r"\[0, K=8\)"):
-        AQDNeighbors.load(folder, mmap_mode="r")
+        AQDNeighbors.load(folder, mmap_mode="r", verify=False)
     np.save(folder / "codes.npy", codes[:10])
     with pytest.raises(ValueError, match="shape"):
-        AQDNeighbors.load(folder)
+        AQDNeighbors.load(folder, verify=False)
     other = tmp_path / "other"
     from skdqn._io import write_bundle
 

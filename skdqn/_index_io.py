@@ -1,0 +1,291 @@
+"""Storing an AQDNeighbors index without pickle, and building one from its parts.
+
+The bundle (:mod:`skdqn._io`: a directory or one ``.npz``, checksummed) holds
+
+* ``codebooks.npy`` (M, K, ds) float32 and ``codes.npy`` (n, M) uint8/uint16;
+* ``labels.npy`` when the index has labels (item order);
+* with inverted lists (format version 2): ``coarse_centroids.npy``
+  (n_lists, d) float32, ``list_offsets.npy`` (n_lists + 1,) int64 and
+  ``list_ids.npy`` (n,) int64, the codes then being in list order;
+* a JSON header: ``format``, ``format_version``, ``skdqn_version``, the
+  parameters, ``codebooks_given``, ``n_samples_fit``, ``n_features_in``,
+  ``feature_names_in``, ``lists``, ``list_metric`` and
+  ``coarse_centroids_given``.
+
+:func:`load_index` validates every header field (type, allowed values,
+agreement with the arrays' shapes and dtypes) and every array, and raises a
+``ValueError`` that names the file and the field; files written by format
+version 1 (no inverted lists) still load.
+"""
+
+from numbers import Integral
+
+import numpy as np
+
+from ._io import check_header, format_header, read_bundle, write_bundle
+from ._ivf import InvertedLists
+from ._pq import code_dtype
+from ._validation import check_codebooks, check_codes
+
+__all__ = ["save_index", "load_index", "index_from_parts", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "skdqn.AQDNeighbors"
+FORMAT_VERSION = 2  # 1: exhaustive only; 2: + inverted lists
+_LIST_ARRAYS = ("coarse_centroids", "list_offsets", "list_ids")
+_LIST_METRICS = ("l2", "inner_product")
+
+
+def _params_for_header(index):
+    params = index.get_params(deep=False)
+    params.pop("codebooks")
+    params.pop("coarse_centroids")  # stored as an array when the index has lists
+    random_state = params["random_state"]
+    if not (random_state is None or isinstance(random_state, Integral)):
+        params["random_state"] = None  # a RandomState instance is not stored
+    return {k: (int(v) if isinstance(v, Integral) and not isinstance(v, bool) else v) for k, v in params.items()}
+
+
+def save_index(index, path):
+    """Write a fitted index to ``path`` (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    index : AQDNeighbors
+        Fitted.
+    path : str or path-like
+        A name ending in ``.npz`` writes one file; any other a directory.
+
+    Returns
+    -------
+    path : pathlib.Path
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> from skdqn import AQDNeighbors
+    >>> from skdqn._index_io import save_index, load_index
+    >>> index = AQDNeighbors(M=2, K=8, random_state=0).fit(np.eye(16, 4))
+    >>> path = save_index(index, os.path.join(tempfile.mkdtemp(), "i.npz"))
+    >>> load_index(AQDNeighbors, path).n_samples_fit_
+    16
+    """
+    names = getattr(index, "feature_names_in_", None)
+    lists = index._lists()
+    header = {
+        **format_header(FORMAT, FORMAT_VERSION if lists is not None else 1),
+        "params": _params_for_header(index),
+        "codebooks_given": index.codebooks is not None,
+        "n_samples_fit": int(index.n_samples_fit_),
+        "n_features_in": int(index.n_features_in_),
+        "feature_names_in": None if names is None else [str(n) for n in names],
+        "lists": lists is not None,
+        "list_metric": None if lists is None else lists.metric,
+        "coarse_centroids_given": index.coarse_centroids is not None,
+    }
+    arrays = {"codebooks": index.codebooks_, "codes": index.codes_}
+    if index._fit_labels is not None:
+        labels = index._fit_labels
+        if labels.dtype.hasobject:
+            # e.g. strings from a pandas column: stored as a numpy str/int array.
+            labels = np.asarray(labels.tolist())
+        arrays["labels"] = labels
+    if lists is not None:
+        arrays.update(coarse_centroids=lists.centroids, list_offsets=lists.offsets, list_ids=lists.ids)
+    return write_bundle(path, header, arrays)
+
+
+# ----------------------------------------------------------------- loading
+def _field(header, path, name, kinds, what):
+    """``header[name]``, checked to be of ``kinds`` (bool is not an int)."""
+    if name not in header:
+        raise ValueError(f"{path}: the header has no field {name!r}.")
+    value = header[name]
+    if isinstance(value, bool) and bool not in kinds:
+        ok = False
+    else:
+        ok = isinstance(value, kinds)
+    if not ok:
+        raise ValueError(f"{path}: header field {name!r} must be {what}; got {value!r}.")
+    return value
+
+
+def _check_fields(header, path, version):
+    """The header's fields, each checked for its type."""
+    fields = {
+        "params": _field(header, path, "params", (dict,), "an object of parameters"),
+        "codebooks_given": _field(header, path, "codebooks_given", (bool,), "true or false"),
+        "n_samples_fit": _field(header, path, "n_samples_fit", (int,), "an integer"),
+        "n_features_in": _field(header, path, "n_features_in", (int,), "an integer"),
+        "feature_names_in": header.get("feature_names_in"),
+        "lists": _field(header, path, "lists", (bool,), "true or false") if version >= 2 else False,
+    }
+    fields["coarse_centroids_given"] = fields["lists"] and _field(
+        header, path, "coarse_centroids_given", (bool,), "true or false"
+    )
+    names = fields["feature_names_in"]
+    if names is not None and (
+        not isinstance(names, list) or len(names) != fields["n_features_in"]
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise ValueError(
+            f"{path}: header field 'feature_names_in' must be null or a list of "
+            f"n_features_in={fields['n_features_in']} strings."
+        )
+    if fields["n_samples_fit"] < 0:
+        raise ValueError(f"{path}: header field 'n_samples_fit' must be >= 0.")
+    fields["list_metric"] = header.get("list_metric")
+    if fields["lists"] and fields["list_metric"] not in _LIST_METRICS:
+        raise ValueError(f"{path}: header field 'list_metric' must be one of {_LIST_METRICS}.")
+    return fields
+
+
+def _make_estimator(cls, params, path):
+    """``cls(**params)``, its parameters validated; errors name the file and field."""
+    known = set(cls().get_params(deep=False)) - {"codebooks", "coarse_centroids"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"{path}: header field 'params' has unknown parameters {unknown}.")
+    index = cls(**params)
+    try:
+        index._validate_params()
+    except (ValueError, TypeError) as exc:  # sklearn's InvalidParameterError is both
+        raise ValueError(f"{path}: header field 'params' is invalid: {exc}") from None
+    return index
+
+
+def _check_codes_array(codes, fields, codebooks, path, verify):
+    M, K, _ = codebooks.shape
+    n = fields["n_samples_fit"]
+    if codes.shape != (n, M) or codes.dtype != code_dtype(K):
+        raise ValueError(
+            f"{path}: codes have shape {codes.shape} and dtype {codes.dtype}; expected "
+            f"({n}, {M}) and {code_dtype(K)}."
+        )
+    return check_codes(codes, M, K, copy=False)
+
+
+def _check_lists(arrays, fields, path):
+    """The inverted lists of a bundle, checked to describe a valid sorted layout."""
+    missing = [name for name in _LIST_ARRAYS if name not in arrays]
+    if missing:
+        raise ValueError(f"{path} is incomplete: the header says it has lists, but {missing} are missing.")
+    n, d = fields["n_samples_fit"], fields["n_features_in"]
+    centroids = np.asarray(arrays["coarse_centroids"])
+    offsets, ids = np.asarray(arrays["list_offsets"]), arrays["list_ids"]
+    if centroids.ndim != 2 or centroids.shape[1] != d or centroids.shape[0] < 1 or centroids.dtype != np.float32:
+        raise ValueError(f"{path}: coarse_centroids must be float32 of shape (n_lists, {d}); got {centroids.shape}.")
+    if not np.isfinite(centroids).all():
+        raise ValueError(f"{path}: coarse_centroids contains NaN or infinity.")
+    if offsets.shape != (centroids.shape[0] + 1,) or offsets.dtype != np.int64:
+        raise ValueError(f"{path}: list_offsets must be int64 of shape ({centroids.shape[0] + 1},).")
+    if offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
+        raise ValueError(f"{path}: list_offsets must rise from 0 to n_samples_fit={n}.")
+    if ids.shape != (n,) or ids.dtype != np.int64:
+        raise ValueError(f"{path}: list_ids must be int64 of shape ({n},).")
+    _check_ids(np.asarray(ids), offsets, path)
+    return InvertedLists(np.array(centroids), np.array(offsets), ids, fields["list_metric"])
+
+
+def _check_ids(ids, offsets, path):
+    """Item ids: each of 0..n-1 once, ascending within each list."""
+    n = ids.shape[0]
+    if n and (ids.min() < 0 or ids.max() >= n or (np.bincount(ids, minlength=n) != 1).any()):
+        raise ValueError(f"{path}: list_ids must hold each item index 0 .. {n - 1} once.")
+    rises = np.diff(ids) > 0
+    rises[offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < n)] - 1] = True  # list boundaries
+    if not rises.all():
+        raise ValueError(f"{path}: list_ids must ascend within each list.")
+
+
+def load_index(cls, path, mmap_mode=None, *, verify=True):
+    """Read an index written by :func:`save_index`, every field and array validated.
+
+    Parameters
+    ----------
+    cls : type
+        :class:`~skdqn.AQDNeighbors` (or a subclass).
+    path : str or path-like
+    mmap_mode : {None, "r", "c"}, default=None
+        As :meth:`skdqn.AQDNeighbors.load`.
+    verify : bool, default=True
+        Check the bundle's checksums (see :func:`skdqn._io.read_bundle`).
+
+    Returns
+    -------
+    index : cls
+        Fitted.
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> from skdqn import AQDNeighbors
+    >>> from skdqn._index_io import save_index, load_index
+    >>> index = AQDNeighbors(M=2, K=8, n_lists=2, random_state=0).fit(np.eye(16, 4))
+    >>> path = save_index(index, os.path.join(tempfile.mkdtemp(), "i"))
+    >>> load_index(AQDNeighbors, path, mmap_mode="r").list_offsets_.tolist() == index.list_offsets_.tolist()
+    True
+    """
+    header, arrays = read_bundle(path, mmap_mode=mmap_mode, verify=verify)
+    version = check_header(header, path, FORMAT, FORMAT_VERSION, what="an AQDNeighbors index")
+    fields = _check_fields(header, path, version)
+    missing = {"codebooks", "codes"} - set(arrays)
+    if missing:
+        raise ValueError(f"{path} is incomplete: missing {sorted(missing)}.")
+    extra = set(arrays) - {"codebooks", "codes", "labels"} - (set(_LIST_ARRAYS) if fields["lists"] else set())
+    if extra:
+        raise ValueError(f"{path} holds arrays its header does not describe: {sorted(extra)}.")
+    index = _make_estimator(cls, fields["params"], path)
+    try:
+        codebooks = check_codebooks(np.asarray(arrays["codebooks"]), fields["n_features_in"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: codebooks.npy does not fit the header: {exc}") from None
+    M, K, _ = codebooks.shape
+    if not fields["codebooks_given"] and (index.M, index.K) != (M, K):
+        raise ValueError(f"{path}: header parameters M={index.M}, K={index.K} disagree with the codebooks' (M={M}, K={K}).")
+    if fields["codebooks_given"]:
+        index.codebooks = codebooks
+    codes = _check_codes_array(arrays["codes"], fields, codebooks, path, verify)
+    lists = _check_lists(arrays, fields, path) if fields["lists"] else None
+    if fields["coarse_centroids_given"]:
+        index.coarse_centroids = lists.centroids
+    labels = arrays.get("labels")
+    if labels is not None and (labels.ndim not in (1, 2) or labels.shape[0] != fields["n_samples_fit"]):
+        raise ValueError(f"{path}: labels of shape {labels.shape} for {fields['n_samples_fit']} items.")
+    index.n_features_in_ = fields["n_features_in"]
+    if fields["feature_names_in"] is not None:
+        index.feature_names_in_ = np.array(fields["feature_names_in"], dtype=object)
+    index._set_fitted(codebooks, codes, labels, lists)
+    return index
+
+
+def index_from_parts(cls, codebooks, codes, labels, lists, params):
+    """A fitted index from validated parts (codes already in list order with lists).
+
+    Parameters
+    ----------
+    cls : type
+    codebooks : ndarray of shape (M, K, ds), float32
+    codes : ndarray of shape (n, M)
+    labels : ndarray or None
+    lists : InvertedLists or None
+    params : dict
+        Parameters of the index (``codebooks`` set to the given codebooks).
+
+    Returns
+    -------
+    index : cls
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn import AQDNeighbors
+    >>> from skdqn._index_io import index_from_parts
+    >>> C = np.zeros((1, 2, 1), np.float32)
+    >>> index_from_parts(AQDNeighbors, C, np.zeros((3, 1), np.uint8), None, None, {}).n_samples_fit_
+    3
+    """
+    index = cls(codebooks=codebooks, **params)
+    index._validate_params()
+    index.n_features_in_ = codebooks.shape[0] * codebooks.shape[2]
+    index._set_fitted(codebooks, codes, labels, lists)
+    return index

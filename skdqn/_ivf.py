@@ -1,0 +1,772 @@
+"""Inverted lists (IVF): non-exhaustive AQD search over the same PQ codes.
+
+A coarse quantizer of ``n_lists`` centroids splits the indexed items into
+inverted lists, each item in the list of its nearest centroid (IVFADC, Jegou
+et al. 2011; ``faiss.IndexIVFPQ`` with ``by_residual=False``). Items keep
+their PQ codes (not residuals), so every distance the search returns is the
+exact AQD of the exhaustive search; only the candidates are pruned: a query
+scans the ``n_probe`` lists whose centroids are nearest to it.
+
+Storage (:class:`InvertedLists`): the codes sorted by list, one contiguous
+slice per list (``offsets``), and ``ids``, the original item index of each
+stored row. Within a list, rows are in increasing item index, so ties are
+broken by item index exactly as in the exhaustive search, and probing every
+list gives the exhaustive result, tie order included.
+
+The search runs on the engine's tasks (:func:`skdqn._search._fan_out`): a
+task is a block of queries against a contiguous range of lists (one range
+unless the work is sharded). It computes its queries' lookup tables and
+coarse scores, ranks the lists for each query (:func:`probe_lists`), and
+gathers the AQD of every (query, probed item) pair in chunks of bounded size
+(:func:`candidate_distances`); the (query, list) pairs are ordered by query,
+so each chunk's candidates form one contiguous run per query, from which the
+top k is selected exactly (packed keys, :mod:`skdqn._ranking`).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._pq import encode, refine_codebooks
+from ._ranking import MAX_KEY_INDEX, PAD_KEY, pack_keys, stable_smallest, unpack_keys
+from ._search import _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
+
+__all__ = [
+    "InvertedLists",
+    "train_coarse",
+    "assign_lists",
+    "build_lists",
+    "coarse_scores",
+    "probe_lists",
+    "candidate_distances",
+    "ivf_kneighbors",
+    "ivf_radius_neighbors",
+]
+
+_TRAIN_PER_LIST = 256  # k-means runs on at most this many vectors per list (as faiss does)
+_COARSE_ITER = 10  # Lloyd iterations of the coarse k-means
+
+
+@dataclass(frozen=True)
+class InvertedLists:
+    """The inverted lists of an index: coarse centroids, list offsets, item ids.
+
+    Parameters
+    ----------
+    centroids : ndarray of shape (n_lists, d), float32
+        The coarse quantizer.
+    offsets : ndarray of shape (n_lists + 1,), int64
+        List ``l`` is rows ``offsets[l]:offsets[l + 1]`` of the (sorted) codes.
+    ids : ndarray of shape (n_items,), int64
+        The item index of each stored row (may be memory-mapped).
+    metric : {"l2", "inner_product"}
+        How items and queries are assigned to centroids: nearest in L2, or
+        largest inner product (as faiss' coarse quantizers do for each metric).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import InvertedLists
+    >>> lists = InvertedLists(np.zeros((2, 3), np.float32), np.array([0, 1, 4]), np.arange(4), "l2")
+    >>> lists.n_lists, lists.sizes.tolist()
+    (2, [1, 3])
+    """
+
+    centroids: np.ndarray
+    offsets: np.ndarray
+    ids: np.ndarray
+    metric: str = "l2"
+
+    @property
+    def n_lists(self):
+        """Number of lists."""
+        return self.centroids.shape[0]
+
+    @property
+    def sizes(self):
+        """Items per list, shape (n_lists,)."""
+        return np.diff(self.offsets)
+
+
+# --------------------------------------------------------------- building
+def train_coarse(X, n_lists, *, max_samples=None, n_iter=_COARSE_ITER, random_state=None):
+    """Coarse centroids by k-means: a random start among the rows, then Lloyd iterations.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), float
+        Training vectors, ``n >= n_lists``.
+    n_lists : int
+        Number of centroids.
+    max_samples : int, default=None
+        k-means runs on a random subset of at most this many rows; ``None``
+        uses ``256 * n_lists`` (faiss' default).
+    n_iter : int, default=10
+        Lloyd iterations (stops earlier when no assignment changes).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the subset and the start.
+
+    Returns
+    -------
+    centroids : ndarray of shape (n_lists, d), float32
+
+    Notes
+    -----
+    The start is ``n_lists`` distinct rows drawn at random (not k-means++,
+    whose cost grows with ``n_lists * n``); empty clusters are re-seeded on
+    the points worst quantized, as :func:`skdqn._pq.update_codebooks` does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import train_coarse
+    >>> X = np.r_[np.zeros((50, 2)), np.ones((50, 2)) * 10]
+    >>> np.sort(train_coarse(X, 2, random_state=0)[:, 0]).tolist()
+    [0.0, 10.0]
+    """
+    rng = check_random_state(random_state)
+    X = np.asarray(X, dtype=np.float32)
+    limit = _TRAIN_PER_LIST * n_lists if max_samples is None else max_samples
+    if X.shape[0] > limit:
+        X = X[np.sort(rng.choice(X.shape[0], limit, replace=False))]
+    start = X[np.sort(rng.choice(X.shape[0], n_lists, replace=False))][None]
+    centroids, _ = refine_codebooks(X, start, n_iter=n_iter)
+    return np.ascontiguousarray(centroids[0], dtype=np.float32)
+
+
+def assign_lists(X, centroids, metric="l2"):
+    """The list of each vector: its nearest centroid (or largest inner product).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), float
+    centroids : ndarray of shape (n_lists, d), float32
+    metric : {"l2", "inner_product"}, default="l2"
+
+    Returns
+    -------
+    lists : ndarray of shape (n,), intp
+        Ties go to the smaller list.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import assign_lists
+    >>> assign_lists(np.array([[0.2], [9.0]]), np.array([[0.0], [10.0]], np.float32)).tolist()
+    [0, 1]
+    """
+    if metric == "l2":
+        return encode(X, centroids[None].astype(np.float32))[:, 0].astype(np.intp)
+    X = np.asarray(X, dtype=np.float32)
+    out = np.empty(X.shape[0], dtype=np.intp)
+    step = 8192
+    for start in range(0, X.shape[0], step):
+        out[start : start + step] = np.argmax(X[start : start + step] @ centroids.T, axis=1)
+    return out
+
+
+def build_lists(list_of_item, n_lists):
+    """Order and offsets of the items sorted by list, items ascending within a list.
+
+    Parameters
+    ----------
+    list_of_item : ndarray of shape (n,), int
+        The list of each item, in ``[0, n_lists)``.
+    n_lists : int
+
+    Returns
+    -------
+    order : ndarray of shape (n,), int64
+        Item indices in storage order (the ``ids`` of the rows).
+    offsets : ndarray of shape (n_lists + 1,), int64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import build_lists
+    >>> order, offsets = build_lists(np.array([1, 0, 1, 1]), 3)
+    >>> order.tolist(), offsets.tolist()
+    ([1, 0, 2, 3], [0, 1, 4, 4])
+    """
+    order = np.argsort(list_of_item, kind="stable").astype(np.int64)
+    counts = np.bincount(list_of_item, minlength=n_lists)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return order, offsets
+
+
+# ----------------------------------------------------------------- probing
+def coarse_scores(V, centroids, metric="l2"):
+    """Scores of queries against the centroids, smaller is nearer.
+
+    Parameters
+    ----------
+    V : ndarray of shape (nq, d), float
+    centroids : ndarray of shape (n_lists, d), float32
+    metric : {"l2", "inner_product"}, default="l2"
+        ``"l2"``: ``||c||^2 - 2 <v, c>`` (the squared distance less ``||v||^2``);
+        ``"inner_product"``: ``-<v, c>``.
+
+    Returns
+    -------
+    scores : ndarray of shape (nq, n_lists), float32
+
+    Notes
+    -----
+    One matrix-vector product per query (a stacked ``matmul``), so a query's
+    scores, hence the lists it probes, never depend on the other queries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import coarse_scores
+    >>> coarse_scores(np.array([[1.0, 0.0]]), np.eye(2, dtype=np.float32))
+    array([[-1.,  1.]], dtype=float32)
+    """
+    V = np.asarray(V, dtype=np.float32)
+    products = np.matmul(V[:, None, :], np.ascontiguousarray(centroids.T))[:, 0, :]
+    if metric == "l2":
+        products *= np.float32(-2.0)
+        products += np.einsum("ld,ld->l", centroids, centroids)
+        return products
+    return np.negative(products, out=products)
+
+
+def probe_lists(scores, sizes, n_probe, k=0):
+    """The lists each query scans: its ``n_probe`` nearest, more if they hold fewer than k items.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (nq, n_lists), float32
+        From :func:`coarse_scores`.
+    sizes : ndarray of shape (n_lists,), int
+        Items per list.
+    n_probe : int
+        Lists probed per query, ``1 <= n_probe <= n_lists``.
+    k : int, default=0
+        A query whose ``n_probe`` lists hold fewer than ``k`` items probes the
+        next nearest lists too, until they hold at least ``k`` (or all lists
+        are probed); 0 for radius search.
+
+    Returns
+    -------
+    query : ndarray of shape (n_pairs,), intp
+        Non-decreasing.
+    lists : ndarray of shape (n_pairs,), intp
+        For each query, its lists from the nearest on (ties by list index).
+
+    Notes
+    -----
+    The lists of a query are the first ones of one fixed order, so a larger
+    ``n_probe`` probes a superset, and ``n_probe == n_lists`` every list.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import probe_lists
+    >>> scores = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]], np.float32)
+    >>> q, l = probe_lists(scores, np.array([1, 5, 5]), 1, k=3)
+    >>> q.tolist(), l.tolist()
+    ([0, 0, 1], [0, 1, 2])
+    """
+    nq, n_lists = scores.shape
+    ranked = stable_smallest(scores, n_probe)
+    counts = np.full(nq, n_probe, dtype=np.intp)
+    short = np.flatnonzero(sizes[ranked].sum(axis=1) < k) if k else np.empty(0, np.intp)
+    if short.size == 0:
+        return np.repeat(np.arange(nq), n_probe), ranked.ravel()
+    full = stable_smallest(scores[short], n_lists)
+    reach = (np.cumsum(sizes[full], axis=1) < k).sum(axis=1) + 1
+    counts[short] = np.minimum(np.maximum(reach, n_probe), n_lists)
+    width = int(counts.max())
+    table = np.zeros((nq, width), dtype=np.intp)
+    table[:, :n_probe] = ranked
+    table[short] = full[:, :width]
+    keep = np.arange(width) < counts[:, None]
+    return np.repeat(np.arange(nq), counts), table[keep]
+
+
+# -------------------------------------------------------------- candidates
+def candidate_distances(tables, codes, query, rows):
+    """AQD of (query, row) pairs, summed in subspace order as the scan does.
+
+    Parameters
+    ----------
+    tables : ndarray of shape (nq, M, K), float32
+    codes : ndarray of shape (n, M), integer in ``[0, K)``
+    query : ndarray of shape (n_pairs,), int
+        Query of each pair.
+    rows : ndarray of shape (n_pairs,), int
+        Row of ``codes`` of each pair.
+
+    Returns
+    -------
+    distances : ndarray of shape (n_pairs,), float32
+        ``sum_m tables[query[p], m, codes[rows[p], m]]``, bit for bit the value
+        of :func:`skdqn._kernels.aqd_distances`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import candidate_distances
+    >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
+    >>> candidate_distances(tables, np.array([[1, 1], [1, 0]]), np.array([0, 0]), np.array([0, 1]))
+    array([5., 1.], dtype=float32)
+    """
+    nq, M, K = tables.shape
+    flat = np.ascontiguousarray(tables).reshape(-1)
+    gathered = codes[rows]
+    base = np.asarray(query, dtype=np.intp) * (M * K)
+    out = flat[base + gathered[:, 0]]
+    for m in range(1, M):
+        out += flat[base + (m * K + gathered[:, m].astype(np.intp))]
+    return out
+
+
+def _expand_ranges(starts, lengths):
+    """Concatenation of ``range(s, s + n)`` for each (s, n), as one intp array."""
+    total = int(lengths.sum())
+    first = np.cumsum(lengths) - lengths
+    return np.repeat(starts - first, lengths) + np.arange(total, dtype=np.intp)
+
+
+def _pieces(query, lists, lists_part, offsets, row_start, budget):
+    """(query, first row, length) of the rows each (query, list) pair scans in this part.
+
+    Only the lists in ``lists_part = (first, stop)`` are kept; a list longer
+    than ``budget`` becomes several pieces.
+    """
+    first, stop = lists_part
+    keep = (lists >= first) & (lists < stop)
+    query, lists = query[keep], lists[keep]
+    starts = offsets[lists] - row_start
+    lengths = offsets[lists + 1] - offsets[lists]
+    keep = lengths > 0
+    query, starts, lengths = query[keep], starts[keep], lengths[keep]
+    if lengths.size and lengths.max() > budget:
+        n_split = -(-lengths // budget)
+        query = np.repeat(query, n_split)
+        within = _expand_ranges(np.zeros_like(n_split), n_split) * budget
+        starts = np.repeat(starts, n_split) + within
+        lengths = np.minimum(np.repeat(lengths, n_split) - within, budget)
+    return query, starts, lengths
+
+
+def _chunks(lengths, budget):
+    """Consecutive runs of pieces holding at most ``budget`` rows each (slices)."""
+    ends = np.cumsum(lengths)
+    cuts, start, done = [], 0, 0
+    while start < lengths.size:
+        stop = max(start + 1, int(np.searchsorted(ends, done + budget, side="right")))
+        cuts.append(slice(start, stop))
+        done = int(ends[stop - 1])
+        start = stop
+    return cuts
+
+
+def _candidates(tables, codes, ids, pieces, chunk):
+    """Query, item id and AQD of every candidate of one chunk of pieces."""
+    query, starts, lengths = (p[chunk] for p in pieces)
+    rows = _expand_ranges(starts, lengths)
+    query = np.repeat(query, lengths)
+    return query, ids[rows], candidate_distances(tables, codes, query, rows)
+
+
+def _run_topk(query, keys, nq, k):
+    """Per query the k smallest keys of its (contiguous) run, padded with PAD_KEY.
+
+    The runs are laid out as rows of one padded array when that costs at most
+    twice the keys (the usual case: similar runs); otherwise each run is
+    selected on its own, so memory stays bounded by the chunk.
+    """
+    counts = np.bincount(query, minlength=nq)
+    first = np.cumsum(counts) - counts
+    width = max(int(counts.max()) if counts.size else 0, k)
+    present = np.flatnonzero(counts)
+    out = np.full((nq, k), PAD_KEY, dtype=np.uint64)
+    if present.size * width <= 2 * keys.size + nq * k:
+        padded = np.full((nq, width), PAD_KEY, dtype=np.uint64)
+        padded[query, np.arange(query.size) - first[query]] = keys
+        if k < width:
+            padded = np.partition(padded, k - 1, axis=1)[:, :k]
+        padded.sort(axis=1)
+        return padded[:, :k]
+    for q in present:
+        run = keys[first[q] : first[q] + counts[q]]
+        if run.size > k:
+            run = np.partition(run, k - 1)[:k]
+        run = np.sort(run)
+        out[q, : run.size] = run
+    return out
+
+
+def _merge_keys(best, new, k):
+    """The k smallest of two (nq, k) sorted key arrays, per row."""
+    both = np.concatenate([best, new], axis=1)
+    both.sort(axis=1)
+    return both[:, :k]
+
+
+# ------------------------------------------------------------------- tasks
+def _probe_block(queries, lists, n_probe, k):
+    """Tables and probed (query, list) pairs of one block of queries."""
+    vectors = queries.vectors()
+    tables = queries.tables()
+    scores = coarse_scores(vectors, lists.centroids, lists.metric)
+    return tables, probe_lists(scores, lists.sizes, n_probe, k)
+
+
+def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe, budget):
+    """Top-k of a block of queries over the probed lists of one range of lists.
+
+    Returns (nq, k) distances and item ids; queries with fewer than k
+    candidates in this range are padded with (inf, -1).
+    """
+    tables, (query, probed) = _probe_block(queries, lists, n_probe, k)
+    pieces = _pieces(query, probed, lists_part, lists.offsets, row_start, budget)
+    nq = queries.n_queries
+    best = np.full((nq, k), PAD_KEY, dtype=np.uint64)
+    for chunk in _chunks(pieces[2], budget):
+        cand_q, cand_id, dist = _candidates(tables, codes, ids, pieces, chunk)
+        best = _merge_keys(best, _run_topk(cand_q, pack_keys(dist, cand_id), nq, k), k)
+    return unpack_keys(best)
+
+
+def _ivf_radius_task(queries, codes, ids, row_start, lists_part, lists, threshold, n_probe, budget):
+    """Radius matches of a block of queries in the probed lists of one range: per query (d, ids)."""
+    tables, (query, probed) = _probe_block(queries, lists, n_probe, 0)
+    pieces = _pieces(query, probed, lists_part, lists.offsets, row_start, budget)
+    found = []
+    for chunk in _chunks(pieces[2], budget):
+        cand_q, cand_id, dist = _candidates(tables, codes, ids, pieces, chunk)
+        hit = dist <= threshold
+        found.append((cand_q[hit], cand_id[hit], dist[hit]))
+    return _per_query_by_id(found, queries.n_queries)
+
+
+def _per_query_by_id(found, nq):
+    """Split (query, id, distance) triples into per-query arrays sorted by id."""
+    if found:
+        q, i, d = (np.concatenate(parts) for parts in zip(*found))
+    else:
+        q, i, d = np.empty(0, np.intp), np.empty(0, np.intp), np.empty(0, np.float32)
+    order = np.lexsort((i, q))
+    q, i, d = q[order], i[order].astype(np.intp), d[order]
+    bounds = np.searchsorted(q, np.arange(nq + 1))
+    return [(d[a:b], i[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _list_shards(codes, lists, n_shards):
+    """Shards of contiguous ranges of lists, balanced by rows: what each task receives."""
+    n_rows = codes.shape[0]
+    n_shards = max(1, min(int(n_shards), lists.n_lists))
+    targets = np.linspace(0, n_rows, n_shards + 1)[1:-1]
+    cuts = np.unique(np.searchsorted(lists.offsets, targets, side="left"))
+    bounds = [0] + [int(c) for c in cuts if 0 < c < lists.n_lists] + [lists.n_lists]
+    shards = []
+    for first, stop in zip(bounds[:-1], bounds[1:]):
+        r0, r1 = int(lists.offsets[first]), int(lists.offsets[stop])
+        shards.append((codes[r0:r1], lists.ids[r0:r1], r0, (first, stop)))
+    return shards
+
+
+def _check_probe(n_probe, lists):
+    if not 1 <= n_probe <= lists.n_lists:
+        raise ValueError(f"n_probe must be in [1, n_lists={lists.n_lists}]; got n_probe={n_probe}.")
+
+
+def _plan(queries, codes, lists, n_probe, n_jobs, n_shards):
+    """Check the search and return (blocks, budget, shards)."""
+    _check_probe(n_probe, lists)
+    if not hasattr(queries, "vectors"):
+        raise TypeError("an inverted-list search needs query vectors (a VectorQueries or CodeQueries).")
+    blocks = get_scan_blocks()
+    budget = max(1, blocks.query * blocks.database // 2)  # candidates gathered at a time
+    if n_shards is None:
+        n_blocks = -(-queries.n_queries // blocks.query)
+        n_shards = _auto_shards(n_jobs, n_blocks, codes.shape[0], blocks.database)
+    return blocks, budget, _list_shards(codes, lists, n_shards)
+
+
+def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None, n_shards=None):
+    """Top-k by AQD over the probed inverted lists, ties by item index.
+
+    Parameters
+    ----------
+    queries : VectorQueries or CodeQueries
+        The queries (see :mod:`skdqn._tables`); their vectors are assigned to
+        lists, their tables scan the codes.
+    codes : ndarray of shape (n_items, M), integer in ``[0, K)``
+        Sorted by list (row ``j`` holds item ``lists.ids[j]``); may be
+        memory-mapped.
+    lists : InvertedLists
+    n_neighbors : int
+        ``1 <= n_neighbors <= n_items``.
+    n_probe : int, default=1
+        Lists probed per query; a query whose lists hold fewer than
+        ``n_neighbors`` items probes the next nearest lists too
+        (:func:`probe_lists`), so every query gets ``n_neighbors`` results.
+    n_jobs : int, default=None
+        Parallel workers (joblib; threads by default), as for
+        :func:`skdqn._search.aqd_kneighbors`.
+    n_shards : int, default=None
+        Split the lists into this many contiguous ranges, each searched as
+        its own task; ``None`` chooses as the exhaustive search does. Results
+        never depend on it.
+
+    Returns
+    -------
+    distances : ndarray of shape (n_queries, n_neighbors), float32
+        Ascending; exact AQD, the values of the exhaustive search.
+    indices : ndarray of shape (n_queries, n_neighbors), intp
+        Item indices.
+
+    Notes
+    -----
+    Reference: the exhaustive search restricted to the items of the probed
+    lists; with ``n_probe == n_lists`` it is the exhaustive search, ties
+    included.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import InvertedLists, ivf_kneighbors
+    >>> from skdqn._tables import VectorQueries
+    >>> C = np.array([[[0.0], [10.0]]], np.float32)
+    >>> lists = InvertedLists(C[0].copy(), np.array([0, 2, 3]), np.array([0, 2, 1]), "l2")
+    >>> codes = np.array([[0], [0], [1]], np.uint8)  # items 0, 2 in list 0; item 1 in list 1
+    >>> ivf_kneighbors(VectorQueries(np.array([[1.0]]), C, "sqeuclidean"), codes, lists, 2)
+    (array([[1., 1.]], dtype=float32), array([[0, 2]]))
+    """
+    blocks, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
+    dist = np.empty((queries.n_queries, n_neighbors), dtype=np.float32)
+    ind = np.empty((queries.n_queries, n_neighbors), dtype=np.intp)
+    args = (lists, n_neighbors, n_probe, budget)
+    for rows, parts in _fan_out(_ivf_knn_task, queries, shards, blocks.query, n_jobs, *args):
+        if len(parts) > 1:
+            parts = [merge_kneighbors([p[0] for p in parts], [p[1] for p in parts], n_neighbors)]
+        dist[rows], ind[rows] = parts[0]
+    return dist, ind
+
+
+def ivf_radius_neighbors(queries, codes, lists, radius, *, n_probe=1, n_jobs=None, n_shards=None):
+    """Items of the probed lists within ``radius`` (AQD ``<= radius``) of each query.
+
+    Parameters
+    ----------
+    queries : VectorQueries or CodeQueries
+    codes : ndarray of shape (n_items, M), sorted by list
+    lists : InvertedLists
+    radius : float
+        Bound on the summed table values (compared exactly, not rounded up).
+    n_probe : int, default=1
+        Lists probed per query (exactly these: approximate, an item in an
+        unprobed list is not found).
+    n_jobs : int, default=None
+        Parallel workers.
+    n_shards : int, default=None
+        Ranges of lists searched as separate tasks.
+
+    Returns
+    -------
+    distances : list of ndarray, one float32 array per query
+    indices : list of ndarray, one intp array per query
+        Item indices, increasing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import InvertedLists, ivf_radius_neighbors
+    >>> from skdqn._tables import VectorQueries
+    >>> C = np.array([[[0.0], [10.0]]], np.float32)
+    >>> lists = InvertedLists(C[0].copy(), np.array([0, 2, 3]), np.array([0, 2, 1]), "l2")
+    >>> codes = np.array([[0], [0], [1]], np.uint8)
+    >>> d, i = ivf_radius_neighbors(VectorQueries(np.array([[1.0]]), C, "sqeuclidean"), codes, lists, 5.0)
+    >>> i[0]
+    array([0, 2])
+    """
+    blocks, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
+    args = (lists, _float32_floor(radius), n_probe, budget)
+    dists, inds = [], []
+    for _, parts in _fan_out(_ivf_radius_task, queries, shards, blocks.query, n_jobs, *args):
+        for q in range(len(parts[0])):
+            d = np.concatenate([p[q][0] for p in parts])
+            i = np.concatenate([p[q][1] for p in parts])
+            order = np.argsort(i, kind="stable")
+            dists.append(d[order])
+            inds.append(i[order])
+    return dists, inds
+
+
+# ------------------------------------------------------- lists of an index
+def check_n_lists(n_lists, coarse_centroids, n_features):
+    """The coarse centroids given (validated, float32) and the number of lists, or raise.
+
+    Parameters
+    ----------
+    n_lists : int or None
+        The ``n_lists`` parameter.
+    coarse_centroids : array-like of shape (n_lists, n_features) or None
+        The ``coarse_centroids`` parameter.
+    n_features : int
+        Dimension of the indexed vectors.
+
+    Returns
+    -------
+    centroids : ndarray of shape (n_lists, n_features), float32, or None
+        None when the centroids are to be learned.
+    n_lists : int or None
+        None for an exhaustive index.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import check_n_lists
+    >>> check_n_lists(None, np.zeros((3, 2)), 2)[1]
+    3
+    """
+    if coarse_centroids is None:
+        return None, n_lists
+    try:
+        centroids = np.array(coarse_centroids, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"coarse_centroids must be None or an array of shape (n_lists, n_features); got "
+            f"{type(coarse_centroids).__name__}."
+        ) from exc
+    if centroids.ndim != 2 or centroids.shape[1] != n_features or centroids.shape[0] < 1:
+        raise ValueError(
+            f"coarse_centroids must have shape (n_lists, n_features={n_features}); got shape "
+            f"{centroids.shape}."
+        )
+    if n_lists is not None and n_lists != centroids.shape[0]:
+        raise ValueError(
+            f"n_lists={n_lists} but coarse_centroids holds {centroids.shape[0]} centroids; give "
+            "n_lists=None (taken from coarse_centroids) or the same number."
+        )
+    if not np.isfinite(centroids).all():
+        raise ValueError("coarse_centroids contains NaN or infinity.")
+    return centroids, centroids.shape[0]
+
+
+def make_lists(X, n_lists, centroids, metric, random_state=None, assignments=None):
+    """Inverted lists of the vectors ``X``: learn or take the centroids, assign, sort.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), float, or CodeQueries
+        The vectors, or items given by their codes (a
+        :class:`~skdqn._tables.CodeQueries`), decoded block by block.
+    n_lists : int
+        Number of lists, ``<= n``.
+    centroids : ndarray of shape (n_lists, d), float32, or None
+        Given centroids; learned by :func:`train_coarse` on at most
+        ``256 * n_lists`` vectors when None.
+    metric : {"l2", "inner_product"}
+        The coarse metric.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the coarse k-means.
+    assignments : ndarray of shape (n,), int, default=None
+        The list of each vector, used as given (then ``centroids``, if None,
+        are the means of each list's vectors).
+
+    Returns
+    -------
+    lists : InvertedLists
+        ``lists.ids`` is the order in which to store the items.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import make_lists
+    >>> lists = make_lists(np.array([[0.0], [9.0], [0.1]]), 2, None, "l2", random_state=0)
+    >>> np.sort(lists.sizes).tolist(), lists.ids.shape
+    ([1, 2], (3,))
+    """
+    if isinstance(X, np.ndarray):
+        n, rows_of = X.shape[0], X.__getitem__
+    else:
+        n, rows_of = X.n_queries, (lambda rows: X.block(rows).vectors())
+    if n < n_lists:
+        raise ValueError(
+            f"n_lists={n_lists} lists need at least as many items; got n_samples={n}. Lower "
+            "n_lists (about 4 * sqrt(n_samples) is usual)."
+        )
+    if n > MAX_KEY_INDEX - 1:
+        raise ValueError(f"inverted lists hold at most {MAX_KEY_INDEX - 1} items; got {n}.")
+    if assignments is None:
+        if centroids is None:
+            centroids = _train_on_sample(rows_of, n, n_lists, random_state)
+        assignments = _assign_blocks(rows_of, n, centroids, metric)
+    elif centroids is None:
+        centroids = _list_means(rows_of, n, assignments, n_lists)
+    order, offsets = build_lists(assignments, n_lists)
+    return InvertedLists(centroids, offsets, order, metric)
+
+
+def _train_on_sample(rows_of, n, n_lists, random_state):
+    rng = check_random_state(random_state)
+    limit = _TRAIN_PER_LIST * n_lists
+    rows = np.sort(rng.choice(n, limit, replace=False)) if n > limit else slice(0, n)
+    return train_coarse(rows_of(rows), n_lists, random_state=rng)
+
+
+def _assign_blocks(rows_of, n, centroids, metric, step=1 << 16):
+    out = np.empty(n, dtype=np.intp)
+    for start in range(0, n, step):
+        rows = slice(start, min(n, start + step))
+        out[rows] = assign_lists(rows_of(rows), centroids, metric)
+    return out
+
+
+def _list_means(rows_of, n, assignments, n_lists, step=1 << 16):
+    assignments = np.asarray(assignments)
+    if assignments.shape != (n,) or assignments.dtype.kind not in "iu":
+        raise ValueError(f"list_assignments must be {n} integers; got {assignments.dtype} of shape {assignments.shape}.")
+    if n and (assignments.min() < 0 or assignments.max() >= n_lists):
+        raise ValueError(f"list_assignments must lie in [0, n_lists={n_lists}).")
+    sums, counts = None, np.bincount(assignments, minlength=n_lists)
+    for start in range(0, n, step):
+        rows = slice(start, min(n, start + step))
+        block = np.asarray(rows_of(rows), dtype=np.float64)
+        if sums is None:
+            sums = np.zeros((n_lists, block.shape[1]))
+        np.add.at(sums, assignments[rows], block)
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def append_to_lists(lists, codes, new_codes, new_vectors):
+    """Lists and sorted codes after appending items (each to the end of its list).
+
+    Parameters
+    ----------
+    lists : InvertedLists
+    codes : ndarray of shape (n, M), sorted by list
+    new_codes : ndarray of shape (n_new, M)
+    new_vectors : ndarray of shape (n_new, d)
+        Assigned to lists with the existing centroids (not refitted); they
+        get the item indices ``n, n + 1, ...``.
+
+    Returns
+    -------
+    lists : InvertedLists
+    codes : ndarray of shape (n + n_new, M)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import InvertedLists, append_to_lists
+    >>> lists = InvertedLists(np.array([[0.0], [9.0]], np.float32), np.array([0, 1, 2]), np.array([1, 0]), "l2")
+    >>> new, codes = append_to_lists(lists, np.array([[5], [6]]), np.array([[7]]), np.array([[0.5]]))
+    >>> new.ids.tolist(), new.offsets.tolist(), codes.ravel().tolist()
+    ([1, 2, 0], [0, 2, 3], [5, 7, 6])
+    """
+    n = lists.ids.shape[0]
+    target = assign_lists(new_vectors, lists.centroids, lists.metric)
+    order = np.argsort(target, kind="stable")
+    positions = lists.offsets[1:][target[order]]
+    codes = np.insert(np.asarray(codes), positions, new_codes[order], axis=0)
+    ids = np.insert(np.asarray(lists.ids), positions, n + order.astype(np.int64))
+    counts = np.bincount(target, minlength=lists.n_lists)
+    offsets = lists.offsets + np.concatenate([[0], np.cumsum(counts)])
+    return InvertedLists(lists.centroids, offsets.astype(np.int64), ids, lists.metric), codes

@@ -1,0 +1,337 @@
+"""Tests of the inverted lists (skdqn._ivf) and of AQDNeighbors with n_lists.
+
+The oracle is the exhaustive search of the same codes: probing every list
+gives it exactly (ties included), and probing fewer lists gives the
+exhaustive search restricted to the items of the probed lists (a reference
+written with a stable argsort here). Fixtures hold overlapping clusters,
+duplicates and all-zero rows; lists may be empty or hold one item.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn.base import clone
+
+from conftest import assert_same_search
+from skdqn import AQDNeighbors
+from skdqn._ivf import (
+    InvertedLists,
+    append_to_lists,
+    assign_lists,
+    build_lists,
+    candidate_distances,
+    coarse_scores,
+    ivf_kneighbors,
+    ivf_radius_neighbors,
+    make_lists,
+    probe_lists,
+    train_coarse,
+)
+from skdqn._kernels import aqd_distances
+from skdqn._search import aqd_kneighbors, scan_blocks
+from skdqn._tables import CodeQueries, VectorQueries, distance_tables
+
+
+def clustered(n=800, d=8, n_centers=12, seed=0):
+    """Overlapping Gaussian clusters, with duplicates and all-zero rows."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_centers, d)) * 2.0
+    X = centers[rng.integers(0, n_centers, n)] + rng.normal(size=(n, d))
+    X[:5] = 0.0
+    X[20:40] = X[50]
+    y = rng.integers(0, 5, n)
+    return X, y
+
+
+def index_pair(metric="euclidean", n_lists=16, K=16, seed=0, **params):
+    X, y = clustered(seed=seed)
+    flat = AQDNeighbors(n_neighbors=7, M=4, K=K, metric=metric, random_state=seed, **params).fit(X, y)
+    ivf = clone(flat).set_params(n_lists=n_lists).fit(X, y)
+    return X, y, flat, ivf
+
+
+def reference_ivf(index, Q, k):
+    """The exhaustive top-k restricted to the items of the probed lists (stable by index)."""
+    table = "inner_product" if index.metric == "inner_product" else "sqeuclidean"
+    full = aqd_distances(distance_tables(Q, index.codebooks_, table), index.codes_)  # rows: list order
+    lists = index._lists()
+    scores = coarse_scores(Q, lists.centroids, lists.metric)
+    query, probed = probe_lists(scores, lists.sizes, index.n_probe, k)
+    item_of_row = lists.ids
+    out = []
+    for q in range(Q.shape[0]):
+        rows = np.concatenate([np.arange(lists.offsets[l], lists.offsets[l + 1]) for l in probed[query == q]])
+        order = np.lexsort((item_of_row[rows], full[q, rows]))[:k]
+        out.append(item_of_row[rows][order])
+    return np.array(out)
+
+
+# ------------------------------------------------------- the exhaustive oracle
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "inner_product"])
+@pytest.mark.parametrize("K", [2, 16, 256])
+def test_probing_every_list_is_the_exhaustive_search(metric, K):
+    X, y, flat, ivf = index_pair(metric, K=K, seed=K)
+    assert_array_equal(ivf.codebooks_, flat.codebooks_)  # the same codes
+    assert_array_equal(ivf.codes_, flat.codes_[ivf.list_ids_])
+    ivf.set_params(n_probe=ivf.n_lists)
+    radius = {"euclidean": 1.5, "sqeuclidean": 2.0, "inner_product": -3.0}[metric]
+    assert_same_search(ivf, flat, X[:40], radius=radius)
+    assert_same_search(ivf, flat, None, radius=radius)  # X=None: every item, itself left out
+    assert_same_search(ivf, flat, X[:30], n_neighbors=len(X))  # every item ranked
+    assert ivf.score(X[:50], y[:50]) == flat.score(X[:50], y[:50])
+    assert ivf.score(X[:50], y[:50], top_k=10) == flat.score(X[:50], y[:50], top_k=10)
+
+
+def test_ties_are_broken_by_item_index_as_in_the_exhaustive_search():
+    # Few distinct codes: many exact ties, spread over the lists.
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 3, size=(600, 4)).astype(float)
+    flat = AQDNeighbors(n_neighbors=25, M=2, K=4, random_state=0).fit(X)
+    ivf = clone(flat).set_params(n_lists=9, n_probe=9).fit(X)
+    assert_same_search(ivf, flat, X[:50], radius=1.0)
+    assert_same_search(ivf, flat, None)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
+@pytest.mark.parametrize("n_probe", [1, 2, 5])
+def test_few_lists_probed_match_the_restricted_reference(metric, n_probe):
+    X, _, _, ivf = index_pair(metric, n_lists=20)
+    ivf.set_params(n_probe=n_probe)
+    Q = X[::37] + 0.3
+    dist, ind = ivf.kneighbors(Q)
+    assert_array_equal(ind, reference_ivf(ivf, Q, 7))
+    table = "inner_product" if metric == "inner_product" else "sqeuclidean"
+    exact = aqd_distances(distance_tables(Q, ivf.codebooks_, table), ivf.codes_[np.argsort(ivf.list_ids_)])
+    expected = np.take_along_axis(exact, ind, axis=1)
+    assert_array_equal(dist, np.sqrt(expected) if metric == "euclidean" else expected)
+
+
+def test_recall_never_decreases_as_n_probe_grows():
+    X, _, flat, ivf = index_pair(n_lists=30)
+    Q = X[::11] + 0.5
+    truth = flat.kneighbors(Q, n_neighbors=10)[1]
+    recalls = []
+    for n_probe in range(1, 31):
+        got = ivf.set_params(n_probe=n_probe).kneighbors(Q, n_neighbors=10)[1]
+        recalls.append(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)]))
+    assert all(b >= a for a, b in zip(recalls, recalls[1:]))
+    assert recalls[0] < 1.0 and recalls[-1] == 1.0
+
+
+def test_n_probe_takes_effect_without_refitting():
+    X, _, flat, ivf = index_pair(n_lists=25)
+    codes = ivf.codes_
+    one = ivf.kneighbors(X[:20] + 0.7)[1]
+    ivf.set_params(n_probe=25)
+    assert ivf.codes_ is codes
+    assert_array_equal(ivf.kneighbors(X[:20] + 0.7)[1], flat.kneighbors(X[:20] + 0.7)[1])
+    ivf.set_params(n_probe=1)
+    assert_array_equal(ivf.kneighbors(X[:20] + 0.7)[1], one)
+
+
+# --------------------------------------------------------- degenerate lists
+def test_empty_and_one_item_lists_and_short_lists_probe_further():
+    X = np.r_[np.zeros((30, 2)), [[50.0, 50.0]]]  # 30 items at 0, one far away
+    centroids = np.array([[0.0, 0.0], [50.0, 50.0], [-99.0, 99.0], [99.0, -99.0]])
+    index = AQDNeighbors(n_neighbors=5, M=1, K=2, coarse_centroids=centroids, random_state=0).fit(X)
+    assert index.coarse_centroids_.shape == (4, 2)
+    assert np.diff(index.list_offsets_).tolist() == [30, 1, 0, 0]
+    # The far item's list holds one item: its query probes further (n_probe=1)
+    # and still gets 5 neighbours, the exhaustive ones.
+    flat = AQDNeighbors(n_neighbors=5, M=1, K=2, random_state=0).fit(X)
+    assert_array_equal(index.codebooks_, flat.codebooks_)
+    dist, ind = index.kneighbors([[50.0, 49.0]])
+    assert_array_equal(ind, flat.kneighbors([[50.0, 49.0]])[1])
+    assert ind.shape == (1, 5)
+    # Queries nearest to an empty list probe the next lists.
+    assert_array_equal(index.kneighbors([[-99.0, 99.0]])[1], flat.kneighbors([[-99.0, 99.0]])[1])
+    assert_array_equal(index.kneighbors(n_neighbors=30)[1], flat.kneighbors(n_neighbors=30)[1])
+    # Radius: exactly the probed lists (approximate by design).
+    assert index.radius_neighbors([[50.0, 50.0]], radius=1.0)[1][0].tolist() == [30]
+    assert index.radius_neighbors([[-99.0, 99.0]], radius=1e9)[1][0].size == 0  # an empty list
+
+
+def test_partial_fit_into_empty_lists_equals_fit():
+    X, y = clustered(n=900)
+    centroids = np.r_[X[:600:50], [[40.0] * 8, [-40.0] * 8]]  # the last two lists start empty
+    first = AQDNeighbors(n_neighbors=6, M=4, K=16, coarse_centroids=centroids, random_state=0)
+    first.partial_fit(X[:600], y[:600])
+    assert (np.diff(first.list_offsets_)[-2:] == 0).all()
+    far = np.r_[np.full((3, 8), 40.0), np.full((2, 8), -40.0)]
+    X2, y2 = np.r_[X[600:], far], np.r_[y[600:], [1, 2, 3, 4, 0]]
+    first.partial_fit(X2, y2)
+    assert (np.diff(first.list_offsets_)[-2:] == [3, 2]).all()
+    assert first.n_samples_fit_ == 905
+    once = AQDNeighbors(
+        n_neighbors=6, codebooks=first.codebooks_, coarse_centroids=centroids
+    ).fit(np.r_[X[:600], X2], np.r_[y[:600], y2])
+    assert_array_equal(first.list_ids_, once.list_ids_)
+    assert_array_equal(first.codes_, once.codes_)
+    for n_probe in (1, 3):
+        first.set_params(n_probe=n_probe)
+        once.set_params(n_probe=n_probe)
+        assert_same_search(first, once, X[::29], radius=2.0)
+        assert_same_search(first, once, None)
+    assert first.score(X[:40], y[:40]) == once.score(X[:40], y[:40])
+
+
+# ------------------------------------------------------------ parallel search
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_sharded_and_parallel_search_identical_to_serial(small_blocks, n_jobs):
+    X, y, _, ivf = index_pair(n_lists=20)
+    parallel = clone(ivf).set_params(n_jobs=n_jobs).fit(X, y)
+    for queries in (X[:3], X[:100]):  # few queries: shards of lists; many: query blocks
+        for n_probe in (1, 4, 20):
+            ivf.set_params(n_probe=n_probe)
+            parallel.set_params(n_probe=n_probe)
+            assert_same_search(parallel, ivf, queries, radius=1.5)
+    lists, codes = ivf._lists(), ivf.codes_
+    source = VectorQueries(X[:9], ivf.codebooks_, "sqeuclidean")
+    ref = ivf_kneighbors(source, codes, lists, 12, n_probe=3)
+    for n_shards in (2, 3, 7, 20, 50):
+        got = ivf_kneighbors(source, codes, lists, 12, n_probe=3, n_shards=n_shards)
+        assert_array_equal(got[1], ref[1])
+        assert_array_equal(got[0], ref[0])
+        r_got = ivf_radius_neighbors(source, codes, lists, 4.0, n_probe=3, n_shards=n_shards)
+        r_ref = ivf_radius_neighbors(source, codes, lists, 4.0, n_probe=3)
+        for a, b in zip(r_got[0] + r_got[1], r_ref[0] + r_ref[1]):
+            assert_array_equal(a, b)
+
+
+def test_candidate_chunks_do_not_change_results():
+    # Tiny scan blocks: a chunk holds 2 candidates, so lists split into pieces.
+    X, _, _, ivf = index_pair(n_lists=10)
+    ivf.set_params(n_probe=3)
+    ref = ivf.kneighbors(X[:15], n_neighbors=9)
+    radius = ivf.radius_neighbors(X[:15], radius=1.2)
+    with scan_blocks(query=4, database=1):
+        got = ivf.kneighbors(X[:15], n_neighbors=9)
+        got_radius = ivf.radius_neighbors(X[:15], radius=1.2)
+    assert_array_equal(got[1], ref[1])
+    assert_array_equal(got[0], ref[0])
+    for a, b in zip(list(got_radius[1]) + list(got_radius[0]), list(radius[1]) + list(radius[0])):
+        assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------- parameters
+def test_errors():
+    X, y = clustered(n=200)
+    with pytest.raises(ValueError, match="n_lists=300 lists need at least as many items"):
+        AQDNeighbors(M=2, K=8, n_lists=300).fit(X)
+    with pytest.raises(ValueError, match=r"coarse_centroids must have shape \(n_lists, n_features=8\)"):
+        AQDNeighbors(M=2, K=8, coarse_centroids=np.zeros((4, 3))).fit(X)
+    with pytest.raises(ValueError, match="n_lists=5 but coarse_centroids holds 4"):
+        AQDNeighbors(M=2, K=8, n_lists=5, coarse_centroids=np.zeros((4, 8))).fit(X)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        AQDNeighbors(M=2, K=8, coarse_centroids=np.full((4, 8), np.nan)).fit(X)
+    with pytest.raises(ValueError, match="n_probe"):
+        AQDNeighbors(M=2, K=8, n_lists=4, n_probe=0).fit(X)
+    index = AQDNeighbors(M=2, K=8, n_lists=4, random_state=0).fit(X)
+    with pytest.raises(ValueError, match=r"n_probe must be in \[1, n_lists=4\]; got n_probe=5"):
+        index.set_params(n_probe=5).kneighbors(X[:2])
+
+
+def test_same_seed_same_lists_and_codebooks_as_without_lists():
+    X, y = clustered(n=700)
+    a = AQDNeighbors(M=4, K=16, n_lists=12, random_state=3).fit(X)
+    b = AQDNeighbors(M=4, K=16, n_lists=12, random_state=3).fit(X)
+    assert_array_equal(a.coarse_centroids_, b.coarse_centroids_)
+    assert_array_equal(a.list_ids_, b.list_ids_)
+    flat = AQDNeighbors(M=4, K=16, random_state=3).fit(X)
+    assert_array_equal(a.codebooks_, flat.codebooks_)
+
+
+def test_refit_without_lists_clears_them():
+    X, y = clustered(n=300)
+    index = AQDNeighbors(M=2, K=8, n_lists=4, random_state=0).fit(X)
+    index.set_params(n_lists=None).fit(X)
+    assert index.coarse_centroids_ is None and index.list_ids_ is None
+    assert_same_search(index, AQDNeighbors(M=2, K=8, random_state=0).fit(X), X[:5])
+
+
+# --------------------------------------------------------------- the kernels
+def test_coarse_scores_and_assignment():
+    rng = np.random.default_rng(0)
+    V = rng.normal(size=(300, 6)).astype(np.float32)
+    C = rng.normal(size=(17, 6)).astype(np.float32)
+    for metric in ("l2", "inner_product"):
+        full = coarse_scores(V, C, metric)
+        exact = ((V[:, None] - C[None]) ** 2).sum(-1) - (V**2).sum(1)[:, None] if metric == "l2" else -(V @ C.T)
+        np.testing.assert_allclose(full, exact, rtol=1e-4, atol=1e-4)
+        for rows in (slice(0, 1), slice(7, 100)):  # a query's scores do not depend on the others
+            assert_array_equal(coarse_scores(V[rows], C, metric), full[rows])
+        assert_array_equal(assign_lists(V, C, metric), np.argmin(exact, axis=1))
+
+
+def test_probe_lists_matches_a_loop():
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 4, size=(40, 9)).astype(np.float32)  # ties
+    sizes = rng.integers(0, 4, size=9)
+    for n_probe in (1, 3, 9):
+        for k in (0, 1, 6, 100):
+            query, lists = probe_lists(scores, sizes, n_probe, k)
+            assert (np.diff(query) >= 0).all()
+            for q in range(40):
+                order = np.argsort(scores[q], kind="stable")
+                need = n_probe
+                while need < 9 and sizes[order[:need]].sum() < k:
+                    need += 1
+                assert_array_equal(lists[query == q], order[:need])
+
+
+def test_candidate_distances_equal_the_scan():
+    rng = np.random.default_rng(2)
+    tables = rng.random((5, 3, 7), dtype=np.float32)
+    codes = rng.integers(0, 7, size=(50, 3)).astype(np.uint8)
+    query = rng.integers(0, 5, 200)
+    rows = rng.integers(0, 50, 200)
+    assert_array_equal(candidate_distances(tables, codes, query, rows), aqd_distances(tables, codes)[query, rows])
+
+
+def test_build_and_append_lists():
+    order, offsets = build_lists(np.array([2, 0, 2, 0, 1]), 4)
+    assert order.tolist() == [1, 3, 4, 0, 2] and offsets.tolist() == [0, 2, 3, 5, 5]
+    lists = InvertedLists(np.array([[0.0], [5.0], [9.0], [20.0]], np.float32), offsets, order, "l2")
+    codes = np.arange(5)[order, None]  # the code of item i is i
+    new, new_codes = append_to_lists(lists, codes, np.array([[5], [6], [7]]), np.array([[19.0], [0.1], [0.2]]))
+    assert new.offsets.tolist() == [0, 4, 5, 7, 8]
+    assert new.ids.tolist() == [1, 3, 6, 7, 4, 0, 2, 5]
+    assert_array_equal(new_codes.ravel(), new.ids)
+
+
+def test_train_coarse_and_make_lists_from_codes():
+    X, _ = clustered(n=800)
+    C = train_coarse(X, 10, random_state=0)
+    assert C.shape == (10, 8) and C.dtype == np.float32
+    assert_array_equal(C, train_coarse(X, 10, random_state=0))
+    index = AQDNeighbors(M=4, K=16, random_state=0).fit(X)
+    decoded = CodeQueries(index.codes_, index.codebooks_, "sqeuclidean")
+    from_codes = make_lists(decoded, 10, C, "l2")
+    from_vectors = make_lists(index.decode(index.codes_), 10, C, "l2")
+    assert_array_equal(from_codes.ids, from_vectors.ids)
+    given = make_lists(decoded, 10, None, "l2", assignments=assign_lists(index.decode(index.codes_), C))
+    assert_array_equal(given.ids, from_codes.ids)
+    assert given.centroids.shape == (10, 8)
+
+
+def test_ivf_needs_vectors():
+    lists = InvertedLists(np.zeros((1, 2), np.float32), np.array([0, 3]), np.arange(3), "l2")
+    with pytest.raises(TypeError, match="query vectors"):
+        ivf_kneighbors(np.zeros((1, 1, 4), np.float32), np.zeros((3, 1), np.uint8), lists, 1)
+
+
+def test_with_deep_quantizer_codebooks(small):
+    from skdqn import DeepQuantizer
+
+    X, X_q, y, y_q = small
+    dq = DeepQuantizer(M=2, K=16, n_components=16, hidden_layer_sizes=(32,), max_epochs=2,
+                       warmup_epochs=1, random_state=0).fit(X, y)
+    Z = dq.transform(X)
+    index = AQDNeighbors(n_neighbors=5, codebooks=dq, n_lists=8, n_probe=8).fit(Z, y)
+    flat = AQDNeighbors(n_neighbors=5, codebooks=dq).fit(Z, y)
+    assert_array_equal(index.codes_, dq.codes_[index.list_ids_])
+    assert_same_search(index, flat, dq.transform(X_q))
+    assert index.score(dq.transform(X_q), y_q) == pytest.approx(dq.score(X_q, y_q))
+    source = VectorQueries(dq.transform(X_q), dq.codebooks_, "sqeuclidean")
+    assert_array_equal(ivf_kneighbors(source, index.codes_, index._lists(), 5, n_probe=8)[1],
+                       aqd_kneighbors(source, dq.codes_, 5)[1])
