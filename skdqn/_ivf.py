@@ -30,7 +30,9 @@ from sklearn.utils import check_random_state
 
 from ._pq import encode, refine_codebooks
 from ._ranking import MAX_KEY_INDEX, PAD_KEY, pack_keys, stable_smallest, unpack_keys
+from ._kernels import _scan_block
 from ._search import _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
+from ._tables import flat_tables
 
 __all__ = [
     "InvertedLists",
@@ -46,6 +48,9 @@ __all__ = [
 
 _TRAIN_PER_LIST = 256  # k-means runs on at most this many vectors per list (as faiss does)
 _COARSE_ITER = 10  # Lloyd iterations of the coarse k-means
+_IVF_BLOCK_FACTOR = 8  # queries per task: up to this many times ScanBlocks.query ...
+_IVF_TABLE_FLOATS = 1 << 21  # ... within this many floats of lookup tables (8 MiB)
+_GROUP_MIN = 4  # a list probed by this many queries of a block is scanned once for all of them
 
 
 @dataclass(frozen=True)
@@ -330,15 +335,11 @@ def _expand_ranges(starts, lengths):
     return np.repeat(starts - first, lengths) + np.arange(total, dtype=np.intp)
 
 
-def _pieces(query, lists, lists_part, offsets, row_start, budget):
-    """(query, first row, length) of the rows each (query, list) pair scans in this part.
+def _pieces(query, lists, offsets, row_start, budget):
+    """(query, first row, length) of the rows each (query, list) pair scans.
 
-    Only the lists in ``lists_part = (first, stop)`` are kept; a list longer
-    than ``budget`` becomes several pieces.
+    A list longer than ``budget`` becomes several pieces.
     """
-    first, stop = lists_part
-    keep = (lists >= first) & (lists < stop)
-    query, lists = query[keep], lists[keep]
     starts = offsets[lists] - row_start
     lengths = offsets[lists + 1] - offsets[lists]
     keep = lengths > 0
@@ -419,28 +420,160 @@ def _probe_block(queries, lists, n_probe, k):
 def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe, budget):
     """Top-k of a block of queries over the probed lists of one range of lists.
 
+    Lists probed by at least ``_GROUP_MIN`` queries of the block are scanned
+    once for all of them (:func:`_grouped_scan`); the other (query, list)
+    pairs are gathered as flat candidates (:func:`_pair_keys`). Both sum the
+    same table entries in the same order, so the path never changes a result.
     Returns (nq, k) distances and item ids; queries with fewer than k
     candidates in this range are padded with (inf, -1).
     """
     tables, (query, probed) = _probe_block(queries, lists, n_probe, k)
-    pieces = _pieces(query, probed, lists_part, lists.offsets, row_start, budget)
-    nq = queries.n_queries
+    query, probed = _in_part(query, probed, lists_part)
+    grouped = np.bincount(probed, minlength=lists.n_lists)[probed] >= _GROUP_MIN
+    top = _RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
+    top.merge(_pair_keys(tables, codes, ids, (query[~grouped], probed[~grouped]), lists.offsets, row_start, budget, k))
+    flat = flat_tables(tables)
+    for cols, dist, rows in _grouped_scan(flat, codes, (query[grouped], probed[grouped]), lists.offsets, row_start, budget):
+        top.add(*_below_kth(dist, ids[rows], cols, top.kth, k))
+    return unpack_keys(top.result())
+
+
+class _RunningTopK:
+    """Per query, the k smallest keys seen so far, and a pool of candidates not yet merged.
+
+    ``kth`` is each query's k-th smallest distance merged so far (inf until k
+    items were merged): a candidate above it can never enter the top k.
+    The pool is merged whenever it holds more than ``limit`` keys, so memory
+    stays bounded.
+    """
+
+    def __init__(self, nq, k, limit):
+        self.nq, self.k, self.limit = nq, k, limit
+        self.best = np.full((nq, k), PAD_KEY, dtype=np.uint64)
+        self.kth = np.full(nq, np.inf, dtype=np.float32)
+        self._pool, self._pooled = [], 0
+
+    def merge(self, best):
+        """Merge (nq, k) sorted keys."""
+        self.best = _merge_keys(self.best, best, self.k)
+        self.kth = unpack_keys(self.best[:, -1])[0]
+
+    def add(self, queries, keys):
+        """Pool candidates: keys (n,) of the queries (n,)."""
+        self._pool.append((queries, keys))
+        self._pooled += keys.size
+        if self._pooled > self.limit:
+            self._fold()
+
+    def _fold(self):
+        if self._pool:
+            self.merge(_pool_topk(self._pool, self.nq, self.k))
+            self._pool, self._pooled = [], 0
+
+    def result(self):
+        """(nq, k) smallest keys of everything added, ascending, padded with PAD_KEY."""
+        self._fold()
+        return self.best
+
+
+def _in_part(query, probed, lists_part):
+    """The (query, list) pairs whose list lies in ``lists_part = (first, stop)``."""
+    first, stop = lists_part
+    keep = (probed >= first) & (probed < stop)
+    return query[keep], probed[keep]
+
+
+def _pair_keys(tables, codes, ids, pairs, offsets, row_start, budget, k):
+    """(nq, k) smallest keys of flat candidates: every (query, item) pair of ``pairs`` gathered."""
+    nq = tables.shape[0]
+    pieces = _pieces(*pairs, offsets, row_start, budget)
     best = np.full((nq, k), PAD_KEY, dtype=np.uint64)
     for chunk in _chunks(pieces[2], budget):
         cand_q, cand_id, dist = _candidates(tables, codes, ids, pieces, chunk)
         best = _merge_keys(best, _run_topk(cand_q, pack_keys(dist, cand_id), nq, k), k)
-    return unpack_keys(best)
+    return best
+
+
+def _grouped_scan(flat, codes, pairs, offsets, row_start, budget):
+    """Per probed list, the AQD of its rows to the queries that probe it.
+
+    Yields ``(cols, dist, rows)``: the queries (ascending), their distances
+    ``(len(rows), len(cols))`` float32 and the scanned rows (a slice),
+    at most ``budget`` distances at a time. The list is scanned once
+    against the table columns of its queries (``flat[:, cols]``).
+    """
+    query, probed = pairs
+    order = np.argsort(probed, kind="stable")  # queries stay ascending within a list
+    query, probed = query[order], probed[order]
+    bounds = np.flatnonzero(np.diff(probed, prepend=-1, append=-1))
+    M = codes.shape[1]
+    moffsets = np.arange(M, dtype=np.intp) * (flat.shape[0] // M)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        cols = query[a:b]
+        sub = np.take(flat, cols, axis=1)
+        first, stop = offsets[probed[a]] - row_start, offsets[probed[a] + 1] - row_start
+        step = max(1, budget // cols.size)
+        for start in range(first, stop, step):
+            end = min(stop, start + step)
+            out = np.empty((end - start, cols.size), dtype=np.float32)
+            yield cols, _scan_block(sub, codes, moffsets, start, end, out, np.empty_like(out)), slice(start, end)
+
+
+def _below_kth(dist, row_ids, cols, kth, k):
+    """Candidates of a scanned piece that can still enter the top k: (queries, keys).
+
+    Keeps the distances ``<= kth`` of their query (ties kept: ids are not
+    monotonic across lists); a query without a k-th distance yet keeps the
+    piece's own k smallest (ties at the k-th included).
+    """
+    bound = kth[cols]
+    fresh = np.flatnonzero(np.isinf(bound))
+    if fresh.size and dist.shape[0] > k:
+        own = np.partition(np.ascontiguousarray(dist[:, fresh].T), k - 1, axis=1)[:, k - 1]
+        bound[fresh] = own
+    hit = np.flatnonzero(dist <= bound)
+    r, c = np.divmod(hit, cols.size)
+    return cols[c], pack_keys(dist.ravel()[hit], row_ids[r])
+
+
+def _pool_topk(pool, nq, k):
+    """(nq, k) smallest keys per query of pooled (queries, keys) parts, padded with PAD_KEY.
+
+    Sorted by key, then stably by query: each query's keys form one ascending
+    run, whose first k are taken (however uneven the runs are).
+    """
+    query = np.concatenate([p[0] for p in pool])
+    keys = np.concatenate([p[1] for p in pool])
+    order = np.argsort(keys)
+    order = order[np.argsort(query[order], kind="stable")]
+    counts = np.bincount(query, minlength=nq)
+    first = np.cumsum(counts) - counts
+    take = first[:, None] + np.arange(k)
+    valid = np.arange(k) < counts[:, None]
+    out = np.full((nq, k), PAD_KEY, dtype=np.uint64)
+    out[valid] = keys[order[take[valid]]]
+    return out
 
 
 def _ivf_radius_task(queries, codes, ids, row_start, lists_part, lists, threshold, n_probe, budget):
-    """Radius matches of a block of queries in the probed lists of one range: per query (d, ids)."""
+    """Radius matches of a block of queries in the probed lists of one range: per query (d, ids).
+
+    Lists are scanned grouped or as flat candidates as in :func:`_ivf_knn_task`.
+    """
     tables, (query, probed) = _probe_block(queries, lists, n_probe, 0)
-    pieces = _pieces(query, probed, lists_part, lists.offsets, row_start, budget)
+    query, probed = _in_part(query, probed, lists_part)
+    grouped = np.bincount(probed, minlength=lists.n_lists)[probed] >= _GROUP_MIN
+    pieces = _pieces(query[~grouped], probed[~grouped], lists.offsets, row_start, budget)
     found = []
     for chunk in _chunks(pieces[2], budget):
         cand_q, cand_id, dist = _candidates(tables, codes, ids, pieces, chunk)
         hit = dist <= threshold
         found.append((cand_q[hit], cand_id[hit], dist[hit]))
+    flat = flat_tables(tables)
+    for cols, dist, rows in _grouped_scan(flat, codes, (query[grouped], probed[grouped]), lists.offsets, row_start, budget):
+        hit = np.flatnonzero(dist <= threshold)
+        r, c = np.divmod(hit, cols.size)
+        found.append((cols[c], ids[rows][r], dist.ravel()[hit]))
     return _per_query_by_id(found, queries.n_queries)
 
 
@@ -476,16 +609,24 @@ def _check_probe(n_probe, lists):
 
 
 def _plan(queries, codes, lists, n_probe, n_jobs, n_shards):
-    """Check the search and return (blocks, budget, shards)."""
+    """Check the search and return (queries per task, budget, shards).
+
+    A task holds more queries than an exhaustive one (up to ``_IVF_BLOCK_FACTOR``
+    times :class:`~skdqn._search.ScanBlocks` ``.query``, within
+    ``_IVF_TABLE_FLOATS`` floats of tables), so that each probed list is
+    scanned once for many queries.
+    """
     _check_probe(n_probe, lists)
     if not hasattr(queries, "vectors"):
         raise TypeError("an inverted-list search needs query vectors (a VectorQueries or CodeQueries).")
     blocks = get_scan_blocks()
     budget = max(1, blocks.query * blocks.database // 2)  # candidates gathered at a time
+    M, K = queries.codebooks.shape[:2]
+    query_block = max(blocks.query, min(_IVF_BLOCK_FACTOR * blocks.query, _IVF_TABLE_FLOATS // (M * K)))
     if n_shards is None:
-        n_blocks = -(-queries.n_queries // blocks.query)
+        n_blocks = -(-queries.n_queries // query_block)
         n_shards = _auto_shards(n_jobs, n_blocks, codes.shape[0], blocks.database)
-    return blocks, budget, _list_shards(codes, lists, n_shards)
+    return query_block, budget, _list_shards(codes, lists, n_shards)
 
 
 def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None, n_shards=None):
@@ -538,11 +679,11 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
     >>> ivf_kneighbors(VectorQueries(np.array([[1.0]]), C, "sqeuclidean"), codes, lists, 2)
     (array([[1., 1.]], dtype=float32), array([[0, 2]]))
     """
-    blocks, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
+    query_block, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
     dist = np.empty((queries.n_queries, n_neighbors), dtype=np.float32)
     ind = np.empty((queries.n_queries, n_neighbors), dtype=np.intp)
     args = (lists, n_neighbors, n_probe, budget)
-    for rows, parts in _fan_out(_ivf_knn_task, queries, shards, blocks.query, n_jobs, *args):
+    for rows, parts in _fan_out(_ivf_knn_task, queries, shards, query_block, n_jobs, *args):
         if len(parts) > 1:
             parts = [merge_kneighbors([p[0] for p in parts], [p[1] for p in parts], n_neighbors)]
         dist[rows], ind[rows] = parts[0]
@@ -585,10 +726,10 @@ def ivf_radius_neighbors(queries, codes, lists, radius, *, n_probe=1, n_jobs=Non
     >>> i[0]
     array([0, 2])
     """
-    blocks, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
+    query_block, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
     args = (lists, _float32_floor(radius), n_probe, budget)
     dists, inds = [], []
-    for _, parts in _fan_out(_ivf_radius_task, queries, shards, blocks.query, n_jobs, *args):
+    for _, parts in _fan_out(_ivf_radius_task, queries, shards, query_block, n_jobs, *args):
         for q in range(len(parts[0])):
             d = np.concatenate([p[q][0] for p in parts])
             i = np.concatenate([p[q][1] for p in parts])

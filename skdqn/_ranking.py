@@ -116,6 +116,8 @@ def stable_smallest(values, depth):
     array([[3, 1, 2]])
     """
     n_rows, n_cols = values.shape
+    if depth == 1:  # argmin returns the first smallest: ties by column already
+        return np.argmin(values, axis=1)[:, None].astype(np.intp)
     keys = pack_keys(values, np.broadcast_to(np.arange(n_cols), values.shape))
     if depth < n_cols // 2:  # keys are distinct: the partition keeps the right ones
         keys = np.partition(keys, depth - 1, axis=1)[:, :depth]

@@ -57,21 +57,26 @@ def distance_tables(Q, codebooks, metric="sqeuclidean", *, block_floats=_TABLE_B
         the sum is the negated inner product ``-<q, C h>``, so that smaller is
         still better.
     block_floats : int, default=4194304
-        Bound on the floats of the ``(queries, K, ds)`` difference temporary
-        of the squared distances (queries are processed in blocks of that
-        size); results do not depend on it.
+        Bound on the floats of the ``(K, queries)`` temporaries (queries are
+        processed in blocks of ``block_floats // K``); results do not depend
+        on it.
 
     Returns
     -------
     tables : ndarray of shape (n_queries, M, K), float32
+        A transposed view of a C-contiguous ``(M, K, n_queries)`` array, the
+        layout the numpy scan reads (:func:`flat_tables` then copies nothing).
 
     Notes
     -----
-    The squared distances are computed as differences (not by expanding the
-    square), so a query equal to a codeword gets exactly 0. A query's table
-    is the same, bit for bit, whatever the other queries computed with it
-    (no matrix product, whose rounding depends on the number of rows), so
-    results never depend on the query blocks of a search.
+    The tables are accumulated one dimension at a time in the ``(M, K,
+    n_queries)`` layout: ``sum_d (q_d - c_d)^2`` as differences (not by
+    expanding the square), in the order ``d = 0, 1, ...``, so a query equal
+    to a codeword gets exactly 0; inner products likewise as ``sum_d q_d c_d``.
+    Every operation is elementwise, so a query's table is the same, bit for
+    bit, whatever the other queries computed with it (no matrix product, whose
+    rounding depends on the number of rows), and results never depend on the
+    query blocks of a search.
 
     Examples
     --------
@@ -86,36 +91,38 @@ def distance_tables(Q, codebooks, metric="sqeuclidean", *, block_floats=_TABLE_B
     if metric not in _TABLE_METRICS:
         raise ValueError(f"metric must be 'sqeuclidean' or 'inner_product', got {metric!r}.")
     Q = np.asarray(Q, dtype=np.float32)
-    blocks = split_subspaces(Q, M)
-    tables = np.empty((Q.shape[0], M, K), dtype=np.float32)
-    if metric == "inner_product":
-        return _negated_inner_products(blocks, codebooks, tables)
-    step = max(1, block_floats // (K * ds))
+    QT = np.ascontiguousarray(Q.T)  # (M * ds, nq): one contiguous row per dimension
+    out = np.empty((M, K, Q.shape[0]), dtype=np.float32)
+    step = max(1, block_floats // K)
+    tmp = np.empty((K, min(step, Q.shape[0])), dtype=np.float32)
+    accumulate = _accumulate_squares if metric == "sqeuclidean" else _accumulate_negated_products
     for start in range(0, Q.shape[0], step):
-        stop = start + step
+        cols = slice(start, min(Q.shape[0], start + step))
         for m in range(M):
-            diff = blocks[m][start:stop, None, :] - codebooks[m][None, :, :]
-            np.einsum("qkd,qkd->qk", diff, diff, out=tables[start:stop, m])
-    return tables
+            accumulate(QT[m * ds : (m + 1) * ds, cols], codebooks[m], out[m, :, cols], tmp[:, : cols.stop - start])
+    return out.transpose(2, 0, 1)
 
 
-def _negated_inner_products(blocks, codebooks, tables):
-    """``tables[q, m, k] = -<blocks[m, q], codebooks[m, k]>``, summed over ``d`` in order.
+def _accumulate_squares(q, c, out, tmp):
+    """``out[k, j] = sum_d (q[d, j] - c[k, d])^2``, summed over ``d`` in order.
 
-    Outer products accumulated one dimension at a time rather than a matrix
-    product: BLAS rounds a row differently with the number of rows, and a
-    query's table must not depend on the other queries.
+    ``q`` (ds, nq), ``c`` (K, ds), ``out`` and ``tmp`` (K, nq), float32.
     """
-    M, K, ds = codebooks.shape
-    tmp = np.empty((tables.shape[0], K), dtype=np.float32)
-    for m in range(M):
-        out = tables[:, m]
-        np.multiply.outer(blocks[m][:, 0], codebooks[m][:, 0], out=out)
-        for d in range(1, ds):
-            np.multiply.outer(blocks[m][:, d], codebooks[m][:, d], out=tmp)
-            out += tmp
-        np.negative(out, out=out)
-    return tables
+    np.subtract.outer(c[:, 0], q[0], out=out)
+    np.multiply(out, out, out=out)
+    for d in range(1, q.shape[0]):
+        np.subtract.outer(c[:, d], q[d], out=tmp)
+        np.multiply(tmp, tmp, out=tmp)
+        out += tmp
+
+
+def _accumulate_negated_products(q, c, out, tmp):
+    """``out[k, j] = -sum_d q[d, j] c[k, d]``, summed over ``d`` in order (shapes as above)."""
+    np.multiply.outer(c[:, 0], q[0], out=out)
+    for d in range(1, q.shape[0]):
+        np.multiply.outer(c[:, d], q[d], out=tmp)
+        out += tmp
+    np.negative(out, out=out)
 
 
 def flat_tables(tables):

@@ -335,3 +335,77 @@ def test_with_deep_quantizer_codebooks(small):
     source = VectorQueries(dq.transform(X_q), dq.codebooks_, "sqeuclidean")
     assert_array_equal(ivf_kneighbors(source, index.codes_, index._lists(), 5, n_probe=8)[1],
                        aqd_kneighbors(source, dq.codes_, 5)[1])
+
+
+# ----------------------------------------------- grouped and pair scan paths
+@pytest.mark.parametrize("group_min", [1, 3, 10**9])
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
+def test_grouped_and_pair_paths_give_the_same_results(monkeypatch, group_min, metric):
+    # group_min=1: every probed list scanned once for its queries; 10**9: every
+    # (query, list) pair gathered as flat candidates; 3: a mixture.
+    import skdqn._ivf as ivf_module
+
+    X, _, flat, ivf = index_pair(metric, n_lists=20)
+    Q = X[::7] + 0.2
+    ivf.set_params(n_probe=3)
+    expected = reference_ivf(ivf, Q, 7)
+    monkeypatch.setattr(ivf_module, "_GROUP_MIN", group_min)
+    assert_array_equal(ivf.kneighbors(Q)[1], expected)
+    ivf.set_params(n_probe=20)
+    assert_same_search(ivf, flat, Q, radius=1.0 if metric == "euclidean" else -3.0)
+    assert_same_search(ivf, flat, None)
+
+
+@pytest.mark.parametrize("group_min", [1, 10**9])
+def test_paths_keep_ties_by_item_index_across_lists(monkeypatch, group_min):
+    # Lists hold items of interleaved indices and many equal distances: the
+    # k-th distance bound must keep ties (ids are not monotonic across lists).
+    import skdqn._ivf as ivf_module
+
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 3, size=(500, 4)).astype(float)
+    flat = AQDNeighbors(n_neighbors=30, M=2, K=4, random_state=0).fit(X)
+    ivf = clone(flat).set_params(n_lists=7, n_probe=7).fit(X)
+    monkeypatch.setattr(ivf_module, "_GROUP_MIN", group_min)
+    with scan_blocks(query=16, database=64):  # small pieces and frequent pool folds
+        assert_same_search(ivf, flat, X[:80])
+        assert_same_search(ivf, flat, X[:80], n_neighbors=200)
+
+
+def test_pool_topk_takes_the_smallest_keys_of_uneven_runs():
+    from skdqn._ivf import _pool_topk
+    from skdqn._ranking import PAD_KEY
+
+    rng = np.random.default_rng(0)
+    query = np.r_[np.zeros(50, int), np.full(3, 2), np.full(7, 3)]
+    keys = rng.integers(0, 2**40, query.size).astype(np.uint64)
+    perm = rng.permutation(query.size)
+    got = _pool_topk([(query[perm][:30], keys[perm][:30]), (query[perm][30:], keys[perm][30:])], 5, 4)
+    for q in range(5):
+        expected = np.sort(keys[query == q])[:4]
+        assert_array_equal(got[q, : expected.size], expected)
+        assert (got[q, expected.size :] == PAD_KEY).all()
+
+
+def test_running_topk_bound_and_folds():
+    from skdqn._ivf import _RunningTopK
+    from skdqn._ranking import pack_keys, unpack_keys
+
+    rng = np.random.default_rng(1)
+    nq, k = 4, 3
+    top = _RunningTopK(nq, k, limit=5)  # folds often
+    assert np.isinf(top.kth).all()
+    everything = []
+    for _ in range(20):
+        q = rng.integers(0, nq, 4)
+        d = rng.integers(0, 5, 4).astype(np.float32)
+        i = rng.integers(0, 1000, 4)
+        everything.append((q, d, i))
+        top.add(q, pack_keys(d, i))
+    dist, ind = unpack_keys(top.result())
+    q, d, i = (np.concatenate(p) for p in zip(*everything))
+    for row in range(nq):
+        order = np.lexsort((i[q == row], d[q == row]))[:k]
+        assert_array_equal(ind[row], i[q == row][order])
+        assert_array_equal(dist[row], d[q == row][order])
+    assert_array_equal(top.kth, dist[:, -1])
