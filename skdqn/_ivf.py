@@ -26,6 +26,7 @@ top k is selected exactly (packed keys, :mod:`skdqn._ranking`).
 from dataclasses import dataclass
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.utils import check_random_state
 
 from ._pq import encode, refine_codebooks
@@ -50,7 +51,7 @@ _TRAIN_PER_LIST = 256  # k-means runs on at most this many vectors per list (as 
 _COARSE_ITER = 10  # Lloyd iterations of the coarse k-means
 _IVF_BLOCK_FACTOR = 8  # queries per task: up to this many times ScanBlocks.query ...
 _IVF_TABLE_FLOATS = 1 << 21  # ... within this many floats of lookup tables (8 MiB)
-_GROUP_MIN = 4  # a list probed by this many queries of a block is scanned once for all of them
+_GROUP_MIN = 2048  # a list whose (queries x items) of a block reach this is scanned once for all its queries
 
 
 @dataclass(frozen=True)
@@ -420,16 +421,16 @@ def _probe_block(queries, lists, n_probe, k):
 def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe, budget):
     """Top-k of a block of queries over the probed lists of one range of lists.
 
-    Lists probed by at least ``_GROUP_MIN`` queries of the block are scanned
-    once for all of them (:func:`_grouped_scan`); the other (query, list)
-    pairs are gathered as flat candidates (:func:`_pair_keys`). Both sum the
+    Lists with enough work are scanned once for all the queries of the block
+    that probe them (:func:`_grouped_pairs`, :func:`_grouped_scan`); the other
+    (query, list) pairs are gathered as flat candidates (:func:`_pair_keys`). Both sum the
     same table entries in the same order, so the path never changes a result.
     Returns (nq, k) distances and item ids; queries with fewer than k
     candidates in this range are padded with (inf, -1).
     """
     tables, (query, probed) = _probe_block(queries, lists, n_probe, k)
     query, probed = _in_part(query, probed, lists_part)
-    grouped = np.bincount(probed, minlength=lists.n_lists)[probed] >= _GROUP_MIN
+    grouped = _grouped_pairs(probed, lists)
     top = _RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
     top.merge(_pair_keys(tables, codes, ids, (query[~grouped], probed[~grouped]), lists.offsets, row_start, budget, k))
     flat = flat_tables(tables)
@@ -474,6 +475,19 @@ class _RunningTopK:
         """(nq, k) smallest keys of everything added, ascending, padded with PAD_KEY."""
         self._fold()
         return self.best
+
+
+def _grouped_pairs(probed, lists):
+    """Which (query, list) pairs go to the grouped scan: lists with enough work to share.
+
+    A list probed by ``n_q`` queries of the block is scanned once for all of
+    them when ``n_q >= 2`` and ``n_q * size >= _GROUP_MIN``; below that, the
+    fixed cost of a scan call outweighs what grouping saves, and its pairs
+    are gathered as flat candidates.
+    """
+    n_q = np.bincount(probed, minlength=lists.n_lists)
+    work = n_q * lists.sizes
+    return ((n_q >= 2) & (work >= _GROUP_MIN))[probed]
 
 
 def _in_part(query, probed, lists_part):
@@ -562,7 +576,7 @@ def _ivf_radius_task(queries, codes, ids, row_start, lists_part, lists, threshol
     """
     tables, (query, probed) = _probe_block(queries, lists, n_probe, 0)
     query, probed = _in_part(query, probed, lists_part)
-    grouped = np.bincount(probed, minlength=lists.n_lists)[probed] >= _GROUP_MIN
+    grouped = _grouped_pairs(probed, lists)
     pieces = _pieces(query[~grouped], probed[~grouped], lists.offsets, row_start, budget)
     found = []
     for chunk in _chunks(pieces[2], budget):
@@ -614,7 +628,8 @@ def _plan(queries, codes, lists, n_probe, n_jobs, n_shards):
     A task holds more queries than an exhaustive one (up to ``_IVF_BLOCK_FACTOR``
     times :class:`~skdqn._search.ScanBlocks` ``.query``, within
     ``_IVF_TABLE_FLOATS`` floats of tables), so that each probed list is
-    scanned once for many queries.
+    scanned once for many queries; with several workers, at most a
+    worker's share of the queries.
     """
     _check_probe(n_probe, lists)
     if not hasattr(queries, "vectors"):
@@ -623,6 +638,9 @@ def _plan(queries, codes, lists, n_probe, n_jobs, n_shards):
     budget = max(1, blocks.query * blocks.database // 2)  # candidates gathered at a time
     M, K = queries.codebooks.shape[:2]
     query_block = max(blocks.query, min(_IVF_BLOCK_FACTOR * blocks.query, _IVF_TABLE_FLOATS // (M * K)))
+    workers = effective_n_jobs(n_jobs)
+    if workers > 1:  # parallel over query blocks first: every worker gets one
+        query_block = max(blocks.query, min(query_block, -(-queries.n_queries // workers)))
     if n_shards is None:
         n_blocks = -(-queries.n_queries // query_block)
         n_shards = _auto_shards(n_jobs, n_blocks, codes.shape[0], blocks.database)
