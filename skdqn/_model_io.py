@@ -451,10 +451,11 @@ def _network(blob, fields, network, path):
     description = fields["network"]
     if blob.dtype != np.uint8 or blob.ndim != 1:
         raise ValueError(f"{path}: network.npy must be a 1-D uint8 array (torch.save bytes).")
-    if description["kind"] == "custom" and network is None:
+    if fields["network_param"] and network is None:
         raise ValueError(
-            f"{path} holds a DeepQuantizer with a custom network ({description['class']}): "
-            "pass a module of the same architecture as network= to load its weights into."
+            f"{path} holds a DeepQuantizer with a custom network "
+            f"({description.get('class', 'a torch.nn.Sequential')}): pass a module of the same "
+            "architecture as network= to load its weights into."
         )
     if network is not None and not fields["network_param"]:
         raise ValueError(

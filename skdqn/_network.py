@@ -191,8 +191,8 @@ def rebuild_network(description, backbone=None):
     description : dict
         As returned by :func:`describe_network` (already validated).
     backbone : torch.nn.Module, default=None
-        The backbone of a ``"custom"`` network (used as it is, not copied);
-        ignored for an ``"mlp"``.
+        The backbone, used as it is (not copied); required for a
+        ``"custom"`` network. None builds the described MLP.
 
     Returns
     -------
@@ -206,6 +206,6 @@ def rebuild_network(description, backbone=None):
     >>> sorted(rebuilt.state_dict()) == sorted(net.state_dict())
     True
     """
-    if description["kind"] == "mlp":
+    if backbone is None:
         backbone = build_mlp(description["n_features"], description["hidden_layer_sizes"], description["dropout"])
     return QuantizationNetwork(backbone, description["n_backbone_features"], description["n_components"])

@@ -108,6 +108,16 @@ def test_custom_network_needs_a_module_of_the_same_architecture(tmp_path, data, 
         DeepQuantizer.load(path, network="SmallCNN")
 
 
+def test_a_custom_network_shaped_like_the_mlp_still_needs_the_module(tmp_path, data):
+    X, X_q, y, y_q = data
+    module = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU())
+    dq = DeepQuantizer(network=module, random_state=0, **TINY).fit(X, y)
+    path = dq.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"custom network \(a torch.nn.Sequential\)"):
+        DeepQuantizer.load(path)
+    assert_same_model(dq, DeepQuantizer.load(path, network=module), X_q, y_q)
+
+
 def test_default_mlp_refuses_a_network_and_unfitted_refuses_save(tmp_path, model, small_cnn):
     path = model.save(tmp_path / "m")
     with pytest.raises(ValueError, match="default MLP.*do not pass a network"):
