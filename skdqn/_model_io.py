@@ -491,7 +491,7 @@ def _scaler(arrays, fields, path):
     return scaler
 
 
-def load_model(path, network=None):
+def load_model(path, network=None, *, cls=None):
     """Read a model written by :func:`save_model`, every field and array validated.
 
     Parameters
@@ -500,6 +500,9 @@ def load_model(path, network=None):
     network : torch.nn.Module, default=None
         For a model with a custom backbone: a module of the same
         architecture (a deep copy receives the saved weights).
+    cls : type, default=None
+        The estimator class to build (a subclass of DeepQuantizer); None
+        for :class:`~skdqn.DeepQuantizer`.
 
     Returns
     -------
@@ -530,7 +533,7 @@ def load_model(path, network=None):
         raise ValueError(f"{path}: header field 'params' must not hold 'network'.")
     if isinstance(params.get("hidden_layer_sizes"), list):
         params = {**params, "hidden_layer_sizes": tuple(params["hidden_layer_sizes"])}
-    dq = _make_estimator(DeepQuantizer, params, path)
+    dq = _make_estimator(DeepQuantizer if cls is None else cls, params, path)
     codebooks, codes = _check_quantization(arrays, fields, dq, path)
     labels, classes = _check_labels(arrays, codes.shape[0], path)
     net, device = _network(arrays["network"], fields, network, path)

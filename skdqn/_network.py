@@ -125,26 +125,30 @@ def module_device(module):
 
 
 def _mlp_layers(backbone):
-    """``(n_features, hidden_layer_sizes, dropout)`` of a :func:`build_mlp` backbone, or None."""
+    """``(n_features, hidden_layer_sizes, dropout)`` of a :func:`build_mlp` backbone, or None.
+
+    Only a backbone that :func:`build_mlp` would build again, module for
+    module, qualifies (so that its ``state_dict`` keys match).
+    """
     if type(backbone) is not nn.Sequential:
         return None
     layers = list(backbone)
-    sizes, n_features, dropout, i = [], None, 0.0, 0
+    sizes, n_features, dropouts, i = [], None, [], 0
     while i < len(layers):
         linear = layers[i]
         if type(linear) is not nn.Linear or linear.bias is None or i + 1 >= len(layers):
             return None
-        if type(layers[i + 1]) is not nn.ReLU:
+        if type(layers[i + 1]) is not nn.ReLU or (sizes and linear.in_features != sizes[-1]):
             return None
         n_features = linear.in_features if n_features is None else n_features
-        if sizes and linear.in_features != sizes[-1]:
-            return None
         sizes.append(linear.out_features)
         i += 2
-        if i < len(layers) and type(layers[i]) is nn.Dropout:
-            dropout = layers[i].p
-            i += 1
-    return n_features, sizes, dropout
+        has_dropout = i < len(layers) and type(layers[i]) is nn.Dropout
+        dropouts.append(layers[i].p if has_dropout else 0.0)
+        i += has_dropout
+    if len(set(dropouts)) > 1 or (dropouts and dropouts[0] == 0.0 and len(layers) != 2 * len(sizes)):
+        return None  # build_mlp puts the same Dropout (p > 0) after every layer, or none
+    return n_features, sizes, dropouts[0] if dropouts else 0.0
 
 
 def describe_network(net):

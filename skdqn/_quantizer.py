@@ -117,6 +117,7 @@ class _TrainingState:
         self.C_t = torch.from_numpy(codebooks).to(self.device)
         self.H_t = torch.from_numpy(codes.astype(np.int64)).to(self.device)
 
+
 def _check_first_output(out, batch):
     """Raise a ValueError unless the backbone gave one finite row per item of ``batch``."""
     where = f"In the first forward pass (a batch of shape {tuple(batch.shape)}), the network"
@@ -955,14 +956,12 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> DeepQuantizer.load(folder).codes_.shape
         (1797, 2)
         """
-        dq, scaler = load_model(path, network=network)
+        dq, scaler = load_model(path, network=network, cls=cls)
         if scaler is not None:
             raise ValueError(
                 f"{path} holds a StandardScaler followed by a DeepQuantizer (a model written by "
                 "'skdqn fit'); read it with skdqn.cli.load_model, which returns the Pipeline."
             )
-        if not isinstance(dq, cls):
-            dq.__class__ = cls  # a subclass loads as itself (it has the same state)
         return dq
 
     # ------------------------------------------------------------ pickling
