@@ -354,6 +354,7 @@ def _check_history(header, path, n_iter):
 
 def _check_fields(header, path):
     """Every header field but ``params``, checked for type, value and agreement."""
+    _field(header, path, "skdqn_version", (str,), "a version string")
     fields = {
         "network_param": _field(header, path, "network_param", (bool,), "true or false"),
         "n_components": _int_field(header, path, "n_components", 1),

@@ -235,6 +235,7 @@ HEADER_CASES = [
     (_set("device", 0), "'device' must be a device name"),
     (_set("standardize", {"n_samples_seen": 0}), "'standardize' must be null"),
     (_set("standardize", {"n_samples_seen": 10}), "incomplete: missing \\['scaler_mean'"),
+    (_set("skdqn_version", 1), "'skdqn_version' must be a version string"),
     (_set("format_version", "1"), "format_version"),
     (_set("format_version", 2), "newer skdqn"),
     (_set("format", "skdqn.AQDNeighbors"), "does not hold a DeepQuantizer model"),
