@@ -385,7 +385,10 @@ def _check_fields(header, path):
         set(standardize) != {"n_samples_seen"} or not isinstance(standardize["n_samples_seen"], int)
         or isinstance(standardize["n_samples_seen"], bool) or standardize["n_samples_seen"] < 1
     ):
-        raise ValueError(f"{path}: header field 'standardize' must be null or {{\"n_samples_seen\": a positive integer}}.")
+        raise ValueError(
+            f"{path}: header field 'standardize' must be null or an object with one key, "
+            "n_samples_seen, a positive integer."
+        )
     return fields
 
 

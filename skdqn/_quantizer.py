@@ -310,6 +310,16 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     default MLP's matrices are small: on a busy machine
     ``torch.set_num_threads(1)`` can make ``fit`` several times faster.
 
+    A fitted model is saved by :meth:`save` and read by :meth:`load` without
+    pickle (files safe to load from anyone). It also pickles: the default
+    MLP as its weights (unpickled with ``torch.load(weights_only=True)``), a
+    custom ``network`` as the module itself.
+
+    A network that breaks is stopped with a ``ValueError``: an output holding
+    NaN or infinity (in the first forward pass, or once training diverges,
+    naming the epoch), or not one row per item. With a custom ``network``,
+    inputs must have the item shape seen by ``fit``.
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits

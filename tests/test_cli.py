@@ -298,7 +298,7 @@ ERROR_CASES = [
     ("K > n", ["fit", "{X}", "{y}", "--K", "1024", "--epochs", "1", "-o", "{out}"], 1, "n_samples >= K"),
     ("npy model", ["encode", "{X}", "{Q}", "-o", "{out}"], 2, "is a NumPy array file, not a model"),
     ("garbage", ["encode", "{garbage}", "{Q}", "-o", "{out}"], 2, "is not a model written by"),
-    ("pickle", ["encode", "{dict}", "{Q}", "-o", "{out}"], 2, "is a pickle, not a model written by 'skdqn fit'"),
+    ("pickle", ["encode", "{dict}", "{Q}", "-o", "{out}"], 2, "is a pickle, not a model written by"),
     ("index", ["encode", "{index}", "{Q}", "-o", "{out}"], 2, "does not hold a DeepQuantizer model"),
     ("missing model", ["encode", "{folder}/nope.skdqn", "{Q}", "-o", "{out}"], 2, "model file not found"),
     ("features", ["encode", "{model}", "{Q10}", "-o", "{out}"], 2, "10 features per row"),
