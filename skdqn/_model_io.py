@@ -145,13 +145,18 @@ def fill_network(net, state, where):
     >>> from skdqn._model_io import fill_network
     >>> fill_network(torch.nn.Linear(2, 3), {"weight": torch.zeros(3, 2), "bias": torch.zeros(3)}, "demo")
     """
-    expected = net.state_dict()
+    _check_fit({name: tuple(value.shape) for name, value in net.state_dict().items()}, state, where)
+    net.load_state_dict(state)
+
+
+def _check_fit(expected, state, where):
+    """Raise a ValueError unless ``state`` has exactly the names and shapes ``expected``."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = [
-        f"{name} is {tuple(state[name].shape)} in the file but {tuple(value.shape)} in the network"
-        for name, value in expected.items()
-        if name in state and tuple(state[name].shape) != tuple(value.shape)
+        f"{name} is {tuple(state[name].shape)} in the file but {shape} in the network"
+        for name, shape in expected.items()
+        if name in state and tuple(state[name].shape) != shape
     ]
     problems = (
         ([f"missing weights {missing}"] if missing else [])
@@ -163,7 +168,6 @@ def fill_network(net, state, where):
             f"{where}: the saved weights do not fit the network (not the same architecture): "
             + "; ".join(problems[:6]) + ("; ..." if len(problems) > 6 else "") + "."
         )
-    net.load_state_dict(state)
 
 
 # ------------------------------------------------------------------- saving
@@ -286,8 +290,13 @@ def save_model(dq, path, *, scaler=None, single_file=False):
         return write_bundle(path, header, arrays)
     if path.is_dir():
         raise ValueError(f"{path} is a directory; a single-file model cannot replace it.")
-    tmp = write_bundle(path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}.npz"), header, arrays)
-    os.replace(tmp, path)  # atomic: an interrupted save leaves the old file intact
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}.npz")
+    try:
+        write_bundle(tmp, header, arrays)
+        os.replace(tmp, path)  # atomic: an interrupted save leaves the old file intact
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 
@@ -319,7 +328,9 @@ def _check_network_field(header, path, fields):
     if set(net) != keys:
         raise ValueError(f"{where} must have exactly the keys {sorted(keys)}; got {sorted(net)}.")
     for key in ("n_backbone_features", "n_components") + (("n_features",) if net["kind"] == "mlp" else ()):
-        _int_list([net[key]], path, f"network.{key}")
+        value = net[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: {key} must be a positive integer; got {value!r}.")
     if net["n_components"] != fields["n_components"]:
         raise ValueError(f"{where}: n_components={net['n_components']} disagrees with n_components.")
     if net["kind"] == "custom":
@@ -469,10 +480,21 @@ def _network(blob, fields, network, path):
     if network is not None and not isinstance(network, torch.nn.Module):
         raise TypeError(f"network must be a torch.nn.Module; got {type(network).__name__}.")
     device = _load_device(fields["device"])
-    state = load_weights(blob.tobytes(), device, f"{path}: network.npy")
+    where = f"{path}: network.npy"
+    state = load_weights(blob.tobytes(), device, where)
+    # The sizes of the header are checked against the weights before anything
+    # is built from them: a forged header cannot make the loader allocate
+    # more than the file holds.
+    R, F = description["n_components"], description["n_backbone_features"]
+    fcb = {"fcb.weight": (R, F), "fcb.bias": (R,)}
+    _check_fit(fcb, {k: v for k, v in state.items() if k in fcb}, where)
+    if network is None:
+        with torch.device("meta"):  # shapes only, no memory
+            skeleton = rebuild_network(description)
+        _check_fit({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, state, where)
     backbone = None if network is None else copy.deepcopy(network)
     net = rebuild_network(description, backbone)
-    fill_network(net, state, f"{path}: network.npy")
+    fill_network(net, state, where)
     return net.to(device).eval(), device
 
 

@@ -228,6 +228,17 @@ HEADER_CASES = [
     (_set_network("hidden_layer_sizes", [16, 0]), "hidden_layer_sizes' must be a list of positive"),
     (_set_network("hidden_layer_sizes", [32]), "MLP's sizes disagree"),
     (_set_network("n_components", 4), "disagrees with n_components"),
+    (_set_network("n_backbone_features", "16"), "n_backbone_features must be a positive integer"),
+    # Forged sizes are checked against the weights before anything is built.
+    (
+        lambda h: h["network"].update(hidden_layer_sizes=[10**12], n_backbone_features=10**12),
+        r"fcb.weight is \(8, 16\) in the file but \(8, 1000000000000\)",
+    ),
+    (lambda h: h["network"].update(hidden_layer_sizes=[16, 16]), r"unexpected weights|missing weights \['backbone.3"),
+    (
+        lambda h: h["network"].update(hidden_layer_sizes=[10**12, 16]),
+        r"backbone.0.weight is \(16, 64\) in the file but \(1000000000000, 64\)",
+    ),
     (_set_network("surprise", 1), "exactly the keys"),
     (lambda h: h["network"].update(kind="custom", **{"class": "x.Y"}), "exactly the keys"),
     (_set("input_shape", [64, 1]), "'input_shape' \\[64, 1\\] disagrees"),
