@@ -196,7 +196,7 @@ def _load_model(path):
     try:
         model = load_model(path)
     except ValueError as exc:
-        raise _InputError(f"{path} is not a model written by 'skdqn fit' that can be loaded: {exc}") from None
+        raise _InputError(f"not a model written by 'skdqn fit', or damaged: {exc}") from None
     return model, (model[-1] if hasattr(model, "steps") else model)
 
 

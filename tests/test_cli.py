@@ -297,7 +297,7 @@ ERROR_CASES = [
     ("no dir", ["fit", "{X}", "{y}", "-o", "{folder}/no/dir/m.skdqn"], 2, "does not exist"),
     ("K > n", ["fit", "{X}", "{y}", "--K", "1024", "--epochs", "1", "-o", "{out}"], 1, "n_samples >= K"),
     ("npy model", ["encode", "{X}", "{Q}", "-o", "{out}"], 2, "is a NumPy array file, not a model"),
-    ("garbage", ["encode", "{garbage}", "{Q}", "-o", "{out}"], 2, "is not a model written by"),
+    ("garbage", ["encode", "{garbage}", "{Q}", "-o", "{out}"], 2, "not a model written by 'skdqn fit', or damaged"),
     ("pickle", ["encode", "{dict}", "{Q}", "-o", "{out}"], 2, "is a pickle, not a model written by"),
     ("index", ["encode", "{index}", "{Q}", "-o", "{out}"], 2, "does not hold a DeepQuantizer model"),
     ("missing model", ["encode", "{folder}/nope.skdqn", "{Q}", "-o", "{out}"], 2, "model file not found"),
