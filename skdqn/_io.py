@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import struct
+import tokenize
 import uuid
 import zipfile
 import zlib
@@ -55,6 +56,9 @@ _HEADER_CRC = "header_crc32"  # header field: CRC-32 of the rest of the header
 _READ_CHUNK = 1 << 24  # bytes read at a time when verifying
 _ZIP_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes, see the ZIP specification
 _ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
+# What numpy raises for a damaged .npy header (a flipped byte in its dict can
+# make it unparsable Python: SyntaxError, or tokenize's TokenError).
+_NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError)
 
 
 def _check_saveable(name, array):
@@ -331,7 +335,7 @@ def _read_directory(path, mmap_mode, verify):
     for p in sorted(path.glob("*.npy")):
         try:
             arrays[p.stem] = np.load(p, mmap_mode=mmap_mode, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except _NPY_ERRORS as exc:
             raise _damaged(path, p.name, exc) from None
         if verify:
             crcs[p.stem] = _crc_of_range(p, 0, p.stat().st_size)
@@ -356,7 +360,7 @@ def _read_archive(path, mmap_mode, verify):
                         arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
                 else:
                     arrays[name] = _map_member(path, info, mmap_mode)
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            except (*_NPY_ERRORS, zipfile.BadZipFile) as exc:
                 raise _damaged(path, info.filename, exc) from None
             if verify:
                 crcs[name] = _crc_of_range(path, _member_data_offset(path, info), info.file_size)

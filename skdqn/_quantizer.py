@@ -30,10 +30,19 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import embed, prediction_source, record_input_shape, scoring_data, training_source
+from ._data import (
+    embed,
+    is_dataset,
+    prediction_source,
+    record_input_shape,
+    scoring_data,
+    split_item,
+    training_source,
+)
 from ._labels import label_indicator
 from ._losses import pair_similarity, pairwise_loss, quantization_loss
-from ._network import QuantizationNetwork, build_mlp, module_device
+from ._model_io import load_model, load_weights, network_bytes, save_model
+from ._network import QuantizationNetwork, build_mlp, describe_network, module_device, rebuild_network
 from ._pq import decode, encode, refine_codebooks, train_codebooks, update_codebooks
 from ._scoring import score_codes
 from ._tables import VectorQueries
@@ -82,6 +91,8 @@ class _TrainingState:
         ``C`` (float32) and ``H`` (int64), on ``device``.
     history : list of dict
         One record per complete epoch.
+    epoch : int
+        The epoch running, from 0 (for messages).
     """
 
     source: object
@@ -98,12 +109,58 @@ class _TrainingState:
     C_t: torch.Tensor = None
     H_t: torch.Tensor = None
     history: list = field(default_factory=list)
+    epoch: int = 0  # the epoch running (0-based)
 
     def set_codebooks(self, codebooks, codes):
         """Replace ``C`` and ``H``, and their torch copies on the device."""
         self.codebooks, self.codes = codebooks, codes
         self.C_t = torch.from_numpy(codebooks).to(self.device)
         self.H_t = torch.from_numpy(codes.astype(np.int64)).to(self.device)
+
+
+def _check_first_output(out, batch):
+    """Raise a ValueError unless the backbone gave one finite row per item of ``batch``."""
+    where = f"In the first forward pass (a batch of shape {tuple(batch.shape)}), the network"
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"{where} returned a {type(out).__name__}; expected a tensor.")
+    if out.ndim == 0 or out.shape[0] != batch.shape[0]:
+        raise ValueError(
+            f"{where} returned an output of shape {tuple(out.shape)}: its first dimension must "
+            f"be the batch ({batch.shape[0]} items)."
+        )
+    if out.numel() == 0:
+        raise ValueError(f"{where} returned an empty output of shape {tuple(out.shape)}.")
+    for bad, what in ((torch.isnan(out), "NaN"), (torch.isinf(out), "infinity")):
+        if bad.any():
+            raise ValueError(f"{where} returned {what} (for finite inputs).")
+
+
+def _item_shape(X):
+    """The shape of the items of ``X`` (an array-like or a Dataset), or None if unknown."""
+    try:
+        if is_dataset(X):
+            if len(X) == 0:
+                return None
+            x, _ = split_item(X[0])
+            return tuple(torch.as_tensor(x).shape)
+        shape = getattr(X, "shape", None)
+        shape = np.shape(X) if shape is None else shape
+    except Exception:  # noqa: BLE001 - the input path gives its own, clearer message
+        return None
+    return tuple(int(s) for s in shape[1:]) if len(shape) >= 2 else None
+
+
+def _check_finite_embeddings(Z, when):
+    """Raise a ValueError naming ``when`` if the embeddings ``Z`` hold NaN (or infinity)."""
+    bad = ~np.isfinite(Z).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        shown = ", ".join(str(i) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        raise ValueError(
+            f"The network's output holds NaN or infinity {when}, for {len(rows)} of "
+            f"{Z.shape[0]} items ({shown})."
+        )
+
 
 class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Deep Quantization Network: supervised deep product quantization.
@@ -253,6 +310,16 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     default MLP's matrices are small: on a busy machine
     ``torch.set_num_threads(1)`` can make ``fit`` several times faster.
 
+    A fitted model is saved by :meth:`save` and read by :meth:`load` without
+    pickle (files safe to load from anyone). It also pickles: the default
+    MLP as its weights (unpickled with ``torch.load(weights_only=True)``), a
+    custom ``network`` as the module itself.
+
+    A network that breaks is stopped with a ``ValueError``: an output holding
+    NaN or infinity (in the first forward pass, or once training diverges,
+    naming the epoch), or not one row per item. With a custom ``network``,
+    inputs must have the item shape seen by ``fit``.
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -357,27 +424,34 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return self.M * math.ceil(_DEFAULT_N_COMPONENTS / self.M)
 
     def _build_network(self, sample, n_samples, R):
-        """The network for inputs like ``sample`` (a batch of the first items)."""
+        """The network for inputs like ``sample`` (a batch of the first items).
+
+        The backbone's first forward pass (eval mode, on up to two items)
+        is checked: an error inside it is re-raised naming the input shape,
+        and its output must hold one finite row per item.
+        """
         shape = (n_samples,) + tuple(sample.shape[1:])
         if self.network is None:
             sizes = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
             if any(h < 1 for h in sizes):
                 raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}.")
             backbone = build_mlp(shape[1], sizes, self.dropout)
-            n_out = sizes[-1] if sizes else shape[1]
         else:
             backbone = copy.deepcopy(self.network)
-            backbone.eval()
-            try:
-                with torch.no_grad():
-                    out = backbone(sample[:2].to(module_device(backbone)))
-            except Exception as exc:  # noqa: BLE001 - re-raised with context
-                raise ValueError(
-                    f"network could not process X of shape {shape} (a batch of 2 "
-                    f"was tried): {type(exc).__name__}: {exc}"
-                ) from exc
-            n_out = int(torch.flatten(out, 1).shape[1])
-        return QuantizationNetwork(backbone, n_out, R)
+        was_training = backbone.training
+        backbone.eval()
+        batch = sample[:2]
+        try:
+            with torch.no_grad():
+                out = backbone(batch.to(module_device(backbone)))
+        except Exception as exc:  # noqa: BLE001 - re-raised with context
+            raise ValueError(
+                f"network could not process X of shape {shape}: its first forward pass, on a "
+                f"batch of shape {tuple(batch.shape)}, raised {type(exc).__name__}: {exc}"
+            ) from exc
+        backbone.train(was_training)
+        _check_first_output(out, batch)
+        return QuantizationNetwork(backbone, int(torch.flatten(out, 1).shape[1]), R)
 
     def _make_optimizer(self, params):
         if self.optimizer == "adam":
@@ -524,6 +598,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _run_single_epoch(self, state, epoch):
         """One pass over the items in a fresh random order; returns the epoch's history record."""
         start = time.perf_counter()
+        state.epoch = epoch
         quantizing = state.C_t is not None
         lam = self.lam if quantizing else 0.0
         state.net.train()
@@ -561,7 +636,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         """
         device = state.device
         idx = batch.index
-        z = state.net(batch.x.to(device))
+        try:
+            z = state.net(batch.x.to(device))
+        except ValueError as exc:  # e.g. the wrong batch size (QuantizationNetwork.forward)
+            raise ValueError(f"In epoch {state.epoch + 1}: {exc}") from exc
         classes = state.classes if state.labels.ndim == 1 else None
         Y_b = torch.from_numpy(label_indicator(state.labels[idx.numpy()], classes))
         p_loss = pairwise_loss(
@@ -573,10 +651,18 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             q_loss = quantization_loss(z, state.C_t, state.H_t[idx.to(device)])
             loss = p_loss + lam * q_loss
             q_value = q_loss.item()
+        p_value = p_loss.item()
+        if not (math.isfinite(p_value) and (q_value is None or math.isfinite(q_value))):
+            raise ValueError(
+                f"Training diverged in epoch {state.epoch + 1} (mini-batch of items "
+                f"{idx[:3].tolist()}...): the network's output holds NaN or infinity (pair loss "
+                f"{p_value}, quantization loss {q_value}). Try a lower learning_rate, or check "
+                "the network for operations that overflow."
+            )
         state.optimizer.zero_grad()
         loss.backward()
         state.optimizer.step()
-        return p_loss.item(), q_value
+        return p_value, q_value
 
     def _codebook_refresh_due(self, done):
         """Whether the codebooks are (re)fitted after ``done`` complete epochs.
@@ -600,6 +686,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         (nearest codewords, ``C`` fixed).
         """
         Z = embed(state.net, state.source)
+        _check_finite_embeddings(Z, f"after epoch {len(state.history)} (training diverged?)")
         if state.codebooks is None:
             codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=state.rng)
         else:
@@ -613,6 +700,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         from the current codebooks (:func:`~skdqn._pq.refine_codebooks`).
         """
         Z = embed(state.net, state.source)
+        _check_finite_embeddings(Z, f"after the last epoch ({len(state.history)}; training diverged?)")
         if state.codebooks is None:
             codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=state.rng)
             codes = encode(Z, codebooks)
@@ -624,6 +712,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _set_fitted(self, state, n_components):
         """Set every fitted attribute, from the final training state (the one place)."""
         record_input_shape(self, state.source)
+        self._input_shape = tuple(int(s) for s in state.source.head(2).shape[1:])
         self.classes_ = state.classes
         self._fit_labels = state.labels
         self.n_components_ = n_components
@@ -660,8 +749,27 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> dq.transform(X[:2]).shape
         (2, 8)
         """
-        source = prediction_source(self, X)  # checks that the estimator is fitted
-        return embed(self.network_, source)
+        self._check_items(X)
+        source = prediction_source(self, X)
+        Z = embed(self.network_, source)
+        _check_finite_embeddings(Z, "for X")
+        return Z
+
+    def _check_items(self, X):
+        """Raise a ValueError unless the items of ``X`` have the shape seen in ``fit``.
+
+        For a custom ``network`` (any item shape): ``"expected items of shape
+        (1, 8, 8), got (1, 16, 16)"``, before the network sees them. 1-D
+        items of the default MLP are left to ``validate_data`` (its message
+        speaks of features).
+        """
+        check_is_fitted(self)
+        expected = getattr(self, "_input_shape", None)  # None: fitted by an older skdqn
+        if expected is None or self.network is None:
+            return
+        got = _item_shape(X)
+        if got is not None and got != tuple(expected):
+            raise ValueError(f"X: expected items of shape {tuple(expected)}, got {got}.")
 
     def encode(self, X):
         """Product-quantization codes of ``X``: one codeword index per subspace.
@@ -760,26 +868,145 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> 0.0 <= dq.score(X[1000:], y[1000:]) <= 1.0
         True
         """
+        self._check_items(X)
         Z, y = scoring_data(self, X, y)  # the queries' embeddings and labels
+        _check_finite_embeddings(Z, "for X")
         queries = VectorQueries(Z, self.codebooks_, "sqeuclidean")
         return score_codes(queries, y, self.codes_, self._fit_labels, top_k=top_k, normalize=normalize)
 
+    # --------------------------------------------------------- persistence
+    def save(self, path):
+        """Write the fitted model to a directory or a single ``.npz`` file, without pickle.
+
+        The parameters and the sizes go to a JSON header; the codebooks, the
+        codes and labels of the training set, and the network's weights (a
+        ``state_dict``, as the bytes :func:`torch.save` writes) to ``.npy``
+        arrays, each with a checksum. :meth:`load` reads them back without
+        unpickling anything, so a model file from someone else can be loaded
+        safely (unlike a pickle). The new files are written beside the old
+        ones and swapped in: an interrupted save leaves the old model intact.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A name ending in ``.npz`` writes one file (an uncompressed ZIP
+            archive); any other name a directory with ``header.json``,
+            ``codebooks.npy``, ``codes.npy``, ``labels.npy``, ``classes.npy``
+            and ``network.npy``. An existing directory is replaced whole
+            only if it is a saved bundle or empty.
+
+        Returns
+        -------
+        path : pathlib.Path
+
+        Notes
+        -----
+        The default MLP is rebuilt from the header by :meth:`load`. A custom
+        ``network`` is not stored as code: only its weights are, and
+        :meth:`load` needs a module of the same architecture. A
+        ``random_state`` given as a ``RandomState`` instance is stored as
+        None; labels held as Python objects are stored as a numpy string or
+        number array.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from skdqn import DeepQuantizer
+        >>> X, y = load_digits(return_X_y=True)
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=1, random_state=0).fit(X, y)
+        >>> path = dq.save(os.path.join(tempfile.mkdtemp(), "model.npz"))
+        >>> bool((DeepQuantizer.load(path).encode(X[:5]) == dq.encode(X[:5])).all())
+        True
+        """
+        check_is_fitted(self)
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path, network=None):
+        """Read a model written by :meth:`save`, never unpickling anything.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The directory or ``.npz`` file given to :meth:`save`.
+        network : torch.nn.Module, default=None
+            Needed for a model fitted with a custom ``network``: a module of
+            the same architecture (e.g. a fresh instance of the same class).
+            It is not modified: a deep copy receives the saved weights, and
+            the module itself becomes the ``network`` parameter. Must be None
+            for a model with the default MLP, which is rebuilt from the file.
+
+        Returns
+        -------
+        dq : DeepQuantizer
+            Fitted: ``transform``, ``encode``, ``decode`` and ``score`` give
+            what the saved model gave, and it lends its codebooks to
+            :class:`AQDNeighbors`. The network is on the device it was saved
+            from when this machine has it, else on the CPU.
+
+        Raises
+        ------
+        ValueError
+            If the file is not an intact model written by skdqn (damaged or
+            truncated, a header field of the wrong type or value, arrays that
+            disagree with the header, a member replaced by a pickle); if a
+            custom network is needed and not given; if the given network's
+            weights do not have the saved names and shapes. The message names
+            the file.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from skdqn import DeepQuantizer
+        >>> X, y = load_digits(return_X_y=True)
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=1, random_state=0).fit(X, y)
+        >>> folder = dq.save(os.path.join(tempfile.mkdtemp(), "model"))
+        >>> DeepQuantizer.load(folder).codes_.shape
+        (1797, 2)
+        """
+        dq, scaler = load_model(path, network=network, cls=cls)
+        if scaler is not None:
+            raise ValueError(
+                f"{path} holds a StandardScaler followed by a DeepQuantizer (a model written by "
+                "'skdqn fit'); read it with skdqn.cli.load_model, which returns the Pipeline."
+            )
+        return dq
+
     # ------------------------------------------------------------ pickling
     def __getstate__(self):
+        """The state to pickle: the network as its weights (default MLP) or as a module.
+
+        The default MLP is stored as its architecture and the bytes of its
+        ``state_dict``, unpickled with ``torch.load(weights_only=True)``. A
+        custom network is stored whole (``torch.save`` of the module), so it
+        comes back as the user's class with all its attributes; unpickling
+        it runs that class's code, as unpickling anything does.
+        """
         state = dict(super().__getstate__())  # a copy: never alter the live estimator
         net = state.get("network_")
         if net is not None:
-            buffer = io.BytesIO()
-            torch.save(net, buffer)
-            state["network_"] = buffer.getvalue()
+            description = describe_network(net)
+            if description["kind"] == "mlp":
+                state["network_"] = {"architecture": description, "state_dict": network_bytes(net)}
+            else:
+                buffer = io.BytesIO()
+                torch.save(net, buffer)
+                state["network_"] = buffer.getvalue()
         return state
 
     def __setstate__(self, state):
         net = state.get("network_")
-        if isinstance(net, bytes):
+        if isinstance(net, (bytes, dict)):
             device = torch.device(state.get("device_", "cpu"))
             if device.type == "cuda" and not torch.cuda.is_available():
                 device = torch.device("cpu")
-            state["network_"] = torch.load(io.BytesIO(net), map_location=device, weights_only=False)
+            if isinstance(net, dict):  # the default MLP: weights only
+                module = rebuild_network(net["architecture"])
+                module.load_state_dict(load_weights(net["state_dict"], device, "the pickled network"))
+                state["network_"] = module.to(device).eval()
+            else:  # a custom module, pickled whole
+                state["network_"] = torch.load(io.BytesIO(net), map_location=device, weights_only=False)
             state["device_"] = device
         super().__setstate__(state)

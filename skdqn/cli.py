@@ -3,7 +3,9 @@
 * ``skdqn demo``: DQN against product quantization on the embedded digits.
 * ``skdqn fit X y -o model.skdqn``: train a :class:`~skdqn.DeepQuantizer`
   (after a :class:`~sklearn.preprocessing.StandardScaler` unless
-  ``--no-standardize``) and save it with :func:`joblib.dump`.
+  ``--no-standardize``) and save it in skdqn's model format: arrays, a JSON
+  header and the network's weights, read back without unpickling anything
+  (:func:`load_model`), so a model file from someone else is safe to load.
 * ``skdqn encode model.skdqn X -o codes.npy``: the ``(n, M)`` codes.
 * ``skdqn search model.skdqn database queries -k 10 -o neighbors.npy``:
   top-k by Asymmetric Quantizer Distance with an :class:`~skdqn.AQDNeighbors`.
@@ -25,7 +27,7 @@ import time
 
 from ._validation import check_codes, check_device, check_positive_int
 
-__all__ = ["main"]
+__all__ = ["main", "load_model"]
 
 _EPILOG_FORMATS = (
     "Arrays: .npy, .npz (first array, or --key NAME) or .csv (comma-separated numbers, "
@@ -130,49 +132,72 @@ def _save_array(path, array):
             np.save(f, array)
 
 
-def _split_model(model):
-    """Return ``(model, quantizer)`` for a saved model, or None if it is not one.
+def load_model(path):
+    """Read a model file written by ``skdqn fit``, never unpickling anything.
 
-    A model is a fitted :class:`~skdqn.DeepQuantizer`, or a fitted
-    :class:`~sklearn.pipeline.Pipeline` whose last step is one (its
-    ``transform`` then applies the earlier steps, then embeds).
+    Parameters
+    ----------
+    path : str or path-like
+        The file written by ``skdqn fit -o`` (or a model saved by
+        :meth:`skdqn.DeepQuantizer.save`).
+
+    Returns
+    -------
+    model : DeepQuantizer or sklearn.pipeline.Pipeline
+        The fitted :class:`~skdqn.DeepQuantizer`, or, when the features
+        were standardized (the default of ``skdqn fit``), the fitted
+        ``make_pipeline(StandardScaler(), DeepQuantizer(...))``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not an intact model (see
+        :meth:`skdqn.DeepQuantizer.load`).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skdqn.cli import load_model, main
+    >>> folder = tempfile.mkdtemp()
+    >>> X, y = os.path.join(folder, "X.npy"), os.path.join(folder, "y.npy")
+    >>> np.save(X, np.random.default_rng(0).normal(size=(40, 4))); np.save(y, np.arange(40) % 2)
+    >>> model = os.path.join(folder, "model.skdqn")
+    >>> main(["fit", X, y, "-o", model, "--M", "1", "--K", "4", "--epochs", "1"])  # doctest: +ELLIPSIS
+    fitted DeepQuantizer on 40 items x 4 features ...
+    0
+    >>> [name for name, _ in load_model(model).steps]
+    ['standardscaler', 'deepquantizer']
     """
-    from sklearn.pipeline import Pipeline
+    from sklearn.pipeline import make_pipeline
 
-    from ._quantizer import DeepQuantizer
+    from ._model_io import load_model as read_model
 
-    last = model.steps[-1][1] if isinstance(model, Pipeline) and model.steps else model
-    if isinstance(last, DeepQuantizer) and hasattr(last, "codebooks_"):
-        return model, last
-    return None
+    dq, scaler = read_model(path)
+    return dq if scaler is None else make_pipeline(scaler, dq)
 
 
 def _load_model(path):
-    """Load a model saved by ``skdqn fit`` (or joblib.dump of a fitted model)."""
-    import joblib
-
+    """``(model, quantizer)`` from a model file written by ``skdqn fit``, or raise _InputError."""
     if not os.path.exists(path):
         raise _InputError(f"model file not found: {path}")
-    if os.path.isdir(path):
-        raise _InputError(f"model path is a directory, not a file: {path}")
-    with open(path, "rb") as f:
-        magic = f.read(6)
+    magic = b""
+    if not os.path.isdir(path):
+        with open(path, "rb") as f:
+            magic = f.read(6)
     if magic == b"\x93NUMPY":
         raise _InputError(f"{path} is a NumPy array file, not a model written by 'skdqn fit'")
-    try:
-        model = joblib.load(path)
-    except Exception as exc:  # noqa: BLE001 - unpickling fails in many ways
+    if magic[:1] == b"\x80":
         raise _InputError(
-            f"{path} is not a model written by 'skdqn fit' (joblib could not load it: "
-            f"{type(exc).__name__}: {exc})"
-        ) from None
-    parts = _split_model(model)
-    if parts is None:
-        raise _InputError(
-            f"{path} is not a skdqn model: it holds a {type(model).__name__}, not a fitted "
-            "DeepQuantizer (or a Pipeline ending in one) as written by 'skdqn fit'"
+            f"{path} is a pickle, not a model written by 'skdqn fit': model files are no longer "
+            "pickles, as loading a pickle runs code. Fit the model again or, if you trust the "
+            "file, load it in Python and write it with DeepQuantizer.save"
         )
-    return parts
+    try:
+        model = load_model(path)
+    except ValueError as exc:
+        raise _InputError(f"not a model written by 'skdqn fit', or damaged: {exc}") from None
+    return model, (model[-1] if hasattr(model, "steps") else model)
 
 
 def _embed(parts, X, path):
@@ -273,12 +298,12 @@ def _check_device(device):
 
 def _fit(args):
     """``skdqn fit``: train a DeepQuantizer (after a StandardScaler by default) and save it."""
-    import joblib
     import numpy as np
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.utils._param_validation import InvalidParameterError
 
+    from ._model_io import save_model
     from ._quantizer import DeepQuantizer
 
     X = _check_2d(_load_array(args.X, key=args.key, what="X"), args.X)
@@ -315,7 +340,7 @@ def _fit(args):
         raise _InputError(str(exc)) from None
     except ValueError as exc:
         raise _RunError(f"fitting failed: {exc}") from None
-    joblib.dump(model, args.output)
+    save_model(dq, args.output, scaler=model[0] if args.standardize else None, single_file=True)
 
     M, K, _ = dq.codebooks_.shape
     bits = M * int(np.ceil(np.log2(K)))
@@ -495,10 +520,12 @@ def _add_fit(sub):
         description=(
             "Train a DeepQuantizer on X (n_samples, n_features) with labels y (class labels, "
             "or a 0/1 label indicator matrix for multi-label data: two items are similar when "
-            "they share a label) and save it with joblib. The features are standardized first "
+            "they share a label) and save it. The features are standardized first "
             "(StandardScaler; the saved model is then a Pipeline that applies it to every "
             "later input) unless --no-standardize is given. Options left out keep "
-            "DeepQuantizer's defaults. Only load model files you trust: they are pickles."
+            "DeepQuantizer's defaults. The model file holds arrays, a JSON header and the "
+            "network's weights, and is read without unpickling anything: a model file from "
+            "someone else is safe to load (DeepQuantizer.load, skdqn.cli.load_model)."
         ),
         epilog=_EPILOG_FORMATS,
     )

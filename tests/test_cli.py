@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 from sklearn.pipeline import Pipeline
 
 from skdqn import AQDNeighbors, DeepQuantizer
-from skdqn.cli import main
+from skdqn.cli import load_model, main
 
 # Small, fast settings: 16 codewords, 2 epochs, a small network.
 FAST = ["--M", "2", "--K", "16", "--epochs", "2", "--n-components", "16", "--hidden-layer-sizes", "32"]
@@ -73,7 +73,7 @@ def model_file(data):
 
 def test_fit_saves_a_standardizing_pipeline(model_file, data, capsys):
     _, _, arrays = data
-    model = joblib.load(model_file)
+    model = load_model(model_file)
     assert isinstance(model, Pipeline)
     dq = model[-1]
     assert isinstance(dq, DeepQuantizer)
@@ -85,9 +85,37 @@ def test_fit_saves_a_standardizing_pipeline(model_file, data, capsys):
     np.testing.assert_allclose(model[0].mean_, arrays["X"].mean(axis=0))
 
 
+def test_model_file_is_the_pickle_free_format(model_file, data, tmp_path, capsys):
+    """The file holds arrays, a JSON header and a state_dict; it is read without unpickling."""
+    import zipfile
+
+    _, files, arrays = data
+    with zipfile.ZipFile(model_file) as zf:
+        assert {"header.json", "network.npy", "scaler_mean.npy", "codes.npy"} <= set(zf.namelist())
+    model = load_model(model_file)
+    with pytest.raises(ValueError, match="StandardScaler followed by a DeepQuantizer.*skdqn.cli.load_model"):
+        DeepQuantizer.load(model_file)
+    np.testing.assert_array_equal(model[0].scale_, np.sqrt(model[0].var_) + (model[0].var_ == 0))
+    # A plain model (--no-standardize) is a DeepQuantizer file, and a
+    # DeepQuantizer saved from Python (a directory here) serves the commands.
+    folder = model[-1].save(tmp_path / "plain-model")
+    codes = str(tmp_path / "codes.npy")
+    assert main(["encode", str(folder), files["Q"], "-o", codes]) == 0
+    np.testing.assert_array_equal(np.load(codes), model[-1].encode(arrays["Q"]))
+    # A damaged model file is one clear line, exit status 2.
+    damaged = tmp_path / "damaged.skdqn"
+    blob = bytearray(open(model_file, "rb").read())
+    blob[len(blob) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(blob))
+    capsys.readouterr()
+    assert main(["encode", str(damaged), files["Q"], "-o", codes]) == 2
+    err = capsys.readouterr().err
+    assert "damaged" in err and str(damaged) in err and "\n" not in err.strip()
+
+
 def test_fit_encode_search_through_main(model_file, data, capsys):
     folder, files, arrays = data
-    model = joblib.load(model_file)
+    model = load_model(model_file)
     capsys.readouterr()
 
     codes_path = str(folder / "codes.npy")
@@ -120,7 +148,7 @@ def test_fit_encode_search_through_main(model_file, data, capsys):
 @pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
 def test_database_codes_search_is_an_index_over_the_encoded_codes(metric, model_file, data, tmp_path, capsys):
     _, files, arrays = data
-    model = joblib.load(model_file)
+    model = load_model(model_file)
     codes_path, nn, dist = (str(tmp_path / name) for name in ("codes.npy", "nn.npy", "dist.npy"))
     assert main(["encode", model_file, files["X"], "-o", codes_path]) == 0
     argv = ["search", model_file, codes_path, files["Q"], "-k", "9", "--metric", metric, "--database-codes"]
@@ -148,7 +176,7 @@ def test_csv_and_npz_inputs_and_csv_output(model_file, data, tmp_path, capsys):
     np.savez(npz, features=arrays["X"][:, :3], labels=arrays["y"])
     model_csv = str(tmp_path / "m.skdqn")
     assert main(["fit", str(X_csv), str(npz), "--y-key", "labels", "-o", model_csv, *FAST]) == 0
-    fitted = joblib.load(model_csv)
+    fitted = load_model(model_csv)
     assert fitted[-1].codes_.shape == (500, 2)
     np.testing.assert_allclose(fitted[0].mean_, arrays["X"].mean(axis=0))
 
@@ -166,7 +194,7 @@ def test_csv_and_npz_inputs_and_csv_output(model_file, data, tmp_path, capsys):
     out = tmp_path / "codes.csv"
     assert main(["encode", model_file, str(first), "-o", str(out)]) == 0
     written = np.loadtxt(out, delimiter=",", dtype=np.int64)
-    model = joblib.load(model_file)
+    model = load_model(model_file)
     np.testing.assert_array_equal(written, model[-1].encode(model[0].transform(arrays["Q"])))
 
 
@@ -175,7 +203,7 @@ def test_no_standardize_saves_a_plain_quantizer(data, tmp_path, capsys):
     path = str(tmp_path / "plain.skdqn")
     argv = ["fit", files["X"], files["y"], "-o", path, "--no-standardize", *FAST, "--lam", "0.5", "--threads", "1"]
     assert main(argv) == 0
-    model = joblib.load(path)
+    model = load_model(path)
     assert isinstance(model, DeepQuantizer) and model.lam == 0.5
     assert "saved DeepQuantizer to" in capsys.readouterr().out
     codes = str(tmp_path / "codes.npy")
@@ -255,6 +283,7 @@ def bad_files(data):
     np.save(bad["Q10"], arrays["Q"][:, :10])
     np.savez(bad["npz"], a=arrays["X"], b=arrays["y"])
     np.save(bad["codes_big"], np.full((5, 2), 16, dtype=np.uint8))  # K=16: codes in [0, 16)
+    bad["index"] = AQDNeighbors(M=2, K=16, random_state=0).fit(arrays["X"]).save(folder / "index.npz")
     return {k: str(v) for k, v in bad.items()}
 
 
@@ -268,8 +297,9 @@ ERROR_CASES = [
     ("no dir", ["fit", "{X}", "{y}", "-o", "{folder}/no/dir/m.skdqn"], 2, "does not exist"),
     ("K > n", ["fit", "{X}", "{y}", "--K", "1024", "--epochs", "1", "-o", "{out}"], 1, "n_samples >= K"),
     ("npy model", ["encode", "{X}", "{Q}", "-o", "{out}"], 2, "is a NumPy array file, not a model"),
-    ("garbage", ["encode", "{garbage}", "{Q}", "-o", "{out}"], 2, "is not a model written by"),
-    ("dict", ["encode", "{dict}", "{Q}", "-o", "{out}"], 2, "holds a dict, not a fitted"),
+    ("garbage", ["encode", "{garbage}", "{Q}", "-o", "{out}"], 2, "not a model written by 'skdqn fit', or damaged"),
+    ("pickle", ["encode", "{dict}", "{Q}", "-o", "{out}"], 2, "is a pickle, not a model written by"),
+    ("index", ["encode", "{index}", "{Q}", "-o", "{out}"], 2, "does not hold a DeepQuantizer model"),
     ("missing model", ["encode", "{folder}/nope.skdqn", "{Q}", "-o", "{out}"], 2, "model file not found"),
     ("features", ["encode", "{model}", "{Q10}", "-o", "{out}"], 2, "10 features per row"),
     ("3-D encode", ["encode", "{model}", "{X3d}", "-o", "{out}"], 2, "X must be a 2-D array"),

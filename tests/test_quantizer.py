@@ -181,6 +181,125 @@ def test_network_that_cannot_take_X_gives_clear_error(small):
         DeepQuantizer(network=torch.nn.Linear(5, 3), **FAST).fit(X, y)
 
 
+# ---------------------------------------------------------------- broken networks
+class Broken(torch.nn.Module):
+    """A linear backbone over 64 features that misbehaves as told.
+
+    ``how``: "nan" / "inf" (its output), "drop_row" (one row too few),
+    "scalar" (a 0-d output), "raise" (an error inside it), "wide" (more
+    features than when built); ``when``: "always", "training" (train mode
+    only, i.e. not the first forward pass), or "after:N" (from the N-th
+    training call on: training diverges), or "never".
+    """
+
+    def __init__(self, how, when="always"):
+        super().__init__()
+        self.how, self.when = how, when
+        self.body = torch.nn.Linear(64, 16)
+        self.calls = 0
+
+    def _broken(self):
+        if self.training:
+            self.calls += 1
+        if self.when.startswith("after:"):
+            return self.training and self.calls >= int(self.when[6:])
+        return {"always": True, "training": self.training, "never": False}[self.when]
+
+    def forward(self, x):
+        out = self.body(x.reshape(x.shape[0], -1))
+        if not self._broken():
+            return out
+        if self.how == "raise":
+            raise RuntimeError("kaboom")
+        return {
+            "nan": lambda: out * float("nan"),
+            "inf": lambda: out + float("inf"),
+            "drop_row": lambda: out[:-1],
+            "scalar": lambda: out.sum(),
+            "wide": lambda: torch.cat([out, out], dim=1),
+        }[self.how]()
+
+
+@pytest.mark.parametrize(
+    "how, match",
+    [
+        ("nan", r"first forward pass \(a batch of shape \(2, 64\)\), the network returned NaN"),
+        ("inf", r"first forward pass .* returned infinity"),
+        ("drop_row", r"first forward pass .* returned an output of shape \(1, 16\): its first dimension must be"),
+        ("scalar", r"returned an output of shape \(\)"),
+    ],
+)
+def test_broken_network_in_the_first_forward_pass(small, how, match):
+    X, _, y, _ = small
+    with pytest.raises(ValueError, match=match):
+        DeepQuantizer(network=Broken(how), **FAST).fit(X, y)
+
+
+def test_error_in_the_first_forward_pass_names_the_input_shape(small, small_cnn):
+    X, _, y, _ = small
+    with pytest.raises(ValueError, match=r"batch of shape \(2, 64\), raised RuntimeError: kaboom") as exc:
+        DeepQuantizer(network=Broken("raise"), **FAST).fit(X, y)
+    assert isinstance(exc.value.__cause__, RuntimeError)
+    with pytest.raises(ValueError, match=r"X of shape \(300, 1, 4, 16\).*batch of shape \(2, 1, 4, 16\)"):
+        DeepQuantizer(network=torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), **FAST).fit(X.reshape(-1, 1, 4, 16), y)
+
+
+@pytest.mark.parametrize(
+    "how, when, match",
+    [
+        ("nan", "after:7", r"Training diverged in epoch 2 .*NaN or infinity"),
+        ("inf", "training", r"Training diverged in epoch 1 "),
+        ("drop_row", "training", r"In epoch 1: the network returned an output of shape \(63, 16\) for a batch of 64"),
+        ("wide", "training", r"In epoch 1: the network returned 32 features per item .* but 16 when it was built"),
+    ],
+)
+def test_network_that_breaks_during_training(small, how, when, match):
+    X, X_q, y, _ = small
+    dq = DeepQuantizer(random_state=0, **FAST).fit(X, y)
+    before = fitted_state(dq)
+    Z = dq.transform(X_q)
+    with pytest.raises(ValueError, match=match):
+        dq.set_params(network=Broken(how, when)).fit(X, y)
+    # The failed fit left the fitted estimator as it was.
+    after = fitted_state(dq)
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+    np.testing.assert_array_equal(dq.set_params(network=None).transform(X_q), Z)
+
+
+@pytest.mark.parametrize(
+    "how, match",
+    [
+        ("nan", r"output holds NaN or infinity for X, for 60 of 60 items \(0, 1, 2, 3, 4, \.\.\.\)"),
+        ("drop_row", r"output of shape \(59, 16\) for a batch of 60 items of shape \(64,\)"),
+    ],
+)
+def test_network_broken_after_fit_fails_transform_encode_and_score(small, how, match):
+    X, X_q, y, y_q = small
+    dq = DeepQuantizer(network=Broken(how, "never"), random_state=0, **FAST).fit(X, y)
+    dq.network_.backbone.when = "always"
+    for call in (lambda: dq.transform(X_q), lambda: dq.encode(X_q), lambda: dq.score(X_q, y_q)):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_image_inputs_are_checked_against_the_fitted_item_shape(small, small_cnn):
+    X, X_q, y, y_q = small
+    dq = DeepQuantizer(network=small_cnn(), random_state=0, **FAST).fit(X.reshape(-1, 1, 8, 8), y)
+    big = np.zeros((5, 1, 16, 16), np.float32)
+    message = r"expected items of shape \(1, 8, 8\), got \(1, 16, 16\)"
+    for call in (dq.transform, dq.encode, lambda Z: dq.score(Z, y_q[:5])):
+        with pytest.raises(ValueError, match=message):
+            call(big)
+    with pytest.raises(ValueError, match=r"expected items of shape \(1, 8, 8\), got \(64,\)"):
+        dq.transform(X_q)
+    with pytest.raises(ValueError, match=r"expected items of shape \(1, 8, 8\), got \(3, 8, 8\)"):
+        dq.transform(np.zeros((2, 3, 8, 8)))
+    data = torch.utils.data.TensorDataset(torch.zeros(5, 1, 16, 16), torch.zeros(5))
+    for call in (dq.transform, dq.score):
+        with pytest.raises(ValueError, match=message):
+            call(data)
+
+
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "y_bad, match",
@@ -269,6 +388,44 @@ def test_pickle_round_trip(fitted, small):
     np.testing.assert_array_equal(loaded.transform(X_q), fitted.transform(X_q))
     np.testing.assert_array_equal(loaded.codes_, fitted.codes_)
     assert loaded.score(X_q, y_q) == fitted.score(X_q, y_q)
+
+
+class _WritesAMarker:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickle_of_the_default_mlp_holds_only_weights(fitted, small, tmp_path):
+    """The default MLP is pickled as its architecture and a state_dict, read with weights_only=True."""
+    import io
+
+    _, X_q, _, _ = small
+    state = fitted.__getstate__()
+    assert set(state["network_"]) == {"architecture", "state_dict"}
+    assert state["network_"]["architecture"]["hidden_layer_sizes"] == [32]
+    assert fitted.network_ is not None  # the live estimator is untouched
+    marker = tmp_path / "ran"
+    buffer = io.BytesIO()
+    torch.save({"fcb.weight": _WritesAMarker(marker)}, buffer)
+    state["network_"]["state_dict"] = buffer.getvalue()
+    with pytest.raises(ValueError, match="pickled network does not hold network weights readable without pickle"):
+        DeepQuantizer.__new__(DeepQuantizer).__setstate__(state)
+    assert not marker.exists()
+
+
+def test_pickle_of_a_custom_network_keeps_the_module(small, small_cnn):
+    X, X_q, y, _ = small
+    images = X.reshape(-1, 1, 8, 8)
+    dq = DeepQuantizer(network=small_cnn(), random_state=0, **FAST).fit(images, y)
+    assert isinstance(dq.__getstate__()["network_"], bytes)  # torch.save of the module
+    loaded = pickle.loads(pickle.dumps(dq))
+    assert type(loaded.network_.backbone).__name__ == "SmallCNN"
+    np.testing.assert_array_equal(loaded.transform(X_q.reshape(-1, 1, 8, 8)), dq.transform(X_q.reshape(-1, 1, 8, 8)))
+    with pytest.raises(ValueError, match="expected items of shape"):
+        loaded.transform(X_q)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
