@@ -285,16 +285,16 @@ ERROR_CASES = [
 @pytest.mark.parametrize("case, argv, status, message", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
 def test_errors_are_one_clear_line(case, argv, status, message, data, bad_files, model_file, tmp_path, capsys):
     folder, files, _ = data
-    names = {**files, **bad_files, "folder": str(folder), "model": model_file, "out": str(tmp_path / "out")}
+    names = {**files, **bad_files, "folder": str(folder), "model": model_file, "out": str(tmp_path / "out.npy")}
     assert main([arg.format(**names) for arg in argv]) == status
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert err.startswith(f"skdqn {argv[0]}: error: ") and message in err
     assert "\n" not in err and "Traceback" not in err
-    assert not os.path.exists(tmp_path / "out")
+    assert not os.path.exists(tmp_path / "out.npy")
 
 
-@pytest.mark.parametrize("command", ["fit", "encode", "search"])
+@pytest.mark.parametrize("command", ["fit", "encode", "index", "search", "evaluate"])
 def test_help_of_each_command(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
