@@ -939,7 +939,7 @@ def _add_index(sub):
 
 def _add_query_inputs(parser):
     """Positionals MODEL [DATABASE] QUERIES and --index (which replaces DATABASE)."""
-    parser.add_argument("model", help="model file written by 'skdqn fit'")
+    parser.add_argument("model", metavar="MODEL", help="model file written by 'skdqn fit'")
     parser.add_argument(
         "database", metavar="DATABASE",
         help="database inputs (or codes, with --database-codes); left out with --index",
