@@ -139,8 +139,10 @@ def _load_ids(path, n_rows, what):
     """Names of ``n_rows`` items, one per line of a text file (or a 1-D .npy array), or raise _InputError."""
     import numpy as np
 
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise _InputError(f"{what} file not found: {path}")
+    if not os.path.isfile(path):
+        raise _InputError(f"{what} path is not a regular file: {path}")
     if path.lower().endswith(".npy"):
         ids = _load_array(path, what=what)
         if ids.ndim != 1:
