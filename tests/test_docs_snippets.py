@@ -101,3 +101,36 @@ def test_install_page_lists_every_extra_and_what_it_installs():
     for name, packages in from_setup.items():
         listed = {p.strip(" .") for p in re.split(r",| and ", from_page[name])}
         assert listed == packages, (name, listed, packages)
+
+
+def _conf():
+    """docs/conf.py as a module (it imports skdqn and matplotlib, nothing else of note)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("skdqn_docs_conf", DOCS / "conf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docstrings_lose_their_email_addresses_and_the_build_refuses_mailto(monkeypatch):
+    from docutils.core import publish_doctree
+    from sphinx.util import logging
+
+    conf = _conf()
+    lines = ["Rank depth (MAP@top_k), ``MAP@k`` and `a@b` stay literal", ">>> a @ b, x@y"]
+    conf._escape_email_like(None, "method", "score", None, {}, lines)
+    assert lines == ["Rank depth (MAP\\@top_k), ``MAP@k`` and `a@b` stay literal", ">>> a @ b, x@y"]
+    assert "mailto:" not in str(publish_doctree(lines[0]))
+
+    warnings = []
+
+    class Logger:
+        def warning(self, message, location=None):
+            warnings.append(message)
+
+    monkeypatch.setattr(logging, "getLogger", lambda name: Logger())
+    conf._refuse_mailto(None, publish_doctree("MAP@1000 of the table"), "results")
+    assert len(warnings) == 1 and "'MAP@1000' became a mailto: link" in warnings[0]
+    conf._refuse_mailto(None, publish_doctree("MAP\\@1000 of the table"), "results")
+    assert len(warnings) == 1
