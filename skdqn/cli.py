@@ -666,13 +666,13 @@ def _depths(requested, n_database):
     return sorted(set(requested))
 
 
-def _retrieval_metrics(index, Z_q, y_q, depths):
+def _retrieval_metrics(index, Z_q, y_q, depths, normalize="retrieved"):
     """``{name: value}``: MAP over the whole index, then MAP@k and precision@k at each depth."""
     from .metrics import precision_at_k
 
-    results = {"MAP": index.score(Z_q, y_q)}
+    results = {"MAP": index.score(Z_q, y_q, normalize=normalize)}
     for k in depths:
-        results[f"MAP@{k}"] = index.score(Z_q, y_q, top_k=k)
+        results[f"MAP@{k}"] = index.score(Z_q, y_q, top_k=k, normalize=normalize)
     if depths:
         ind = index.kneighbors(Z_q, n_neighbors=max(depths), return_distance=False)
         precision = precision_at_k(y_q, index._fit_labels, ranking=ind, k=depths)
@@ -707,7 +707,7 @@ def _evaluate(args):
     depths = _depths(args.k, index.n_samples_fit_)
     start = time.perf_counter()
     try:
-        results = _retrieval_metrics(index, Z_q, y_q, depths)
+        results = _retrieval_metrics(index, Z_q, y_q, depths, args.normalize)
     except ValueError as exc:
         raise _RunError(f"evaluation failed: {exc}") from None
     seconds = time.perf_counter() - start
@@ -764,6 +764,7 @@ def _build_parser():
     )
     parser.add_argument("--version", action="version", version=f"skdqn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # command name -> its parser
     _add_demo(sub)
     _add_fit(sub)
     _add_encode(sub)
@@ -1014,6 +1015,11 @@ def _add_evaluate(sub):
         "-k", type=int, nargs="+", default=None, metavar="K",
         help="depths of MAP@k and precision@k (default 10 100, those the database has)",
     )
+    evaluate.add_argument(
+        "--normalize", choices=("retrieved", "all"), default="retrieved",
+        help="MAP@k divides by the relevant items retrieved in the top k (deep-hashing papers) or by "
+        "all relevant items (textbook average precision); see skdqn.metrics (default retrieved)",
+    )
     evaluate.add_argument("-o", "--output", help="also write the results to a .json or .csv file")
     _add_metric(evaluate)
     _add_database_options(evaluate)
@@ -1035,8 +1041,8 @@ def _parse(argv):
     args, extra = parser.parse_known_args(argv)
     if extra and getattr(args, "queries", False) is None and len(extra) == 1 and not extra[0].startswith("-"):
         args.queries, extra = extra[0], []
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # reported by the command's parser, with its usage, as parse_args would
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 
 

@@ -553,3 +553,24 @@ def test_evaluate_default_depths_and_labels_for_an_unlabelled_index(model_file, 
     assert [line.split()[0] for line in lines[1:]] == [
         "MAP", "MAP@10", "MAP@100", "precision@10", "precision@100"
     ]
+
+
+def test_an_extra_argument_is_a_usage_error_of_the_command(data, capsys):
+    _, files, _ = data
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "model.skdqn", files["X"], files["Q"], "surplus.npy", "-o", "out.npy"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: skdqn search" in err and "unrecognized arguments: surplus.npy" in err
+
+
+def test_evaluate_normalize_all_divides_by_every_relevant_item(model_file, index_file, data, capsys):
+    _, files, arrays = data
+    model = joblib.load(model_file)
+    index = AQDNeighbors.load(index_file)
+    Z_q, y_q = model.transform(arrays["Q"]), np.load(files["yq"])
+    argv = ["evaluate", model_file, "--index", index_file, files["Q"], "--query-labels", files["yq"], "-k", "5"]
+    assert main([*argv, "--normalize", "all"]) == 0
+    values = dict(line.split() for line in capsys.readouterr().out.splitlines()[1:])
+    assert float(values["MAP@5"]) == pytest.approx(index.score(Z_q, y_q, top_k=5, normalize="all"), abs=1e-4)
+    assert float(values["MAP@5"]) < index.score(Z_q, y_q, top_k=5) - 0.1  # 5 of ~50 relevant items
