@@ -44,6 +44,7 @@ from ._losses import pair_similarity, pairwise_loss, quantization_loss
 from ._model_io import load_model, load_weights, network_bytes, save_model
 from ._network import QuantizationNetwork, build_mlp, describe_network, module_device, rebuild_network
 from ._pq import decode, encode, refine_codebooks, train_codebooks, update_codebooks
+from ._progress import epoch_progress
 from ._scoring import score_codes
 from ._tables import VectorQueries
 from ._validation import check_codes, check_device, check_n_subspaces
@@ -255,7 +256,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         the k-means. The same seed gives the same codes on the same machine
         (CPU; CUDA kernels may be non-deterministic).
     verbose : int, default=0
-        ``1`` shows a progress bar over epochs with the current losses.
+        ``1`` shows a progress bar over epochs with the current losses (on stderr;
+        one plain line per epoch when stderr is not a terminal, e.g. a log file).
 
     Attributes
     ----------
@@ -568,19 +570,13 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def _fit_loop(self, state):
         """Run the epochs, refreshing the codebooks when due; Ctrl-C ends training early."""
-        epochs = range(self.max_epochs)
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            epochs = tqdm(epochs, desc=type(self).__name__, unit="epoch")
+        progress = epoch_progress(self.max_epochs, type(self).__name__) if self.verbose else None
         try:
-            for epoch in epochs:
+            for epoch in range(self.max_epochs):
                 record = self._run_single_epoch(state, epoch)
                 state.history.append(record)
-                if self.verbose:
-                    epochs.set_postfix(
-                        pair=f"{record['pair_loss']:.4f}", quant=f"{record['quantization_loss']:.4f}"
-                    )
+                if progress is not None:
+                    progress.update(record)
                 if self._codebook_refresh_due(epoch + 1):
                     self._refresh_codebooks(state)
         except KeyboardInterrupt:
@@ -592,8 +588,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 stacklevel=4,  # the frame that called fit, as before the ladder
             )
         finally:
-            if self.verbose:
-                epochs.close()
+            if progress is not None:
+                progress.close()
 
     def _run_single_epoch(self, state, epoch):
         """One pass over the items in a fresh random order; returns the epoch's history record."""
