@@ -798,11 +798,21 @@ def lossless_codebooks(X, M):
     return np.stack([np.vstack([b, np.repeat(b[:1], K - len(b), axis=0)]) for b in blocks]).astype(np.float32)
 
 
-def certain_prefix(sorted_exact, rtol=1e-4):
-    """Per row, how many leading ranks float32 distances cannot reorder (exact ties kept)."""
-    lo, hi = sorted_exact[:, :-1], sorted_exact[:, 1:]
-    near_tie = (hi > lo) & (hi - lo <= rtol * hi)
-    return np.where(near_tie.any(axis=1), near_tie.argmax(axis=1), sorted_exact.shape[1])
+def certain_prefix(ranked, items, rtol=1e-4):
+    """How many leading ranks of a sorted row float32 distances cannot reorder.
+
+    ``ranked``: exact distances, sorted stably; ``items``: the items in that
+    order. Values closer than ``rtol`` form groups; a group of duplicates of
+    one item keeps its order (ties by index); any other group may not, since
+    float32 rounds differently grouped sums differently, even of equal reals.
+    """
+    start = 0
+    for j in range(1, ranked.size + 1):
+        if j == ranked.size or ranked[j] - ranked[j - 1] > rtol * ranked[j]:
+            if not (items[start:j] == items[start]).all():
+                return start
+            start = j
+    return ranked.size
 
 
 @settings(max_examples=50, deadline=None)
@@ -826,19 +836,27 @@ def test_lossless_index_equals_nearest_neighbors(data):
     index = AQDNeighbors(n_neighbors=k, metric=metric, codebooks=lossless_codebooks(X, M)).fit(X)
     assert_array_equal(decode(index.codes_, index.codebooks_), X)  # every code exact: lossless
     dist, ind = index.kneighbors(Q)
-    nn_dist, nn_ind = NearestNeighbors(n_neighbors=k, metric=metric).fit(X).kneighbors(Q)
-    assert_allclose(dist, nn_dist, rtol=1e-5, atol=1e-6)
-    assert_array_equal(dist[nq:, 0], 0.0)  # an item finds itself (or an earlier duplicate)
-    # Exact order (float64 differences, stable: ties by smaller index) wherever
-    # float32 distances can resolve it; NearestNeighbors where it has no ties.
+    squared = dist.astype(np.float64) ** (2 if metric == "euclidean" else 1)
+    assert_array_equal(squared[nq:, 0], 0.0)  # an item finds itself (or an earlier duplicate)
+    # Exact squared distances (float64 differences); sorted stably: ties by smaller index.
     exact = ((Q[:, None, :] - X[None, :, :]) ** 2).sum(axis=2)
-    order = np.argsort(exact, axis=1, kind="stable")[:, :k]
-    ranked = np.sort(exact, axis=1)[:, : k + 1]
-    certain = np.minimum(certain_prefix(ranked), k)
-    untied = (np.diff(ranked, axis=1) > 0).all(axis=1)
+    full_order = np.argsort(exact, axis=1, kind="stable")
+    order = full_order[:, :k]
+    ranked = np.take_along_axis(exact, full_order, axis=1)
+    assert_allclose(squared, ranked[:, :k], rtol=1e-5, atol=1e-12)
+    # NearestNeighbors expands ||x||^2 - 2 <x, y> + ||y||^2 in float64: its own
+    # error is about 1e-16 ||x||^2, so compare to it within that.
+    nn_dist, nn_ind = NearestNeighbors(n_neighbors=k, metric=metric).fit(X).kneighbors(Q)
+    nn_squared = nn_dist ** (2 if metric == "euclidean" else 1)
+    nn_error = 1e-13 * (1.0 + (V**2).sum(axis=1).max())
+    assert_allclose(squared, nn_squared, rtol=1e-5, atol=nn_error)
+    # The order, wherever float32 distances can resolve it; NearestNeighbors's
+    # where it has no ties (it leaves their order open) and resolves it too.
+    certain = np.minimum([certain_prefix(r, X[o]) for r, o in zip(ranked, full_order)], k)
+    separated = (np.diff(ranked[:, : k + 1], axis=1) > nn_error).all(axis=1)
     for row in range(Q.shape[0]):
         assert_array_equal(ind[row, : certain[row]], order[row, : certain[row]])
-        if certain[row] == k and untied[row]:
+        if certain[row] == k and separated[row]:
             assert_array_equal(ind[row], nn_ind[row])
 
 
