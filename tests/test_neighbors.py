@@ -903,3 +903,15 @@ def test_largest_accepted_values_give_finite_distances(metric):
         assert np.isfinite(dist).all()
         assert np.isfinite(index.kneighbors(n_neighbors=2)[0]).all()
         assert_array_equal(np.sort(ind, axis=1), np.tile([0, 1, 2], (3, 1)))
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e39])  # 1e39: beyond float32 itself
+def test_codebooks_with_huge_values_say_rescale(scale):
+    X = np.zeros((10, 4))
+    codebooks = np.ones((2, 3, 2)) * scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "overflow encountered in cast"
+        with pytest.raises(ValueError, match="codebooks has values of magnitude .*overflow float32"):
+            AQDNeighbors(codebooks=codebooks).fit(X)
+        with pytest.raises(ValueError, match="codebooks has values of magnitude"):
+            AQDNeighbors.from_codes(codebooks, np.zeros((10, 2), np.uint8))
