@@ -352,8 +352,7 @@ def average_precision_scores(
     (``normalize="all"``, the textbook AP; with ``top_k=None`` and distances
     without ties it equals :func:`sklearn.metrics.average_precision_score`
     with ``y_score=-distances``). A query with no relevant item in its top k
-    gets an AP of 0 (whether the mean counts it is the ``no_relevant`` option
-    of :func:`mean_average_precision`).
+    gets an AP of 0 (see ``no_relevant`` in :func:`mean_average_precision`).
 
     Parameters
     ----------
@@ -372,9 +371,8 @@ def average_precision_scores(
         by a stable sort: ties go to the smaller database index.
     top_k : int, default=None
         Only the top ``top_k`` ranked items count. None means the whole
-        ranking given (all of the database with ``distances``). A ``top_k``
-        larger than the ranking (its width ``k``, or ``n_database`` with
-        ``distances``) is refused: the items it needs are missing.
+        ranking given (all of the database with ``distances``); a larger
+        ``top_k`` than that raises a ``ValueError``.
     normalize : {"retrieved", "all"}, default="retrieved"
         Divide by the number of relevant items retrieved in the top k
         ("retrieved", the usual mAP@k of deep hashing papers) or by the
@@ -388,12 +386,6 @@ def average_precision_scores(
     -------
     ap : ndarray of shape (n_queries,), dtype float64
         The average precision of each query, in [0, 1].
-
-    Raises
-    ------
-    ValueError
-        If a row of ``ranking`` repeats a database index, or ``top_k`` is
-        larger than the ranking.
 
     Examples
     --------
@@ -458,16 +450,12 @@ def mean_average_precision(
         Divide each AP by the number of relevant items retrieved in the top k
         or by the number of relevant items in the whole database.
     no_relevant : {"zero", "skip"}, default="zero"
-        What the mean does with a query that has no relevant item in its top
-        k (its AP is 0, or 0/0 with ``normalize="retrieved"``). ``"zero"``:
-        it counts as 0, the mean is over all queries (skdqn's convention,
-        and that of the textbook MAP). ``"skip"``: it is left out of the
-        mean, which is over the queries with at least one relevant item in
-        their top k (the convention of the DeepHash code base that DQN's
-        results were computed with). The two differ only when some queries
-        retrieve nothing relevant, e.g. on multi-label data or with a small
-        ``top_k``; "skip" is never lower. When no query has a relevant
-        item in its top k, both give 0.0.
+        A query with no relevant item in its top k has an AP of 0 (0/0 with
+        ``normalize="retrieved"``). ``"zero"``: it counts as 0 in a mean over
+        all queries (skdqn's convention, the textbook MAP). ``"skip"``: it is
+        left out of the mean (the DeepHash code base, whose MAP the DQN paper
+        reports); never lower, equal when every query finds a relevant item.
+        Both give 0.0 when no query does.
     n_jobs : int, default=None
         Blocks of queries processed in parallel threads (joblib; ``None``
         means 1 unless in a :func:`joblib.parallel_backend` context, ``-1``
@@ -478,12 +466,6 @@ def mean_average_precision(
     map : float
         The mean average precision, in [0, 1].
 
-    Raises
-    ------
-    ValueError
-        If a row of ``ranking`` repeats a database index, ``top_k`` is
-        larger than the ranking, or ``no_relevant`` is not one of the two.
-
     Examples
     --------
     >>> from skdqn.metrics import mean_average_precision
@@ -492,8 +474,7 @@ def mean_average_precision(
     >>> mean_average_precision([0, 1], [0, 1, 0, 1], ranking=[[0, 1], [1, 3]], top_k=1)
     1.0
 
-    The second query finds nothing relevant in its top 1: skdqn counts it as
-    0, the DeepHash code base leaves it out.
+    The second query finds nothing relevant in its top 1:
 
     >>> mean_average_precision([0, 1], [0, 1, 0, 1], ranking=[[0, 1], [0, 2]], top_k=1)
     0.5
