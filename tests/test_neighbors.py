@@ -884,8 +884,9 @@ def test_partial_fit_and_queries_with_huge_values_say_rescale(gaussian_data):
             index.partial_fit(huge)
         assert_array_equal(index.codes_, codes)  # index unchanged
         for call in (index.kneighbors, index.radius_neighbors, index.kneighbors_graph, index.encode):
-            with pytest.raises(ValueError, match="overflow float32"):
-                call(huge)
+            for queries in (huge, X[:5] * 1e39):  # 1e39: beyond float32 itself
+                with pytest.raises(ValueError, match="overflow float32"):
+                    call(queries)
         with pytest.raises(ValueError, match="overflow float32"):
             index.radius_neighbors(huge, radius=np.inf)
 
