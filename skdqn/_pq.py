@@ -260,8 +260,9 @@ def _encode_subspace(Xm, Cm, out):
     so that their error scales with the spread of the codewords, not with
     the distance to the origin) err by at most ``E_i = (ds + 5) u (r^2 +
     ||x_i|| r)``, with ``u`` the float32 unit roundoff and ``r`` the largest
-    centred codeword norm. Every codeword scoring within ``2 * E_i`` (with a
-    factor 2 to spare) of row ``i``'s best can be the nearest; the rows with
+    centred codeword norm. Every codeword scoring within ``2 * E_i`` of row
+    ``i``'s best can be the nearest (the window taken is four times that,
+    to spare); the rows with
     more than one such candidate (rare, but all rows for near-duplicate
     codewords) are decided by exact float64 differences ``sum (x - c)^2``.
     """
@@ -270,7 +271,7 @@ def _encode_subspace(Xm, Cm, out):
     Cc = (Cm - center).astype(np.float32)
     half_sq = np.float32(0.5) * np.einsum("kd,kd->k", Cc, Cc)
     radius = np.float32(np.sqrt(2.0 * float(half_sq.max())))
-    slack = np.float32(4 * (ds + 5) * _EPS32)  # 2 E_i = (ds + 5) * eps * (...), twice over
+    slack = np.float32(4 * (ds + 5) * _EPS32)  # 8 E_i: the 2 E_i needed, four times over
     for start in range(0, Xm.shape[0], _ROW_BLOCK):
         chunk = Xm[start : start + _ROW_BLOCK]
         block = (chunk - center).astype(np.float32)
