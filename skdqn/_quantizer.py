@@ -826,7 +826,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return self.n_components_
 
     # --------------------------------------------------------------- score
-    def score(self, X, y=None, top_k=None, normalize="retrieved"):
+    def score(self, X, y=None, top_k=None, normalize="retrieved", no_relevant="zero"):
         """Mean average precision of ``X`` as queries against the training set.
 
         The training set, stored as codes (``codes_``) with its labels, is the
@@ -849,6 +849,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             Rank depth (MAP@top_k); the whole database when None.
         normalize : {"retrieved", "all"}, default="retrieved"
             See :func:`skdqn.metrics.mean_average_precision`.
+        no_relevant : {"zero", "skip"}, default="zero"
+            A query with no relevant item in its top k counts as 0 (skdqn)
+            or is left out of the mean (DeepHash code base); see
+            :func:`skdqn.metrics.mean_average_precision`.
 
         Returns
         -------
@@ -868,7 +872,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Z, y = scoring_data(self, X, y)  # the queries' embeddings and labels
         _check_finite_embeddings(Z, "for X")
         queries = VectorQueries(Z, self.codebooks_, "sqeuclidean")
-        return score_codes(queries, y, self.codes_, self._fit_labels, top_k=top_k, normalize=normalize)
+        return score_codes(
+            queries, y, self.codes_, self._fit_labels, top_k=top_k, normalize=normalize,
+            no_relevant=no_relevant,
+        )
 
     # --------------------------------------------------------- persistence
     def save(self, path):
