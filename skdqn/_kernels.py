@@ -24,6 +24,7 @@ an exact sort of the survivors).
 
 import numpy as np
 
+from ._qscan import exact_candidates, integer_threshold, pair_scan_block, pair_tables, quantize_tables, upper_bound
 from ._tables import flat_tables
 
 __all__ = ["NumpyKernel", "get_kernel", "aqd_distances", "DB_BLOCK"]
@@ -170,6 +171,11 @@ def _radius_scan(flat, codes, threshold, offsets, db_block):
             found_d.append(dist.ravel()[flat_hit])
             found_i.append(rows + start)
             found_q.append(cols)
+    return _group_by_query(found_d, found_i, found_q, nq)
+
+
+def _group_by_query(found_d, found_i, found_q, nq):
+    """Per query, the (distances, rows) of flat matches found block by block, in row order."""
     d = np.concatenate(found_d) if found_d else np.empty(0, np.float32)
     i = np.concatenate(found_i) if found_i else np.empty(0, np.intp)
     q = np.concatenate(found_q) if found_q else np.empty(0, np.intp)
@@ -179,8 +185,123 @@ def _radius_scan(flat, codes, threshold, offsets, db_block):
     return [(d[a:b], i[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+# ------------------------------------------------ integer scan + exact re-rank (skdqn._qscan)
+PAIR_QUERIES = 4  # at most this many queries: one query at a time, by pair look-ups
+_PAIR_BLOCK_FACTOR = 16  # the one-query scan reads this many scan blocks at a time
+
+
+def _integer_scanner(qt, codes, offsets, db_block):
+    """``(scan(start, stop) -> (stop - start, nq) uint16 integer sums, step)`` for a block of queries.
+
+    One query with uint8 codes (``K <= 256``): pair look-ups
+    (:func:`skdqn._qscan.pair_scan_block`), ``16 * db_block`` items at a time;
+    otherwise the row gather of the float scan on uint16 tables.
+    """
+    nq, M, K = qt.q.shape
+    if nq == 1 and codes.dtype == np.uint8 and K <= 256 and M > 1:
+        pairs, last = pair_tables(qt.q[0])
+        step = db_block * _PAIR_BLOCK_FACTOR
+        out = np.empty(step, dtype=np.uint16)
+        tmp = np.empty_like(out)
+
+        def scan(start, stop):
+            return pair_scan_block(pairs, last, codes, start, stop, out[: stop - start], tmp[: stop - start])[:, None]
+
+        return scan, step
+    flat_q = flat_tables(qt.q)
+    out = np.empty((db_block, nq), dtype=np.uint16)
+    tmp = np.empty_like(out)
+
+    def scan(start, stop):
+        return _scan_block(flat_q, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
+
+    return scan, db_block
+
+
+def _topk_quantized(flat, codes, k, offsets, db_block, qt):
+    """Top-k by the integer scan: candidates under a conservative bound, re-ranked exactly.
+
+    Same result as :func:`_topk_threshold`, bit for bit: every item whose
+    float32 AQD can be at or below the running k-th is a candidate, and
+    candidates get their float32 AQD summed in subspace order.
+    """
+    nq = flat.shape[1]
+    n = codes.shape[0]
+    scan, step = _integer_scanner(qt, codes, offsets, db_block)
+    best_d = np.full((nq, k), np.inf, dtype=np.float32)
+    best_i = np.full((nq, k), -1, dtype=np.intp)
+    kth = best_d[:, -1].copy()
+    thr = integer_threshold(qt, kth)
+    full = False
+    pending, n_pending = [], 0
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        qsum = scan(start, stop)
+        if not full and qsum.shape[0] >= k:
+            # Seed: the block's k smallest integer sums bound the k-th AQD from above.
+            seed = np.partition(qsum, k - 1, axis=0)[k - 1]
+            thr = np.minimum(thr, integer_threshold(qt, upper_bound(qt, seed)))
+        hit = qsum < thr
+        if not hit.any():
+            continue
+        rows, cols = np.divmod(np.flatnonzero(hit), nq)
+        rows += start
+        d = exact_candidates(flat, codes, offsets, rows, cols)
+        if full:  # an equal distance further down loses the tie: strictly below
+            keep = d < kth[cols]
+            d, rows, cols = d[keep], rows[keep], cols[keep]
+        pending.append((d, rows, cols))
+        n_pending += d.size
+        if n_pending >= nq * k or not full:
+            best_d, best_i = _merge_pending(best_d, best_i, pending, k)
+            kth = best_d[:, -1].copy()
+            full = bool((best_i[:, -1] >= 0).all())
+            thr = np.minimum(thr, integer_threshold(qt, kth))
+            pending, n_pending = [], 0
+    if pending:
+        best_d, best_i = _merge_pending(best_d, best_i, pending, k)
+    return best_d, best_i
+
+
+def _radius_quantized(flat, codes, threshold, offsets, db_block, qt):
+    """Radius matches by the integer scan, candidates checked with their exact float32 AQD."""
+    nq = flat.shape[1]
+    n = codes.shape[0]
+    scan, step = _integer_scanner(qt, codes, offsets, db_block)
+    thr = integer_threshold(qt, np.full(nq, threshold, dtype=np.float64))
+    found_d, found_i, found_q = [], [], []
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        hit = scan(start, stop) < thr
+        if not hit.any():
+            continue
+        rows, cols = np.divmod(np.flatnonzero(hit), nq)
+        rows += start
+        d = exact_candidates(flat, codes, offsets, rows, cols)
+        keep = d <= threshold
+        found_d.append(d[keep])
+        found_i.append(rows[keep])
+        found_q.append(cols[keep])
+    return _group_by_query(found_d, found_i, found_q, nq)
+
+
+def _per_query(function, tables, *args):
+    """``function(tables[q:q + 1], *args)`` for each query; top-k results stacked."""
+    parts = [function(tables[q : q + 1], *args) for q in range(tables.shape[0])]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 class NumpyKernel:
     """The pure-numpy scan: the default kernel, and the reference for any other.
+
+    Parameters
+    ----------
+    fast : bool, default=True
+        Scan integer (uint16) tables and re-rank the candidates with their
+        exact float32 AQD (:mod:`skdqn._qscan`); one query at a time by pair
+        look-ups. ``False``: the plain float32 scan. Both give the same
+        result, bit for bit; tables with a non-finite value always take the
+        float32 scan.
 
     Examples
     --------
@@ -194,6 +315,9 @@ class NumpyKernel:
 
     name = "numpy"
 
+    def __init__(self, fast=True):
+        self.fast = fast
+
     def kneighbors(self, tables, codes, k, *, method="threshold", db_block=DB_BLOCK):
         """The ``k`` smallest AQDs of each query over ``codes``, local row indices.
 
@@ -204,8 +328,8 @@ class NumpyKernel:
         k : int
         method : {"threshold", "full_sort"}, default="threshold"
             ``"threshold"``: running k-th distance, for ``k`` much smaller
-            than ``n``; ``"full_sort"``: every distance, then a stable sort.
-            Both give the same result.
+            than ``n`` (the integer scan when ``fast``); ``"full_sort"``:
+            every distance, then a stable sort. Both give the same result.
         db_block : int, default=4096
             Codes scanned at a time.
 
@@ -217,8 +341,14 @@ class NumpyKernel:
             Rows of ``codes``.
         """
         nq, M, K = tables.shape
-        scan = _topk_threshold if method == "threshold" else _topk_full_sort
-        return scan(flat_tables(tables), codes, k, _offsets(M, K), db_block)
+        if method == "full_sort":
+            return _topk_full_sort(flat_tables(tables), codes, k, _offsets(M, K), db_block)
+        if self.fast and 1 < nq <= PAIR_QUERIES:
+            return _per_query(self.kneighbors, tables, codes, k)
+        qt = quantize_tables(tables) if self.fast else None
+        if qt is None:
+            return _topk_threshold(flat_tables(tables), codes, k, _offsets(M, K), db_block)
+        return _topk_quantized(flat_tables(tables), codes, k, _offsets(M, K), db_block, qt)
 
     def radius_neighbors(self, tables, codes, threshold, *, db_block=DB_BLOCK):
         """Rows of ``codes`` whose AQD is ``<= threshold``, per query, in row order.
@@ -238,7 +368,10 @@ class NumpyKernel:
             float32 distances and intp rows.
         """
         nq, M, K = tables.shape
-        return _radius_scan(flat_tables(tables), codes, threshold, _offsets(M, K), db_block)
+        qt = quantize_tables(tables) if self.fast and np.isfinite(threshold) else None
+        if qt is None:
+            return _radius_scan(flat_tables(tables), codes, threshold, _offsets(M, K), db_block)
+        return _radius_quantized(flat_tables(tables), codes, threshold, _offsets(M, K), db_block, qt)
 
 
 _KERNELS = {"numpy": NumpyKernel}
