@@ -374,15 +374,27 @@ class NumpyKernel:
         return _radius_quantized(flat_tables(tables), codes, threshold, _offsets(M, K), db_block, qt)
 
 
-_KERNELS = {"numpy": NumpyKernel}
+def _torch_kernel(**options):
+    from ._torch_kernel import TorchKernel  # torch is imported only when asked for
+
+    return TorchKernel(**options)
 
 
-def get_kernel(name="numpy"):
+_KERNELS = {"numpy": NumpyKernel, "torch": _torch_kernel}
+
+
+def get_kernel(name="numpy", **options):
     """The scan kernel called ``name``: the one place where a kernel is chosen.
 
     Parameters
     ----------
-    name : {"numpy"}, default="numpy"
+    name : {"numpy", "torch"} or kernel, default="numpy"
+        A kernel object (with ``kneighbors`` and ``radius_neighbors``) is
+        returned as it is.
+    **options
+        Passed to the kernel: ``fast`` for numpy
+        (:class:`NumpyKernel`), ``device`` for torch
+        (:class:`skdqn._torch_kernel.TorchKernel`).
 
     Returns
     -------
@@ -395,7 +407,10 @@ def get_kernel(name="numpy"):
     >>> get_kernel().name
     'numpy'
     """
+    if not isinstance(name, str):
+        return name
     try:
-        return _KERNELS[name]()
+        make = _KERNELS[name]
     except KeyError:
         raise ValueError(f"kernel must be one of {sorted(_KERNELS)}; got {name!r}.") from None
+    return make(**options)

@@ -1,0 +1,245 @@
+"""The torch scan kernel: the same AQD, top-k and radius matches on CPU or CUDA.
+
+Same interface and results as :class:`skdqn._kernels.NumpyKernel`: the
+``(M * K, nq)`` float32 table (:func:`skdqn._tables.flat_tables`) is moved to
+the device, and for each chunk of codes the rows its codes pick are gathered
+(``index_select``) and added in subspace order, ``m = 0, 1, ...``, in float32,
+the additions of the numpy scan, so the distances are the same floats on the
+CPU (and on CUDA, whose float32 additions are IEEE-rounded too; the tests
+allow a float32 rounding there). Per chunk, ``torch.topk`` gives each query's
+k-th distance; every item at or below it (ties included) and strictly below
+the running k-th is a candidate, copied to the host and merged exactly as the
+numpy kernel merges (by distance, then row), so the neighbours and their
+order are those of the stable-argsort reference.
+
+Memory on the device: the codes are moved a chunk at a time (never the whole
+array), ``chunk`` rows with ``chunk * (M * 8 + 2 * nq * 4)`` bytes for their
+int64 indices and their distances, plus the table (``M * K * nq * 4``). The
+chunk is as many rows as fit :data:`DEVICE_BYTES` (256 MiB on CUDA; on the
+CPU :data:`CPU_BYTES`, 8 MiB, so the working set stays in cache), and at
+least ``db_block``.
+
+torch is imported when a kernel is made, never at ``import skdqn``.
+"""
+
+import numpy as np
+
+from ._kernels import DB_BLOCK, _group_by_query, _merge_pending
+from ._tables import flat_tables
+
+__all__ = ["TorchKernel", "resolve_device", "DEVICE_BYTES", "CPU_BYTES"]
+
+DEVICE_BYTES = 256 * 2**20  # CUDA working memory of one task
+CPU_BYTES = 8 * 2**20  # CPU working memory of one task
+
+
+def resolve_device(device="auto"):
+    """The :class:`torch.device` of a ``device`` parameter, or a ValueError naming it.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+        ``"auto"``: CUDA when available, else the CPU.
+
+    Returns
+    -------
+    device : torch.device
+
+    Raises
+    ------
+    ValueError
+        An unknown device, CUDA on a machine without it, or ``cuda:N`` with
+        fewer than ``N + 1`` GPUs.
+
+    Examples
+    --------
+    >>> from skdqn._torch_kernel import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    import torch
+
+    from ._validation import check_device
+
+    resolved = check_device(device)
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)."
+        )
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}.")
+    return resolved
+
+
+def _chunk_rows(nq, M, device, db_block):
+    """Codes per chunk: what :data:`DEVICE_BYTES` (CUDA) or :data:`CPU_BYTES` hold, ``>= db_block``."""
+    budget = DEVICE_BYTES if device.type == "cuda" else CPU_BYTES
+    return max(int(db_block), budget // (M * 8 + 2 * nq * 4))
+
+
+def chunk_distances(table, codes, offsets):
+    """AQD of a chunk of codes to the queries of ``table``, on ``table``'s device.
+
+    Parameters
+    ----------
+    table : torch.Tensor of shape (M * K, nq), float32
+    codes : ndarray of shape (n, M), integer in ``[0, K)``
+    offsets : torch.Tensor of shape (M,), int64, on the same device
+        ``m * K``.
+
+    Returns
+    -------
+    distances : torch.Tensor of shape (n, nq), float32
+        ``sum_m table[offsets[m] + codes[i, m], j]``, added in the order
+        ``m = 0, 1, ...`` (the numpy scan's order).
+    """
+    import torch
+
+    idx = torch.from_numpy(np.ascontiguousarray(codes)).to(table.device, torch.int64) + offsets
+    if table.device.type == "cpu":
+        # One bag of M rows per item, summed in bag order: the same additions.
+        flat = idx.reshape(-1)
+        bags = torch.arange(0, flat.numel(), idx.shape[1], device=table.device)
+        return torch.nn.functional.embedding_bag(flat, table, bags, mode="sum")
+    idx = idx.T.contiguous()
+    out = torch.index_select(table, 0, idx[0])
+    tmp = torch.empty_like(out)
+    for m in range(1, idx.shape[0]):
+        torch.index_select(table, 0, idx[m], out=tmp)
+        out += tmp
+    return out
+
+
+def _device_table(tables, device):
+    import torch
+
+    nq, M, K = tables.shape
+    table = torch.from_numpy(flat_tables(np.asarray(tables, dtype=np.float32))).to(device)
+    return table, torch.arange(M, dtype=torch.int64, device=device) * K
+
+
+def _candidates_to_host(dist, mask, start):
+    """(distances, rows, queries) of the ``True`` entries of ``mask``, as numpy arrays."""
+    import torch
+
+    rows, cols = torch.nonzero(mask, as_tuple=True)
+    d = dist[rows, cols].cpu().numpy()
+    return d, rows.cpu().numpy().astype(np.intp) + start, cols.cpu().numpy().astype(np.intp)
+
+
+def _topk_chunks(table, offsets, codes, k, chunk):
+    """Top-k over chunks: candidates below the running k-th, merged on the host.
+
+    Until every query holds ``k`` items, a chunk's candidates are the items
+    at or below its own k-th distance (``torch.topk``; ties included); then
+    the items strictly below the running k-th (an equal item further down the
+    database loses the tie), which after the first chunk are few.
+    """
+    import torch
+
+    nq = table.shape[1]
+    n = codes.shape[0]
+    best_d = np.full((nq, k), np.inf, dtype=np.float32)
+    best_i = np.full((nq, k), -1, dtype=np.intp)
+    kth, full = None, False
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        dist = chunk_distances(table, codes[start:stop], offsets)
+        if full:
+            mask = dist < kth
+            if not bool(mask.any()):
+                continue
+        else:
+            mask = dist <= torch.topk(dist, min(k, stop - start), dim=0, largest=False).values[-1]
+        best_d, best_i = _merge_pending(best_d, best_i, [_candidates_to_host(dist, mask, start)], k)
+        kth = torch.from_numpy(best_d[:, -1].copy()).to(table.device)
+        full = bool((best_i[:, -1] >= 0).all())
+    return best_d, best_i
+
+
+class TorchKernel:
+    """The scan in torch, on the CPU or a CUDA device; results as :class:`~skdqn._kernels.NumpyKernel`.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Checked when the kernel is made (:func:`resolve_device`): CUDA on a
+        machine without it is a ValueError.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._torch_kernel import TorchKernel
+    >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
+    >>> codes = np.array([[1, 1], [1, 0], [0, 0]], dtype=np.uint8)
+    >>> TorchKernel("cpu").kneighbors(tables, codes, 2)
+    (array([[0., 1.]], dtype=float32), array([[2, 1]]))
+    """
+
+    name = "torch"
+
+    def __init__(self, device="auto"):
+        self.device = str(resolve_device(device))
+
+    def kneighbors(self, tables, codes, k, *, method="threshold", db_block=DB_BLOCK):
+        """The ``k`` smallest AQDs of each query over ``codes``, local row indices.
+
+        Parameters
+        ----------
+        tables : ndarray of shape (nq, M, K), float32
+        codes : ndarray of shape (n, M), integer in ``[0, K)``, ``k <= n``
+        k : int
+        method : {"threshold", "full_sort"}, default="threshold"
+            ``"full_sort"``: every distance to the host, then a stable sort.
+        db_block : int, default=4096
+            Lower bound on the codes of a chunk.
+
+        Returns
+        -------
+        distances : ndarray of shape (nq, k), float32
+            Ascending; ties by row.
+        indices : ndarray of shape (nq, k), intp
+        """
+        import torch
+
+        device = torch.device(self.device)
+        nq, M, K = tables.shape
+        table, offsets = _device_table(tables, device)
+        chunk = _chunk_rows(nq, M, device, db_block)
+        if method != "full_sort":
+            return _topk_chunks(table, offsets, codes, k, chunk)
+        dist = np.empty((nq, codes.shape[0]), dtype=np.float32)
+        for start in range(0, codes.shape[0], chunk):
+            part = chunk_distances(table, codes[start : start + chunk], offsets)
+            dist[:, start : start + part.shape[0]] = part.T.cpu().numpy()
+        ind = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(dist, ind, axis=1), ind
+
+    def radius_neighbors(self, tables, codes, threshold, *, db_block=DB_BLOCK):
+        """Rows of ``codes`` whose AQD is ``<= threshold``, per query, in row order.
+
+        Parameters
+        ----------
+        tables : ndarray of shape (nq, M, K), float32
+        codes : ndarray of shape (n, M), integer in ``[0, K)``
+        threshold : numpy.float32
+        db_block : int, default=4096
+
+        Returns
+        -------
+        found : list of (distances, indices) tuples, one per query
+        """
+        import torch
+
+        device = torch.device(self.device)
+        nq, M, K = tables.shape
+        table, offsets = _device_table(tables, device)
+        chunk = _chunk_rows(nq, M, device, db_block)
+        found_d, found_i, found_q = [], [], []
+        for start in range(0, codes.shape[0], chunk):
+            dist = chunk_distances(table, codes[start : start + chunk], offsets)
+            d, i, q = _candidates_to_host(dist, dist <= float(threshold), start)
+            found_d.append(d)
+            found_i.append(i)
+            found_q.append(q)
+        return _group_by_query(found_d, found_i, found_q, nq)
