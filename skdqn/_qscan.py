@@ -203,7 +203,7 @@ def pair_tables(q):
     """
     M, K = q.shape
     n_pairs = M // 2
-    pairs = np.zeros((n_pairs, 256, 256), dtype=np.uint16)
+    pairs = (np.empty if K == 256 else np.zeros)((n_pairs, 256, 256), dtype=np.uint16)
     for p in range(n_pairs):
         np.add(q[2 * p + 1][:, None], q[2 * p][None, :], out=pairs[p, :K, :K])
     return pairs.reshape(n_pairs, 65536), (q[M - 1] if M % 2 else None)
