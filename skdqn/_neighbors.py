@@ -61,8 +61,8 @@ class AQDNeighbors(BaseEstimator):
     stay real-valued. For each query an ``(M, K)`` lookup table of distances
     between its subvectors and the codewords is computed once; the distance to
     an item is the sum of ``M`` table entries (Asymmetric Quantizer Distance,
-    AQD). The scan is pure numpy, works in blocks of bounded size, and breaks
-    ties by database index.
+    AQD). The scan is pure numpy by default (``backend``), works in blocks of
+    bounded size, and breaks ties by database index.
 
     Parameters
     ----------
