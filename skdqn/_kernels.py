@@ -285,9 +285,9 @@ def _radius_quantized(flat, codes, threshold, offsets, db_block, qt):
     return _group_by_query(found_d, found_i, found_q, nq)
 
 
-def _per_query(function, tables, *args):
-    """``function(tables[q:q + 1], *args)`` for each query; top-k results stacked."""
-    parts = [function(tables[q : q + 1], *args) for q in range(tables.shape[0])]
+def _per_query(kneighbors, tables, codes, k, db_block):
+    """``kneighbors`` of each query alone (the one-query path); results stacked."""
+    parts = [kneighbors(tables[q : q + 1], codes, k, db_block=db_block) for q in range(tables.shape[0])]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -344,7 +344,7 @@ class NumpyKernel:
         if method == "full_sort":
             return _topk_full_sort(flat_tables(tables), codes, k, _offsets(M, K), db_block)
         if self.fast and 1 < nq <= PAIR_QUERIES:
-            return _per_query(self.kneighbors, tables, codes, k)
+            return _per_query(self.kneighbors, tables, codes, k, db_block)
         qt = quantize_tables(tables) if self.fast else None
         if qt is None:
             return _topk_threshold(flat_tables(tables), codes, k, _offsets(M, K), db_block)

@@ -160,3 +160,42 @@ def test_fast_kernel_on_odd_layouts():
     # Non-finite tables take the float32 scan, with the same results.
     tables[0, 0, 0] = np.inf
     assert_array_equal(NumpyKernel().kneighbors(tables, codes, 4)[1], kneighbors_reference(tables, codes, 4)[1])
+
+
+def test_a_query_alone_gets_its_batch_result():
+    # The one-query pair path (nq <= PAIR_QUERIES) against the batch path.
+    tables, codes = near_tie_problem(nq=12, n=700, M=6, K=256, seed=11)
+    kernel = NumpyKernel()
+    batch = kernel.kneighbors(tables, codes, 8, db_block=50)
+    for q in range(12):
+        alone = kernel.kneighbors(tables[q : q + 1], codes, 8, db_block=50)
+        assert_array_equal(alone[1], batch[1][q : q + 1])
+        assert_array_equal(alone[0], batch[0][q : q + 1])
+    found = kernel.radius_neighbors(tables, codes, np.float32(np.median(aqd_distances(tables, codes))))
+    for q in range(12):
+        (d, i), = kernel.radius_neighbors(tables[q : q + 1], codes, np.float32(np.median(aqd_distances(tables, codes))))
+        assert_array_equal(i, found[q][1])
+        assert_array_equal(d, found[q][0])
+
+
+@pytest.mark.parametrize("n_shards, n_jobs", [(1, None), (3, 2)])
+def test_engine_results_do_not_depend_on_the_fast_path(n_shards, n_jobs, small_blocks):
+    # X=None-style queries (the items decoded), shards and workers, k-NN and radius.
+    from skdqn._search import aqd_kneighbors, aqd_radius_neighbors
+    from skdqn._tables import CodeQueries
+
+    rng = np.random.default_rng(5)
+    codebooks = rng.integers(-2, 3, size=(4, 16, 2)).astype(np.float32)  # integer: exact ties
+    codes = rng.integers(0, 16, size=(500, 4)).astype(np.uint8)
+    for metric in ("sqeuclidean", "inner_product"):
+        queries = CodeQueries(codes[:37], codebooks, metric)
+        plain = NumpyKernel(fast=False)
+        for kernel in (NumpyKernel(), "numpy"):
+            got = aqd_kneighbors(queries, codes, 11, n_shards=n_shards, n_jobs=n_jobs, kernel=kernel)
+            ref = aqd_kneighbors(queries, codes, 11, n_shards=n_shards, n_jobs=n_jobs, kernel=plain)
+            assert_array_equal(got[1], ref[1])
+            assert_array_equal(got[0], ref[0])
+            r_got = aqd_radius_neighbors(queries, codes, 3.0, n_shards=n_shards, n_jobs=n_jobs, kernel=kernel)
+            r_ref = aqd_radius_neighbors(queries, codes, 3.0, n_shards=n_shards, n_jobs=n_jobs, kernel=plain)
+            for a, b in zip(r_got[0] + r_got[1], r_ref[0] + r_ref[1]):
+                assert_array_equal(a, b)
