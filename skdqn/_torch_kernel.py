@@ -3,9 +3,10 @@
 Same interface and results as :class:`skdqn._kernels.NumpyKernel`: the
 ``(M * K, nq)`` float32 table (:func:`skdqn._tables.flat_tables`) is moved to
 the device, and for each chunk of codes the rows its codes pick are gathered
-(``index_select``) and added in subspace order, ``m = 0, 1, ...``, in float32,
-the additions of the numpy scan, so the distances are the same floats on the
-CPU (and on CUDA, whose float32 additions are IEEE-rounded too; the tests
+and added in subspace order, ``m = 0, 1, ...``, in float32, the additions of
+the numpy scan (:func:`chunk_distances`: ``embedding_bag`` on the CPU,
+``index_select`` and ``+=`` on CUDA), so the distances are the same floats on
+the CPU (and on CUDA, whose float32 additions are IEEE-rounded too; the tests
 allow a float32 rounding there). Per chunk, ``torch.topk`` gives each query's
 k-th distance; every item at or below it (ties included) and strictly below
 the running k-th is a candidate, copied to the host and merged exactly as the
@@ -77,7 +78,7 @@ def _chunk_rows(nq, M, device, db_block):
     return max(int(db_block), budget // (M * 8 + 2 * nq * 4))
 
 
-def chunk_distances(table, codes, offsets):
+def chunk_distances(table, codes, offsets, bags=None):
     """AQD of a chunk of codes to the queries of ``table``, on ``table``'s device.
 
     Parameters
@@ -86,6 +87,12 @@ def chunk_distances(table, codes, offsets):
     codes : ndarray of shape (n, M), integer in ``[0, K)``
     offsets : torch.Tensor of shape (M,), int64, on the same device
         ``m * K``.
+    bags : bool, default=None
+        ``True``: ``embedding_bag(mode="sum")``, one bag of ``M`` rows per
+        item, summed in bag order (the faster on the CPU); ``False``:
+        ``index_select`` of each subspace's rows, added one after the other.
+        ``None``: bags on the CPU only (the order of the CUDA
+        ``embedding_bag`` reduction is not documented).
 
     Returns
     -------
@@ -96,8 +103,7 @@ def chunk_distances(table, codes, offsets):
     import torch
 
     idx = torch.from_numpy(np.ascontiguousarray(codes)).to(table.device, torch.int64) + offsets
-    if table.device.type == "cpu":
-        # One bag of M rows per item, summed in bag order: the same additions.
+    if table.device.type == "cpu" if bags is None else bags:
         flat = idx.reshape(-1)
         bags = torch.arange(0, flat.numel(), idx.shape[1], device=table.device)
         return torch.nn.functional.embedding_bag(flat, table, bags, mode="sum")

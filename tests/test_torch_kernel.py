@@ -155,3 +155,23 @@ def test_backend_torch_on_cuda(small_blocks):
     ref = AQDNeighbors(n_neighbors=4, M=2, K=16, random_state=0).fit(X)
     got = AQDNeighbors(n_neighbors=4, M=2, K=16, random_state=0, backend="torch", device="cuda").fit(X)
     assert_array_equal(got.kneighbors(X[:20])[1], ref.kneighbors(X[:20])[1])
+
+
+@pytest.mark.parametrize("bags", [True, False])
+@pytest.mark.parametrize("kind", ["near_ties", "inner_product"])
+def test_both_ways_of_summing_give_the_numpy_floats(bags, kind):
+    # index_select + add is the CUDA path: checked here on the CPU.
+    tables, codes = problem(kind, nq=6, n=300, M=8, K=256, seed=2)
+    table, offsets = torch_kernel._device_table(tables, torch.device("cpu"))
+    got = torch_kernel.chunk_distances(table, codes, offsets, bags=bags).numpy().T
+    assert_array_equal(got, aqd_distances(tables, codes))
+
+
+def test_kernel_through_the_cuda_way_of_summing(monkeypatch, tiny_chunks):
+    original = torch_kernel.chunk_distances
+    monkeypatch.setattr(torch_kernel, "chunk_distances", lambda *a: original(*a, bags=False))
+    tables, codes = problem("ties", nq=5, n=200, M=4, K=16, seed=4)
+    ref_d, ref_i = kneighbors_reference(tables, codes, 9)
+    d, i = TorchKernel("cpu").kneighbors(tables, codes, 9, db_block=13)
+    assert_array_equal(i, ref_i)
+    assert_array_equal(d, ref_d)
