@@ -190,8 +190,33 @@ PAIR_QUERIES = 4  # at most this many queries: one query at a time, by pair look
 _PAIR_BLOCK_FACTOR = 16  # the one-query scan reads this many scan blocks at a time
 
 
+class IntegerScan:
+    """How a kernel computes the integer sums of the integer scan, block by block.
+
+    Attributes
+    ----------
+    scan : callable
+        ``scan(start, stop)`` -> ndarray of shape (stop - start, nq): the
+        integer sums of items ``start:stop``, in the scanner's own encoding
+        (ordered as the sums).
+    step : int
+        Items per call of ``scan``.
+    encode : callable
+        uint16 thresholds (nq,) -> the same encoding (``sums < encode(thr)``
+        iff ``integer sums < thr``); default identity.
+    decode : callable
+        Encoded sums (nq,) -> integer sums; default identity.
+    """
+
+    def __init__(self, scan, step, encode=None, decode=None):
+        self.scan = scan
+        self.step = step
+        self.encode = encode or (lambda thr: thr)
+        self.decode = decode or (lambda values: values)
+
+
 def _integer_scanner(qt, codes, offsets, db_block):
-    """``(scan(start, stop) -> (stop - start, nq) uint16 integer sums, step)`` for a block of queries.
+    """The numpy :class:`IntegerScan` (uint16 sums) for a block of queries.
 
     One query with uint8 codes (``K <= 256``): pair look-ups
     (:func:`skdqn._qscan.pair_scan_block`), ``16 * db_block`` items at a time;
@@ -207,7 +232,7 @@ def _integer_scanner(qt, codes, offsets, db_block):
         def scan(start, stop):
             return pair_scan_block(pairs, last, codes, start, stop, out[: stop - start], tmp[: stop - start])[:, None]
 
-        return scan, step
+        return IntegerScan(scan, step)
     flat_q = flat_tables(qt.q)
     out = np.empty((db_block, nq), dtype=np.uint16)
     tmp = np.empty_like(out)
@@ -215,23 +240,25 @@ def _integer_scanner(qt, codes, offsets, db_block):
     def scan(start, stop):
         return _scan_block(flat_q, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
 
-    return scan, db_block
+    return IntegerScan(scan, db_block)
 
 
-def _topk_quantized(flat, codes, k, offsets, db_block, qt):
+def _topk_quantized(flat, codes, k, offsets, db_block, qt, scanner=None):
     """Top-k by the integer scan: candidates under a conservative bound, re-ranked exactly.
 
     Same result as :func:`_topk_threshold`, bit for bit: every item whose
     float32 AQD can be at or below the running k-th is a candidate, and
-    candidates get their float32 AQD summed in subspace order.
+    candidates get their float32 AQD summed in subspace order. ``scanner``
+    (an :class:`IntegerScan`) computes the integer sums; by default numpy's.
     """
     nq = flat.shape[1]
     n = codes.shape[0]
-    scan, step = _integer_scanner(qt, codes, offsets, db_block)
+    scanner = scanner or _integer_scanner(qt, codes, offsets, db_block)
+    scan, step, encode = scanner.scan, scanner.step, scanner.encode
     best_d = np.full((nq, k), np.inf, dtype=np.float32)
     best_i = np.full((nq, k), -1, dtype=np.intp)
     kth = best_d[:, -1].copy()
-    thr = integer_threshold(qt, kth)
+    thr = encode(integer_threshold(qt, kth))
     full = False
     pending, n_pending = [], 0
     for start in range(0, n, step):
@@ -239,8 +266,8 @@ def _topk_quantized(flat, codes, k, offsets, db_block, qt):
         qsum = scan(start, stop)
         if not full and qsum.shape[0] >= k:
             # Seed: the block's k smallest integer sums bound the k-th AQD from above.
-            seed = np.partition(qsum, k - 1, axis=0)[k - 1]
-            thr = np.minimum(thr, integer_threshold(qt, upper_bound(qt, seed)))
+            seed = scanner.decode(np.partition(qsum, k - 1, axis=0)[k - 1])
+            thr = np.minimum(thr, encode(integer_threshold(qt, upper_bound(qt, seed))))
         hit = qsum < thr
         if not hit.any():
             continue
@@ -256,19 +283,20 @@ def _topk_quantized(flat, codes, k, offsets, db_block, qt):
             best_d, best_i = _merge_pending(best_d, best_i, pending, k)
             kth = best_d[:, -1].copy()
             full = bool((best_i[:, -1] >= 0).all())
-            thr = np.minimum(thr, integer_threshold(qt, kth))
+            thr = np.minimum(thr, encode(integer_threshold(qt, kth)))
             pending, n_pending = [], 0
     if pending:
         best_d, best_i = _merge_pending(best_d, best_i, pending, k)
     return best_d, best_i
 
 
-def _radius_quantized(flat, codes, threshold, offsets, db_block, qt):
+def _radius_quantized(flat, codes, threshold, offsets, db_block, qt, scanner=None):
     """Radius matches by the integer scan, candidates checked with their exact float32 AQD."""
     nq = flat.shape[1]
     n = codes.shape[0]
-    scan, step = _integer_scanner(qt, codes, offsets, db_block)
-    thr = integer_threshold(qt, np.full(nq, threshold, dtype=np.float64))
+    scanner = scanner or _integer_scanner(qt, codes, offsets, db_block)
+    scan, step = scanner.scan, scanner.step
+    thr = scanner.encode(integer_threshold(qt, np.full(nq, threshold, dtype=np.float64)))
     found_d, found_i, found_q = [], [], []
     for start in range(0, n, step):
         stop = min(n, start + step)

@@ -51,7 +51,7 @@ class QuantizedTables:
     Attributes
     ----------
     q : ndarray of shape (nq, M, K), uint16
-        ``floor((t - lo[m]) / delta)``, at most ``65534 // M``.
+        ``floor((t - lo[m]) / delta)``, at most ``max_sum // M``.
     lo : ndarray of shape (nq,), float64
         ``sum_m min_k t[q, m, k]``.
     delta : ndarray of shape (nq,), float64
@@ -66,18 +66,22 @@ class QuantizedTables:
     slack: np.ndarray
 
 
-def quantize_tables(tables):
+def quantize_tables(tables, max_sum=_ACC_MAX):
     """Quantize float32 tables for the integer scan, or None if they cannot be.
 
     Parameters
     ----------
     tables : ndarray of shape (nq, M, K), float32
+    max_sum : int, default=65534
+        Largest integer sum of ``M`` entries (each entry at most
+        ``max_sum // M``): 65534 for uint16 sums, 2047 for sums exact in
+        float16 (the torch CPU scan).
 
     Returns
     -------
     quantized : QuantizedTables or None
-        None when a table holds a non-finite value or ``M > 65534``: use the
-        float32 scan then.
+        None when a table holds a non-finite value or ``M > max_sum``: use
+        the float32 scan then.
 
     Examples
     --------
@@ -88,7 +92,7 @@ def quantize_tables(tables):
     ([[0, 8191], [0, 32767]], 4.0)
     """
     nq, M, K = tables.shape
-    levels = _ACC_MAX // M
+    levels = int(max_sum) // M
     if levels < 1 or not np.isfinite(tables).all():
         return None
     t = tables.astype(np.float64)

@@ -25,13 +25,15 @@ torch is imported when a kernel is made, never at ``import skdqn``.
 
 import numpy as np
 
-from ._kernels import DB_BLOCK, _group_by_query, _merge_pending
+from ._kernels import DB_BLOCK, IntegerScan, _group_by_query, _merge_pending, _offsets, _radius_quantized, _topk_quantized
+from ._qscan import quantize_tables
 from ._tables import flat_tables
 
-__all__ = ["TorchKernel", "resolve_device", "DEVICE_BYTES", "CPU_BYTES"]
+__all__ = ["TorchKernel", "resolve_device", "float16_scanner", "DEVICE_BYTES", "CPU_BYTES"]
 
 DEVICE_BYTES = 256 * 2**20  # CUDA working memory of one task
 CPU_BYTES = 8 * 2**20  # CPU working memory of one task
+FLOAT16_MAX_SUM = 2047  # integer sums up to this are exact in float16 (the CPU integer scan)
 
 
 def resolve_device(device="auto"):
@@ -128,42 +130,108 @@ def _device_table(tables, device):
 
 
 def _candidates_to_host(dist, mask, start):
-    """(distances, rows, queries) of the ``True`` entries of ``mask``, as numpy arrays."""
+    """(distances, rows, queries) of the ``True`` entries of ``mask``, as numpy arrays.
+
+    On the CPU through numpy on the same memory (``np.flatnonzero`` is
+    several times faster than ``torch.nonzero``); on CUDA only the entries
+    found are copied.
+    """
     import torch
 
+    if dist.device.type == "cpu":
+        d = dist.numpy()
+        flat_hit = np.flatnonzero(mask.numpy() if isinstance(mask, torch.Tensor) else mask)
+        rows, cols = np.divmod(flat_hit, d.shape[1])
+        return d.ravel()[flat_hit], rows + start, cols
     rows, cols = torch.nonzero(mask, as_tuple=True)
     d = dist[rows, cols].cpu().numpy()
     return d, rows.cpu().numpy().astype(np.intp) + start, cols.cpu().numpy().astype(np.intp)
+
+
+def _chunk_candidates(dist, kth, k, start):
+    """Candidates of one chunk, ``(distances, rows, queries)`` on the host, or None.
+
+    ``kth`` (numpy, per query) None: the items at or below the chunk's own
+    k-th distance (ties included); else the items strictly below ``kth`` (an
+    equal item further down the database loses the tie). On the CPU the
+    comparisons run in numpy on the same memory; on CUDA in torch.
+    """
+    import torch
+
+    kk = min(k, dist.shape[0])
+    if dist.device.type == "cpu":
+        d = dist.numpy()
+        mask = d < kth if kth is not None else d <= np.partition(d, kk - 1, axis=0)[kk - 1]
+    elif kth is None:
+        mask = dist <= torch.topk(dist, kk, dim=0, largest=False).values[-1]
+    else:
+        mask = dist < torch.from_numpy(kth).to(dist.device)
+    if not bool(mask.any()):
+        return None
+    return _candidates_to_host(dist, mask, start)
 
 
 def _topk_chunks(table, offsets, codes, k, chunk):
     """Top-k over chunks: candidates below the running k-th, merged on the host.
 
     Until every query holds ``k`` items, a chunk's candidates are the items
-    at or below its own k-th distance (``torch.topk``; ties included); then
-    the items strictly below the running k-th (an equal item further down the
-    database loses the tie), which after the first chunk are few.
+    at or below its own k-th distance; then the items strictly below the
+    running k-th, which after the first chunk are few
+    (:func:`_chunk_candidates`).
     """
-    import torch
-
     nq = table.shape[1]
     n = codes.shape[0]
     best_d = np.full((nq, k), np.inf, dtype=np.float32)
     best_i = np.full((nq, k), -1, dtype=np.intp)
-    kth, full = None, False
+    kth = None
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         dist = chunk_distances(table, codes[start:stop], offsets)
-        if full:
-            mask = dist < kth
-            if not bool(mask.any()):
-                continue
-        else:
-            mask = dist <= torch.topk(dist, min(k, stop - start), dim=0, largest=False).values[-1]
-        best_d, best_i = _merge_pending(best_d, best_i, [_candidates_to_host(dist, mask, start)], k)
-        kth = torch.from_numpy(best_d[:, -1].copy()).to(table.device)
-        full = bool((best_i[:, -1] >= 0).all())
+        found = _chunk_candidates(dist, kth, k, start)
+        if found is None:
+            continue
+        best_d, best_i = _merge_pending(best_d, best_i, [found], k)
+        kth = best_d[:, -1].copy() if (best_i[:, -1] >= 0).all() else None
     return best_d, best_i
+
+
+def float16_scanner(qt, codes, chunk):
+    """The CPU :class:`~skdqn._kernels.IntegerScan` of torch: float16 ``embedding_bag`` of integer tables.
+
+    Parameters
+    ----------
+    qt : QuantizedTables
+        From ``quantize_tables(tables, max_sum=2047)``: every partial sum is
+        an integer ``<= 2047``, exact in float16.
+    codes : ndarray of shape (n, M), integer in ``[0, K)``
+    chunk : int
+        Items per call of ``scan``.
+
+    Returns
+    -------
+    scanner : IntegerScan
+        ``scan`` returns the float16 sums' bits as int16 (for non-negative
+        float16 values the bit patterns sort as the values), ``encode`` and
+        ``decode`` convert integer thresholds and sums.
+    """
+    import torch
+
+    nq, M, K = qt.q.shape
+    table = torch.from_numpy(flat_tables(qt.q).astype(np.float16).ravel()).view(M * K, nq)
+    offsets = torch.arange(M, dtype=torch.int64) * K
+
+    def scan(start, stop):
+        idx = (torch.from_numpy(np.ascontiguousarray(codes[start:stop])).to(torch.int64) + offsets).reshape(-1)
+        bags = torch.arange(0, idx.numel(), M)
+        return torch.nn.functional.embedding_bag(idx, table, bags, mode="sum").numpy().view(np.int16)
+
+    def encode(thr):  # thresholds above every sum stay above it
+        return np.minimum(thr, FLOAT16_MAX_SUM + 1).astype(np.float16).view(np.int16)
+
+    def decode(values):
+        return values.view(np.float16).astype(np.int64)
+
+    return IntegerScan(scan, chunk, encode, decode)
 
 
 class TorchKernel:
@@ -174,6 +242,10 @@ class TorchKernel:
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
         Checked when the kernel is made (:func:`resolve_device`): CUDA on a
         machine without it is a ValueError.
+    fast : bool, default=True
+        On the CPU, the integer scan of :mod:`skdqn._qscan` with float16
+        sums (:func:`float16_scanner`) and the exact float32 re-rank; the
+        same results. ``False`` (and always on CUDA): the float32 sums.
 
     Examples
     --------
@@ -187,8 +259,15 @@ class TorchKernel:
 
     name = "torch"
 
-    def __init__(self, device="auto"):
+    def __init__(self, device="auto", fast=True):
         self.device = str(resolve_device(device))
+        self.fast = fast
+
+    def _quantized(self, tables, device, method):
+        """Integer tables for the CPU integer scan, or None (CUDA, full sort, not fast, non-finite)."""
+        if not self.fast or device.type != "cpu" or method == "full_sort":
+            return None
+        return quantize_tables(tables, max_sum=FLOAT16_MAX_SUM)
 
     def kneighbors(self, tables, codes, k, *, method="threshold", db_block=DB_BLOCK):
         """The ``k`` smallest AQDs of each query over ``codes``, local row indices.
@@ -213,8 +292,12 @@ class TorchKernel:
 
         device = torch.device(self.device)
         nq, M, K = tables.shape
-        table, offsets = _device_table(tables, device)
         chunk = _chunk_rows(nq, M, device, db_block)
+        qt = self._quantized(tables, device, method)
+        if qt is not None:
+            scanner = float16_scanner(qt, codes, chunk)
+            return _topk_quantized(flat_tables(tables), codes, k, _offsets(M, K), chunk, qt, scanner)
+        table, offsets = _device_table(tables, device)
         if method != "full_sort":
             return _topk_chunks(table, offsets, codes, k, chunk)
         dist = np.empty((nq, codes.shape[0]), dtype=np.float32)
@@ -242,12 +325,17 @@ class TorchKernel:
 
         device = torch.device(self.device)
         nq, M, K = tables.shape
-        table, offsets = _device_table(tables, device)
         chunk = _chunk_rows(nq, M, device, db_block)
+        qt = self._quantized(tables, device, "radius" if np.isfinite(threshold) else "full_sort")
+        if qt is not None:
+            scanner = float16_scanner(qt, codes, chunk)
+            return _radius_quantized(flat_tables(tables), codes, threshold, _offsets(M, K), chunk, qt, scanner)
+        table, offsets = _device_table(tables, device)
         found_d, found_i, found_q = [], [], []
         for start in range(0, codes.shape[0], chunk):
             dist = chunk_distances(table, codes[start : start + chunk], offsets)
-            d, i, q = _candidates_to_host(dist, dist <= float(threshold), start)
+            mask = dist.numpy() <= threshold if dist.device.type == "cpu" else dist <= float(threshold)
+            d, i, q = _candidates_to_host(dist, mask, start)
             found_d.append(d)
             found_i.append(i)
             found_q.append(q)

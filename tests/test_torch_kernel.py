@@ -35,13 +35,15 @@ def tiny_chunks(monkeypatch):
 
 
 # ------------------------------------------------------------ kernel, grid
+@pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("kind", ["sqeuclidean", "inner_product", "ties", "near_ties"])
 @pytest.mark.parametrize("K", [16, 256, 2**12])
 @pytest.mark.parametrize("M", [1, 3, 8])
-def test_torch_kneighbors_match_the_reference(kind, K, M, tiny_chunks):
+def test_torch_kneighbors_match_the_reference(kind, K, M, fast, tiny_chunks):
+    # fast: the float16 integer scan and the exact re-rank; else the float32 sums.
     n = 120
     tables, codes = problem(kind, nq=5, n=n, M=M, K=K, seed=M + K)
-    kernel = TorchKernel("cpu")
+    kernel = TorchKernel("cpu", fast=fast)
     for k in (1, 6, n):
         ref_d, ref_i = kneighbors_reference(tables, codes, k)
         for db_block in (1, 7, 4096):
@@ -52,20 +54,21 @@ def test_torch_kneighbors_match_the_reference(kind, K, M, tiny_chunks):
                 assert_array_equal(d, ref_d)
 
 
+@pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("kind", ["sqeuclidean", "ties", "near_ties"])
 @pytest.mark.parametrize("K", [16, 2**12])
-def test_torch_radius_matches_the_mask(kind, K, tiny_chunks):
+def test_torch_radius_matches_the_mask(kind, K, fast, tiny_chunks):
     tables, codes = problem(kind, nq=4, n=100, M=3, K=K, seed=K)
     full = aqd_distances(tables, codes)
     for threshold in np.quantile(full, [0.0, 0.1, 1.0]).astype(np.float32):
         for db_block in (1, 9, 4096):
-            found = TorchKernel("cpu").radius_neighbors(tables, codes, threshold, db_block=db_block)
+            found = TorchKernel("cpu", fast=fast).radius_neighbors(tables, codes, threshold, db_block=db_block)
             assert len(found) == 4
             for q, (d, i) in enumerate(found):
                 expected = np.flatnonzero(full[q] <= threshold)
                 assert_array_equal(i, expected)
                 assert_array_equal(d, full[q, expected])
-    empty = TorchKernel("cpu").radius_neighbors(tables, codes[:0], np.float32(1.0))
+    empty = TorchKernel("cpu", fast=fast).radius_neighbors(tables, codes[:0], np.float32(1.0))
     assert [len(i) for _, i in empty] == [0] * 4
 
 
@@ -172,6 +175,20 @@ def test_kernel_through_the_cuda_way_of_summing(monkeypatch, tiny_chunks):
     monkeypatch.setattr(torch_kernel, "chunk_distances", lambda *a: original(*a, bags=False))
     tables, codes = problem("ties", nq=5, n=200, M=4, K=16, seed=4)
     ref_d, ref_i = kneighbors_reference(tables, codes, 9)
-    d, i = TorchKernel("cpu").kneighbors(tables, codes, 9, db_block=13)
+    d, i = TorchKernel("cpu", fast=False).kneighbors(tables, codes, 9, db_block=13)
     assert_array_equal(i, ref_i)
     assert_array_equal(d, ref_d)
+
+
+@pytest.mark.parametrize("M", [1, 5, 8])
+def test_float16_sums_are_the_integer_sums(M):
+    tables, codes = problem("sqeuclidean", nq=4, n=500, M=M, K=256, seed=M)
+    qt = torch_kernel.quantize_tables(tables, max_sum=torch_kernel.FLOAT16_MAX_SUM)
+    assert int(qt.q.max()) * M <= 2047
+    scanner = torch_kernel.float16_scanner(qt, codes, 500)
+    got = scanner.decode(scanner.scan(0, 500))
+    ref = qt.q[:, np.arange(M), codes.astype(np.intp)].sum(axis=2).T  # (n, nq)
+    assert_array_equal(got, ref)
+    thr = np.array([0, 7, 2047, 65535], np.uint16)
+    encoded = scanner.scan(0, 500)[:, :, None] < scanner.encode(thr)[None, None, :]
+    assert_array_equal(encoded, ref[:, :, None] < thr.astype(np.int64)[None, None, :])
