@@ -103,9 +103,10 @@ class AQDNeighbors(BaseEstimator):
     backend : {"numpy", "torch"}, default="numpy"
         The scan kernel of the exhaustive search. ``"numpy"``: the pure-numpy
         scan (integer tables, then an exact float32 re-rank; one query at a
-        time by pair look-ups). ``"torch"``: the same sums in torch on
-        ``device``, for a GPU; the same neighbours, tie order included, and
-        the same float32 distances (on CUDA up to float32 rounding). Codes
+        time by pair look-ups). ``"torch"``: the scan in torch on ``device``
+        (on the CPU the same integer scan, float16 sums; on CUDA the float32
+        sums); the same neighbours, tie order included, and the same float32
+        distances (on CUDA up to float32 rounding). Codes
         move to the device a chunk at a time (at most 256 MiB of device
         memory per task). Inverted lists are scanned by numpy for now.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"

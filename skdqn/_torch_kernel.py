@@ -13,6 +13,14 @@ the running k-th is a candidate, copied to the host and merged exactly as the
 numpy kernel merges (by distance, then row), so the neighbours and their
 order are those of the stable-argsort reference.
 
+On the CPU (``fast=True``, the default) the kernel runs the integer scan of
+:mod:`skdqn._qscan` instead, with torch doing the sums: tables quantized to
+integers whose sums stay ``<= 2047`` (exact in float16), summed by a float16
+``embedding_bag`` (2 bytes per look-up, and torch's bag kernel is faster than
+a numpy row gather), the candidates under the conservative bound re-ranked
+with their exact float32 AQD, so the results are again those of the float32
+scan, bit for bit (:func:`float16_scanner`).
+
 Memory on the device: the codes are moved a chunk at a time (never the whole
 array), ``chunk`` rows with ``chunk * (M * 8 + 2 * nq * 4)`` bytes for their
 int64 indices and their distances, plus the table (``M * K * nq * 4``). The
