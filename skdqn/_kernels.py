@@ -268,10 +268,10 @@ def _topk_quantized(flat, codes, k, offsets, db_block, qt, scanner=None):
             # Seed: the block's k smallest integer sums bound the k-th AQD from above.
             seed = scanner.decode(np.partition(qsum, k - 1, axis=0)[k - 1])
             thr = np.minimum(thr, encode(integer_threshold(qt, upper_bound(qt, seed))))
-        hit = qsum < thr
-        if not hit.any():
+        flat_hit = np.flatnonzero(qsum < thr)  # counts first: cheap when empty
+        if not flat_hit.size:
             continue
-        rows, cols = np.divmod(np.flatnonzero(hit), nq)
+        rows, cols = np.divmod(flat_hit, nq)
         rows += start
         d = exact_candidates(flat, codes, offsets, rows, cols)
         if full:  # an equal distance further down loses the tie: strictly below
@@ -300,10 +300,10 @@ def _radius_quantized(flat, codes, threshold, offsets, db_block, qt, scanner=Non
     found_d, found_i, found_q = [], [], []
     for start in range(0, n, step):
         stop = min(n, start + step)
-        hit = scan(start, stop) < thr
-        if not hit.any():
+        flat_hit = np.flatnonzero(scan(start, stop) < thr)
+        if not flat_hit.size:
             continue
-        rows, cols = np.divmod(np.flatnonzero(hit), nq)
+        rows, cols = np.divmod(flat_hit, nq)
         rows += start
         d = exact_candidates(flat, codes, offsets, rows, cols)
         keep = d <= threshold

