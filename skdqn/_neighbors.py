@@ -106,9 +106,9 @@ class AQDNeighbors(BaseEstimator):
         time by pair look-ups). ``"torch"``: the scan in torch on ``device``
         (on the CPU the same integer scan, float16 sums; on CUDA the float32
         sums); the same neighbours, tie order included, and the same float32
-        distances (on CUDA up to float32 rounding). Codes
-        move to the device a chunk at a time (at most 256 MiB of device
-        memory per task). Inverted lists are scanned by numpy for now.
+        distances (on CUDA up to float32 rounding). Codes move to the
+        device a chunk at a time (at most 256 MiB of device memory per
+        task). Inverted lists are scanned by numpy for now.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
         Device of the torch kernel (``backend="torch"`` only): ``"auto"``
         is CUDA when available, else the CPU. CUDA on a machine without it
