@@ -7,13 +7,13 @@ An exhaustive :class:`~skdqn.AQDNeighbors` scans every code for every query.
 With ``n_lists``, the index also learns a coarse quantizer and keeps the codes
 in inverted lists; a query then scans only the ``n_probe`` lists nearest to it.
 This example trains a :class:`~skdqn.DeepQuantizer`, indexes its embeddings
-both ways, and draws recall@10 (the share of the exhaustive top-10 found)
+both ways, and draws ``recall@10`` (the share of the exhaustive top-10 found)
 against queries per second for several ``n_probe``.
 
 The data is scikit-learn's digits with copies shifted by up to two pixels in
 each direction (44,925 images, nothing downloaded). The speed-up grows with
 the size of the index: :doc:`/results` measures it up to 10^7 items, and on
-60,000 Fashion-MNIST embeddings this script's recipe reached recall@10 0.97
+60,000 Fashion-MNIST embeddings this script's recipe reached ``recall@10`` 0.97
 at ``n_probe=4`` of 244 lists.
 """
 
