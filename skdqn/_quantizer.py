@@ -42,7 +42,16 @@ from ._data import (
 from ._labels import label_indicator
 from ._losses import pair_similarity, pairwise_loss, quantization_loss
 from ._model_io import load_model, load_weights, network_bytes, save_model
-from ._network import QuantizationNetwork, build_mlp, describe_network, module_device, rebuild_network
+from ._network import (
+    InputStandardizer,
+    QuantizationNetwork,
+    build_mlp,
+    describe_network,
+    input_statistics,
+    is_network_factory,
+    module_device,
+    rebuild_network,
+)
 from ._pq import decode, encode, refine_codebooks, train_codebooks, update_codebooks
 from ._scoring import score_codes
 from ._tables import VectorQueries
@@ -135,6 +144,25 @@ def _check_first_output(out, batch):
             raise ValueError(f"{where} returned {what} (for finite inputs).")
 
 
+def _backbone_from(network):
+    """The backbone ``fit`` trains: a deep copy of a module, or what a factory returns.
+
+    A module instance keeps its weights (e.g. pretrained ones); a factory
+    (a class, or any callable without ``forward``) is called with no
+    arguments, under torch's seed, so ``random_state`` seeds its
+    initialisation.
+    """
+    if not is_network_factory(network):
+        return copy.deepcopy(network)
+    backbone = network()
+    if not isinstance(backbone, torch.nn.Module):
+        raise TypeError(
+            f"network: the factory {network!r} returned a {type(backbone).__name__}; "
+            "expected a torch.nn.Module."
+        )
+    return backbone
+
+
 def _item_shape(X):
     """The shape of the items of ``X`` (an array-like or a Dataset), or None if unknown."""
     try:
@@ -198,12 +226,34 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ``network`` is given.
     dropout : float, default=0.2
         Dropout after each hidden layer of the default backbone.
-    network : torch.nn.Module, default=None
+    network : torch.nn.Module or callable, default=None
         A backbone to use instead of the MLP, for any input shape it accepts
-        (e.g. a CNN over ``(n, channels, height, width)`` arrays). The fcb
-        layer is added on top. The module given here is never trained in
-        place: ``fit`` trains a deep copy (so a pretrained backbone keeps its
-        weights as starting point, and ``clone`` stays safe).
+        (e.g. a CNN over ``(n, channels, height, width)`` arrays); the fcb
+        layer is added on top. Either a module instance, kept as given:
+        ``fit`` trains a deep copy, never the module itself, starting from
+        its weights (e.g. pretrained ones; ``random_state`` does not seed
+        them, and ``clone`` stays safe); or a factory, a class or function
+        that ``fit`` calls with no arguments (e.g. ``MyCNN`` or
+        ``functools.partial(MyCNN, width=32)``): the module it returns is
+        initialised under ``random_state``'s seed, so two fits with the same
+        seed start from the same weights. Inputs reach a custom network as
+        given: ``standardize`` applies to the default MLP only.
+    standardize : bool, default=True
+        Whether the default MLP standardizes its inputs: a per-feature mean
+        and standard deviation learned by ``fit`` (a constant feature gets
+        scale 1), stored in the network (saved, pickled and applied by
+        ``transform``, ``encode`` and ``score``). The codes then do not
+        depend on the scale of ``X``: standardized, ``[0, 1]`` and raw
+        ``[0, 255]`` pixels give the same MAP (see the results page).
+        ``False`` feeds the features as they are. Ignored when ``network``
+        is given.
+    backbone_lr_factor : float, default=1.0
+        The backbone's learning rate is ``learning_rate *
+        backbone_lr_factor``; the new ``fcb`` layer trains at
+        ``learning_rate``. Below 1 fine-tunes a pretrained backbone gently
+        (the paper trains the new layer ten times faster: ``0.1``); ``0``
+        freezes it (its parameters are not trained; batch-norm statistics
+        and dropout still run in training mode).
     pair_loss : {"cosine", "inner_product"}, default="cosine"
         ``(s_ij - cos(z_i, z_j))^2`` as in the paper, or
         ``(s_ij - <z_i, z_j> / R)^2`` (the paper's "DQNip" ablation).
@@ -251,9 +301,13 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Ignored for arrays. Results do not depend on it (for a Dataset whose
         items do not depend on random draws).
     random_state : int, RandomState instance or None, default=None
-        Seeds the network's initialisation, the mini-batch order, dropout and
-        the k-means. The same seed gives the same codes on the same machine
-        (CPU; CUDA kernels may be non-deterministic).
+        Seeds the initialisation of the networks ``fit`` builds (the default
+        MLP, the fcb layer, and the module a ``network`` factory returns),
+        the mini-batch order, dropout and the k-means. It does not seed a
+        ``network`` given as a module instance (its weights are used as
+        they are), nor random draws made inside a Dataset's items. The same
+        seed gives the same codes on the same machine (CPU; CUDA kernels
+        may be non-deterministic).
     verbose : int, default=0
         ``1`` shows a progress bar over epochs with the current losses.
 
@@ -339,7 +393,9 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         "lam": [Interval(Real, 0, None, closed="left")],
         "hidden_layer_sizes": ["array-like"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
-        "network": [None, HasMethods(["forward", "parameters"])],
+        "network": [None, HasMethods(["forward", "parameters"]), callable],
+        "standardize": ["boolean"],
+        "backbone_lr_factor": [Interval(Real, 0, None, closed="left")],
         "pair_loss": [StrOptions({"cosine", "inner_product"})],
         "pair_weighting": [StrOptions({"uniform", "balanced"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -368,6 +424,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         hidden_layer_sizes=(512,),
         dropout=0.2,
         network=None,
+        standardize=True,
+        backbone_lr_factor=1.0,
         pair_loss="cosine",
         pair_weighting="balanced",
         max_epochs=40,
@@ -392,6 +450,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
         self.network = network
+        self.standardize = standardize
+        self.backbone_lr_factor = backbone_lr_factor
         self.pair_loss = pair_loss
         self.pair_weighting = pair_weighting
         self.max_epochs = max_epochs
@@ -423,24 +483,31 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             return R
         return self.M * math.ceil(_DEFAULT_N_COMPONENTS / self.M)
 
-    def _build_network(self, sample, n_samples, R):
-        """The network for inputs like ``sample`` (a batch of the first items).
+    def _build_network(self, source, R):
+        """The network for the items of ``source``, on the CPU.
 
         The backbone's first forward pass (eval mode, on up to two items)
         is checked: an error inside it is re-raised naming the input shape,
-        and its output must hold one finite row per item.
+        and its output must hold one finite row per item. Called under
+        torch's seed: a backbone built here (the default MLP, or one a
+        ``network`` factory returns) and ``fcb`` are initialised by it.
         """
-        shape = (n_samples,) + tuple(sample.shape[1:])
+        sample = source.head(2)
+        shape = (len(source),) + tuple(sample.shape[1:])
+        standardizer = None
         if self.network is None:
             sizes = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
             if any(h < 1 for h in sizes):
                 raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}.")
             backbone = build_mlp(shape[1], sizes, self.dropout)
+            if self.standardize:
+                mean, scale = input_statistics((batch.x for batch in source.chunks()), shape[1])
+                standardizer = InputStandardizer(mean, scale).to(sample.device)
         else:
-            backbone = copy.deepcopy(self.network)
+            backbone = _backbone_from(self.network)
         was_training = backbone.training
         backbone.eval()
-        batch = sample[:2]
+        batch = sample[:2] if standardizer is None else standardizer(sample[:2])
         try:
             with torch.no_grad():
                 out = backbone(batch.to(module_device(backbone)))
@@ -451,13 +518,27 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             ) from exc
         backbone.train(was_training)
         _check_first_output(out, batch)
-        return QuantizationNetwork(backbone, int(torch.flatten(out, 1).shape[1]), R)
+        return QuantizationNetwork(backbone, int(torch.flatten(out, 1).shape[1]), R, standardizer)
 
-    def _make_optimizer(self, params):
+    def _make_optimizer(self, net):
+        """The optimizer, the backbone's learning rate scaled by ``backbone_lr_factor``.
+
+        Two parameter groups: the backbone (``learning_rate *
+        backbone_lr_factor``) and ``fcb`` (``learning_rate``). A factor of 0
+        freezes the backbone: its parameters get ``requires_grad=False`` and
+        are left out of the optimizer (no gradient is computed for them).
+        """
+        backbone = [p for p in net.backbone.parameters() if p.requires_grad]
+        groups = [{"params": list(net.fcb.parameters()), "lr": self.learning_rate}]
+        if self.backbone_lr_factor == 0:
+            for p in backbone:
+                p.requires_grad_(False)
+        elif backbone:
+            groups.append({"params": backbone, "lr": self.learning_rate * self.backbone_lr_factor})
         if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
+            return torch.optim.Adam(groups, lr=self.learning_rate, weight_decay=self.weight_decay)
         return torch.optim.SGD(
-            params, lr=self.learning_rate, momentum=self.momentum, weight_decay=self.weight_decay
+            groups, lr=self.learning_rate, momentum=self.momentum, weight_decay=self.weight_decay
         )
 
     # --------------------------------------------------------------- fit
@@ -548,7 +629,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         source.reseed(torch_seed)  # the DataLoader's worker seeds (Datasets only)
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(torch_seed)
-            net = self._build_network(source.head(2), len(source), R).to(device)
+            net = self._build_network(source, R).to(device)
             state = self._initial_state(net, source, labels, classes, rng, device)
             self._fit_loop(state)
             self._final_codebooks(state)
@@ -556,7 +637,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def _initial_state(self, net, source, labels, classes, rng, device):
         """The training state before the first epoch: optimizer, schedule, batch-order generator."""
-        optimizer = self._make_optimizer(net.parameters())
+        optimizer = self._make_optimizer(net)
         scheduler = None
         if self.lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
@@ -997,6 +1078,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        # Pickles of older versions: their networks did not standardize.
+        state.setdefault("standardize", False)
+        state.setdefault("backbone_lr_factor", 1.0)
         net = state.get("network_")
         if isinstance(net, (bytes, dict)):
             device = torch.device(state.get("device_", "cpu"))
