@@ -592,8 +592,8 @@ def load_model(path, network=None, *, cls=None):
         raise ValueError(f"{path}: header field 'params' must not hold 'network'.")
     if isinstance(params.get("hidden_layer_sizes"), list):
         params = {**params, "hidden_layer_sizes": tuple(params["hidden_layer_sizes"])}
-    if version < 2:  # before the default MLP could standardize: it did not
-        params = {"standardize": False, **params}
+    if version < 2:  # before the default MLP could standardize (it did not) and n_threads
+        params = {"standardize": False, "n_threads": None, **params}
     dq = _make_estimator(DeepQuantizer if cls is None else cls, params, path)
     _check_standardize(fields, dq, path)
     codebooks, codes = _check_quantization(arrays, fields, dq, path)
