@@ -490,7 +490,8 @@ def rst(datasets, cells, claim_rows, ctx):
     out += [""] + heading("The paper's claims and what we measured", "-") + [""]
     out += list_table(*_claim_rows(claim_rows))
     out += [""] + [f"* {line}" for line in claims_summary(claim_rows)]
-    return "\n".join(out) + "\n"
+    # "MAP@1000" would be an e-mail address to docutils (a mailto: link): escape the @.
+    return re.sub(r"(?<=\w)@(?=\w)", r"\\@", "\n".join(out)) + "\n"
 
 
 def plot_curves(data, cells, bits, path):

@@ -1,7 +1,7 @@
 """sphinx-gallery helpers for docs/conf.py (referred to by name, so that the
 Sphinx configuration stays picklable)."""
 
-__all__ = ["ExampleOrder", "reset_torch_threads"]
+__all__ = ["ExampleOrder", "matplotlib_style", "reset_torch_threads"]
 
 # Order of the examples in the gallery; any example not listed comes after,
 # by file name.
@@ -40,3 +40,21 @@ def reset_torch_threads(gallery_conf, fname):
     import torch
 
     torch.set_num_threads(1)
+
+
+def matplotlib_style(gallery_conf, fname):
+    """Readable gallery figures: saved at 150 dpi, with larger fonts than matplotlib's 10 pt.
+
+    Runs after sphinx-gallery's matplotlib reset, before each example.
+    """
+    import matplotlib
+
+    matplotlib.rcParams.update({
+        "savefig.dpi": 150,
+        "font.size": 12,
+        "axes.titlesize": 13,
+        "axes.labelsize": 12,
+        "xtick.labelsize": 11,
+        "ytick.labelsize": 11,
+        "legend.fontsize": 11,
+    })

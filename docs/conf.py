@@ -80,7 +80,8 @@ sphinx_gallery_conf = {
     "doc_module": ("skdqn",),
     "backreferences_dir": "generated/backreferences",
     "reference_url": {"skdqn": None},
-    "reset_modules": ("matplotlib", "_gallery.reset_torch_threads"),
+    # matplotlib's defaults, then readable figures (150 dpi, larger fonts), then one torch thread.
+    "reset_modules": ("matplotlib", "_gallery.matplotlib_style", "_gallery.reset_torch_threads"),
     "remove_config_comments": True,
     "show_memory": False,
     "min_reported_time": 1,
@@ -97,7 +98,11 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"install": [], "changelog": [], "results": [], "cli": []}
+# No primary sidebar on the top-level pages: it would be empty and narrow their code blocks.
+html_sidebars = {
+    page: []
+    for page in ("install", "quickstart", "user_guide", "cli", "results", "architecture", "changelog")
+}
 html_show_sourcelink = False
 html_copy_source = False
 
@@ -115,5 +120,35 @@ def _skip_member(app, what, name, obj, skip, options):
     return skip
 
 
+# docutils turns "word@word" into an e-mail address (a mailto: link): "MAP@k" in a
+# docstring would become one. Outside literals, the "@" is escaped.
+_EMAIL_LIKE = re.compile(r"(?<=\w)@(?=\w)")
+_LITERAL = re.compile(r"(``.*?``|`[^`]*`)")
+
+
+def _escape_email_like(app, what, name, obj, options, lines):
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith((">>>", "...")):
+            continue
+        parts = _LITERAL.split(line)
+        parts[::2] = [_EMAIL_LIKE.sub(r"\\@", part) for part in parts[::2]]
+        lines[i] = "".join(parts)
+
+
+def _refuse_mailto(app, doctree, docname):
+    """Warn (an error with -W) on any mailto: link: skdqn's docs have no e-mail addresses."""
+    from docutils import nodes
+    from sphinx.util import logging
+
+    for node in doctree.findall(nodes.reference):
+        if node.get("refuri", "").startswith("mailto:"):
+            logging.getLogger(__name__).warning(
+                f"{node.astext()!r} became a mailto: link; write it as a literal (``...``) or escape "
+                "the @ (\\@)", location=node,
+            )
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("autodoc-process-docstring", _escape_email_like, priority=600)  # after numpydoc
+    app.connect("doctree-resolved", _refuse_mailto)

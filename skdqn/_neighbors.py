@@ -919,7 +919,7 @@ class AQDNeighbors(BaseEstimator):
         return _as_sparse_interface(graph)
 
     # ---------------------------------------------------------------- score
-    def score(self, X, y, top_k=None, normalize="retrieved"):
+    def score(self, X, y, top_k=None, normalize="retrieved", no_relevant="zero"):
         """Mean average precision of ``X`` as queries against the index.
 
         An item is relevant to a query when they share at least one label.
@@ -940,11 +940,15 @@ class AQDNeighbors(BaseEstimator):
             retrieved in the top k (the deep-hashing convention) or by all
             relevant items in the index; see
             :func:`skdqn.metrics.mean_average_precision`.
+        no_relevant : {"zero", "skip"}, default="zero"
+            A query with no relevant item in its top k counts as 0 (skdqn)
+            or is left out of the mean (DeepHash code base); see
+            :func:`skdqn.metrics.mean_average_precision`.
 
         Returns
         -------
         score : float
-            MAP in [0, 1]; a query with no relevant item in its top k counts 0.
+            MAP in [0, 1].
 
         Examples
         --------
@@ -962,5 +966,6 @@ class AQDNeighbors(BaseEstimator):
             )
         return score_codes(
             self._queries(X), y, self.codes_, self._fit_labels,
-            top_k=top_k, normalize=normalize, n_jobs=self.n_jobs, search=self._knn,
+            top_k=top_k, normalize=normalize, no_relevant=no_relevant, n_jobs=self.n_jobs,
+            search=self._knn,
         )

@@ -23,6 +23,8 @@ from sklearn.utils import check_random_state
 
 __all__ = [
     "code_dtype",
+    "max_magnitude",
+    "check_magnitude",
     "split_subspaces",
     "kmeans_plusplus",
     "encode",
@@ -35,6 +37,8 @@ __all__ = [
 
 # Rows per block when a kernel builds an (n_rows, K) temporary.
 _ROW_BLOCK = 8192
+_EPS32 = float(np.finfo(np.float32).eps)
+_MAX32 = float(np.finfo(np.float32).max)
 
 
 def code_dtype(K):
@@ -150,19 +154,141 @@ def kmeans_plusplus(X, K, random_state=None):
     return centroids
 
 
+def max_magnitude(n_features):
+    """Largest absolute value for which float32 distances of ``n_features``-vectors stay finite.
+
+    Every squared distance ``||x - c||^2`` (and inner product ``<x, c>``)
+    between two vectors of ``n_features`` values of at most this magnitude is
+    at most half the largest float32, so the float32 lookup tables and their
+    sums never overflow: ``n_features * (2 * limit) ** 2 <= float32 max / 2``.
+    The limit is itself a float32 value: data accepted in float64 stays
+    accepted once cast to float32.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the vectors (``M * ds``).
+
+    Returns
+    -------
+    limit : float
+
+    Examples
+    --------
+    >>> from skdqn._pq import max_magnitude
+    >>> f"{max_magnitude(1):.3g}", f"{max_magnitude(64):.3g}"
+    ('6.52e+18', '8.15e+17')
+    """
+    exact = np.sqrt(_MAX32 / (8 * n_features))
+    limit = np.float32(exact)
+    if limit > exact:  # a float32 value, so that casting accepted data to float32 keeps it accepted
+        limit = np.nextafter(limit, np.float32(0))
+    return float(limit)
+
+
+def check_magnitude(X, n_features=None, *, name="X"):
+    """Raise a ValueError when ``X`` holds values whose float32 squared distances overflow.
+
+    Parameters
+    ----------
+    X : ndarray of float, any shape
+        Values to check (finite; NaN and infinity are refused elsewhere, and
+        infinity fails here too).
+    n_features : int, default=None
+        Dimension of the vectors the distances are taken between;
+        ``X.shape[-1]`` when None.
+    name : str, default="X"
+        Name of the argument, for the message.
+
+    Raises
+    ------
+    ValueError
+        If ``max |X| > max_magnitude(n_features)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._pq import check_magnitude
+    >>> check_magnitude(np.array([[1e18, -3.0]]))
+    >>> check_magnitude(np.array([[1e20, -3.0]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: X has values of magnitude 1e+20; squared distances between vectors of ...
+    """
+    if X.size == 0:
+        return
+    n_features = X.shape[-1] if n_features is None else n_features
+    peak = max(float(X.max()), -float(X.min()))  # two passes, no |X| temporary
+    limit = max_magnitude(n_features)
+    if not peak <= limit:
+        raise ValueError(
+            f"{name} has values of magnitude {peak:.3g}; squared distances between vectors of "
+            f"{n_features} features overflow float32 above magnitude {limit:.3g}. Rescale "
+            f"{name} (e.g. with sklearn.preprocessing.StandardScaler)."
+        )
+
+
+def _first_minima(rows, cands, dist):
+    """Per row, the candidate of smallest ``dist``, ties to the first (smallest) candidate.
+
+    ``rows``, ``cands`` (intp) and ``dist`` (float64) are 1-D of one length,
+    sorted by row, candidates ascending within a row (``np.nonzero`` order).
+    Returns ``(row_ids, best_cands)``, one entry per distinct row.
+    """
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    row_min = np.minimum.reduceat(dist, starts)
+    is_min = np.flatnonzero(dist == np.repeat(row_min, np.diff(np.r_[starts, rows.size])))
+    first = is_min[np.r_[True, rows[is_min[1:]] != rows[is_min[:-1]]]]
+    return rows[first], cands[first]
+
+
 def _encode_subspace(Xm, Cm, out):
-    # The ranking ||c||^2 - 2 <x, c> is evaluated in float32 after moving the
-    # origin to a codeword (the first; any lies among the data). Uncentred, its
-    # rounding error grows with ||x||^2 rather than with the distances being
-    # compared, so data away from the origin (e.g. offset 1000) got wrong
-    # codes; centred, the error scales with the spread of the data, as the
-    # distances do, and integer data stays exact.
+    """Exact nearest codeword of each row: fast float32 ranking, exact re-check of close calls.
+
+    Parameters
+    ----------
+    Xm : ndarray of shape (n, ds), float32 or float64
+        One subspace of the data (a strided view is fine).
+    Cm : ndarray of shape (K, ds), float32
+        Its codewords.
+    out : ndarray of shape (n,), integer
+        Written with ``argmin_k ||Xm[i] - Cm[k]||^2`` (ties: smallest ``k``).
+
+    Notes
+    -----
+    The float32 scores ``||c||^2 / 2 - <x, c>`` (around the first codeword,
+    so that their error scales with the spread of the codewords, not with
+    the distance to the origin) err by at most ``E_i = (ds + 5) u (r^2 +
+    ||x_i|| r)``, with ``u`` the float32 unit roundoff and ``r`` the largest
+    centred codeword norm. Every codeword scoring within ``2 * E_i`` of row
+    ``i``'s best can be the nearest (the window taken is four times that,
+    to spare); the rows with
+    more than one such candidate (rare, but all rows for near-duplicate
+    codewords) are decided by exact float64 differences ``sum (x - c)^2``.
+    """
+    ds = Cm.shape[1]
     center = Cm[0].astype(np.float64)
     Cc = (Cm - center).astype(np.float32)
-    c_sq = (Cc * Cc).sum(axis=1)
+    half_sq = np.float32(0.5) * np.einsum("kd,kd->k", Cc, Cc)
+    radius = np.float32(np.sqrt(2.0 * float(half_sq.max())))
+    slack = np.float32(4 * (ds + 5) * _EPS32)  # 8 E_i: the 2 E_i needed, four times over
     for start in range(0, Xm.shape[0], _ROW_BLOCK):
-        block = (Xm[start : start + _ROW_BLOCK] - center).astype(np.float32)
-        out[start : start + block.shape[0]] = np.argmin(c_sq[None, :] - 2.0 * (block @ Cc.T), axis=1)
+        chunk = Xm[start : start + _ROW_BLOCK]
+        block = (chunk - center).astype(np.float32)
+        scores = block @ Cc.T  # (b, K)
+        np.subtract(half_sq, scores, out=scores)
+        best = np.argmin(scores, axis=1)
+        norms = np.sqrt(np.einsum("id,id->i", block, block))
+        limit = scores[np.arange(block.shape[0]), best] + slack * radius * (radius + norms)
+        close = scores <= limit[:, None]  # holds each row's best, at least
+        if np.count_nonzero(close) > block.shape[0]:  # some rows have several candidates
+            several = np.flatnonzero(close.view(np.uint8).sum(axis=1, dtype=np.intp) > 1)
+            sub_rows, cands = np.nonzero(close[several])
+            rows = several[sub_rows]
+            diff = chunk[rows].astype(np.float64) - Cm[cands].astype(np.float64)
+            ids, nearest = _first_minima(rows, cands, np.einsum("pd,pd->p", diff, diff))
+            best[ids] = nearest
+        out[start : start + block.shape[0]] = best
 
 
 def encode(X, codebooks):
@@ -177,22 +303,32 @@ def encode(X, codebooks):
     Returns
     -------
     codes : ndarray of shape (n, M), ``code_dtype(K)``
-        ``codes[i, m] = argmin_k ||X[i, m-th block] - codebooks[m, k]||^2``;
-        ties go to the smallest ``k``.
+        ``codes[i, m] = argmin_k ||X[i, m-th block] - codebooks[m, k]||^2``,
+        exactly (``X`` in its own precision, float32 or float64); ties go to
+        the smallest ``k``.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` holds values so large that float32 squared distances
+        overflow (see :func:`check_magnitude`).
 
     Notes
     -----
-    Reference loop::
+    Reference loop (exact differences in float64)::
 
         for i in range(n):
             for m in range(M):
-                x = X[i, m * ds:(m + 1) * ds]
-                codes[i, m] = np.argmin(((codebooks[m] - x) ** 2).sum(axis=1))
+                x = X[i, m * ds:(m + 1) * ds].astype(np.float64)
+                d = ((codebooks[m].astype(np.float64) - x) ** 2).sum(axis=1)
+                codes[i, m] = np.argmin(d)  # first minimum: smallest k
 
-    The vectorised version ranks by ``||c||^2 - 2 <x, c>`` (the ``||x||^2`` term
-    is the same for every codeword), one matrix product per subspace and
-    block of rows, in float32 around the first codeword of each subspace (so
-    that data far from the origin loses no precision).
+    The vectorised version ranks by ``||c||^2 / 2 - <x, c>`` (the ``||x||^2``
+    term is the same for every codeword), one float32 matrix product per
+    subspace and block of rows, around the first codeword of each subspace;
+    the codewords that score within the rounding error of the best are
+    re-ranked by exact differences (see ``_encode_subspace``), so codewords
+    however close are never confused.
 
     Examples
     --------
@@ -204,7 +340,10 @@ def encode(X, codebooks):
            [0, 0]], dtype=uint8)
     """
     M, K, _ = codebooks.shape
-    X = np.asarray(X, dtype=codebooks.dtype)
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    check_magnitude(X)
     codes = np.empty((X.shape[0], M), dtype=code_dtype(K))
     blocks = split_subspaces(X, M)
     for m in range(M):
@@ -389,7 +528,9 @@ def train_codebooks(X, M, K, *, n_iter=20, max_samples=None, random_state=None):
     True
     """
     rng = check_random_state(random_state)
-    X = np.asarray(X, dtype=np.float32)
+    X = np.asarray(X)
+    check_magnitude(X)
+    X = X.astype(np.float32, copy=False)
     if max_samples is not None and X.shape[0] > max_samples:
         X = X[np.sort(rng.choice(X.shape[0], max_samples, replace=False))]
     blocks = split_subspaces(X, M)

@@ -55,6 +55,7 @@ from ._network import (
     rebuild_network,
 )
 from ._pq import decode, encode, refine_codebooks, train_codebooks, update_codebooks
+from ._progress import epoch_progress
 from ._scoring import score_codes
 from ._tables import VectorQueries
 from ._validation import check_codes, check_device, check_n_subspaces
@@ -336,7 +337,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         seed gives the same codes on the same machine (CPU; CUDA kernels
         may be non-deterministic).
     verbose : int, default=0
-        ``1`` shows a progress bar over epochs with the current losses.
+        ``1`` shows a progress bar over epochs with the current losses (on stderr;
+        one plain line per epoch when stderr is not a terminal, e.g. a log file).
 
     Attributes
     ----------
@@ -680,19 +682,13 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def _fit_loop(self, state):
         """Run the epochs, refreshing the codebooks when due; Ctrl-C ends training early."""
-        epochs = range(self.max_epochs)
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            epochs = tqdm(epochs, desc=type(self).__name__, unit="epoch")
+        progress = epoch_progress(self.max_epochs, type(self).__name__) if self.verbose else None
         try:
-            for epoch in epochs:
+            for epoch in range(self.max_epochs):
                 record = self._run_single_epoch(state, epoch)
                 state.history.append(record)
-                if self.verbose:
-                    epochs.set_postfix(
-                        pair=f"{record['pair_loss']:.4f}", quant=f"{record['quantization_loss']:.4f}"
-                    )
+                if progress is not None:
+                    progress.update(record)
                 if self._codebook_refresh_due(epoch + 1):
                     self._refresh_codebooks(state)
         except KeyboardInterrupt:
@@ -704,8 +700,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 stacklevel=4,  # the frame that called fit, as before the ladder
             )
         finally:
-            if self.verbose:
-                epochs.close()
+            if progress is not None:
+                progress.close()
 
     def _run_single_epoch(self, state, epoch):
         """One pass over the items in a fresh random order; returns the epoch's history record."""
@@ -943,7 +939,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return self.n_components_
 
     # --------------------------------------------------------------- score
-    def score(self, X, y=None, top_k=None, normalize="retrieved"):
+    def score(self, X, y=None, top_k=None, normalize="retrieved", no_relevant="zero"):
         """Mean average precision of ``X`` as queries against the training set.
 
         The training set, stored as codes (``codes_``) with its labels, is the
@@ -966,6 +962,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             Rank depth (MAP@top_k); the whole database when None.
         normalize : {"retrieved", "all"}, default="retrieved"
             See :func:`skdqn.metrics.mean_average_precision`.
+        no_relevant : {"zero", "skip"}, default="zero"
+            A query with no relevant item in its top k counts as 0 (skdqn)
+            or is left out of the mean (DeepHash code base); see
+            :func:`skdqn.metrics.mean_average_precision`.
 
         Returns
         -------
@@ -986,7 +986,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             Z, y = scoring_data(self, X, y)  # the queries' embeddings and labels
         _check_finite_embeddings(Z, "for X")
         queries = VectorQueries(Z, self.codebooks_, "sqeuclidean")
-        return score_codes(queries, y, self.codes_, self._fit_labels, top_k=top_k, normalize=normalize)
+        return score_codes(
+            queries, y, self.codes_, self._fit_labels, top_k=top_k, normalize=normalize,
+            no_relevant=no_relevant,
+        )
 
     # --------------------------------------------------------- persistence
     def save(self, path):

@@ -12,7 +12,7 @@ import numpy as np
 from ._search import _FULL_SORT_RATIO, aqd_kneighbors, full_sort_block
 from ._tables import as_query_source
 from ._validation import check_y
-from .metrics import average_precision_scores
+from .metrics import _check_no_relevant, _mean_of_aps, average_precision_scores
 
 __all__ = ["retrieval_average_precisions", "score_codes"]
 
@@ -34,7 +34,8 @@ def retrieval_average_precisions(
     database_labels : ndarray of shape (n_database,) or (n_database, n_labels)
         Relevance = sharing at least one label.
     top_k : int, default=None
-        Rank depth; the whole database when None.
+        Rank depth; the whole database when None or larger than it (MAP@k
+        over fewer than k items is the MAP of the whole ranking).
     normalize : {"retrieved", "all"}, default="retrieved"
         See :func:`skdqn.metrics.average_precision_scores`.
     n_jobs : int, default=None
@@ -74,13 +75,14 @@ def retrieval_average_precisions(
         s = slice(start, min(queries.n_queries, start + chunk))
         _, ranking = search(queries.block(s), k)
         out[s] = average_precision_scores(
-            query_labels[s], database_labels, ranking, top_k=top_k, normalize=normalize, n_jobs=n_jobs
+            query_labels[s], database_labels, ranking, top_k=k, normalize=normalize, n_jobs=n_jobs
         )
     return out
 
 
 def score_codes(
-    queries, y, codes, database_labels, *, top_k=None, normalize="retrieved", n_jobs=None, search=None
+    queries, y, codes, database_labels, *, top_k=None, normalize="retrieved", no_relevant="zero",
+    n_jobs=None, search=None,
 ):
     """MAP of labelled queries against labelled codes: what ``score`` returns.
 
@@ -94,9 +96,13 @@ def score_codes(
     database_labels : ndarray of shape (n_database,) or (n_database, n_labels)
         Canonical labels of the database.
     top_k : int, default=None
-        Rank depth (MAP@top_k); the whole database when None.
+        Rank depth (MAP@top_k); the whole database when None or larger.
     normalize : {"retrieved", "all"}, default="retrieved"
         See :func:`skdqn.metrics.mean_average_precision`.
+    no_relevant : {"zero", "skip"}, default="zero"
+        A query with no relevant item in its top k counts as 0 (skdqn) or
+        is left out of the mean (DeepHash code base); see
+        :func:`skdqn.metrics.mean_average_precision`.
     n_jobs : int, default=None
         Parallel workers.
     search : callable, default=None
@@ -117,9 +123,10 @@ def score_codes(
     >>> score_codes(queries, [0, 1], np.array([[0], [1], [1]]), np.array([0, 1, 1]))
     1.0
     """
+    no_relevant = _check_no_relevant(no_relevant)
     labels = check_y(y, queries.n_queries)
     ap = retrieval_average_precisions(
         queries, codes, labels, database_labels, top_k=top_k, normalize=normalize, n_jobs=n_jobs,
         search=search,
     )
-    return float(ap.mean())
+    return _mean_of_aps(ap, no_relevant)

@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ._pq import decode, split_subspaces
+from ._pq import check_magnitude, decode, split_subspaces
 
 __all__ = [
     "distance_tables",
@@ -210,6 +210,13 @@ class VectorQueries(_RowQueries):
     metric : {"sqeuclidean", "inner_product"}
         The table metric (see :func:`distance_tables`).
 
+    Raises
+    ------
+    ValueError
+        If ``X`` holds values so large that the float32 tables would
+        overflow (see :func:`skdqn._pq.check_magnitude`): distances are
+        never silently infinite.
+
     Examples
     --------
     >>> import numpy as np
@@ -219,6 +226,10 @@ class VectorQueries(_RowQueries):
     >>> queries.n_queries, queries.block(slice(2, 5)).tables().shape
     (10, (3, 2, 4))
     """
+
+    def __init__(self, X, codebooks, metric):
+        check_magnitude(X, codebooks.shape[0] * codebooks.shape[2])
+        super().__init__(X, codebooks, metric)
 
     @property
     def X(self):

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 
 from ._labels import check_labels
-from ._pq import code_dtype
+from ._pq import check_magnitude, code_dtype
 
 _CHECK_ROWS = 1 << 20  # rows of a (memory-mapped) code array checked at a time
 
@@ -67,6 +67,12 @@ def check_codebooks(codebooks, n_features):
     codebooks : ndarray of shape (M, K, ds), float32
         A new array (the argument is never modified or aliased).
 
+    Raises
+    ------
+    ValueError
+        For a wrong shape, NaN or infinity, or values so large that float32
+        squared distances overflow (see :func:`skdqn._pq.check_magnitude`).
+
     Examples
     --------
     >>> import numpy as np
@@ -89,7 +95,8 @@ def check_codebooks(codebooks, n_features):
     else:
         source = "codebooks"
     try:
-        arr = np.array(codebooks, dtype=np.float32)
+        # float64 first: values beyond float32 are refused below, not cast to inf.
+        arr = np.array(codebooks, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             "codebooks must be None, an array of shape (M, K, n_features / M) or a fitted "
@@ -110,7 +117,8 @@ def check_codebooks(codebooks, n_features):
         raise ValueError(f"{source} has K={K} codewords per subspace; expected 1 <= K <= 65536.")
     if not np.isfinite(arr).all():
         raise ValueError(f"{source} contains NaN or infinity.")
-    return arr
+    check_magnitude(arr, n_features, name=source)
+    return arr.astype(np.float32)
 
 
 def check_codes(codes, M, K, *, copy=True, name="codes"):

@@ -1,17 +1,25 @@
-"""Command line: ``skdqn demo|fit|encode|search`` (also ``python -m skdqn ...``).
+"""Command line: ``skdqn demo|fit|encode|index|search|evaluate`` (also ``python -m skdqn ...``).
 
 * ``skdqn demo``: DQN against product quantization on the embedded digits.
 * ``skdqn fit X y -o model.skdqn``: train a :class:`~skdqn.DeepQuantizer`
-  (which standardizes its inputs unless ``--no-standardize``) and save it in skdqn's model format: arrays, a JSON
-  header and the network's weights, read back without unpickling anything
-  (:func:`load_model`), so a model file from someone else is safe to load.
+  (which standardizes its inputs unless ``--no-standardize``) and save it in
+  skdqn's model format: arrays, a JSON header and the network's weights, read
+  back without unpickling anything (:func:`load_model`), so a model file from
+  someone else is safe to load.
 * ``skdqn encode model.skdqn X -o codes.npy``: the ``(n, M)`` codes.
-* ``skdqn search model.skdqn database queries -k 10 -o neighbors.npy``:
-  top-k by Asymmetric Quantizer Distance with an :class:`~skdqn.AQDNeighbors`.
+* ``skdqn index model.skdqn database -o index.npz``: build an
+  :class:`~skdqn.AQDNeighbors` over the database and save it
+  (:meth:`~skdqn.AQDNeighbors.save`, no pickle).
+* ``skdqn search model.skdqn database queries -k 10 -o neighbors.npy`` (or
+  ``search model.skdqn --index index.npz queries ...``): top-k by Asymmetric
+  Quantizer Distance; with ``--ids``, a CSV table that names the items.
+* ``skdqn evaluate model.skdqn database queries --database-labels y.npy
+  --query-labels yq.npy`` (or with ``--index``): MAP, MAP@k, precision@k.
 
-Arrays are read from ``.npy``, ``.npz`` (the first array, or ``--key NAME``)
-and ``.csv`` files (numbers separated by commas, no header) and written as
-``.npy`` (or ``.csv`` when the output name ends with ``.csv``).
+Arrays are read from ``.npy``, ``.npz`` (the first array, or ``--key NAME``),
+``.csv`` (numbers separated by commas, no header) and ``.txt`` files (numbers
+separated by white space) and written as the output name's suffix says:
+``.npy``, ``.csv`` or ``.txt``; any other suffix is refused before any work.
 
 Exit status: 0 on success; 2 for a usage error or an unusable input (missing
 file, wrong shape, mismatched lengths, not a model); 1 when the estimator
@@ -25,13 +33,19 @@ import sys
 import time
 
 from ._validation import check_codes, check_device, check_positive_int
+from ._version import __version__
 
 __all__ = ["main", "load_model"]
 
 _EPILOG_FORMATS = (
-    "Arrays: .npy, .npz (first array, or --key NAME) or .csv (comma-separated numbers, "
-    "no header). Outputs are written as .npy, or as .csv when the name ends with .csv."
+    "Arrays: .npy, .npz (first array, or --key NAME), .csv (comma-separated numbers, no header) "
+    "or .txt (numbers separated by white space). Outputs are written as their suffix says: "
+    ".npy, .csv or .txt; any other suffix is an error."
 )
+# Suffixes of the array files the commands write, and how.
+_ARRAY_SUFFIXES = (".npy", ".csv", ".txt")
+# Suffixes of the text files read as tables of numbers, and their delimiter.
+_TEXT_DELIMITERS = {".csv": ",", ".txt": None}
 
 
 class _InputError(Exception):
@@ -47,11 +61,29 @@ class _RunError(Exception):
 # --------------------------------------------------------------------------
 
 
-def _load_array(path, *, key=None, what="array", labels=False, strict_key=True):
-    """Read one array from a .npy, .npz or .csv file, or raise _InputError.
+def _load_text(path, suffix, *, labels=False, integers=False):
+    """Read a .csv or .txt table of numbers (labels may be words); reader errors propagate."""
+    import numpy as np
+
+    delimiter = _TEXT_DELIMITERS[suffix]
+    ndmin = 1 if labels else 2
+    if integers:
+        return np.loadtxt(path, delimiter=delimiter, ndmin=ndmin, dtype=np.int64)
+    try:
+        return np.loadtxt(path, delimiter=delimiter, ndmin=ndmin)
+    except ValueError:
+        if not labels:
+            raise
+        # Class labels may be words: keep them as strings.
+        return np.loadtxt(path, delimiter=delimiter, ndmin=1, dtype=str)
+
+
+def _load_array(path, *, key=None, what="array", labels=False, strict_key=True, integers=False):
+    """Read one array from a .npy, .npz, .csv or .txt file, or raise _InputError.
 
     ``key`` names the array of an .npz file (default: its first array); with
     ``strict_key`` it is an error to give one for another kind of file.
+    ``integers`` reads text files as integers (codes), refusing other numbers.
     """
     import numpy as np
 
@@ -61,19 +93,14 @@ def _load_array(path, *, key=None, what="array", labels=False, strict_key=True):
         raise _InputError(f"{what} path is a directory, not a file: {path}")
     suffix = os.path.splitext(path)[1].lower()
     try:
-        if suffix == ".csv":
-            try:
-                return np.loadtxt(path, delimiter=",", ndmin=1 if labels else 2)
-            except ValueError:
-                if not labels:
-                    raise
-                # Class labels may be words: keep them as strings.
-                return np.loadtxt(path, delimiter=",", ndmin=1, dtype=str)
+        if suffix in _TEXT_DELIMITERS:
+            return _load_text(path, suffix, labels=labels, integers=integers)
         loaded = np.load(path, allow_pickle=False)
-    except _InputError:
-        raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is an input error
-        kind = "a CSV file of numbers" if suffix == ".csv" else "a .npy, .npz or .csv array file"
+        kind = (
+            f"a {suffix} file of {'integers' if integers else 'numbers'}"
+            if suffix in _TEXT_DELIMITERS else "a .npy, .npz, .csv or .txt array file"
+        )
         raise _InputError(f"could not read {what} {path} as {kind}: {exc}") from None
     if not isinstance(loaded, np.ndarray):  # an .npz archive
         with loaded:
@@ -90,6 +117,51 @@ def _load_array(path, *, key=None, what="array", labels=False, strict_key=True):
     if key is not None and strict_key:
         raise _InputError(f"--key applies to .npz files only, but {what} is {path}")
     return loaded
+
+
+def _load_labels(path, n_rows, rows_path, *, key=None, what="y", rows_what="X"):
+    """Labels for ``n_rows`` items: 1-D class labels or a 2-D indicator matrix, or raise _InputError."""
+    y = _load_array(path, key=key, what=what, labels=True)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim not in (1, 2):
+        raise _InputError(
+            f"{what} must be 1-D class labels or a 2-D label indicator matrix; {path} holds an "
+            f"array of shape {y.shape}"
+        )
+    if y.shape[0] != n_rows:
+        raise _InputError(
+            f"{rows_what} and {what} have different lengths: {n_rows} rows in {rows_path} but "
+            f"{y.shape[0]} labels in {path}"
+        )
+    return y
+
+
+def _load_ids(path, n_rows, what):
+    """Names of ``n_rows`` items, one per line of a text file (or a 1-D .npy array), or raise _InputError."""
+    import numpy as np
+
+    if not os.path.exists(path):
+        raise _InputError(f"{what} file not found: {path}")
+    if not os.path.isfile(path):
+        raise _InputError(f"{what} path is not a regular file: {path}")
+    if path.lower().endswith(".npy"):
+        ids = _load_array(path, what=what)
+        if ids.ndim != 1:
+            raise _InputError(f"{what} in {path} must be a 1-D array of names; got shape {ids.shape}")
+        ids = [str(name) for name in ids.tolist()]
+    else:
+        try:
+            with open(path, encoding="utf-8") as f:
+                ids = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _InputError(f"could not read {what} {path} as UTF-8 text: {exc}") from None
+        empty = [i + 1 for i, name in enumerate(ids) if not name.strip()]
+        if empty:
+            raise _InputError(f"{what} file {path}: line {empty[0]} is empty (one name per line)")
+    if len(ids) != n_rows:
+        raise _InputError(f"{what} file {path} names {len(ids)} items, but there are {n_rows}")
+    return np.asarray(ids, dtype=object)
 
 
 def _check_2d(X, path, what="X"):
@@ -110,25 +182,56 @@ def _check_2d(X, path, what="X"):
     return X
 
 
-def _check_output(path, what):
-    """Raise _InputError, before any work, if ``path`` cannot be written (no directory, or a directory)."""
+def _check_output(path, what, suffixes=None):
+    """Raise _InputError, before any work, if ``path`` cannot be written.
+
+    Cannot: no such directory, a directory, or (with ``suffixes``) a name
+    whose suffix is not one of those this output is written as.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise _InputError(f"cannot write the {what} to {path}: directory {directory} does not exist")
     if os.path.isdir(path):
         raise _InputError(f"cannot write the {what} to {path}: it is a directory")
+    if suffixes is not None and os.path.splitext(path)[1].lower() not in suffixes:
+        suffix = os.path.splitext(path)[1] or "no suffix"
+        raise _InputError(
+            f"cannot write the {what} to {path}: {suffix!r} is not a format it is written as; "
+            f"use a name ending in {', '.join(suffixes[:-1])} or {suffixes[-1]}"
+        )
 
 
 def _save_array(path, array):
-    """Write ``array`` to ``path``: CSV when the name ends with ``.csv``, else ``.npy``."""
+    """Write ``array`` as the suffix of ``path`` says: ``.csv`` (commas), ``.txt`` (spaces) or ``.npy``."""
     import numpy as np
 
-    if path.lower().endswith(".csv"):
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in _TEXT_DELIMITERS:
         fmt = "%d" if array.dtype.kind in "iu" else "%.8g"
-        np.savetxt(path, np.atleast_2d(array) if array.ndim == 1 else array, fmt=fmt, delimiter=",")
+        delimiter = _TEXT_DELIMITERS[suffix] or " "
+        np.savetxt(path, np.atleast_2d(array) if array.ndim == 1 else array, fmt=fmt, delimiter=delimiter)
     else:
         with open(path, "wb") as f:  # np.save(path) would append ".npy" to other names
             np.save(f, array)
+
+
+def _save_table(path, ind, dist, ids=None, query_ids=None):
+    """Write the results as a table, one row per (query, rank): ``query,rank,id,distance``.
+
+    ``.csv`` is comma-separated (names quoted where needed), ``.txt``
+    tab-separated; ``query`` and ``id`` are names where given, else row
+    numbers (0-based); ``rank`` starts at 1.
+    """
+    import csv
+
+    delimiter = "," if path.lower().endswith(".csv") else "\t"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter=delimiter)
+        writer.writerow(["query", "rank", "id", "distance"])
+        for q in range(ind.shape[0]):
+            query = q if query_ids is None else query_ids[q]
+            for rank, (j, d) in enumerate(zip(ind[q].tolist(), dist[q].tolist()), start=1):
+                writer.writerow([query, rank, j if ids is None else ids[j], f"{d:.6g}"])
 
 
 def load_model(path):
@@ -316,19 +419,7 @@ def _fit(args):
     from ._quantizer import DeepQuantizer
 
     X = _check_2d(_load_array(args.X, key=args.key, what="X"), args.X)
-    y = _load_array(args.y, key=args.y_key, what="y", labels=True)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim not in (1, 2):
-        raise _InputError(
-            f"y must be 1-D class labels or a 2-D label indicator matrix; {args.y} holds an "
-            f"array of shape {y.shape}"
-        )
-    if y.shape[0] != X.shape[0]:
-        raise _InputError(
-            f"X and y have different lengths: {X.shape[0]} rows in {args.X} but "
-            f"{y.shape[0]} labels in {args.y}"
-        )
+    y = _load_labels(args.y, X.shape[0], args.X, key=args.y_key)
     _check_output(args.output, "model")
     _check_device(args.device)
 
@@ -382,7 +473,7 @@ def _encode(args):
 
     parts = _load_model(args.model, args.threads)
     X = _load_array(args.X, key=args.key, what="X")
-    _check_output(args.output, "codes")
+    _check_output(args.output, "codes", _ARRAY_SUFFIXES)
     codes = encode(_embed(parts, X, args.X), parts[1].codebooks_)
     _save_array(args.output, codes)
     M = codes.shape[1]
@@ -405,55 +496,268 @@ def _database_codes(database, codebooks, path):
         ) from None
 
 
-def _search(args):
-    """``skdqn search``: write the top-k database items of each query by AQD."""
+def _check_k(value, name):
+    """Raise _InputError unless ``value`` is a positive integer."""
+    try:
+        check_positive_int(value, name)
+    except ValueError as exc:
+        raise _InputError(str(exc)) from None
+
+
+def _positional_inputs(args):
+    """Sort out ``MODEL DATABASE QUERIES`` against ``MODEL --index INDEX QUERIES``.
+
+    Argparse fills ``database`` first, so with ``--index`` the one file given
+    is the queries.
+    """
+    if args.index is None:
+        if args.queries is None:
+            raise _InputError("give a DATABASE and a QUERIES file, or --index INDEX and a QUERIES file")
+        return
+    if args.queries is not None:
+        raise _InputError(
+            f"give either a DATABASE file ({args.database}) or --index {args.index}, not both"
+        )
+    if args.database_codes:
+        raise _InputError("--database-codes describes a DATABASE file; it does not apply to --index")
+    args.queries, args.database = args.database, None
+
+
+def _build_index(args, parts, labels_path=None):
+    """An AQDNeighbors with the model's codebooks over DATABASE (inputs, or codes with --database-codes)."""
+    from ._neighbors import AQDNeighbors
+
+    dq = parts[1]
+    n_lists = getattr(args, "n_lists", None)
+    if args.database_codes:
+        if n_lists is not None:
+            raise _InputError("--n-lists needs the database's inputs (to learn the lists), not its codes")
+        database = _load_array(
+            args.database, key=args.key, what="database", strict_key=False, integers=True
+        )
+        codes = _database_codes(database, dq.codebooks_, args.database)
+        n_database = codes.shape[0]
+    else:
+        database = _load_array(args.database, key=args.key, what="database", strict_key=False)
+        Z_db = _embed(parts, database, args.database)
+        n_database = Z_db.shape[0]
+    labels = None
+    if labels_path is not None:
+        labels = _load_labels(labels_path, n_database, args.database, what="database labels",
+                              rows_what="the database")
+    params = {"metric": args.metric or "euclidean", "n_jobs": args.n_jobs}
+    try:
+        if args.database_codes:  # the index holds the codes as they are
+            return AQDNeighbors.from_codes(dq.codebooks_, codes, labels, **params)
+        if n_lists is not None:
+            params.update(n_lists=n_lists, random_state=args.seed)
+        return AQDNeighbors(codebooks=dq, **params).fit(Z_db, labels)
+    except ValueError as exc:
+        raise _RunError(f"building the index failed: {exc}") from None
+
+
+def _open_index(args, dq):
+    """The index saved at ``--index``, checked against the model, with this run's search options."""
     import numpy as np
 
     from ._neighbors import AQDNeighbors
 
-    parts = _load_model(args.model, args.threads)
-    dq = parts[1]
-    database = _load_array(args.database, key=args.key, what="database", strict_key=False)
-    queries = _load_array(args.queries, key=args.key, what="queries", strict_key=False)
-    _check_output(args.output, "neighbors")
-    if args.distances is not None:
-        _check_output(args.distances, "distances")
+    path = args.index
+    if not os.path.exists(path):
+        raise _InputError(f"index not found: {path}")
     try:
-        check_positive_int(args.k, "-k")
-    except ValueError as exc:
-        raise _InputError(str(exc)) from None
+        index = AQDNeighbors.load(path)
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
+        raise _InputError(f"{path} is not an index written by 'skdqn index': {exc}") from None
+    same = index.codebooks_.shape == dq.codebooks_.shape and np.array_equal(
+        index.codebooks_, np.asarray(dq.codebooks_, dtype=index.codebooks_.dtype)
+    )
+    if not same:
+        raise _InputError(
+            f"the index {path} was not built with the codebooks of {args.model}: build it with "
+            f"'skdqn index {args.model} DATABASE -o {path}'"
+        )
+    params = {"n_jobs": args.n_jobs}
+    if args.metric is not None:
+        params["metric"] = args.metric
+    if args.n_probe is not None:
+        params["n_probe"] = args.n_probe
+    return index.set_params(**params)
 
-    if args.database_codes:
-        codes = _database_codes(database, dq.codebooks_, args.database)
-        n_database = codes.shape[0]
-    else:
-        Z_db = _embed(parts, database, args.database)
-        n_database = Z_db.shape[0]
-    Z_q = _embed(parts, queries, args.queries)
+
+def _search_index(args, parts):
+    """The index to search: the saved one (``--index``) or one built over DATABASE."""
+    if args.index is not None:
+        return _open_index(args, parts[1])
+    return _build_index(args, parts)
+
+
+def _queries(args, parts):
+    """The embedded QUERIES."""
+    queries = _load_array(args.queries, key=args.key, what="queries", strict_key=False)
+    return _embed(parts, queries, args.queries)
+
+
+def _search(args):
+    """``skdqn search``: write the top-k database items of each query by AQD."""
+    import numpy as np
+
+    parts = _load_model(args.model, getattr(args, "threads", None))
+    _positional_inputs(args)
+    table = args.ids is not None or args.query_ids is not None
+    _check_output(args.output, "neighbors", (".csv", ".txt") if table else _ARRAY_SUFFIXES)
+    if args.distances is not None:
+        _check_output(args.distances, "distances", _ARRAY_SUFFIXES)
+    _check_k(args.k, "-k")
+    index = _search_index(args, parts)
+    Z_q = _queries(args, parts)
+    n_database = index.n_samples_fit_
     if args.k > n_database:
         raise _InputError(f"-k {args.k} is larger than the database ({n_database} items)")
-
-    params = {"n_neighbors": args.k, "metric": args.metric, "n_jobs": args.n_jobs}
+    ids = None if args.ids is None else _load_ids(args.ids, n_database, "--ids")
+    query_ids = None if args.query_ids is None else _load_ids(args.query_ids, Z_q.shape[0], "--query-ids")
     try:
-        if args.database_codes:  # the index holds the codes as they are
-            index = AQDNeighbors.from_codes(dq.codebooks_, codes, **params)
-        else:
-            index = AQDNeighbors(codebooks=dq, **params).fit(Z_db)
         start = time.perf_counter()
-        dist, ind = index.kneighbors(Z_q)
+        dist, ind = index.kneighbors(Z_q, n_neighbors=args.k)
         seconds = time.perf_counter() - start
     except ValueError as exc:
         raise _RunError(f"search failed: {exc}") from None
-    _save_array(args.output, ind.astype(np.int64, copy=False))
+    if table:
+        _save_table(args.output, ind, dist, ids, query_ids)
+    else:
+        _save_array(args.output, ind.astype(np.int64, copy=False))
     if args.distances is not None:
         _save_array(args.distances, dist)
     rate = f" ({Z_q.shape[0] / seconds:,.0f} queries/s)" if seconds > 0 else ""
     print(
         f"searched {Z_q.shape[0]} queries against {n_database} items "
         f"({index.codes_.shape[1] * index.codes_.dtype.itemsize} bytes per item), top-{args.k} "
-        f"by {args.metric} AQD in {seconds * 1e3:.1f} ms{rate} -> {args.output}"
+        f"by {index.metric} AQD in {seconds * 1e3:.1f} ms{rate} -> {args.output}"
         + (f", distances -> {args.distances}" if args.distances is not None else "")
     )
+    return 0
+
+
+def _check_index_output(path):
+    """Raise _InputError unless ``path`` names an ``.npz`` file or a directory to save an index to."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise _InputError(f"cannot write the index to {path}: directory {directory} does not exist")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in ("", ".npz"):
+        raise _InputError(
+            f"cannot write the index to {path}: an index is saved as one .npz file or as a "
+            f"directory (a name without suffix), not as {suffix!r}"
+        )
+    if suffix == ".npz" and os.path.isdir(path):
+        raise _InputError(f"cannot write the index to {path}: it is a directory")
+
+
+def _index(args):
+    """``skdqn index``: build an AQDNeighbors over a database with the model's codebooks and save it."""
+    parts = _load_model(args.model, getattr(args, "threads", None))
+    _check_index_output(args.output)
+    index = _build_index(args, parts, labels_path=args.labels)
+    try:
+        path = index.save(args.output)
+    except (OSError, ValueError) as exc:
+        raise _InputError(f"cannot write the index to {args.output}: {exc}") from None
+    details = [f"{index.codes_.shape[1] * index.codes_.dtype.itemsize} bytes per item", index.metric]
+    if index.coarse_centroids_ is not None:
+        details.append(f"{index.coarse_centroids_.shape[0]} inverted lists")
+    details.append("with labels" if args.labels is not None else "no labels")
+    print(f"indexed {index.n_samples_fit_} items ({', '.join(details)}) -> {path}")
+    return 0
+
+
+def _evaluation_index(args, parts):
+    """The labelled index to evaluate: the saved one or one built over DATABASE."""
+    from ._validation import check_y
+
+    if args.index is None:
+        if args.database_labels is None:
+            raise _InputError("--database-labels is required with a DATABASE file")
+        return _build_index(args, parts, labels_path=args.database_labels)
+    index = _open_index(args, parts[1])
+    if args.database_labels is not None:  # given labels replace those saved with the index
+        labels = _load_labels(args.database_labels, index.n_samples_fit_, args.index,
+                              what="database labels", rows_what="the index")
+        index._fit_labels = check_y(labels, index.n_samples_fit_)
+    if index._fit_labels is None:
+        raise _InputError(
+            f"the index {args.index} holds no labels: give --database-labels, or build it "
+            "with 'skdqn index ... --labels FILE'"
+        )
+    return index
+
+
+def _depths(requested, n_database):
+    """The MAP@k and precision@k depths: those asked for, else 10 and 100 where the database has as many."""
+    if requested is None:
+        return [k for k in (10, 100) if k <= n_database]
+    for k in requested:
+        _check_k(k, "-k")
+        if k > n_database:
+            raise _InputError(f"-k {k} is larger than the database ({n_database} items)")
+    return sorted(set(requested))
+
+
+def _retrieval_metrics(index, Z_q, y_q, depths, normalize="retrieved"):
+    """``{name: value}``: MAP over the whole index, then MAP@k and precision@k at each depth."""
+    from .metrics import precision_at_k
+
+    results = {"MAP": index.score(Z_q, y_q, normalize=normalize)}
+    for k in depths:
+        results[f"MAP@{k}"] = index.score(Z_q, y_q, top_k=k, normalize=normalize)
+    if depths:
+        ind = index.kneighbors(Z_q, n_neighbors=max(depths), return_distance=False)
+        precision = precision_at_k(y_q, index._fit_labels, ranking=ind, k=depths)
+        for k, value in zip(depths, precision):
+            results[f"precision@{k}"] = float(value)
+    return results
+
+
+def _save_results(path, results):
+    """Write the metrics as JSON (``.json``) or as ``metric,value`` rows (``.csv``)."""
+    import json
+
+    with open(path, "w", encoding="utf-8") as f:
+        if path.lower().endswith(".json"):
+            json.dump(results, f, indent=2)
+            f.write("\n")
+        else:
+            f.write("metric,value\n")
+            f.writelines(f"{name},{value}\n" for name, value in results.items())
+
+
+def _evaluate(args):
+    """``skdqn evaluate``: MAP, MAP@k and precision@k of labelled queries against a labelled database."""
+    parts = _load_model(args.model, getattr(args, "threads", None))
+    _positional_inputs(args)
+    if args.output is not None:
+        _check_output(args.output, "results", (".json", ".csv"))
+    index = _evaluation_index(args, parts)
+    Z_q = _queries(args, parts)
+    y_q = _load_labels(args.query_labels, Z_q.shape[0], args.queries, what="query labels",
+                       rows_what="the queries")
+    depths = _depths(args.k, index.n_samples_fit_)
+    start = time.perf_counter()
+    try:
+        results = _retrieval_metrics(index, Z_q, y_q, depths, args.normalize)
+    except ValueError as exc:
+        raise _RunError(f"evaluation failed: {exc}") from None
+    seconds = time.perf_counter() - start
+    print(
+        f"evaluated {Z_q.shape[0]} queries against {index.n_samples_fit_} items "
+        f"({index.codes_.shape[1] * index.codes_.dtype.itemsize} bytes per item) by "
+        f"{index.metric} AQD in {seconds:.1f} s"
+    )
+    for name, value in results.items():
+        print(f"  {name:<15} {value:.4f}")
+    if args.output is not None:
+        _save_results(args.output, {"n_queries": int(Z_q.shape[0]),
+                                    "n_database": int(index.n_samples_fit_), **results})
+        print(f"results -> {args.output}")
     return 0
 
 
@@ -494,11 +798,15 @@ def _build_parser():
         ),
         epilog="Run 'skdqn COMMAND --help' for the options of a command.",
     )
+    parser.add_argument("--version", action="version", version=f"skdqn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # command name -> its parser
     _add_demo(sub)
     _add_fit(sub)
     _add_encode(sub)
+    _add_index(sub)
     _add_search(sub)
+    _add_evaluate(sub)
     return parser
 
 
@@ -521,9 +829,41 @@ def _add_demo(sub):
     )
 
 
+# Notes shown after a default value in ``fit --help``.
+_DEFAULT_NOTES = {"n_components": "300 rounded up to a multiple of M", "device": "CUDA when available"}
+
+
+def _format_default(name, value):
+    """A DeepQuantizer default as ``fit --help`` shows it, e.g. ``512 256`` for a tuple."""
+    text = " ".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+    note = _DEFAULT_NOTES.get(name)
+    return f"{text} ({note})" if note else text
+
+
+class _FitHelpFormatter(argparse.HelpFormatter):
+    """Appends DeepQuantizer's actual default to the help of each option that maps to a parameter.
+
+    The defaults come from ``DeepQuantizer().get_params()`` when the help is
+    shown, so that they cannot drift from the estimator's, and importing torch
+    is only paid for ``fit --help``.
+    """
+
+    _defaults = None
+
+    def _get_help_string(self, action):
+        help_text = super()._get_help_string(action)
+        name = _FIT_PARAMS.get(action.dest)
+        if name is None or action.default is not None:  # CLI defaults (--seed) say so themselves
+            return help_text
+        if _FitHelpFormatter._defaults is None:
+            from ._quantizer import DeepQuantizer
+
+            _FitHelpFormatter._defaults = DeepQuantizer().get_params()
+        return f"{help_text} (default: {_format_default(name, _FitHelpFormatter._defaults[name])})"
+
+
 def _add_fit(sub):
     """The ``skdqn fit`` sub-parser: one option per DeepQuantizer parameter in _FIT_PARAMS."""
-    default = "default: DeepQuantizer's default"
     fit = sub.add_parser(
         "fit",
         help="train a DeepQuantizer on labelled data and save it",
@@ -533,31 +873,35 @@ def _add_fit(sub):
             "they share a label) and save it. The network standardizes the features itself "
             "(DeepQuantizer's standardize=True: mean and scale learned by fit, saved in the "
             "model and applied to every later input) unless --no-standardize is given. "
-            "Options left out keep "
-            "DeepQuantizer's defaults. The model file holds arrays, a JSON header and the "
-            "network's weights, and is read without unpickling anything: a model file from "
+            "Options left out keep DeepQuantizer's defaults, shown below. The model file holds "
+            "arrays, a JSON header and the network's weights, and is read without unpickling "
+            "anything: a model file from "
             "someone else is safe to load (DeepQuantizer.load, skdqn.cli.load_model)."
         ),
         epilog=_EPILOG_FORMATS,
+        formatter_class=_FitHelpFormatter,
     )
     fit.add_argument("X", help="training inputs, shape (n_samples, n_features)")
     fit.add_argument("y", help="labels, shape (n_samples,) or (n_samples, n_labels)")
     fit.add_argument("-o", "--output", required=True, help="where to save the model (e.g. model.skdqn)")
-    fit.add_argument("--M", type=_positive_int, help=f"number of subspaces ({default})")
-    fit.add_argument("--K", type=_positive_int, help=f"codewords per subspace; bits = M * log2(K) ({default})")
-    fit.add_argument("--n-components", type=_positive_int, help=f"embedding dimension R, divisible by M ({default})")
-    fit.add_argument("--lam", type=float, help=f"weight of the quantization loss ({default})")
-    fit.add_argument("--epochs", type=_positive_int, help=f"training epochs, max_epochs ({default})")
-    fit.add_argument("--warmup-epochs", type=int, help=f"epochs before the first codebook fit ({default})")
-    fit.add_argument("--batch-size", type=_positive_int, help=f"mini-batch size ({default})")
-    fit.add_argument("--learning-rate", type=float, help=f"optimizer step size ({default})")
+    fit.add_argument("--M", type=_positive_int, help="number of subspaces")
+    fit.add_argument("--K", type=_positive_int, help="codewords per subspace; bits = M * log2(K)")
+    fit.add_argument("--n-components", type=_positive_int, help="embedding dimension R, divisible by M")
+    fit.add_argument("--lam", type=float, help="weight of the quantization loss")
+    fit.add_argument("--epochs", type=_positive_int, help="training epochs, max_epochs")
+    fit.add_argument("--warmup-epochs", type=int, help="epochs before the first codebook fit")
+    fit.add_argument("--batch-size", type=_positive_int, help="mini-batch size")
+    fit.add_argument("--learning-rate", type=float, help="optimizer step size")
     fit.add_argument(
         "--hidden-layer-sizes", type=_positive_int, nargs="+", metavar="H",
-        help=f"hidden layers of the MLP backbone, e.g. 512 256 ({default})",
+        help="hidden layers of the MLP backbone, e.g. 512 256",
     )
-    fit.add_argument("--device", help=f"'cpu', 'cuda', 'cuda:1' or 'auto' ({default})")
+    fit.add_argument("--device", help="'cpu', 'cuda', 'cuda:1' or 'auto'")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    fit.add_argument("--verbose", type=int, default=0, help="1 shows a progress bar on stderr (default 0)")
+    fit.add_argument(
+        "--verbose", type=int, default=0,
+        help="1 shows progress on stderr: a bar on a terminal, else a line per epoch (default 0)",
+    )
     fit.add_argument(
         "--standardize", action=argparse.BooleanOptionalAction, default=True,
         help="the network standardizes the features, with statistics saved in the model "
@@ -586,39 +930,160 @@ def _add_encode(sub):
     encode.add_argument("--key", help="array name inside X when it is an .npz file")
 
 
+def _add_database_options(parser, what="DATABASE"):
+    """Options about the database: --database-codes, --metric, --n-jobs, --key."""
+    parser.add_argument(
+        "--database-codes", action="store_true",
+        help=f"{what} holds integer codes written by 'skdqn encode' (.npy, .csv or .txt), not inputs",
+    )
+    parser.add_argument("--n-jobs", type=int, default=None, help="threads for the search (default 1)")
+    parser.add_argument("--key", help="array name inside the input files that are .npz")
+    _add_threads(parser)
+
+
+def _add_metric(parser, saved=True):
+    """The ``--metric`` option; for commands that take --index, a saved index keeps its own."""
+    parser.add_argument(
+        "--metric", choices=("euclidean", "sqeuclidean", "inner_product"), default=None,
+        help="AQD ranking, as in AQDNeighbors (default euclidean"
+        + ("; a saved --index keeps its own)" if saved else ")"),
+    )
+
+
+def _add_index(sub):
+    """The ``skdqn index`` sub-parser."""
+    index = sub.add_parser(
+        "index",
+        help="build an AQDNeighbors index over a database and save it",
+        description=(
+            "Embed the database with a model saved by 'skdqn fit', encode it with the model's "
+            "codebooks into an AQDNeighbors index, and save the index (numpy arrays and a JSON "
+            "header, no pickle) for 'skdqn search --index' and 'skdqn evaluate --index', which "
+            "then need not embed the database again."
+        ),
+        epilog=_EPILOG_FORMATS,
+    )
+    index.add_argument("model", help="model file written by 'skdqn fit'")
+    index.add_argument("database", help="database inputs (or codes, with --database-codes)")
+    index.add_argument(
+        "-o", "--output", required=True,
+        help="where to save the index: a .npz file, or a directory (a name without suffix)",
+    )
+    index.add_argument("--labels", help="labels of the database items, saved with the index (for evaluate)")
+    index.add_argument(
+        "--n-lists", type=_positive_int, default=None,
+        help="inverted lists (IVF): a query then scans only the --n-probe nearest lists (default: none, "
+        "every query scans every item)",
+    )
+    index.add_argument("--seed", type=int, default=0, help="seed of the inverted lists' k-means (default 0)")
+    _add_metric(index, saved=False)
+    _add_database_options(index)
+
+
+def _add_query_inputs(parser):
+    """Positionals MODEL [DATABASE] QUERIES and --index (which replaces DATABASE)."""
+    parser.add_argument("model", metavar="MODEL", help="model file written by 'skdqn fit'")
+    parser.add_argument(
+        "database", metavar="DATABASE",
+        help="database inputs (or codes, with --database-codes); left out with --index",
+    )
+    parser.add_argument("queries", metavar="QUERIES", nargs="?", help="query inputs, shape (n_queries, n_features)")
+    parser.add_argument("--index", metavar="INDEX", help="an index saved by 'skdqn index', instead of DATABASE")
+    parser.add_argument(
+        "--n-probe", type=_positive_int, default=None,
+        help="inverted lists scanned per query, for an --index with lists (default: as saved)",
+    )
+
+
 def _add_search(sub):
     """The ``skdqn search`` sub-parser."""
     search = sub.add_parser(
         "search",
+        usage=(
+            "skdqn search MODEL DATABASE QUERIES -o OUTPUT [options]\n"
+            "       skdqn search MODEL --index INDEX QUERIES -o OUTPUT [options]"
+        ),
         help="find the k nearest database items of each query by AQD",
         description=(
             "Build an AQDNeighbors index with the model's codebooks over the database (its "
-            "embeddings are encoded: M bytes per item with K = 256), embed the queries, and "
-            "write the indices (database rows, 0-based) of their k nearest items by Asymmetric "
-            "Quantizer Distance, best first, as an (n_queries, k) int64 array."
+            "embeddings are encoded: M bytes per item with K = 256), or load one saved by "
+            "'skdqn index', embed the queries, and write the indices (database rows, 0-based) "
+            "of their k nearest items by Asymmetric Quantizer Distance, best first, as an "
+            "(n_queries, k) int64 array. With --ids (or --query-ids) the output is instead a "
+            "table (.csv, or tab-separated .txt) of query, rank, id and distance, one row per "
+            "neighbour, naming the items."
         ),
         epilog=_EPILOG_FORMATS,
     )
-    search.add_argument("model", help="model file written by 'skdqn fit'")
-    search.add_argument("database", help="database inputs (or codes, with --database-codes)")
-    search.add_argument("queries", help="query inputs, shape (n_queries, n_features)")
+    _add_query_inputs(search)
     search.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
-    search.add_argument("-o", "--output", required=True, help="where to write the neighbour indices")
+    search.add_argument("-o", "--output", required=True, help="where to write the neighbours")
     search.add_argument("--distances", help="also write the (n_queries, k) float32 distances to this file")
     search.add_argument(
-        "--metric", choices=("euclidean", "sqeuclidean", "inner_product"), default="euclidean",
-        help="AQD ranking, as in AQDNeighbors (default euclidean)",
+        "--ids", "--database-ids", dest="ids", metavar="FILE",
+        help="names of the database items (e.g. file names), one per line, in database order; "
+        "the output is then a query,rank,id,distance table",
     )
-    search.add_argument(
-        "--database-codes", action="store_true",
-        help="the database file holds codes written by 'skdqn encode', not inputs",
-    )
-    search.add_argument("--n-jobs", type=int, default=None, help="threads for the search (default 1)")
-    _add_threads(search)
-    search.add_argument("--key", help="array name inside the database and queries files that are .npz")
+    search.add_argument("--query-ids", metavar="FILE", help="names of the queries, one per line, for the table")
+    _add_metric(search)
+    _add_database_options(search)
 
 
-_COMMANDS = {"demo": _demo, "fit": _fit, "encode": _encode, "search": _search}
+def _add_evaluate(sub):
+    """The ``skdqn evaluate`` sub-parser."""
+    evaluate = sub.add_parser(
+        "evaluate",
+        usage=(
+            "skdqn evaluate MODEL DATABASE QUERIES --database-labels FILE --query-labels FILE [options]\n"
+            "       skdqn evaluate MODEL --index INDEX QUERIES --query-labels FILE [options]"
+        ),
+        help="mean average precision and precision@k of labelled queries",
+        description=(
+            "Rank the database (built with the model's codebooks, or a saved --index) for each "
+            "labelled query by AQD and print the mean average precision over the whole database "
+            "(MAP), MAP@k and precision@k; an item is relevant to a query when they share a label."
+        ),
+        epilog=_EPILOG_FORMATS,
+    )
+    _add_query_inputs(evaluate)
+    evaluate.add_argument("--query-labels", required=True, help="labels of the queries")
+    evaluate.add_argument(
+        "--database-labels",
+        help="labels of the database items (required with DATABASE; with --index they replace saved ones)",
+    )
+    evaluate.add_argument(
+        "-k", type=int, nargs="+", default=None, metavar="K",
+        help="depths of MAP@k and precision@k (default 10 100, those the database has)",
+    )
+    evaluate.add_argument(
+        "--normalize", choices=("retrieved", "all"), default="retrieved",
+        help="MAP@k divides by the relevant items retrieved in the top k (deep-hashing papers) or by "
+        "all relevant items (textbook average precision); see skdqn.metrics (default retrieved)",
+    )
+    evaluate.add_argument("-o", "--output", help="also write the results to a .json or .csv file")
+    _add_metric(evaluate)
+    _add_database_options(evaluate)
+
+
+_COMMANDS = {
+    "demo": _demo, "fit": _fit, "encode": _encode, "index": _index, "search": _search, "evaluate": _evaluate,
+}
+
+
+def _parse(argv):
+    """Parse ``argv``; a QUERIES file given after options lands in ``queries``.
+
+    Argparse fills an optional positional (QUERIES) with nothing when an
+    option separates it from the others (``MODEL DATABASE -k 5 QUERIES``):
+    such a left-over file name is taken as QUERIES here.
+    """
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "queries", False) is None and len(extra) == 1 and not extra[0].startswith("-"):
+        args.queries, extra = extra[0], []
+    if extra:  # reported by the command's parser, with its usage, as parse_args would
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv=None):
@@ -645,7 +1110,7 @@ def main(argv=None):
     ...
     0
     """
-    args = _build_parser().parse_args(argv)
+    args = _parse(argv)
     if getattr(args, "threads", None) is not None:
         import torch
 

@@ -28,7 +28,7 @@ from sklearn import get_config
 from sklearn.pipeline import Pipeline
 from sklearn.utils.parallel import Parallel, delayed
 
-from ._labels import check_labels, relevance
+from ._labels import check_labels, label_kind, relevance
 from ._validation import check_positive_int
 
 __all__ = [
@@ -47,6 +47,8 @@ _WORKING_MEMORY_SHARE = 1 / 16
 # hit positions.
 _BYTES_PER_ITEM = 32
 _NORMALIZE = ("retrieved", "all")
+_NO_RELEVANT = ("zero", "skip")
+_DUPLICATE_CHECK_ITEMS = 1 << 22  # ranking entries sorted at a time to look for repeats
 
 
 # --------------------------------------------------------------------------
@@ -58,6 +60,30 @@ def _check_normalize(normalize):
     if normalize not in _NORMALIZE:
         raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}.")
     return normalize
+
+
+def _check_no_relevant(no_relevant):
+    if no_relevant not in _NO_RELEVANT:
+        raise ValueError(
+            f"no_relevant must be 'zero' (a query with no relevant item in its top k counts "
+            f"as AP 0, skdqn's convention) or 'skip' (it is left out of the mean, as in the "
+            f"DeepHash code base); got {no_relevant!r}."
+        )
+    return no_relevant
+
+
+def _check_depth_fits(depth, n_ranked, name, ranked_by_distances):
+    """Raise unless a depth (k or top_k) is at most the number of items ranked per query."""
+    if depth is not None and depth > n_ranked:
+        what = (
+            f"the database ({n_ranked} items, the width of distances)"
+            if ranked_by_distances
+            else f"the ranking ({n_ranked} items per query)"
+        )
+        raise ValueError(
+            f"{name}={depth} is larger than {what}: the metric at depth {depth} needs that "
+            f"many ranked items. Use {name} <= {n_ranked}, or rank more items."
+        )
 
 
 def _check_depths(depths, name):
@@ -75,13 +101,6 @@ def _check_depths(depths, name):
     return arr.astype(np.intp), False
 
 
-def _holds_text(labels):
-    """Whether 1-D labels are strings (rather than numbers)."""
-    if labels.dtype.kind == "O":
-        return isinstance(labels[0], str)
-    return labels.dtype.kind in "US"
-
-
 def _check_label_pair(query_labels, database_labels):
     """Canonical query and database labels, checked to be comparable."""
     q = check_labels(query_labels, name="query_labels")
@@ -96,7 +115,7 @@ def _check_label_pair(query_labels, database_labels):
             f"query_labels has {q.shape[1]} label columns but database_labels has "
             f"{d.shape[1]}."
         )
-    if q.ndim == 1 and _holds_text(q) != _holds_text(d):
+    if q.ndim == 1 and label_kind(q) != label_kind(d):
         raise ValueError(
             "query_labels and database_labels hold labels of different types "
             f"({q.dtype} and {d.dtype}); no query could share a label with the database."
@@ -121,7 +140,22 @@ def _check_ranking(ranking, n_queries, n_database):
             f"ranking holds indices outside [0, {n_database}): every entry must be "
             "the index of a database item."
         )
+    _check_distinct_rows(ranking)
     return ranking
+
+
+def _check_distinct_rows(ranking):
+    """Raise if a row of the ranking names a database item twice (sorted copies, in blocks)."""
+    step = max(1, _DUPLICATE_CHECK_ITEMS // ranking.shape[1])
+    for start in range(0, ranking.shape[0], step):
+        block = np.sort(ranking[start : start + step], axis=1)
+        repeated = block[:, 1:] == block[:, :-1]
+        if repeated.any():
+            row, col = np.argwhere(repeated)[0]
+            raise ValueError(
+                f"ranking row {start + row} holds database index {block[row, col]} more than "
+                "once: a ranking lists distinct database items, best first."
+            )
 
 
 def _check_distances(distances, n_queries, n_database):
@@ -318,7 +352,7 @@ def average_precision_scores(
     (``normalize="all"``, the textbook AP; with ``top_k=None`` and distances
     without ties it equals :func:`sklearn.metrics.average_precision_score`
     with ``y_score=-distances``). A query with no relevant item in its top k
-    gets an AP of 0.
+    gets an AP of 0 (see ``no_relevant`` in :func:`mean_average_precision`).
 
     Parameters
     ----------
@@ -331,14 +365,14 @@ def average_precision_scores(
     ranking : array-like of int of shape (n_queries, k), default=None
         Database indices, best first, for each query (e.g. from a top-k
         search; ``k`` may be smaller than ``n_database``). The indices of a
-        row are assumed distinct. Give either ``ranking`` or ``distances``.
+        row must be distinct. Give either ``ranking`` or ``distances``.
     distances : array-like of shape (n_queries, n_database), default=None
         Query-to-database distances, smaller is better. Each row is ranked
         by a stable sort: ties go to the smaller database index.
     top_k : int, default=None
         Only the top ``top_k`` ranked items count. None means the whole
-        ranking given (all of the database with ``distances``); a ``top_k``
-        larger than the ranking uses the whole ranking.
+        ranking given (all of the database with ``distances``); a larger
+        ``top_k`` than that raises a ``ValueError``.
     normalize : {"retrieved", "all"}, default="retrieved"
         Divide by the number of relevant items retrieved in the top k
         ("retrieved", the usual mAP@k of deep hashing papers) or by the
@@ -369,7 +403,8 @@ def average_precision_scores(
     q, d, ranking, distances, n_ranked = _check_problem(
         query_labels, database_labels, ranking, distances
     )
-    depth = n_ranked if top_k is None else min(top_k, n_ranked)
+    _check_depth_fits(top_k, n_ranked, "top_k", distances is not None)
+    depth = n_ranked if top_k is None else top_k
     n_relevant = _n_relevant(q, d) if normalize == "all" else None
 
     def average_precision(rows, rel):
@@ -388,6 +423,7 @@ def mean_average_precision(
     distances=None,
     top_k=None,
     normalize="retrieved",
+    no_relevant="zero",
     n_jobs=None,
 ):
     """Mean average precision (mAP@k) over the queries.
@@ -402,16 +438,24 @@ def mean_average_precision(
     database_labels : array-like of shape (n_database,) or (n_database, n_labels)
         Labels of the database, in the same layout as ``query_labels``.
     ranking : array-like of int of shape (n_queries, k), default=None
-        Database indices, best first, for each query. Give either
-        ``ranking`` or ``distances``.
+        Database indices, best first, for each query (distinct in a row).
+        Give either ``ranking`` or ``distances``.
     distances : array-like of shape (n_queries, n_database), default=None
         Query-to-database distances, smaller is better; ties go to the
         smaller database index.
     top_k : int, default=None
-        Only the top ``top_k`` ranked items count (None: the whole ranking).
+        Only the top ``top_k`` ranked items count (None: the whole ranking);
+        at most the width of the ranking.
     normalize : {"retrieved", "all"}, default="retrieved"
         Divide each AP by the number of relevant items retrieved in the top k
         or by the number of relevant items in the whole database.
+    no_relevant : {"zero", "skip"}, default="zero"
+        A query with no relevant item in its top k has an AP of 0 (0/0 with
+        ``normalize="retrieved"``). ``"zero"``: it counts as 0 in a mean over
+        all queries (skdqn's convention, the textbook MAP). ``"skip"``: it is
+        left out of the mean (the DeepHash code base, whose MAP the DQN paper
+        reports); never lower, equal when every query finds a relevant item.
+        Both give 0.0 when no query does.
     n_jobs : int, default=None
         Blocks of queries processed in parallel threads (joblib; ``None``
         means 1 unless in a :func:`joblib.parallel_backend` context, ``-1``
@@ -429,28 +473,67 @@ def mean_average_precision(
     0.9166666666666666
     >>> mean_average_precision([0, 1], [0, 1, 0, 1], ranking=[[0, 1], [1, 3]], top_k=1)
     1.0
+
+    The second query finds nothing relevant in its top 1:
+
+    >>> mean_average_precision([0, 1], [0, 1, 0, 1], ranking=[[0, 1], [0, 2]], top_k=1)
+    0.5
+    >>> mean_average_precision([0, 1], [0, 1, 0, 1], ranking=[[0, 1], [0, 2]], top_k=1,
+    ...                        no_relevant="skip")
+    1.0
     """
-    return float(
-        np.mean(
-            average_precision_scores(
-                query_labels,
-                database_labels,
-                ranking,
-                distances=distances,
-                top_k=top_k,
-                normalize=normalize,
-                n_jobs=n_jobs,
-            )
-        )
+    no_relevant = _check_no_relevant(no_relevant)
+    ap = average_precision_scores(
+        query_labels,
+        database_labels,
+        ranking,
+        distances=distances,
+        top_k=top_k,
+        normalize=normalize,
+        n_jobs=n_jobs,
     )
+    return _mean_of_aps(ap, no_relevant)
+
+
+def _mean_of_aps(ap, no_relevant="zero"):
+    """The MAP of per-query average precisions, under either convention.
+
+    Parameters
+    ----------
+    ap : ndarray of shape (n_queries,)
+        Average precisions, as from :func:`average_precision_scores`: 0
+        exactly for a query with no relevant item in its top k, positive
+        otherwise.
+    no_relevant : {"zero", "skip"}, default="zero"
+        Count such queries as 0 (skdqn) or leave them out of the mean
+        (DeepHash code base); see :func:`mean_average_precision`.
+
+    Returns
+    -------
+    map : float
+        0.0 when ``no_relevant="skip"`` and every AP is 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn.metrics import _mean_of_aps
+    >>> ap = np.array([1.0, 0.5, 0.0, 0.0])
+    >>> _mean_of_aps(ap), _mean_of_aps(ap, "skip")
+    (0.375, 0.75)
+    """
+    no_relevant = _check_no_relevant(no_relevant)
+    ap = np.asarray(ap, dtype=np.float64)
+    if no_relevant == "skip":
+        ap = ap[ap > 0]
+    return float(ap.mean()) if ap.size else 0.0
 
 
 def precision_at_k(query_labels, database_labels, ranking=None, *, distances=None, k, n_jobs=None):
     """Mean precision@k: the fraction of relevant items in the top k.
 
-    When ``k`` is larger than the ranking available (``ranking`` with fewer
-    columns, or a small database), the number of relevant items is divided by
-    the number of items actually retrieved.
+    ``k`` may not exceed the ranking available (the columns of ``ranking``,
+    or ``n_database`` with ``distances``): a ``ValueError`` says so, rather
+    than a precision over fewer items than asked.
 
     Parameters
     ----------
@@ -476,20 +559,27 @@ def precision_at_k(query_labels, database_labels, ranking=None, *, distances=Non
     precision : float or ndarray of shape (n_k,)
         Precision@k averaged over the queries; an array when ``k`` is one.
 
+    Raises
+    ------
+    ValueError
+        If ``k`` is larger than the ranking, or a row of ``ranking``
+        repeats a database index.
+
     Examples
     --------
     >>> from skdqn.metrics import precision_at_k
     >>> precision_at_k([0], [0, 1, 0, 1], ranking=[[0, 1, 2, 3]], k=3)
     0.6666666666666666
-    >>> precision_at_k([0], [0, 1, 0, 1], ranking=[[0, 1, 2, 3]], k=[1, 2, 10])
+    >>> precision_at_k([0], [0, 1, 0, 1], ranking=[[0, 1, 2, 3]], k=[1, 2, 4])
     array([1. , 0.5, 0.5])
     """
     depths, scalar = _check_depths(k, "k")
     q, d, ranking, distances, n_ranked = _check_problem(
         query_labels, database_labels, ranking, distances
     )
+    _check_depth_fits(int(depths.max()), n_ranked, "k", distances is not None)
     hits = _hits_at(q, d, ranking, distances, n_ranked, depths, n_jobs)
-    precision = (hits / np.minimum(depths, n_ranked)).mean(axis=0)
+    precision = (hits / depths).mean(axis=0)
     return float(precision[0]) if scalar else precision
 
 
@@ -497,6 +587,7 @@ def recall_at_k(query_labels, database_labels, ranking=None, *, distances=None, 
     """Mean recall@k: the fraction of a query's relevant items found in its top k.
 
     A query without any relevant item in the database has a recall of 0.
+    ``k`` may not exceed the ranking available (a ``ValueError`` says so).
 
     Parameters
     ----------
@@ -522,6 +613,12 @@ def recall_at_k(query_labels, database_labels, ranking=None, *, distances=None, 
     recall : float or ndarray of shape (n_k,)
         Recall@k averaged over the queries; an array when ``k`` is one.
 
+    Raises
+    ------
+    ValueError
+        If ``k`` is larger than the ranking, or a row of ``ranking``
+        repeats a database index.
+
     Examples
     --------
     >>> from skdqn.metrics import recall_at_k
@@ -534,6 +631,7 @@ def recall_at_k(query_labels, database_labels, ranking=None, *, distances=None, 
     q, d, ranking, distances, n_ranked = _check_problem(
         query_labels, database_labels, ranking, distances
     )
+    _check_depth_fits(int(depths.max()), n_ranked, "k", distances is not None)
     recall = _recall(_hits_at(q, d, ranking, distances, n_ranked, depths, n_jobs), _n_relevant(q, d))
     return float(recall[0]) if scalar else recall
 
@@ -566,8 +664,8 @@ def precision_recall_curve(
     depths : array-like of int, default=None
         Ranking depths at which to measure. None: up to 100 depths evenly
         spaced from 1 to the length of the ranking (``n_database`` with
-        ``distances``). Precision at a depth beyond the ranking is computed
-        as in :func:`precision_at_k`.
+        ``distances``). A depth beyond the ranking is refused, as in
+        :func:`precision_at_k`.
     n_jobs : int, default=None
         Blocks of queries processed in parallel threads (joblib; ``None``
         means 1 unless in a :func:`joblib.parallel_backend` context, ``-1``
@@ -601,8 +699,9 @@ def precision_recall_curve(
         depths = np.unique(np.linspace(1, n_ranked, num=min(100, n_ranked)).astype(np.intp))
     else:
         depths, _ = _check_depths(np.atleast_1d(depths), "depths")
+        _check_depth_fits(int(depths.max()), n_ranked, "depths", distances is not None)
     hits = _hits_at(q, d, ranking, distances, n_ranked, depths, n_jobs)
-    precision = (hits / np.minimum(depths, n_ranked)).mean(axis=0)
+    precision = (hits / depths).mean(axis=0)
     return precision, _recall(hits, _n_relevant(q, d)), depths
 
 
@@ -614,12 +713,22 @@ def precision_recall_curve(
 class _MAPScorer:
     """Scorer ``scorer(estimator, X, y) -> float``; see :func:`map_scorer`."""
 
-    def __init__(self, top_k, normalize):
+    def __init__(self, top_k, normalize, no_relevant="zero"):
         self.top_k = check_positive_int(top_k, "top_k", allow_none=True)
         self.normalize = _check_normalize(normalize)
+        self.no_relevant = _check_no_relevant(no_relevant)
+
+    def _score_arguments(self):
+        # no_relevant only when not the default: estimators whose score takes
+        # top_k and normalize alone keep working with the default scorer.
+        arguments = {"top_k": self.top_k, "normalize": self.normalize}
+        if self.no_relevant != "zero":
+            arguments["no_relevant"] = self.no_relevant
+        return arguments
 
     def __repr__(self):
-        return f"map_scorer(top_k={self.top_k!r}, normalize={self.normalize!r})"
+        arguments = ", ".join(f"{name}={value!r}" for name, value in self._score_arguments().items())
+        return f"map_scorer({arguments})"
 
     def __call__(self, estimator, X, y):
         final, Xt = estimator, X
@@ -630,16 +739,19 @@ class _MAPScorer:
                 if step is not None and step != "passthrough":
                     Xt = step.transform(Xt)
             final = final.steps[-1][1]
-        if not _accepts_map_arguments(getattr(final, "score", None)):
+        arguments = self._score_arguments()
+        if not _accepts_arguments(getattr(final, "score", None), arguments):
+            names = list(arguments)
             raise TypeError(
-                f"{self!r} needs an estimator whose score(X, y, top_k=..., normalize=...) "
-                f"returns the mean average precision (e.g. DeepQuantizer, AQDNeighbors); "
-                f"{type(final).__name__}.score does not accept top_k and normalize."
+                f"{self!r} needs an estimator whose score(X, y, "
+                f"{', '.join(name + '=...' for name in names)}) returns the mean average "
+                f"precision (e.g. DeepQuantizer, AQDNeighbors); {type(final).__name__}.score "
+                f"does not accept {', '.join(names[:-1])} and {names[-1]}."
             )
-        return float(final.score(Xt, y, top_k=self.top_k, normalize=self.normalize))
+        return float(final.score(Xt, y, **arguments))
 
 
-def _accepts_map_arguments(score):
+def _accepts_arguments(score, arguments):
     if not callable(score):
         return False
     try:
@@ -647,14 +759,15 @@ def _accepts_map_arguments(score):
     except (TypeError, ValueError):
         return False
     kinds = {p.kind for p in parameters.values()}
-    return inspect.Parameter.VAR_KEYWORD in kinds or {"top_k", "normalize"} <= set(parameters)
+    return inspect.Parameter.VAR_KEYWORD in kinds or set(arguments) <= set(parameters)
 
 
-def map_scorer(top_k=None, normalize="retrieved"):
+def map_scorer(top_k=None, normalize="retrieved", no_relevant="zero"):
     """Make a mean-average-precision scorer for model selection.
 
     The scorer ``scorer(estimator, X, y)`` returns
-    ``estimator.score(X, y, top_k=top_k, normalize=normalize)``: the mAP of
+    ``estimator.score(X, y, top_k=top_k, normalize=normalize)`` (and
+    ``no_relevant=no_relevant`` when it is not the default): the mAP of
     ``X`` (labelled ``y``) as queries against the database the estimator was
     fitted on. It works with :class:`~skdqn.DeepQuantizer`,
     :class:`~skdqn.AQDNeighbors`, any estimator whose ``score`` accepts these
@@ -666,9 +779,13 @@ def map_scorer(top_k=None, normalize="retrieved"):
     ----------
     top_k : int, default=None
         Only the top ``top_k`` retrieved items count (None: the whole
-        database).
+        database; a ``top_k`` beyond the database counts all of it).
     normalize : {"retrieved", "all"}, default="retrieved"
         See :func:`average_precision_scores`.
+    no_relevant : {"zero", "skip"}, default="zero"
+        A query with no relevant item in its top k counts as 0 (skdqn) or is
+        left out of the mean (DeepHash code base); see
+        :func:`mean_average_precision`.
 
     Returns
     -------
@@ -683,5 +800,7 @@ def map_scorer(top_k=None, normalize="retrieved"):
     >>> scorer = map_scorer(top_k=100)
     >>> scorer
     map_scorer(top_k=100, normalize='retrieved')
+    >>> map_scorer(top_k=100, no_relevant="skip")
+    map_scorer(top_k=100, normalize='retrieved', no_relevant='skip')
     """
-    return _MAPScorer(top_k, normalize)
+    return _MAPScorer(top_k, normalize, no_relevant)

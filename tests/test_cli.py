@@ -337,16 +337,16 @@ ERROR_CASES = [
 @pytest.mark.parametrize("case, argv, status, message", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
 def test_errors_are_one_clear_line(case, argv, status, message, data, bad_files, model_file, tmp_path, capsys):
     folder, files, _ = data
-    names = {**files, **bad_files, "folder": str(folder), "model": model_file, "out": str(tmp_path / "out")}
+    names = {**files, **bad_files, "folder": str(folder), "model": model_file, "out": str(tmp_path / "out.npy")}
     assert main([arg.format(**names) for arg in argv]) == status
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert err.startswith(f"skdqn {argv[0]}: error: ") and message in err
     assert "\n" not in err and "Traceback" not in err
-    assert not os.path.exists(tmp_path / "out")
+    assert not os.path.exists(tmp_path / "out.npy")
 
 
-@pytest.mark.parametrize("command", ["fit", "encode", "search"])
+@pytest.mark.parametrize("command", ["fit", "encode", "index", "search", "evaluate"])
 def test_help_of_each_command(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -383,3 +383,246 @@ def test_missing_required_output_is_a_usage_error(data, capsys):
         main(["fit", files["X"], files["y"]])
     assert exc.value.code == 2
     assert "-o/--output" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# --version, fit --help defaults, output formats by suffix, text codes
+# --------------------------------------------------------------------------
+
+
+def test_version(capsys):
+    import skdqn
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"skdqn {skdqn.__version__}"
+
+
+def test_fit_help_shows_the_estimators_actual_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())  # no usage, no wrapping
+    assert "DeepQuantizer's default)" not in out
+    defaults = DeepQuantizer().get_params()
+    for option, param in [("--M M", "M"), ("--K K", "K"), ("--lam LAM", "lam"), ("--epochs EPOCHS", "max_epochs"),
+                          ("--batch-size BATCH_SIZE", "batch_size"), ("--learning-rate LEARNING_RATE", "learning_rate"),
+                          ("--warmup-epochs WARMUP_EPOCHS", "warmup_epochs"), ("--device DEVICE", "device")]:
+        text = out.split(option, 1)[1].split(" --", 1)[0]
+        assert f"(default: {defaults[param]}" in text, (option, text)
+    hidden = " ".join(map(str, defaults["hidden_layer_sizes"]))
+    assert f"(default: {hidden})" in out.split("--hidden-layer-sizes H [H ...]", 1)[1].split(" --", 1)[0]
+
+
+def test_outputs_are_written_as_their_suffix_says(model_file, data, tmp_path, capsys):
+    _, files, _ = data
+    model = load_model(model_file)
+    expected = model.encode(np.load(files["Q"]))
+    txt = tmp_path / "c.txt"
+    assert main(["encode", model_file, files["Q"], "-o", str(txt)]) == 0
+    assert not txt.read_bytes().startswith(b"\x93NUMPY")
+    np.testing.assert_array_equal(np.loadtxt(txt, dtype=np.int64), expected)
+    for name in ("c.dat", "codes"):
+        capsys.readouterr()
+        assert main(["encode", model_file, files["Q"], "-o", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert "is not a format it is written as" in err and ".npy, .csv or .txt" in err
+        assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".txt"])
+def test_database_codes_from_text_files(suffix, model_file, data, tmp_path, capsys):
+    _, files, _ = data
+    codes_npy, codes_text = str(tmp_path / "codes.npy"), str(tmp_path / f"codes{suffix}")
+    for path in (codes_npy, codes_text):
+        assert main(["encode", model_file, files["X"], "-o", path]) == 0
+    results = []
+    for path in (codes_npy, codes_text):
+        out = str(tmp_path / "nn.npy")
+        assert main(["search", model_file, path, files["Q"], "--database-codes", "-k", "5", "-o", out]) == 0
+        results.append(np.load(out))
+    np.testing.assert_array_equal(results[0], results[1])
+    # Numbers that are not integers are no codes.
+    floats = tmp_path / f"floats{suffix}"
+    np.savetxt(floats, np.full((4, 2), 1.5), delimiter="," if suffix == ".csv" else " ")
+    capsys.readouterr()
+    argv = ["search", model_file, str(floats), files["Q"], "--database-codes", "-o", str(tmp_path / "x.npy")]
+    assert main(argv) == 2
+    assert f"as a {suffix} file of integers" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# index, search --index, --ids, evaluate
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def index_file(model_file, data):
+    folder, files, _ = data
+    path = str(folder / "index.npz")
+    assert main(["index", model_file, files["X"], "-o", path, "--labels", files["y"]]) == 0
+    return path
+
+
+def test_search_with_a_saved_index_finds_what_a_rebuilt_one_finds(index_file, model_file, data, tmp_path, capsys):
+    _, files, _ = data
+    loaded = AQDNeighbors.load(index_file)
+    assert loaded.n_samples_fit_ == 500 and loaded.codes_.shape == (500, 2)
+    rebuilt, saved = str(tmp_path / "rebuilt.npy"), str(tmp_path / "saved.npy")
+    d_rebuilt, d_saved = str(tmp_path / "d1.npy"), str(tmp_path / "d2.npy")
+    assert main(["search", model_file, files["X"], files["Q"], "-k", "6", "-o", rebuilt, "--distances", d_rebuilt]) == 0
+    # QUERIES may follow options; --index replaces DATABASE.
+    assert main(["search", model_file, "--index", index_file, "-k", "6", files["Q"], "-o", saved, "--distances", d_saved]) == 0
+    assert "searched 30 queries against 500 items" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(saved), np.load(rebuilt))
+    np.testing.assert_array_equal(np.load(d_saved), np.load(d_rebuilt))
+    # Options between DATABASE and QUERIES.
+    between = str(tmp_path / "between.npy")
+    assert main(["search", model_file, files["X"], "-k", "6", files["Q"], "-o", between]) == 0
+    np.testing.assert_array_equal(np.load(between), np.load(rebuilt))
+
+
+def test_index_as_a_directory_with_inverted_lists(model_file, data, tmp_path, capsys):
+    _, files, _ = data
+    folder = str(tmp_path / "ivf")
+    assert main(["index", model_file, files["X"], "-o", folder, "--n-lists", "4"]) == 0
+    assert "4 inverted lists" in capsys.readouterr().out
+    assert AQDNeighbors.load(folder).coarse_centroids_.shape[0] == 4
+    every, exhaustive = str(tmp_path / "every.npy"), str(tmp_path / "exhaustive.npy")
+    assert main(["search", model_file, files["Q"], "--index", folder, "--n-probe", "4", "-o", every]) == 0
+    assert main(["search", model_file, files["X"], files["Q"], "-o", exhaustive]) == 0
+    np.testing.assert_array_equal(np.load(every), np.load(exhaustive))  # every list probed: exhaustive
+
+
+INDEX_ERRORS = [
+    ("both", ["search", "{model}", "{X}", "{Q}", "--index", "{index}", "-o", "{out}"], "not both"),
+    ("no queries", ["search", "{model}", "{X}", "-o", "{out}"], "give a DATABASE and a QUERIES file"),
+    ("missing index", ["search", "{model}", "{Q}", "--index", "{folder}/nope.npz", "-o", "{out}"], "index not found"),
+    ("not an index", ["search", "{model}", "{Q}", "--index", "{X}", "-o", "{out}"], "is not an index written by"),
+    ("other model", ["search", "{other}", "{Q}", "--index", "{index}", "-o", "{out}"], "not built with the codebooks"),
+    ("codes + index", ["search", "{model}", "{Q}", "--index", "{index}", "--database-codes", "-o", "{out}"],
+     "does not apply to --index"),
+    ("index suffix", ["index", "{model}", "{X}", "-o", "{folder}/index.npy"], "one .npz file or as a directory"),
+    ("ids + npy", ["search", "{model}", "{X}", "{Q}", "--ids", "{names}", "-o", "{out}"], "'.npy' is not a format"),
+    ("ids count", ["search", "{model}", "{Q}", "{Q}", "--ids", "{names}", "-o", "{table}"], "names 500 items, but there are 30"),
+    ("no db labels", ["evaluate", "{model}", "{X}", "{Q}", "--query-labels", "{yq}"], "--database-labels is required"),
+    ("unlabelled index", ["evaluate", "{model}", "{Q}", "--index", "{bare}", "--query-labels", "{yq}"], "holds no labels"),
+    ("query labels", ["evaluate", "{model}", "{Q}", "--index", "{index}", "--query-labels", "{y}"], "500 labels in"),
+    ("depth", ["evaluate", "{model}", "{Q}", "--index", "{index}", "--query-labels", "{yq}", "-k", "501"], "larger than"),
+    ("results suffix", ["evaluate", "{model}", "{Q}", "--index", "{index}", "--query-labels", "{yq}", "-o", "{out}"],
+     "use a name ending in .json or .csv"),
+]
+
+
+@pytest.fixture(scope="module")
+def other_files(model_file, data):
+    """A model with other codebooks, an index without labels, 500 item names."""
+    folder, files, _ = data
+    other, bare, names = folder / "other.skdqn", folder / "bare.npz", folder / "names.txt"
+    assert main(["fit", files["X"], files["y"], "-o", str(other), *FAST, "--seed", "1"]) == 0
+    assert main(["index", model_file, files["X"], "-o", str(bare)]) == 0
+    names.write_text("".join(f"img_{i:03d}.png\n" for i in range(500)))
+    return {"other": str(other), "bare": str(bare), "names": str(names)}
+
+
+@pytest.mark.parametrize("case, argv, message", INDEX_ERRORS, ids=[c[0] for c in INDEX_ERRORS])
+def test_index_search_evaluate_errors(case, argv, message, data, model_file, index_file, other_files, tmp_path, capsys):
+    folder, files, _ = data
+    names = {**files, **other_files, "folder": str(folder), "model": model_file, "index": index_file,
+             "out": str(tmp_path / "out.npy"), "table": str(tmp_path / "table.csv")}
+    capsys.readouterr()
+    assert main([arg.format(**names) for arg in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"skdqn {argv[0]}: error: ") and message in err, err
+    assert "\n" not in err
+    assert not os.listdir(tmp_path)
+
+
+def test_search_ids_write_a_table_naming_items(model_file, index_file, other_files, data, tmp_path):
+    import csv
+
+    _, files, _ = data
+    query_names = tmp_path / "queries.txt"
+    query_names.write_text("".join(f"query, {i}\n" for i in range(30)))  # a comma, quoted in the CSV
+    table, nn, dist = str(tmp_path / "results.csv"), str(tmp_path / "nn.npy"), str(tmp_path / "dist.npy")
+    argv = ["search", model_file, "--index", index_file, files["Q"], "-k", "3"]
+    assert main([*argv, "--ids", other_files["names"], "--query-ids", str(query_names), "-o", table]) == 0
+    assert main([*argv, "-o", nn, "--distances", dist]) == 0
+    ind, distances = np.load(nn), np.load(dist)
+    with open(table, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["query", "rank", "id", "distance"] and len(rows) == 1 + 30 * 3
+    for q, rank, name, d in rows[1:]:
+        i, r = int(q.split(", ")[1]), int(rank)
+        assert name == f"img_{ind[i, r - 1]:03d}.png"
+        assert float(d) == pytest.approx(distances[i, r - 1], rel=1e-5)
+    # Without names for the queries, the query column holds their row numbers; .txt is tab-separated.
+    txt = tmp_path / "results.txt"
+    assert main([*argv, "--database-ids", other_files["names"], "-o", str(txt)]) == 0
+    first = txt.read_text().splitlines()[1].split("\t")
+    assert first[:3] == ["0", "1", f"img_{ind[0, 0]:03d}.png"]
+
+
+def test_evaluate_reports_map_map_at_k_and_precision_at_k(model_file, index_file, data, tmp_path, capsys):
+    import json
+
+    from skdqn.metrics import precision_at_k
+
+    _, files, arrays = data
+    model = load_model(model_file)
+    y_q = np.load(files["yq"])
+    reference = AQDNeighbors(codebooks=model).fit(model.transform(arrays["X"]), arrays["y"])
+    Z_q = model.transform(arrays["Q"])
+    out = tmp_path / "results.json"
+    argv = ["evaluate", model_file, files["X"], files["Q"], "--database-labels", files["y"],
+            "--query-labels", files["yq"], "-k", "5", "20", "-o", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "evaluated 30 queries against 500 items" in printed and "precision@20" in printed
+    results = json.loads(out.read_text())
+    assert results["n_queries"] == 30 and results["n_database"] == 500
+    assert results["MAP"] == pytest.approx(reference.score(Z_q, y_q))
+    assert results["MAP@5"] == pytest.approx(reference.score(Z_q, y_q, top_k=5))
+    ranking = reference.kneighbors(Z_q, n_neighbors=20, return_distance=False)
+    assert results["precision@20"] == pytest.approx(precision_at_k(y_q, arrays["y"], ranking, k=20))
+    assert results["MAP"] != results["MAP@5"]  # the depths are really used
+    # The saved index (labels saved with it) gives the same numbers; CSV output.
+    csv_out = tmp_path / "results.csv"
+    argv = ["evaluate", model_file, "--index", index_file, files["Q"], "--query-labels", files["yq"],
+            "-k", "5", "20", "-o", str(csv_out)]
+    assert main(argv) == 0
+    rows = dict(line.split(",") for line in csv_out.read_text().splitlines()[1:])
+    assert float(rows["MAP"]) == pytest.approx(results["MAP"])
+    assert float(rows["precision@5"]) == pytest.approx(results["precision@5"])
+
+
+def test_evaluate_default_depths_and_labels_for_an_unlabelled_index(model_file, other_files, data, capsys):
+    _, files, _ = data
+    argv = ["evaluate", model_file, "--index", other_files["bare"], files["Q"],
+            "--query-labels", files["yq"], "--database-labels", files["y"]]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == [
+        "MAP", "MAP@10", "MAP@100", "precision@10", "precision@100"
+    ]
+
+
+def test_an_extra_argument_is_a_usage_error_of_the_command(data, capsys):
+    _, files, _ = data
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "model.skdqn", files["X"], files["Q"], "surplus.npy", "-o", "out.npy"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: skdqn search" in err and "unrecognized arguments: surplus.npy" in err
+
+
+def test_evaluate_normalize_all_divides_by_every_relevant_item(model_file, index_file, data, capsys):
+    _, files, arrays = data
+    model = load_model(model_file)
+    index = AQDNeighbors.load(index_file)
+    Z_q, y_q = model.transform(arrays["Q"]), np.load(files["yq"])
+    argv = ["evaluate", model_file, "--index", index_file, files["Q"], "--query-labels", files["yq"], "-k", "5"]
+    assert main([*argv, "--normalize", "all"]) == 0
+    values = dict(line.split() for line in capsys.readouterr().out.splitlines()[1:])
+    assert float(values["MAP@5"]) == pytest.approx(index.score(Z_q, y_q, top_k=5, normalize="all"), abs=1e-4)
+    assert float(values["MAP@5"]) < index.score(Z_q, y_q, top_k=5) - 0.1  # 5 of ~50 relevant items

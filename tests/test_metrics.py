@@ -161,14 +161,16 @@ def test_multilabel_many_labels_uses_several_words():
 def test_top_k_larger_and_smaller():
     labels_q, labels_d, ranking = [0], [0, 1, 0, 1], [[0, 1, 2, 3]]
     full = average_precision_scores(labels_q, labels_d, ranking)
-    for top_k in (4, 5, 1000):
-        np.testing.assert_array_equal(
-            average_precision_scores(labels_q, labels_d, ranking, top_k=top_k), full
-        )
-        np.testing.assert_array_equal(
-            average_precision_scores(labels_q, labels_d, distances=[[0, 1, 2, 3]], top_k=top_k),
-            full,
-        )
+    np.testing.assert_array_equal(average_precision_scores(labels_q, labels_d, ranking, top_k=4), full)
+    np.testing.assert_array_equal(
+        average_precision_scores(labels_q, labels_d, distances=[[0, 1, 2, 3]], top_k=4), full
+    )
+    # Beyond the ranking: refused (issue 11), not silently the whole ranking.
+    for top_k in (5, 1000):
+        with pytest.raises(ValueError, match=rf"top_k={top_k} is larger than the ranking \(4 items"):
+            average_precision_scores(labels_q, labels_d, ranking, top_k=top_k)
+        with pytest.raises(ValueError, match=rf"top_k={top_k} is larger than the database \(4 items"):
+            average_precision_scores(labels_q, labels_d, distances=[[0, 1, 2, 3]], top_k=top_k)
     # top 2: pattern [1, 0]
     assert average_precision_scores(labels_q, labels_d, ranking, top_k=2)[0] == 1.0
     assert average_precision_scores(
@@ -179,9 +181,10 @@ def test_top_k_larger_and_smaller():
         assert average_precision_scores(
             labels_q, labels_d, ranking, top_k=3, normalize=normalize
         )[0] == pytest.approx((1 + 2 / 3) / 2)
-    # a ranking shorter than the database, top_k beyond it
-    short = average_precision_scores(labels_q, labels_d, [[1, 0]], top_k=10)
-    assert short[0] == pytest.approx(1 / 2)
+    # a ranking shorter than the database, top_k beyond it: refused
+    assert average_precision_scores(labels_q, labels_d, [[1, 0]], top_k=2)[0] == pytest.approx(1 / 2)
+    with pytest.raises(ValueError, match=r"top_k=10 is larger than the ranking \(2 items per query\)"):
+        mean_average_precision(labels_q, labels_d, [[1, 0]], top_k=10)
 
 
 def test_normalize_all_vs_retrieved():
@@ -255,12 +258,16 @@ def test_matches_definition(seed, n_queries, n_database, n_levels, multilabel, t
     n_relevant = rel.sum(axis=1) if normalize == "all" else None
     expected = brute_force_ap(ranked, n_relevant)
     for given_ in ({"distances": distances}, {"ranking": ranking}):
+        if top_k is not None and top_k > n_database:
+            with pytest.raises(ValueError, match=f"top_k={top_k} is larger than"):
+                average_precision_scores(yq, yd, top_k=top_k, normalize=normalize, **given_)
+            continue
         ap = average_precision_scores(yq, yd, top_k=top_k, normalize=normalize, **given_)
         np.testing.assert_allclose(ap, expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("multilabel", [False, True])
-@pytest.mark.parametrize("top_k", [None, 1, 13, 500])
+@pytest.mark.parametrize("top_k", [None, 1, 13, 60])
 @pytest.mark.parametrize("normalize", ["retrieved", "all"])
 def test_ranking_and_distances_agree(multilabel, top_k, normalize):
     yq, yd, distances = random_problem(1, 15, 60, multilabel)
@@ -291,7 +298,7 @@ def test_blocks_give_the_same_result(block_bytes, n_jobs, multilabel):
             average_precision_scores(yq, yd, distances=distances, n_jobs=n_jobs),
             average_precision_scores(yq, yd, ranking, top_k=20, normalize="all", n_jobs=n_jobs),
             precision_at_k(yq, yd, distances=distances, k=[1, 5, 50], n_jobs=n_jobs),
-            recall_at_k(yq, yd, ranking, k=[1, 5, 50], n_jobs=n_jobs),
+            recall_at_k(yq, yd, ranking, k=[1, 5, 30], n_jobs=n_jobs),
             *precision_recall_curve(yq, yd, distances=distances, n_jobs=n_jobs),
         ]
 
@@ -452,12 +459,23 @@ def test_precision_and_recall_array_of_k():
     assert isinstance(precision, np.ndarray) and precision.shape == (4,)
 
 
-def test_k_beyond_the_ranking():
-    # only 2 items retrieved: precision divides by 2, not by k
+def test_k_beyond_the_ranking_is_refused():
+    # Issue 11: precision_at_k(k=5) on a ranking 3 wide returned precision@3.
     yq, yd = [0], [0, 1, 0, 1]
-    assert precision_at_k(yq, yd, [[2, 1]], k=10) == pytest.approx(1 / 2)
-    assert precision_at_k(yq, yd, distances=[[0, 1, 2, 3]], k=100) == pytest.approx(1 / 2)
-    assert recall_at_k(yq, yd, [[2, 1]], k=10) == pytest.approx(1 / 2)
+    ranking = [[2, 1, 3]]
+    assert precision_at_k(yq, yd, ranking, k=3) == pytest.approx(1 / 3)
+    assert recall_at_k(yq, yd, ranking, k=3) == pytest.approx(1 / 2)
+    for metric in (precision_at_k, recall_at_k):
+        with pytest.raises(ValueError, match=r"k=5 is larger than the ranking \(3 items per query\)"):
+            metric(yq, yd, ranking, k=5)
+        with pytest.raises(ValueError, match=r"k=5 is larger than the ranking"):
+            metric(yq, yd, ranking, k=[1, 5])
+        with pytest.raises(ValueError, match=r"k=100 is larger than the database \(4 items"):
+            metric(yq, yd, distances=[[0, 1, 2, 3]], k=100)
+    with pytest.raises(ValueError, match=r"depths=4 is larger than the ranking \(3 items"):
+        precision_recall_curve(yq, yd, ranking, depths=[1, 4])
+    with pytest.raises(ValueError, match=r"top_k=4 is larger than the ranking \(3 items"):
+        mean_average_precision(yq, yd, ranking, top_k=4)
 
 
 def test_recall_of_query_without_relevant_item_is_zero():
@@ -613,3 +631,123 @@ def test_map_scorer_with_metadata_routing_enabled():
             cv=3,
         ).fit(X, y)
     assert search.best_params_ == {"fakeretriever__weights": (1.0, 0.0)}
+
+
+# --------------------------------------------------------------------------
+# Issue 11: repeated indices, and the two MAP conventions
+# --------------------------------------------------------------------------
+
+ALL_METRICS = [
+    lambda yq, yd, r: average_precision_scores(yq, yd, r),
+    lambda yq, yd, r: mean_average_precision(yq, yd, r),
+    lambda yq, yd, r: precision_at_k(yq, yd, r, k=1),
+    lambda yq, yd, r: recall_at_k(yq, yd, r, k=1),
+    lambda yq, yd, r: precision_recall_curve(yq, yd, r),
+]
+
+
+@pytest.mark.parametrize("metric", ALL_METRICS)
+def test_ranking_with_repeated_indices_is_refused(metric, monkeypatch):
+    yq, yd = [0, 0], [0, 1, 0, 1]
+    # [[0, 0, 0], ...] gave MAP 1.0: one relevant item counted three times.
+    with pytest.raises(ValueError, match="ranking row 0 holds database index 0 more than once"):
+        metric(yq, yd, [[0, 0, 0], [1, 2, 3]])
+    monkeypatch.setattr(metrics, "_DUPLICATE_CHECK_ITEMS", 3)  # one row per block: the second block
+    with pytest.raises(ValueError, match="ranking row 1 holds database index 2 more than once"):
+        metric(yq, yd, [[0, 1, 2], [2, 3, 2]])
+    metric(yq, yd, [[0, 1, 2], [3, 2, 1]])  # distinct: accepted
+
+
+def deephash_map(query_labels, database_labels, ranking):
+    """MAP as the DeepHash code base computes it (get_mAPs): queries with no hit left out."""
+    aps = []
+    for q, order in zip(query_labels, ranking):
+        rel = shares_label([q], database_labels)[0][order]
+        if rel.sum():
+            precision = np.cumsum(rel) / np.arange(1, rel.size + 1)
+            aps.append((precision * rel).sum() / rel.sum())
+    return float(np.mean(aps))
+
+
+def test_no_relevant_conventions_hand_computed():
+    # Multi-label: query 1's relevant items exist (1 and 3) but none is in its
+    # top 2; query 2 finds one at rank 2.
+    yq = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    yd = [[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 1, 1]]
+    ranking = [[0, 1], [0, 2], [1, 3]]
+    assert mean_average_precision(yq, yd, ranking) == pytest.approx((1 + 0 + 1 / 2) / 3)
+    assert mean_average_precision(yq, yd, ranking, no_relevant="skip") == pytest.approx((1 + 1 / 2) / 2)
+    assert mean_average_precision(yq, yd, ranking, no_relevant="skip") == pytest.approx(
+        deephash_map(np.array(yq, bool), np.array(yd, bool), np.array(ranking))
+    )
+    # normalize="all": query 0 has 2 relevant items in the database
+    assert mean_average_precision(yq, yd, ranking, normalize="all") == pytest.approx((1 / 2 + 0 + 1 / 2) / 3)
+    assert mean_average_precision(yq, yd, ranking, normalize="all", no_relevant="skip") == pytest.approx(1 / 2)
+    # A query whose label no database item has: 0, or left out.
+    yq, yd, full = [0, 2], [0, 1, 0, 1], [[0, 1, 2, 3]] * 2
+    assert mean_average_precision(yq, yd, full) == pytest.approx(5 / 12)
+    assert mean_average_precision(yq, yd, full, no_relevant="skip") == pytest.approx(5 / 6)
+    assert mean_average_precision(yq, yd, distances=[[0, 1, 2, 3]] * 2, no_relevant="skip") == pytest.approx(5 / 6)
+    # No query finds anything: 0.0 under both conventions (no NaN, no warning).
+    assert mean_average_precision([2, 3], yd, full) == 0.0
+    assert mean_average_precision([2, 3], yd, full, no_relevant="skip") == 0.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_skip_is_the_deephash_map_on_multilabel_data(seed):
+    yq, yd, distances = random_problem(seed, 40, 80, multilabel=True, n_classes=6)
+    yd &= np.random.default_rng(seed).random(yd.shape) < 0.3  # sparse labels: some queries miss
+    ranking = np.argsort(distances, axis=1, kind="stable")[:, :5]
+    ours = mean_average_precision(yq, yd, ranking, no_relevant="skip")
+    assert ours == pytest.approx(deephash_map(yq, yd, ranking), rel=1e-12)
+    zero = mean_average_precision(yq, yd, ranking)
+    ap = average_precision_scores(yq, yd, ranking)
+    assert (ap == 0).any() and ours > zero  # some queries retrieve nothing relevant
+    assert zero == pytest.approx(ours * (ap > 0).mean(), rel=1e-12)
+
+
+def test_no_relevant_is_validated():
+    for bad in ("none", None, 0, "Skip"):
+        with pytest.raises(ValueError, match="no_relevant must be 'zero' .* or 'skip'"):
+            mean_average_precision([0], [0, 1], [[0, 1]], no_relevant=bad)
+        with pytest.raises(ValueError, match="no_relevant must be"):
+            map_scorer(no_relevant=bad)
+
+
+class DeepHashRetriever(FakeRetriever):
+    def score(self, X, y, top_k=None, normalize="retrieved", no_relevant="zero"):
+        distances = pairwise_distances(np.asarray(X) * self.weights, self.database_)
+        return mean_average_precision(
+            y, self.labels_, distances=distances, top_k=top_k, normalize=normalize,
+            no_relevant=no_relevant,
+        )
+
+
+def test_map_scorer_no_relevant():
+    X, y = blobs()
+    y = np.arange(60) % 5  # 5 classes: many queries miss at top_k=1
+    est = DeepHashRetriever(weights=(0.0, 1.0)).fit(X[:40], y[:40])
+    skip = map_scorer(top_k=1, no_relevant="skip")(est, X[40:], y[40:])
+    zero = map_scorer(top_k=1)(est, X[40:], y[40:])
+    assert skip == est.score(X[40:], y[40:], top_k=1, no_relevant="skip")
+    assert zero == est.score(X[40:], y[40:], top_k=1)
+    assert skip > zero
+    assert repr(map_scorer(no_relevant="skip")) == (
+        "map_scorer(top_k=None, normalize='retrieved', no_relevant='skip')"
+    )
+    # An estimator whose score takes top_k and normalize only: the default
+    # scorer works, the DeepHash one says what is missing.
+    plain = FakeRetriever().fit(X[:40], y[:40])
+    assert map_scorer()(plain, X[40:], y[40:]) == plain.score(X[40:], y[40:])
+    with pytest.raises(TypeError, match="does not accept top_k, normalize and no_relevant"):
+        map_scorer(no_relevant="skip")(plain, X[40:], y[40:])
+
+
+def test_text_labels_in_object_and_unicode_arrays_are_one_kind():
+    # metrics now asks skdqn._labels.label_kind (its own _holds_text is gone).
+    yq = np.array(["cat"], dtype=object)
+    ap = average_precision_scores(yq, np.array(["dog", "cat"]), [[0, 1]])
+    assert ap[0] == pytest.approx(1 / 2)
+    for numbers in ([1, 2], np.array([1.0, 2.0])):
+        with pytest.raises(ValueError, match="different types"):
+            average_precision_scores(yq, numbers, [[0, 1]])

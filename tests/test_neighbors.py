@@ -10,11 +10,15 @@ vectors exactly, ties by index included.
 """
 
 import pickle
+import warnings
 
 import joblib
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
@@ -775,3 +779,140 @@ def test_kneighbors_without_queries_on_duplicates_is_a_prefix_family(metric):
     # The definition: the stable top k of all the other items.
     ref = leave_self_out(aqd_of(index, index.decode(index.codes_)), 79, metric)[1]
     assert_array_equal(longest[1], ref)
+
+
+# ------------------------------------------------- numbers at the edges
+def test_close_codewords_far_from_the_origin_are_not_confused():
+    # Issue 11: the float32 expansion ||c||^2 - 2 <x, c> swapped 1000.0 and 1000.1.
+    X = np.array([[0.0], [1000.0], [1000.1]])
+    index = AQDNeighbors(n_neighbors=1, codebooks=X[None].astype(np.float32)).fit(X)
+    assert_array_equal(index.codes_.ravel(), [0, 1, 2])
+    assert_array_equal(index.kneighbors(X)[1], [[0], [1], [2]])
+    assert_array_equal(index.kneighbors(X, return_distance=True)[0], np.zeros((3, 1)))
+
+
+def lossless_codebooks(X, M):
+    """Per subspace the distinct sub-vectors of X (padded by repeating the first): K >= distinct."""
+    blocks = [np.unique(b, axis=0) for b in np.split(X, M, axis=1)]
+    K = max(len(b) for b in blocks)
+    return np.stack([np.vstack([b, np.repeat(b[:1], K - len(b), axis=0)]) for b in blocks]).astype(np.float32)
+
+
+def certain_prefix(ranked, items, rtol=1e-4):
+    """How many leading ranks of a sorted row float32 distances cannot reorder.
+
+    ``ranked``: exact distances, sorted stably; ``items``: the items in that
+    order. Values closer than ``rtol`` form groups; a group of duplicates of
+    one item keeps its order (ties by index); any other group may not, since
+    float32 rounds differently grouped sums differently, even of equal reals.
+    """
+    start = 0
+    for j in range(1, ranked.size + 1):
+        if j == ranked.size or ranked[j] - ranked[j - 1] > rtol * ranked[j]:
+            if not (items[start:j] == items[start]).all():
+                return start
+            start = j
+    return ranked.size
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_lossless_index_equals_nearest_neighbors(data):
+    # Two clusters far apart (0 and an offset) of values a small step apart:
+    # codewords close compared with the spread, the case the float32
+    # expansion ||c||^2 - 2 <x, c> confused. Values are float32 numbers, so
+    # the index is lossless; duplicates give exact ties.
+    M, ds = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2))
+    n, nq = data.draw(st.integers(2, 12)), data.draw(st.integers(1, 4))
+    offset = data.draw(st.sampled_from([1.0, 1000.0, -25000.0]))
+    step = data.draw(st.sampled_from([1.0, 0.125, 0.1, 1e-3]))
+    shape = (n + nq, M * ds)
+    far = data.draw(hnp.arrays(bool, shape))
+    ints = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(-3, 3)))
+    V = (offset * far + step * ints).astype(np.float32).astype(np.float64)
+    X, Q = V[:n], np.vstack([V[n:], V[:n]])  # the items are queries too
+    k = data.draw(st.integers(1, n))
+    metric = data.draw(st.sampled_from(NN_METRICS))
+    index = AQDNeighbors(n_neighbors=k, metric=metric, codebooks=lossless_codebooks(X, M)).fit(X)
+    assert_array_equal(decode(index.codes_, index.codebooks_), X)  # every code exact: lossless
+    dist, ind = index.kneighbors(Q)
+    squared = dist.astype(np.float64) ** (2 if metric == "euclidean" else 1)
+    assert_array_equal(squared[nq:, 0], 0.0)  # an item finds itself (or an earlier duplicate)
+    # Exact squared distances (float64 differences); sorted stably: ties by smaller index.
+    exact = ((Q[:, None, :] - X[None, :, :]) ** 2).sum(axis=2)
+    full_order = np.argsort(exact, axis=1, kind="stable")
+    order = full_order[:, :k]
+    ranked = np.take_along_axis(exact, full_order, axis=1)
+    assert_allclose(squared, ranked[:, :k], rtol=1e-5, atol=1e-12)
+    # NearestNeighbors expands ||x||^2 - 2 <x, y> + ||y||^2 in float64: its own
+    # error is about 1e-16 ||x||^2, so compare to it within that.
+    nn_dist, nn_ind = NearestNeighbors(n_neighbors=k, metric=metric).fit(X).kneighbors(Q)
+    nn_squared = nn_dist ** (2 if metric == "euclidean" else 1)
+    nn_error = 1e-13 * (1.0 + (V**2).sum(axis=1).max())
+    assert_allclose(squared, nn_squared, rtol=1e-5, atol=nn_error)
+    # The order, wherever float32 distances can resolve it; NearestNeighbors's
+    # where it has no ties (it leaves their order open) and resolves it too.
+    certain = np.minimum([certain_prefix(r, X[o]) for r, o in zip(ranked, full_order)], k)
+    separated = (np.diff(ranked[:, : k + 1], axis=1) > nn_error).all(axis=1)
+    for row in range(Q.shape[0]):
+        assert_array_equal(ind[row, : certain[row]], order[row, : certain[row]])
+        if certain[row] == k and separated[row]:
+            assert_array_equal(ind[row], nn_ind[row])
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e20, 1e30, 1e300])
+@pytest.mark.parametrize("given_codebooks", [False, True])
+def test_fit_on_huge_values_says_rescale(scale, given_codebooks):
+    X = np.random.default_rng(0).normal(size=(40, 4)) * scale
+    codebooks = np.ones((2, 4, 2), np.float32) if given_codebooks else None
+    index = AQDNeighbors(M=2, K=4, codebooks=codebooks, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning (overflow) from numpy either
+        with pytest.raises(ValueError, match=r"X has values of magnitude .*overflow float32.*Rescale X"):
+            index.fit(X)
+    assert not hasattr(index, "codes_")
+
+
+def test_partial_fit_and_queries_with_huge_values_say_rescale(gaussian_data):
+    X, _ = gaussian_data
+    index = AQDNeighbors(M=2, K=8, random_state=0).fit(X)
+    codes = index.codes_.copy()
+    huge = X[:5] * 1e20
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"X has values of magnitude \d\.?\d*e\+20"):
+            index.partial_fit(huge)
+        assert_array_equal(index.codes_, codes)  # index unchanged
+        for call in (index.kneighbors, index.radius_neighbors, index.kneighbors_graph, index.encode):
+            for queries in (huge, X[:5] * 1e39):  # 1e39: beyond float32 itself
+                with pytest.raises(ValueError, match="overflow float32"):
+                    call(queries)
+        with pytest.raises(ValueError, match="overflow float32"):
+            index.radius_neighbors(huge, radius=np.inf)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_largest_accepted_values_give_finite_distances(metric):
+    from skdqn._pq import max_magnitude
+
+    limit = max_magnitude(4)
+    X = np.array([[limit, -limit, limit, -limit], [-limit, limit, -limit, limit], [0.0, 0.0, 0.0, 0.0]])
+    index = AQDNeighbors(n_neighbors=3, M=2, K=3, metric=metric, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dist, ind = index.kneighbors(X)
+        assert np.isfinite(dist).all()
+        assert np.isfinite(index.kneighbors(n_neighbors=2)[0]).all()
+        assert_array_equal(np.sort(ind, axis=1), np.tile([0, 1, 2], (3, 1)))
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e39])  # 1e39: beyond float32 itself
+def test_codebooks_with_huge_values_say_rescale(scale):
+    X = np.zeros((10, 4))
+    codebooks = np.ones((2, 3, 2)) * scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "overflow encountered in cast"
+        with pytest.raises(ValueError, match="codebooks has values of magnitude .*overflow float32"):
+            AQDNeighbors(codebooks=codebooks).fit(X)
+        with pytest.raises(ValueError, match="codebooks has values of magnitude"):
+            AQDNeighbors.from_codes(codebooks, np.zeros((10, 2), np.uint8))

@@ -1,15 +1,23 @@
 """Tests of the product-quantization core (skdqn._pq)."""
 
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.utils import check_random_state
 
 from skdqn._pq import (
+    _first_minima,
+    check_magnitude,
     code_dtype,
     decode,
     encode,
     kmeans_plusplus,
+    max_magnitude,
     quantization_error,
     split_subspaces,
     train_codebooks,
@@ -19,14 +27,14 @@ from skdqn._pq import (
 
 # ----------------------------------------------------------------- helpers
 def encode_reference(X, codebooks):
-    """The reference loop of the ``encode`` docstring (float32, like encode)."""
+    """The reference loop of the ``encode`` docstring: exact float64 differences of X as given."""
     M, K, ds = codebooks.shape
-    X = np.asarray(X, dtype=np.float32)
+    X = np.asarray(X)
     codes = np.empty((X.shape[0], M), dtype=np.int64)
     for i in range(X.shape[0]):
         for m in range(M):
-            x = X[i, m * ds : (m + 1) * ds]
-            codes[i, m] = np.argmin(((codebooks[m] - x) ** 2).sum(axis=1))
+            x = X[i, m * ds : (m + 1) * ds].astype(np.float64)
+            codes[i, m] = np.argmin(((codebooks[m].astype(np.float64) - x) ** 2).sum(axis=1))
     return codes
 
 
@@ -90,6 +98,99 @@ def test_encode_data_far_from_origin():
     X = rng.normal(size=(500, 8)) + 1000.0
     codebooks = (rng.normal(size=(2, 32, 4)) + 1000.0).astype(np.float32)
     assert_array_equal(encode(X, codebooks), encode_reference(X, codebooks))
+
+
+def test_encode_close_codewords_far_apart():
+    # Issue 11: codewords closer than ~3e-4 of the spread were confused.
+    codebooks = np.array([[[0.0], [1000.0], [1000.1]]], dtype=np.float32)
+    assert_array_equal(encode(codebooks[0], codebooks).ravel(), [0, 1, 2])
+    assert_array_equal(encode(np.array([[1000.04], [1000.06]]), codebooks).ravel(), [1, 2])
+
+
+def test_encode_is_exact_in_the_precision_of_X():
+    # float64 data between two float32 codewords: decided on the float64 value,
+    # not on its float32 rounding (which lands on the midpoint's other side).
+    c0 = np.float32(1.0)
+    c1 = np.nextafter(c0, np.float32(2))
+    codebooks = np.array([[[0.0], [c0], [c1]]], dtype=np.float32)
+    mid = (float(c0) + float(c1)) / 2
+    X = np.array([[mid - 1e-12], [mid + 1e-12]])
+    assert_array_equal(encode(X, codebooks).ravel(), [1, 2])
+    assert_array_equal(encode(X, codebooks).ravel(), encode_reference(X, codebooks).ravel())
+
+
+def test_encode_near_duplicate_codewords_everywhere():
+    # Every row has several candidates within the float32 error: all re-checked.
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(2, 16, 4)) + 500.0
+    codebooks = np.concatenate([base, base + 1e-4, base - 1e-4], axis=1).astype(np.float32)
+    X = np.vstack([rng.normal(size=(300, 8)) + 500.0, decode(rng.integers(0, 48, (40, 2)), codebooks)])
+    assert_array_equal(encode(X, codebooks), encode_reference(X, codebooks))
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    offset=st.sampled_from([0.0, 1.0, 1000.0, -3e4]),
+    spread=st.sampled_from([1.0, 1e3, 1e5]),
+    gap=st.sampled_from([1e-1, 1e-3, 1e-5]),
+    data=st.data(),
+)
+def test_encode_equals_the_reference_loop_property(offset, spread, gap, data):
+    # Clusters of close codewords, far apart: the hard case for the expansion.
+    ds = data.draw(st.integers(1, 3))
+    n_centres = data.draw(st.integers(1, 4))
+    centres = data.draw(hnp.arrays(np.float64, (n_centres, ds), elements=st.floats(-1, 1)))
+    jitter = data.draw(hnp.arrays(np.int64, (n_centres, 3, ds), elements=st.integers(-2, 2)))
+    words = offset + spread * centres[:, None, :] + gap * jitter
+    codebooks = words.reshape(1, -1, ds).astype(np.float32)
+    picks = data.draw(hnp.arrays(np.int64, 6, elements=st.integers(0, codebooks.shape[1] - 1)))
+    noise = data.draw(hnp.arrays(np.float64, (6, ds), elements=st.floats(-2, 2)))
+    X = np.vstack([codebooks[0][picks].astype(np.float64) + gap * noise, codebooks[0]])
+    assert_array_equal(encode(X, codebooks), encode_reference(X, codebooks))
+
+
+def test_first_minima_ties_go_to_the_first_candidate():
+    rows = np.array([0, 0, 0, 2, 2, 5])
+    cands = np.array([1, 4, 7, 0, 3, 9])
+    dist = np.array([2.0, 1.0, 1.0, 0.5, 0.5, 3.0])
+    ids, best = _first_minima(rows, cands, dist)
+    assert_array_equal(ids, [0, 2, 5])
+    assert_array_equal(best, [4, 0, 9])
+
+
+def test_max_magnitude_keeps_float32_distances_finite():
+    for d in (1, 3, 64, 4096):
+        limit = max_magnitude(d)
+        assert np.float32(limit) == limit  # a float32 value
+        a = np.full(d, limit, np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert np.isfinite(((a - (-a)) ** 2).sum(dtype=np.float32))
+        assert d * (4.0 * limit) ** 2 > float(np.finfo(np.float32).max)  # a margin of 2, not more
+
+
+@pytest.mark.parametrize("value", [1e19, -1e20, 1e30, np.inf])
+def test_check_magnitude_refuses_overflowing_values(value):
+    X = np.zeros((3, 2))
+    X[1, 1] = value
+    with pytest.raises(ValueError, match=r"Q has values of magnitude .*2 features overflow float32"):
+        check_magnitude(X, name="Q")
+    check_magnitude(X[[0, 2]], name="Q")
+    check_magnitude(np.empty((0, 2)))
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e20, 1e30])
+def test_encode_and_train_refuse_overflowing_values(scale):
+    X = np.random.default_rng(0).normal(size=(50, 4)) * scale
+    codebooks = np.zeros((2, 4, 2), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither OverflowError nor RuntimeWarning from numpy
+        with pytest.raises(ValueError, match="Rescale X"):
+            train_codebooks(X, 2, 4, random_state=0)
+        with pytest.raises(ValueError, match="Rescale X"):
+            encode(X, codebooks)
+        C = train_codebooks(X / scale * max_magnitude(4) / 10, 2, 4, random_state=0)
+    assert np.isfinite(C).all()
 
 
 def test_encode_codewords_are_their_own_codes():
