@@ -383,7 +383,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     ``X`` may be a :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs
     for data that does not fit in memory (see :meth:`fit`). ``fit`` then
-    reads every item once for the labels, once per epoch, and once per
+    reads every item once for the labels, once for the input statistics
+    (``standardize``, default MLP only), once per epoch, and once per
     codebook fit or update (the embeddings, ``(n_samples, R)`` float32, are
     the only per-item data held besides the labels); a
     :class:`~torch.utils.data.TensorDataset` performs the same training
