@@ -103,7 +103,8 @@ def run(data, bits_list, rows, overrides=None):
           f"{len(data['y_q'])} queries", flush=True)
     for bits in bits_list:
         M = bits // 8
-        params = {"M": M, "K": 256, "random_state": 0, **(overrides or {})}
+        # n_threads=None: the torch threads of --threads, as the cross-entropy side.
+        params = {"M": M, "K": 256, "random_state": 0, "n_threads": None, **(overrides or {})}
         pipe = make_pipeline(StandardScaler(), DeepQuantizer(**params))
         start = time.perf_counter()
         pipe.fit(data["X_train"], data["y_train"])
