@@ -56,7 +56,10 @@ def test_example_format(path):
     assert title.strip() and set(underline) == {"="} and len(underline) >= len(title)
     assert "# %%" in source, "cells are separated by '# %%' lines"
     # Offline only: scikit-learn's embedded digits, no downloads.
-    assert not re.search(r"\bfetch_|urlopen|urlretrieve|requests\.|load_fashion_mnist", source)
+    assert not re.search(r"\bfetch_|urlopen|urlretrieve|requests\.", source)
+    # Local data sets only with a fall-back to the digits (CI does not have them).
+    if "load_fashion_mnist" in source:
+        assert "except (FileNotFoundError" in source
     assert "plt.show()" in source
 
 
