@@ -218,3 +218,15 @@ def test_n_threads_applies_during_fit_and_transform_and_is_restored(small):
         torch.set_num_threads(1)
     with pytest.raises(InvalidParameterError, match="n_threads"):
         DeepQuantizer(n_threads=0, **FAST).fit(X, y)
+
+
+def test_pickles_of_older_versions_unpickle_without_the_new_parameters(small):
+    X, X_q, y, _ = small
+    dq = DeepQuantizer(standardize=False, random_state=0, **FAST).fit(X, y)
+    state = dq.__getstate__()
+    for name in ("standardize", "backbone_lr_factor", "n_threads"):
+        del state[name]
+    old = DeepQuantizer.__new__(DeepQuantizer)
+    old.__setstate__(state)
+    assert (old.standardize, old.backbone_lr_factor, old.n_threads) == (False, 1.0, None)
+    assert_array_equal(old.encode(X_q), dq.encode(X_q))
