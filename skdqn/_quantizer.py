@@ -164,6 +164,25 @@ def _torch_threads(n_threads):
             torch.set_num_threads(previous)
 
 
+@contextlib.contextmanager
+def _frozen_backbone(net, freeze):
+    """With ``freeze``, train without the backbone's parameters (``backbone_lr_factor=0``).
+
+    They get ``requires_grad=False`` for the block, so no gradient is
+    computed for them and the optimizer leaves them out; afterwards the
+    fitted network's parameters are as they were built (a parameter the
+    user froze in a given module stays frozen).
+    """
+    frozen = [p for p in net.backbone.parameters() if p.requires_grad] if freeze else []
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
 def _backbone_from(network):
     """The backbone ``fit`` trains: a deep copy of a module, or what a factory returns.
 
@@ -557,16 +576,13 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         """The optimizer, the backbone's learning rate scaled by ``backbone_lr_factor``.
 
         Two parameter groups: the backbone (``learning_rate *
-        backbone_lr_factor``) and ``fcb`` (``learning_rate``). A factor of 0
-        freezes the backbone: its parameters get ``requires_grad=False`` and
-        are left out of the optimizer (no gradient is computed for them).
+        backbone_lr_factor``) and ``fcb`` (``learning_rate``). Backbone
+        parameters with ``requires_grad=False`` are left out: those the user
+        froze, and all of them with a factor of 0 (see :func:`_frozen_backbone`).
         """
         backbone = [p for p in net.backbone.parameters() if p.requires_grad]
         groups = [{"params": list(net.fcb.parameters()), "lr": self.learning_rate}]
-        if self.backbone_lr_factor == 0:
-            for p in backbone:
-                p.requires_grad_(False)
-        elif backbone:
+        if backbone:
             groups.append({"params": backbone, "lr": self.learning_rate * self.backbone_lr_factor})
         if self.optimizer == "adam":
             return torch.optim.Adam(groups, lr=self.learning_rate, weight_decay=self.weight_decay)
@@ -664,8 +680,9 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(torch_seed)
             net = self._build_network(source, R).to(device)
-            state = self._initial_state(net, source, labels, classes, rng, device)
-            self._fit_loop(state)
+            with _frozen_backbone(net, self.backbone_lr_factor == 0):
+                state = self._initial_state(net, source, labels, classes, rng, device)
+                self._fit_loop(state)
             self._final_codebooks(state)
         return state, R
 

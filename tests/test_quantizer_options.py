@@ -187,6 +187,10 @@ def test_backbone_lr_factor_zero_freezes_the_backbone(small):
     full = DeepQuantizer(**params).fit(X, y)
     start = init.network_.backbone.layer.weight
     assert torch.allclose(frozen.network_.backbone.layer.weight, start, atol=1e-9)
+    # The fitted network is left trainable: re-used with a factor > 0, its backbone trains.
+    assert all(p.requires_grad for p in frozen.network_.parameters())
+    refit = DeepQuantizer(**{**params, "network": frozen.network_.backbone, "max_epochs": 1}).fit(X, y)
+    assert not torch.allclose(refit.network_.backbone.layer.weight, start, atol=1e-6)
     assert not torch.allclose(frozen.network_.fcb.weight, init.network_.fcb.weight, atol=1e-6)
     moved = [float((m.network_.backbone.layer.weight - start).abs().mean().detach()) for m in (slow, full)]
     assert 0 < moved[0] < moved[1] / 3, moved
