@@ -291,8 +291,9 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         backbone_lr_factor``; the new ``fcb`` layer trains at
         ``learning_rate``. Below 1 fine-tunes a pretrained backbone gently
         (the paper trains the new layer ten times faster: ``0.1``); ``0``
-        freezes it (its parameters are not trained; batch-norm statistics
-        and dropout still run in training mode).
+        freezes it during ``fit`` (no gradient is computed for it; batch-norm
+        statistics and dropout still run in training mode). Parameters of a
+        given module with ``requires_grad=False`` are never trained.
     pair_loss : {"cosine", "inner_product"}, default="cosine"
         ``(s_ij - cos(z_i, z_j))^2`` as in the paper, or
         ``(s_ij - <z_i, z_j> / R)^2`` (the paper's "DQNip" ablation).
