@@ -7,7 +7,7 @@ An exhaustive :class:`~skdqn.AQDNeighbors` scans every code for every query.
 With ``n_lists``, the index also learns a coarse quantizer and keeps the codes
 in inverted lists; a query then scans only the ``n_probe`` lists nearest to it.
 This example trains a :class:`~skdqn.DeepQuantizer`, indexes its embeddings
-both ways, and draws recall@10 (the share of the exhaustive top-10 found)
+both ways, and draws recall\\@10 (the share of the exhaustive top-10 found)
 against queries per second for several ``n_probe``.
 
 The data is Fashion-MNIST when its files are installed (``apt-get install
