@@ -495,7 +495,7 @@ def _network(blob, fields, network, path):
         raise ValueError(
             f"{path} holds a DeepQuantizer with a custom network "
             f"({description.get('class', 'a torch.nn.Sequential')}): pass a module of the same "
-            "architecture as network= to load its weights into."
+            "architecture (or the factory that builds one) as network= to load its weights into."
         )
     if network is not None and not fields["network_param"]:
         raise ValueError(
@@ -556,9 +556,10 @@ def load_model(path, network=None, *, cls=None):
     Parameters
     ----------
     path : str or path-like
-    network : torch.nn.Module, default=None
+    network : torch.nn.Module or callable, default=None
         For a model with a custom backbone: a module of the same
-        architecture (a deep copy receives the saved weights).
+        architecture (a deep copy receives the saved weights), or a factory
+        (a class or function) building one, called once.
     cls : type, default=None
         The estimator class to build (a subclass of DeepQuantizer); None
         for :class:`~skdqn.DeepQuantizer`.

@@ -1066,11 +1066,13 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ----------
         path : str or path-like
             The directory or ``.npz`` file given to :meth:`save`.
-        network : torch.nn.Module, default=None
+        network : torch.nn.Module or callable, default=None
             Needed for a model fitted with a custom ``network``: a module of
-            the same architecture (e.g. a fresh instance of the same class).
-            It is not modified: a deep copy receives the saved weights, and
-            the module itself becomes the ``network`` parameter. Must be None
+            the same architecture (e.g. a fresh instance of the same class),
+            or a factory building one (e.g. the class, as given to ``fit``).
+            It is not modified: a deep copy of the module, or the module the
+            factory returns, receives the saved weights, and ``network``
+            itself becomes the ``network`` parameter. Must be None
             for a model with the default MLP, which is rebuilt from the file.
 
         Returns
