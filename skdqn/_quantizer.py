@@ -347,7 +347,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         small networks: on a busy 2-core machine a digits fit took 9-15 s on
         one thread and 93-127 s on two (see the user guide). ``-1`` uses
         every core (``os.cpu_count()``), worth it for a large CNN on an idle
-        machine; None leaves torch's setting as it is.
+        machine; None leaves torch's setting as it is. The setting is
+        process-wide: estimators run concurrently in threads of one process
+        should share one value (processes, as ``GridSearchCV(n_jobs=...)``
+        uses, are independent).
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation of the networks ``fit`` builds (the default
         MLP, the fcb layer, and the module a ``network`` factory returns),

@@ -782,8 +782,8 @@ def _add_threads(parser):
     """Add the ``--threads`` option (PyTorch CPU threads) to a sub-parser."""
     parser.add_argument(
         "--threads", type=_positive_int, default=None,
-        help="CPU threads for PyTorch (default: DeepQuantizer's n_threads, 1, the fastest for "
-        "small networks and much faster on a busy machine)",
+        help="CPU threads for PyTorch (default: the model's n_threads, DeepQuantizer's default 1: "
+        "the fastest for small networks, and much faster on a busy machine)",
     )
 
 
