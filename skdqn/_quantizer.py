@@ -437,6 +437,24 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     (3, 2)
     >>> dq.transform(X[:3] / 16).shape
     (3, 300)
+
+    The default network standardizes its inputs, so the scale of ``X`` does
+    not matter:
+
+    >>> raw = DeepQuantizer(M=2, K=16, max_epochs=3, random_state=0).fit(X, y)
+    >>> bool((raw.encode(X[:50]) == dq.encode(X[:50] / 16)).all())
+    True
+
+    A custom backbone given as a factory (a class or a function) is built,
+    and seeded, by ``fit``:
+
+    >>> import torch
+    >>> def backbone():
+    ...     return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU())
+    >>> a = DeepQuantizer(M=2, K=16, max_epochs=2, network=backbone, random_state=0).fit(X, y)
+    >>> b = DeepQuantizer(M=2, K=16, max_epochs=2, network=backbone, random_state=0).fit(X, y)
+    >>> bool((a.encode(X) == b.encode(X)).all())
+    True
     """
 
     _parameter_constraints = {
