@@ -344,8 +344,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         PyTorch's CPU threads (:func:`torch.set_num_threads`) while ``fit``,
         ``transform``, ``encode`` and ``score`` run; the previous setting is
         restored afterwards. One thread suits the default MLP and other
-        small networks: on a busy 2-core machine a digits fit took 9-15 s on
-        one thread and 93-127 s on two (see the user guide). ``-1`` uses
+        small networks: on a busy 2-core machine a digits fit took 6-15 s on
+        one thread and 93-155 s on two (see the user guide). ``-1`` uses
         every core (``os.cpu_count()``), worth it for a large CNN on an idle
         machine; None leaves torch's setting as it is. The setting is
         process-wide: estimators run concurrently in threads of one process
