@@ -227,7 +227,12 @@ def test_no_standardize_saves_a_plain_quantizer(data, tmp_path, capsys):
     assert main(argv) == 0
     model = load_model(path)
     assert isinstance(model, DeepQuantizer) and model.lam == 0.5
+    assert model.standardize is False and not model.network_.standardizes
     assert "saved DeepQuantizer to" in capsys.readouterr().out
+    # --threads of the other commands replaces the model's n_threads.
+    from skdqn.cli import _load_model
+
+    assert model.n_threads == 1 and _load_model(path, 3)[1].n_threads == 3
     codes = str(tmp_path / "codes.npy")
     assert main(["encode", path, files["Q"], "-o", codes]) == 0
     np.testing.assert_array_equal(np.load(codes), model.encode(arrays["Q"]))
