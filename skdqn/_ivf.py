@@ -51,6 +51,7 @@ _TRAIN_PER_LIST = 256  # k-means runs on at most this many vectors per list (as 
 _COARSE_ITER = 10  # Lloyd iterations of the coarse k-means
 _IVF_BLOCK_FACTOR = 8  # queries per task: up to this many times ScanBlocks.query ...
 _IVF_TABLE_FLOATS = 1 << 21  # ... within this many floats of lookup tables (8 MiB)
+_PROBE_FLOATS = 1 << 18  # coarse scores ranked at a time (1 MiB of float32)
 _GROUP_MIN = 2048  # a list whose (queries x items) of a block reach this is scanned once for all its queries
 
 
@@ -411,11 +412,24 @@ def _merge_keys(best, new, k):
 
 # ------------------------------------------------------------------- tasks
 def _probe_block(queries, lists, n_probe, k):
-    """Tables and probed (query, list) pairs of one block of queries."""
+    """Tables and probed (query, list) pairs of one block of queries.
+
+    The coarse scores (``queries x n_lists``) are computed and ranked
+    ``_PROBE_FLOATS // n_lists`` queries at a time, so their memory does not
+    grow with the number of lists.
+    """
     vectors = queries.vectors()
     tables = queries.tables()
-    scores = coarse_scores(vectors, lists.centroids, lists.metric)
-    return tables, probe_lists(scores, lists.sizes, n_probe, k)
+    step = max(1, _PROBE_FLOATS // lists.n_lists)
+    query, probed = [], []
+    for start in range(0, vectors.shape[0], step):
+        scores = coarse_scores(vectors[start : start + step], lists.centroids, lists.metric)
+        q, l = probe_lists(scores, lists.sizes, n_probe, k)
+        query.append(q + start)
+        probed.append(l)
+    if not query:
+        return tables, (np.empty(0, np.intp), np.empty(0, np.intp))
+    return tables, (np.concatenate(query), np.concatenate(probed))
 
 
 def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe, budget):

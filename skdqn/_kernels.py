@@ -24,6 +24,7 @@ an exact sort of the survivors).
 
 import numpy as np
 
+from ._qscan import exact_candidates, integer_threshold, pair_scan_block, pair_tables, quantize_tables, upper_bound
 from ._tables import flat_tables
 
 __all__ = ["NumpyKernel", "get_kernel", "aqd_distances", "DB_BLOCK"]
@@ -170,6 +171,11 @@ def _radius_scan(flat, codes, threshold, offsets, db_block):
             found_d.append(dist.ravel()[flat_hit])
             found_i.append(rows + start)
             found_q.append(cols)
+    return _group_by_query(found_d, found_i, found_q, nq)
+
+
+def _group_by_query(found_d, found_i, found_q, nq):
+    """Per query, the (distances, rows) of flat matches found block by block, in row order."""
     d = np.concatenate(found_d) if found_d else np.empty(0, np.float32)
     i = np.concatenate(found_i) if found_i else np.empty(0, np.intp)
     q = np.concatenate(found_q) if found_q else np.empty(0, np.intp)
@@ -179,8 +185,151 @@ def _radius_scan(flat, codes, threshold, offsets, db_block):
     return [(d[a:b], i[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+# ------------------------------------------------ integer scan + exact re-rank (skdqn._qscan)
+PAIR_QUERIES = 4  # at most this many queries: one query at a time, by pair look-ups
+_PAIR_BLOCK_FACTOR = 16  # the one-query scan reads this many scan blocks at a time
+
+
+class IntegerScan:
+    """How a kernel computes the integer sums of the integer scan, block by block.
+
+    Attributes
+    ----------
+    scan : callable
+        ``scan(start, stop)`` -> ndarray of shape (stop - start, nq): the
+        integer sums of items ``start:stop``, in the scanner's own encoding
+        (ordered as the sums).
+    step : int
+        Items per call of ``scan``.
+    encode : callable
+        uint16 thresholds (nq,) -> the same encoding (``sums < encode(thr)``
+        iff ``integer sums < thr``); default identity.
+    decode : callable
+        Encoded sums (nq,) -> integer sums; default identity.
+    """
+
+    def __init__(self, scan, step, encode=None, decode=None):
+        self.scan = scan
+        self.step = step
+        self.encode = encode or (lambda thr: thr)
+        self.decode = decode or (lambda values: values)
+
+
+def _integer_scanner(qt, codes, offsets, db_block):
+    """The numpy :class:`IntegerScan` (uint16 sums) for a block of queries.
+
+    One query with uint8 codes (``K <= 256``): pair look-ups
+    (:func:`skdqn._qscan.pair_scan_block`), ``16 * db_block`` items at a time;
+    otherwise the row gather of the float scan on uint16 tables.
+    """
+    nq, M, K = qt.q.shape
+    if nq == 1 and codes.dtype == np.uint8 and K <= 256 and M > 1:
+        pairs, last = pair_tables(qt.q[0])
+        step = db_block * _PAIR_BLOCK_FACTOR
+        out = np.empty(step, dtype=np.uint16)
+        tmp = np.empty_like(out)
+
+        def scan(start, stop):
+            return pair_scan_block(pairs, last, codes, start, stop, out[: stop - start], tmp[: stop - start])[:, None]
+
+        return IntegerScan(scan, step)
+    flat_q = flat_tables(qt.q)
+    out = np.empty((db_block, nq), dtype=np.uint16)
+    tmp = np.empty_like(out)
+
+    def scan(start, stop):
+        return _scan_block(flat_q, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
+
+    return IntegerScan(scan, db_block)
+
+
+def _topk_quantized(flat, codes, k, offsets, db_block, qt, scanner=None):
+    """Top-k by the integer scan: candidates under a conservative bound, re-ranked exactly.
+
+    Same result as :func:`_topk_threshold`, bit for bit: every item whose
+    float32 AQD can be at or below the running k-th is a candidate, and
+    candidates get their float32 AQD summed in subspace order. ``scanner``
+    (an :class:`IntegerScan`) computes the integer sums; by default numpy's.
+    """
+    nq = flat.shape[1]
+    n = codes.shape[0]
+    scanner = scanner or _integer_scanner(qt, codes, offsets, db_block)
+    scan, step, encode = scanner.scan, scanner.step, scanner.encode
+    best_d = np.full((nq, k), np.inf, dtype=np.float32)
+    best_i = np.full((nq, k), -1, dtype=np.intp)
+    kth = best_d[:, -1].copy()
+    thr = encode(integer_threshold(qt, kth))
+    full = False
+    pending, n_pending = [], 0
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        qsum = scan(start, stop)
+        if not full and qsum.shape[0] >= k:
+            # Seed: the block's k smallest integer sums bound the k-th AQD from above.
+            seed = scanner.decode(np.partition(qsum, k - 1, axis=0)[k - 1])
+            thr = np.minimum(thr, encode(integer_threshold(qt, upper_bound(qt, seed))))
+        flat_hit = np.flatnonzero(qsum < thr)  # counts first: cheap when empty
+        if not flat_hit.size:
+            continue
+        rows, cols = np.divmod(flat_hit, nq)
+        rows += start
+        d = exact_candidates(flat, codes, offsets, rows, cols)
+        if full:  # an equal distance further down loses the tie: strictly below
+            keep = d < kth[cols]
+            d, rows, cols = d[keep], rows[keep], cols[keep]
+        pending.append((d, rows, cols))
+        n_pending += d.size
+        if n_pending >= nq * k or not full:
+            best_d, best_i = _merge_pending(best_d, best_i, pending, k)
+            kth = best_d[:, -1].copy()
+            full = bool((best_i[:, -1] >= 0).all())
+            thr = np.minimum(thr, encode(integer_threshold(qt, kth)))
+            pending, n_pending = [], 0
+    if pending:
+        best_d, best_i = _merge_pending(best_d, best_i, pending, k)
+    return best_d, best_i
+
+
+def _radius_quantized(flat, codes, threshold, offsets, db_block, qt, scanner=None):
+    """Radius matches by the integer scan, candidates checked with their exact float32 AQD."""
+    nq = flat.shape[1]
+    n = codes.shape[0]
+    scanner = scanner or _integer_scanner(qt, codes, offsets, db_block)
+    scan, step = scanner.scan, scanner.step
+    thr = scanner.encode(integer_threshold(qt, np.full(nq, threshold, dtype=np.float64)))
+    found_d, found_i, found_q = [], [], []
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        flat_hit = np.flatnonzero(scan(start, stop) < thr)
+        if not flat_hit.size:
+            continue
+        rows, cols = np.divmod(flat_hit, nq)
+        rows += start
+        d = exact_candidates(flat, codes, offsets, rows, cols)
+        keep = d <= threshold
+        found_d.append(d[keep])
+        found_i.append(rows[keep])
+        found_q.append(cols[keep])
+    return _group_by_query(found_d, found_i, found_q, nq)
+
+
+def _per_query(kneighbors, tables, codes, k, db_block):
+    """``kneighbors`` of each query alone (the one-query path); results stacked."""
+    parts = [kneighbors(tables[q : q + 1], codes, k, db_block=db_block) for q in range(tables.shape[0])]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 class NumpyKernel:
     """The pure-numpy scan: the default kernel, and the reference for any other.
+
+    Parameters
+    ----------
+    fast : bool, default=True
+        Scan integer (uint16) tables and re-rank the candidates with their
+        exact float32 AQD (:mod:`skdqn._qscan`); one query at a time by pair
+        look-ups. ``False``: the plain float32 scan. Both give the same
+        result, bit for bit; tables with a non-finite value always take the
+        float32 scan.
 
     Examples
     --------
@@ -194,6 +343,9 @@ class NumpyKernel:
 
     name = "numpy"
 
+    def __init__(self, fast=True):
+        self.fast = fast
+
     def kneighbors(self, tables, codes, k, *, method="threshold", db_block=DB_BLOCK):
         """The ``k`` smallest AQDs of each query over ``codes``, local row indices.
 
@@ -204,8 +356,8 @@ class NumpyKernel:
         k : int
         method : {"threshold", "full_sort"}, default="threshold"
             ``"threshold"``: running k-th distance, for ``k`` much smaller
-            than ``n``; ``"full_sort"``: every distance, then a stable sort.
-            Both give the same result.
+            than ``n`` (the integer scan when ``fast``); ``"full_sort"``:
+            every distance, then a stable sort. Both give the same result.
         db_block : int, default=4096
             Codes scanned at a time.
 
@@ -217,8 +369,14 @@ class NumpyKernel:
             Rows of ``codes``.
         """
         nq, M, K = tables.shape
-        scan = _topk_threshold if method == "threshold" else _topk_full_sort
-        return scan(flat_tables(tables), codes, k, _offsets(M, K), db_block)
+        if method == "full_sort":
+            return _topk_full_sort(flat_tables(tables), codes, k, _offsets(M, K), db_block)
+        if self.fast and 1 < nq <= PAIR_QUERIES:
+            return _per_query(self.kneighbors, tables, codes, k, db_block)
+        qt = quantize_tables(tables) if self.fast else None
+        if qt is None:
+            return _topk_threshold(flat_tables(tables), codes, k, _offsets(M, K), db_block)
+        return _topk_quantized(flat_tables(tables), codes, k, _offsets(M, K), db_block, qt)
 
     def radius_neighbors(self, tables, codes, threshold, *, db_block=DB_BLOCK):
         """Rows of ``codes`` whose AQD is ``<= threshold``, per query, in row order.
@@ -238,18 +396,33 @@ class NumpyKernel:
             float32 distances and intp rows.
         """
         nq, M, K = tables.shape
-        return _radius_scan(flat_tables(tables), codes, threshold, _offsets(M, K), db_block)
+        qt = quantize_tables(tables) if self.fast and np.isfinite(threshold) else None
+        if qt is None:
+            return _radius_scan(flat_tables(tables), codes, threshold, _offsets(M, K), db_block)
+        return _radius_quantized(flat_tables(tables), codes, threshold, _offsets(M, K), db_block, qt)
 
 
-_KERNELS = {"numpy": NumpyKernel}
+def _torch_kernel(**options):
+    from ._torch_kernel import TorchKernel  # torch is imported only when asked for
+
+    return TorchKernel(**options)
 
 
-def get_kernel(name="numpy"):
+_KERNELS = {"numpy": NumpyKernel, "torch": _torch_kernel}
+
+
+def get_kernel(name="numpy", **options):
     """The scan kernel called ``name``: the one place where a kernel is chosen.
 
     Parameters
     ----------
-    name : {"numpy"}, default="numpy"
+    name : {"numpy", "torch"} or kernel, default="numpy"
+        A kernel object (with ``kneighbors`` and ``radius_neighbors``) is
+        returned as it is.
+    **options
+        Passed to the kernel: ``fast`` for numpy
+        (:class:`NumpyKernel`), ``device`` for torch
+        (:class:`skdqn._torch_kernel.TorchKernel`).
 
     Returns
     -------
@@ -262,7 +435,10 @@ def get_kernel(name="numpy"):
     >>> get_kernel().name
     'numpy'
     """
+    if not isinstance(name, str):
+        return name
     try:
-        return _KERNELS[name]()
+        make = _KERNELS[name]
     except KeyError:
         raise ValueError(f"kernel must be one of {sorted(_KERNELS)}; got {name!r}.") from None
+    return make(**options)

@@ -20,6 +20,7 @@ from ._ivf import (
     ivf_radius_neighbors,
     make_lists,
 )
+from ._kernels import get_kernel
 from ._labels import label_kind
 from ._metric import METRIC_NAMES, get_metric, metric_for_faiss
 from ._pq import code_dtype, decode, encode, train_codebooks
@@ -60,8 +61,8 @@ class AQDNeighbors(BaseEstimator):
     stay real-valued. For each query an ``(M, K)`` lookup table of distances
     between its subvectors and the codewords is computed once; the distance to
     an item is the sum of ``M`` table entries (Asymmetric Quantizer Distance,
-    AQD). The scan is pure numpy, works in blocks of bounded size, and breaks
-    ties by database index.
+    AQD). The scan is pure numpy by default (``backend``), works in blocks of
+    bounded size, and breaks ties by database index.
 
     Parameters
     ----------
@@ -99,6 +100,19 @@ class AQDNeighbors(BaseEstimator):
         :func:`joblib.parallel_backend` context, that backend (e.g.
         ``"dask"`` to use a cluster). ``None`` means 1 unless in such a
         context; ``-1`` uses all processors. Results do not depend on it.
+    backend : {"numpy", "torch"}, default="numpy"
+        The scan kernel of the exhaustive search. ``"numpy"``: the pure-numpy
+        scan (integer tables, then an exact float32 re-rank; one query at a
+        time by pair look-ups). ``"torch"``: the scan in torch on ``device``
+        (on the CPU the same integer scan, float16 sums; on CUDA the float32
+        sums); the same neighbours, tie order included, and the same float32
+        distances (on CUDA up to float32 rounding). Codes move to the
+        device a chunk at a time (at most 256 MiB of device memory per
+        task). Inverted lists are scanned by numpy for now.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Device of the torch kernel (``backend="torch"`` only): ``"auto"``
+        is CUDA when available, else the CPU. CUDA on a machine without it
+        raises a ValueError at :meth:`fit` and at search time.
     n_lists : int, default=None
         ``None``: exhaustive search, every query scans every code. An integer
         builds inverted lists (IVF): a coarse quantizer of ``n_lists``
@@ -195,6 +209,8 @@ class AQDNeighbors(BaseEstimator):
         "codebooks": "no_validation",
         "metric": [StrOptions(set(METRIC_NAMES))],
         "n_jobs": [None, Integral],
+        "backend": [StrOptions({"numpy", "torch"})],
+        "device": [str],
         "n_lists": [None, Interval(Integral, 1, None, closed="left")],
         "n_probe": [Interval(Integral, 1, None, closed="left")],
         "coarse_centroids": "no_validation",
@@ -211,6 +227,8 @@ class AQDNeighbors(BaseEstimator):
         codebooks=None,
         metric="euclidean",
         n_jobs=None,
+        backend="numpy",
+        device="auto",
         n_lists=None,
         n_probe=1,
         coarse_centroids=None,
@@ -223,6 +241,8 @@ class AQDNeighbors(BaseEstimator):
         self.codebooks = codebooks
         self.metric = metric
         self.n_jobs = n_jobs
+        self.backend = backend
+        self.device = device
         self.n_lists = n_lists
         self.n_probe = n_probe
         self.coarse_centroids = coarse_centroids
@@ -260,6 +280,7 @@ class AQDNeighbors(BaseEstimator):
     def _fit(self, X, y):
         metric = get_metric(self.metric)
         metric.check_radius(self.radius)
+        self._kernel()  # an unusable device fails now, not at the first query
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         n_samples, n_features = X.shape
         centroids, n_lists = check_n_lists(self.n_lists, self.coarse_centroids, n_features)
@@ -724,18 +745,24 @@ class AQDNeighbors(BaseEstimator):
             return ind
         return get_metric(self.metric).to_user(dist), ind
 
+    def _kernel(self):
+        """The scan kernel of ``backend`` (and ``device``); a ValueError if unusable."""
+        if self.backend == "numpy":
+            return get_kernel("numpy")
+        return get_kernel(self.backend, device=self.device)
+
     def _knn(self, queries, k):
         """Top-k of a query source: exhaustive, or over the probed inverted lists."""
         lists = self._lists()
         if lists is None:
-            return aqd_kneighbors(queries, self.codes_, k, n_jobs=self.n_jobs)
+            return aqd_kneighbors(queries, self.codes_, k, n_jobs=self.n_jobs, kernel=self._kernel())
         return ivf_kneighbors(queries, self.codes_, lists, k, n_probe=self.n_probe, n_jobs=self.n_jobs)
 
     def _radius(self, queries, threshold):
         """Radius matches of a query source (item indices, increasing)."""
         lists = self._lists()
         if lists is None:
-            return aqd_radius_neighbors(queries, self.codes_, threshold, n_jobs=self.n_jobs)
+            return aqd_radius_neighbors(queries, self.codes_, threshold, n_jobs=self.n_jobs, kernel=self._kernel())
         return ivf_radius_neighbors(queries, self.codes_, lists, threshold, n_probe=self.n_probe, n_jobs=self.n_jobs)
 
     def _row_items(self):

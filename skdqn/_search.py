@@ -397,8 +397,9 @@ def aqd_kneighbors(
         :func:`merge_kneighbors`. ``None`` shards only when there are fewer
         query blocks than workers (few queries, several workers), with
         shards of at least 65,536 items. Results never depend on it.
-    kernel : {"numpy"}, default="numpy"
-        The scan kernel (:func:`skdqn._kernels.get_kernel`).
+    kernel : {"numpy", "torch"} or kernel object, default="numpy"
+        The scan kernel (:func:`skdqn._kernels.get_kernel`); results never
+        depend on it.
 
     Returns
     -------
@@ -476,8 +477,9 @@ def aqd_radius_neighbors(queries, codes, radius, *, n_jobs=None, n_shards=None, 
     n_shards : int, default=None
         Database shards searched as separate tasks and concatenated in
         database order; ``None`` chooses as :func:`aqd_kneighbors` does.
-    kernel : {"numpy"}, default="numpy"
-        The scan kernel (:func:`skdqn._kernels.get_kernel`).
+    kernel : {"numpy", "torch"} or kernel object, default="numpy"
+        The scan kernel (:func:`skdqn._kernels.get_kernel`); results never
+        depend on it.
 
     Returns
     -------

@@ -29,6 +29,7 @@ EXPECTED = {
     "plot_custom_backbone.py",
     "plot_large_index.py",
     "plot_images_end_to_end.py",
+    "plot_ivf_recall.py",
 }
 RUN = os.environ.get("SKDQN_RUN_EXAMPLES", "") not in ("", "0")
 
@@ -56,10 +57,7 @@ def test_example_format(path):
     assert title.strip() and set(underline) == {"="} and len(underline) >= len(title)
     assert "# %%" in source, "cells are separated by '# %%' lines"
     # Offline only: scikit-learn's embedded digits, no downloads.
-    assert not re.search(r"\bfetch_|urlopen|urlretrieve|requests\.", source)
-    # Local data sets only with a fall-back to the digits (CI does not have them).
-    if "load_fashion_mnist" in source:
-        assert "except (FileNotFoundError" in source
+    assert not re.search(r"\bfetch_|urlopen|urlretrieve|requests\.|load_fashion_mnist", source)
     assert "plt.show()" in source
 
 

@@ -409,3 +409,19 @@ def test_running_topk_bound_and_folds():
         assert_array_equal(ind[row], i[q == row][order])
         assert_array_equal(dist[row], d[q == row][order])
     assert_array_equal(top.kth, dist[:, -1])
+
+
+def test_probing_in_chunks_of_queries_changes_nothing(monkeypatch):
+    import skdqn._ivf as ivf_module
+
+    X, _, _, ivf = index_pair(n_lists=20)
+    ivf.set_params(n_probe=3)
+    Q = X[::5] + 0.1
+    expected = ivf.kneighbors(Q, n_neighbors=9)
+    radius = ivf.radius_neighbors(Q, radius=1.0)
+    monkeypatch.setattr(ivf_module, "_PROBE_FLOATS", 45)  # 2 queries' scores at a time
+    got = ivf.kneighbors(Q, n_neighbors=9)
+    assert_array_equal(got[0], expected[0])
+    assert_array_equal(got[1], expected[1])
+    for a, b in zip(ivf.radius_neighbors(Q, radius=1.0)[1], radius[1]):
+        assert_array_equal(a, b)

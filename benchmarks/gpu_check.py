@@ -1,0 +1,151 @@
+"""GPU proof in one short run (under 5 minutes on a CUDA machine).
+
+1. Fits a :class:`~skdqn.DeepQuantizer` on ``--device`` (``cuda`` by default),
+   pickles it, and loads the pickle in a CPU-only subprocess
+   (``CUDA_VISIBLE_DEVICES=""``): ``transform`` there must equal ``transform``
+   here within float tolerance. When ``DeepQuantizer.save`` exists (the
+   pickle-free format), the same round trip through ``save`` / ``load``.
+2. Runs the torch kernel on the device at ``--sizes`` codes (10^6 and 10^7 by
+   default, M = 8, K = 256, top-10): the same neighbours as the numpy kernel on
+   a sample of queries, and queries per second for batches of ``--batch``.
+
+Without CUDA the CUDA parts are skipped with a printed message, unless
+``--device cpu`` is given (then everything runs on the CPU, e.g. with small
+``--sizes``; this is what the test suite does). Exit status 1 if a check fails.
+
+Usage::
+
+    python benchmarks/gpu_check.py                       # on a CUDA machine
+    python benchmarks/gpu_check.py --device cpu --sizes 20000 --n-train 300 --epochs 1
+"""
+
+import argparse
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the checkout's skdqn, also in the child process
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def describe(device):
+    torch = _torch()
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__}, CUDA {torch.version.cuda})"
+    return f"CPU (torch {torch.__version__}, {torch.get_num_threads()} threads)"
+
+
+_CHILD = """
+import pickle, sys, numpy as np, torch
+assert not torch.cuda.is_available(), "the child process must not see CUDA"
+with open(sys.argv[1], "rb") as f:
+    dq = pickle.load(f)
+X = np.load(sys.argv[2])
+np.save(sys.argv[3], dq.transform(X))
+if len(sys.argv) > 4:
+    from skdqn import DeepQuantizer
+    np.save(sys.argv[5], DeepQuantizer.load(sys.argv[4]).transform(X))
+"""
+
+
+def check_quantizer(device, n_train, epochs, tol=1e-4):
+    """Fit on ``device``, reload in a CPU-only process; True when transforms agree."""
+    from skdqn import DeepQuantizer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_train, 32)).astype(np.float32)
+    y = rng.integers(0, 5, n_train)
+    X += 2.0 * np.eye(5, 32, dtype=np.float32)[y]
+    start = time.perf_counter()
+    dq = DeepQuantizer(M=4, K=16, n_components=16, hidden_layer_sizes=(64,), max_epochs=epochs,
+                       warmup_epochs=0, device=device, random_state=0).fit(X, y)
+    print(f"fit on {dq.device_}: {time.perf_counter() - start:.1f} s")
+    here = dq.transform(X)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [os.path.join(tmp, name) for name in ("dq.pkl", "X.npy", "pickled.npy", "saved", "saved.npy")]
+        with open(paths[0], "wb") as f:
+            pickle.dump(dq, f)
+        np.save(paths[1], X)
+        args = paths[:3]
+        if hasattr(dq, "save"):
+            dq.save(paths[3])
+            args = paths
+        else:
+            print("DeepQuantizer.save does not exist yet: pickle round trip only")
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+        env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+        subprocess.run([sys.executable, "-c", _CHILD, *args], check=True, env=env)
+        ok = True
+        checks = [("pickle", paths[2])] + ([("save/load", paths[4])] if len(args) > 3 else [])
+        for label, path in checks:
+            there = np.load(path)
+            diff = float(np.max(np.abs(there - here)))
+            good = diff <= tol * max(1.0, float(np.max(np.abs(here))))
+            ok &= good
+            print(f"{label} on a CPU-only process: max |transform difference| {diff:.2e} -> {'OK' if good else 'FAIL'}")
+    return ok
+
+
+def check_kernel(device, sizes, batch, sample, repeats=3, M=8, K=256, d=64):
+    """Torch kernel on ``device`` against numpy on a sample; queries/s per size."""
+    from skdqn._kernels import NumpyKernel
+    from skdqn._pq import train_codebooks
+    from skdqn._tables import distance_tables
+    from skdqn._torch_kernel import TorchKernel
+
+    rng = np.random.default_rng(1)
+    codebooks = train_codebooks(rng.normal(size=(5000, d)).astype(np.float32), M, K, random_state=0)
+    tables = distance_tables(rng.normal(size=(batch, d)), codebooks)
+    kernel, ok = TorchKernel(device), True
+    for n in sizes:
+        codes = rng.integers(0, K, size=(n, M), dtype=np.uint8)
+        d_t, i_t = kernel.kneighbors(tables, codes, 10)  # warm-up, and the result checked
+        d_n, i_n = NumpyKernel().kneighbors(tables[:sample], codes, 10)
+        same = bool((i_t[:sample] == i_n).all())
+        close = bool(np.allclose(d_t[:sample], d_n, rtol=1e-5, atol=1e-5))
+        ok &= same and close
+        best = np.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            kernel.kneighbors(tables, codes, 10)
+            best = min(best, time.perf_counter() - start)
+        print(f"torch kernel, {n:.0e} codes, batch of {batch}: {batch / best:,.0f} queries/s; "
+              f"same neighbours as numpy on {sample} queries: {'OK' if same and close else 'FAIL'}")
+        del codes
+    return ok
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10**6, 10**7], help="numbers of codes")
+    parser.add_argument("--batch", type=int, default=1000, help="queries per kneighbors call")
+    parser.add_argument("--sample", type=int, default=50, help="queries compared with numpy")
+    parser.add_argument("--n-train", type=int, default=4000, help="DeepQuantizer training samples")
+    parser.add_argument("--epochs", type=int, default=5, help="DeepQuantizer epochs")
+    args = parser.parse_args(argv)
+    torch = _torch()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"SKIPPED: --device {args.device} but CUDA is not available on this machine "
+              "(run with --device cpu to exercise the same steps on the CPU).")
+        return 0
+    print(f"device: {describe(args.device)}")
+    ok = check_quantizer(args.device, args.n_train, args.epochs)
+    ok &= check_kernel(args.device, args.sizes, args.batch, min(args.sample, args.batch))
+    print("ALL OK" if ok else "SOME CHECKS FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
