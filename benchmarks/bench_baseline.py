@@ -92,7 +92,7 @@ def cross_entropy_pq_map(data, scaler, R, seed, defaults):
 
 def dqn_map(data, seed):
     """MAP of DeepQuantizer with its defaults, codes of the database by its own codebooks."""
-    pipe = make_pipeline(StandardScaler(), DeepQuantizer(M=M, K=K, random_state=seed))
+    pipe = make_pipeline(StandardScaler(), DeepQuantizer(M=M, K=K, random_state=seed, n_threads=None))
     pipe.fit(data["X_train"], data["y_train"])
     scaler, dq = pipe
     index = AQDNeighbors(codebooks=dq).fit(pipe.transform(data["X_db"]), data["y_db"])

@@ -261,7 +261,7 @@ def fit_faiss(method, data, M, opq_iterations=None):
 
 def fit_dqn(method, data, M):
     """A DeepQuantizer variant in a pipeline; ranks by AQD. Returns (ranker, info)."""
-    dq = DeepQuantizer(M=M, K=K, random_state=SEED, **DQN_PARAMS[method])
+    dq = DeepQuantizer(M=M, K=K, random_state=SEED, n_threads=None, **DQN_PARAMS[method])  # --threads
     pipe = make_pipeline(StandardScaler(), dq).fit(data["X_train"], data["y_train"])
     codes = dq.encode(pipe[0].transform(data["X_db"]))
     tables = distance_tables(pipe.transform(data["X_q"]), dq.codebooks_)

@@ -9,12 +9,15 @@ checksummed) holds
 * ``network.npy``: a uint8 array holding the bytes that :func:`torch.save`
   wrote for the network's ``state_dict`` (tensors only), read back with
   ``torch.load(..., weights_only=True, map_location=...)``;
-* when the model standardizes its inputs first (the ``skdqn fit`` command
-  line): ``scaler_mean.npy``, ``scaler_var.npy`` and ``scaler_scale.npy``;
+* when a StandardScaler comes before the model (files written by ``skdqn
+  fit`` before the default MLP standardized its inputs itself):
+  ``scaler_mean.npy``, ``scaler_var.npy`` and ``scaler_scale.npy``;
 * a JSON header: ``format`` (``"skdqn.DeepQuantizer"``), ``format_version``,
   ``skdqn_version``, the parameters (``params``, all but ``network``), the
-  architecture of the network (``network``: the default MLP's layer sizes, or
-  the class name of a custom backbone, for messages only), ``network_param``,
+  architecture of the network (``network``: the default MLP's layer sizes and
+  whether it standardizes its inputs -- then its ``state_dict`` holds
+  ``standardizer.mean`` and ``standardizer.scale`` --, or the class name of a
+  custom backbone, for messages only), ``network_param``,
   ``n_components``, ``n_features_in``, ``feature_names_in``, ``input_shape``,
   ``n_iter``, ``history``, ``device`` and ``standardize``.
 
@@ -40,14 +43,17 @@ import torch
 
 from ._index_io import _field, _make_estimator
 from ._io import check_header, format_header, read_bundle, write_bundle
-from ._network import describe_network, rebuild_network
+from ._network import describe_network, is_network_factory, rebuild_network
 from ._pq import code_dtype
 from ._validation import check_codes
 
 __all__ = ["save_model", "load_model", "network_bytes", "load_weights", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "skdqn.DeepQuantizer"
-FORMAT_VERSION = 1
+# 2: the default MLP may standardize its inputs (``network.standardize``, the
+# ``standardizer.mean`` / ``standardizer.scale`` weights). Version 1 files
+# (no standardization inside the network) are still read.
+FORMAT_VERSION = 2
 _HISTORY_KEYS = ("epoch", "pair_loss", "quantization_loss", "loss", "lam", "seconds")
 _SCALER_ARRAYS = ("scaler_mean", "scaler_var", "scaler_scale")
 _ARRAYS = ("codebooks", "codes", "labels", "classes", "network")
@@ -325,6 +331,8 @@ def _check_network_field(header, path, fields):
     keys = {"kind", "n_backbone_features", "n_components"} | (
         {"n_features", "hidden_layer_sizes", "dropout"} if net["kind"] == "mlp" else {"class"}
     )
+    if net["kind"] == "mlp" and fields["format_version"] >= 2:
+        keys.add("standardize")
     if set(net) != keys:
         raise ValueError(f"{where} must have exactly the keys {sorted(keys)}; got {sorted(net)}.")
     for key in ("n_backbone_features", "n_components") + (("n_features",) if net["kind"] == "mlp" else ()):
@@ -339,6 +347,8 @@ def _check_network_field(header, path, fields):
         if not fields["network_param"]:
             raise ValueError(f"{where} is a custom backbone but 'network_param' is false.")
         return net
+    if not isinstance(net.get("standardize", False), bool):
+        raise ValueError(f"{where}: standardize must be true or false; got {net['standardize']!r}.")
     sizes = _int_list(net["hidden_layer_sizes"], path, "network.hidden_layer_sizes", allow_empty=True)
     dropout = net["dropout"]
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
@@ -363,10 +373,11 @@ def _check_history(header, path, n_iter):
     return history
 
 
-def _check_fields(header, path):
+def _check_fields(header, path, format_version):
     """Every header field but ``params``, checked for type, value and agreement."""
     _field(header, path, "skdqn_version", (str,), "a version string")
     fields = {
+        "format_version": format_version,
         "network_param": _field(header, path, "network_param", (bool,), "true or false"),
         "n_components": _int_field(header, path, "n_components", 1),
         "n_features_in": _int_field(header, path, "n_features_in", 1),
@@ -401,6 +412,20 @@ def _check_fields(header, path):
             "n_samples_seen, a positive integer."
         )
     return fields
+
+
+def _check_standardize(fields, dq, path):
+    """Raise a ValueError unless the default MLP standardizes exactly when ``params`` say so."""
+    description = fields["network"]
+    if fields["network_param"]:  # a custom network (even shaped like the MLP) is never standardized
+        if description.get("standardize", False):
+            raise ValueError(f"{path}: header field 'network': a custom network has standardize=true.")
+        return
+    if description.get("standardize", False) != dq.standardize:
+        raise ValueError(
+            f"{path}: header field 'network' has standardize={description.get('standardize', False)} "
+            f"but 'params' has standardize={dq.standardize}."
+        )
 
 
 def _check_members(arrays, fields, path):
@@ -470,15 +495,19 @@ def _network(blob, fields, network, path):
         raise ValueError(
             f"{path} holds a DeepQuantizer with a custom network "
             f"({description.get('class', 'a torch.nn.Sequential')}): pass a module of the same "
-            "architecture as network= to load its weights into."
+            "architecture (or the factory that builds one) as network= to load its weights into."
         )
     if network is not None and not fields["network_param"]:
         raise ValueError(
             f"{path} holds a DeepQuantizer with the default MLP backbone, rebuilt from the file; "
             "do not pass a network."
         )
-    if network is not None and not isinstance(network, torch.nn.Module):
-        raise TypeError(f"network must be a torch.nn.Module; got {type(network).__name__}.")
+    module = network() if network is not None and is_network_factory(network) else network
+    if module is not None and not isinstance(module, torch.nn.Module):
+        raise TypeError(
+            "network must be a torch.nn.Module or a factory returning one; got "
+            f"{type(network).__name__}" + (f" returning {type(module).__name__}." if module is not network else ".")
+        )
     device = _load_device(fields["device"])
     where = f"{path}: network.npy"
     state = load_weights(blob.tobytes(), device, where)
@@ -492,9 +521,13 @@ def _network(blob, fields, network, path):
         with torch.device("meta"):  # shapes only, no memory
             skeleton = rebuild_network(description)
         _check_fit({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, state, where)
-    backbone = None if network is None else copy.deepcopy(network)
+    backbone = None if module is None else (module if module is not network else copy.deepcopy(network))
     net = rebuild_network(description, backbone)
     fill_network(net, state, where)
+    if net.standardizes:
+        scale = net.standardizer.scale
+        if not (torch.isfinite(net.standardizer.mean).all() and torch.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(f"{where}: the input standardization must be finite, with a positive scale.")
     return net.to(device).eval(), device
 
 
@@ -523,9 +556,10 @@ def load_model(path, network=None, *, cls=None):
     Parameters
     ----------
     path : str or path-like
-    network : torch.nn.Module, default=None
+    network : torch.nn.Module or callable, default=None
         For a model with a custom backbone: a module of the same
-        architecture (a deep copy receives the saved weights).
+        architecture (a deep copy receives the saved weights), or a factory
+        (a class or function) building one, called once.
     cls : type, default=None
         The estimator class to build (a subclass of DeepQuantizer); None
         for :class:`~skdqn.DeepQuantizer`.
@@ -551,15 +585,18 @@ def load_model(path, network=None, *, cls=None):
     from ._quantizer import DeepQuantizer
 
     header, arrays = read_bundle(path)
-    check_header(header, path, FORMAT, FORMAT_VERSION, what="a DeepQuantizer model")
-    fields = _check_fields(header, path)
+    version = check_header(header, path, FORMAT, FORMAT_VERSION, what="a DeepQuantizer model")
+    fields = _check_fields(header, path, version)
     _check_members(arrays, fields, path)
     params = _field(header, path, "params", (dict,), "an object of parameters")
     if "network" in params:
         raise ValueError(f"{path}: header field 'params' must not hold 'network'.")
     if isinstance(params.get("hidden_layer_sizes"), list):
         params = {**params, "hidden_layer_sizes": tuple(params["hidden_layer_sizes"])}
+    if version < 2:  # before the default MLP could standardize (it did not) and n_threads
+        params = {"standardize": False, "n_threads": None, **params}
     dq = _make_estimator(DeepQuantizer if cls is None else cls, params, path)
+    _check_standardize(fields, dq, path)
     codebooks, codes = _check_quantization(arrays, fields, dq, path)
     labels, classes = _check_labels(arrays, codes.shape[0], path)
     net, device = _network(arrays["network"], fields, network, path)

@@ -5,8 +5,11 @@ from torch import nn
 
 __all__ = [
     "build_mlp",
+    "InputStandardizer",
+    "input_statistics",
     "QuantizationNetwork",
     "module_device",
+    "is_network_factory",
     "describe_network",
     "rebuild_network",
 ]
@@ -51,6 +54,86 @@ def build_mlp(n_features, hidden_layer_sizes, dropout=0.0):
     return nn.Sequential(*layers)
 
 
+class InputStandardizer(nn.Module):
+    """Per-feature standardization ``(x - mean) / scale``, the statistics held as buffers.
+
+    The buffers belong to the ``state_dict`` (saved, pickled and moved with
+    the network) but are no parameters: the optimizer never changes them.
+
+    Parameters
+    ----------
+    mean : torch.Tensor of shape (n_features,)
+        The per-feature mean.
+    scale : torch.Tensor of shape (n_features,)
+        The per-feature standard deviation, positive (1 for a constant
+        feature, see :func:`input_statistics`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdqn._network import InputStandardizer
+    >>> InputStandardizer(torch.tensor([1.0, 0.0]), torch.tensor([2.0, 1.0]))(torch.tensor([[3.0, 5.0]]))
+    tensor([[1., 5.]])
+    """
+
+    def __init__(self, mean, scale):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).clone())
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).clone())
+
+    def forward(self, x):
+        """Standardize a batch ``(B, n_features)``."""
+        return (x - self.mean) / self.scale
+
+    def extra_repr(self):
+        return f"n_features={self.mean.shape[0]}"
+
+
+def input_statistics(chunks, n_features):
+    """Per-feature mean and scale (standard deviation) of the inputs, in float64.
+
+    Sums are taken around the first chunk's mean, so that features far from
+    zero (raw pixels in ``[0, 255]``) lose no precision. A feature whose
+    standard deviation is below ``1e-8 * max(1, |mean|)`` (constant, up to
+    rounding) gets scale 1, so that it is centred and never divided by 0.
+
+    Parameters
+    ----------
+    chunks : iterable of torch.Tensor of shape (B, n_features)
+        The inputs, in any number of batches (streamed: one at a time).
+    n_features : int
+        Width of each batch.
+
+    Returns
+    -------
+    mean, scale : torch.Tensor of shape (n_features,), float32
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdqn._network import input_statistics
+    >>> mean, scale = input_statistics([torch.tensor([[0.0, 5.0], [2.0, 5.0]])], 2)
+    >>> mean.tolist(), scale.tolist()
+    ([1.0, 5.0], [1.0, 1.0])
+    """
+    shift = None
+    n, total, squares = 0, torch.zeros(n_features, dtype=torch.float64), torch.zeros(n_features, dtype=torch.float64)
+    for x in chunks:
+        x = x.detach().to("cpu", torch.float64).reshape(x.shape[0], n_features)
+        if shift is None:
+            shift = x.mean(0)
+        x = x - shift
+        n += x.shape[0]
+        total += x.sum(0)
+        squares += (x * x).sum(0)
+    mean_shifted = total / max(n, 1)
+    var = (squares / max(n, 1) - mean_shifted**2).clamp_min(0)
+    mean = mean_shifted + (shift if shift is not None else 0)
+    scale = var.sqrt()
+    scale = torch.where(scale < 1e-8 * mean.abs().clamp_min(1), torch.ones_like(scale), scale)
+    return mean.float(), scale.float()
+
+
 class QuantizationNetwork(nn.Module):
     """Backbone, flatten, then ``fcb``: ``z = tanh(W f(x) + b)`` in ``[-1, 1]^R``.
 
@@ -62,6 +145,11 @@ class QuantizationNetwork(nn.Module):
         Number of features the backbone outputs per item (after flattening).
     n_components : int
         ``R``, the dimension of the embedding.
+    standardizer : InputStandardizer, default=None
+        Applied to the inputs before the backbone (the default MLP's
+        ``standardize=True``); None feeds them as they are. Registered
+        only when given, so that a network without it has the
+        ``state_dict`` keys of older versions.
 
     Examples
     --------
@@ -72,10 +160,17 @@ class QuantizationNetwork(nn.Module):
     torch.Size([2, 4])
     """
 
-    def __init__(self, backbone, n_backbone_features, n_components):
+    def __init__(self, backbone, n_backbone_features, n_components, standardizer=None):
         super().__init__()
+        if standardizer is not None:
+            self.standardizer = standardizer
         self.backbone = backbone
         self.fcb = nn.Linear(n_backbone_features, n_components)
+
+    @property
+    def standardizes(self):
+        """Whether the inputs are standardized before the backbone."""
+        return "standardizer" in self._modules
 
     def forward(self, x):
         """Embed a batch: ``(B, ...)`` -> ``(B, n_components)``.
@@ -83,6 +178,8 @@ class QuantizationNetwork(nn.Module):
         Raises a ``ValueError`` when the backbone's output is not one row of
         ``n_backbone_features`` per item of the batch.
         """
+        if self.standardizes:
+            x = self.standardizer(x)
         features = self.backbone(x)
         if features.ndim == 0 or features.shape[0] != x.shape[0]:
             raise ValueError(
@@ -98,6 +195,35 @@ class QuantizationNetwork(nn.Module):
                 "(inputs of another shape?)."
             )
         return torch.tanh(self.fcb(features))
+
+
+def is_network_factory(network):
+    """Whether ``network`` builds a backbone when called, rather than being one.
+
+    A class, or any callable without ``forward`` and ``parameters`` methods
+    (a function, a :func:`functools.partial`), is a factory; a
+    :class:`torch.nn.Module` instance is not.
+
+    Parameters
+    ----------
+    network : object
+        The ``network`` parameter of :class:`~skdqn.DeepQuantizer`.
+
+    Returns
+    -------
+    is_factory : bool
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdqn._network import is_network_factory
+    >>> is_network_factory(torch.nn.ReLU), is_network_factory(torch.nn.ReLU())
+    (True, False)
+    """
+    if isinstance(network, type):
+        return True
+    is_module_like = all(callable(getattr(network, name, None)) for name in ("forward", "parameters"))
+    return callable(network) and not is_module_like
 
 
 def module_device(module):
@@ -164,8 +290,9 @@ def describe_network(net):
     description : dict
         ``kind`` (``"mlp"`` for a :func:`build_mlp` backbone, else
         ``"custom"``), ``n_backbone_features`` and ``n_components``; for an
-        MLP also ``hidden_layer_sizes`` and ``dropout`` (and ``n_features``
-        when it has hidden layers); for a custom backbone its ``class``
+        MLP also ``n_features``, ``hidden_layer_sizes``, ``dropout`` and
+        ``standardize`` (whether an :class:`InputStandardizer` comes
+        first); for a custom backbone its ``class``
         (``module.QualifiedName``, for messages only: nothing is imported
         from it).
 
@@ -184,7 +311,7 @@ def describe_network(net):
     if n_features is None:  # no hidden layer: the bottleneck acts on the inputs
         n_features = common["n_backbone_features"]
     return {"kind": "mlp", "n_features": int(n_features), "hidden_layer_sizes": [int(h) for h in sizes],
-            "dropout": float(dropout), **common}
+            "dropout": float(dropout), "standardize": bool(net.standardizes), **common}
 
 
 def rebuild_network(description, backbone=None):
@@ -210,6 +337,12 @@ def rebuild_network(description, backbone=None):
     >>> sorted(rebuilt.state_dict()) == sorted(net.state_dict())
     True
     """
+    standardizer = None
     if backbone is None:
-        backbone = build_mlp(description["n_features"], description["hidden_layer_sizes"], description["dropout"])
-    return QuantizationNetwork(backbone, description["n_backbone_features"], description["n_components"])
+        n_features = description["n_features"]
+        backbone = build_mlp(n_features, description["hidden_layer_sizes"], description["dropout"])
+        if description.get("standardize", False):  # absent before model format 2: none
+            standardizer = InputStandardizer(torch.zeros(n_features), torch.ones(n_features))
+    return QuantizationNetwork(
+        backbone, description["n_backbone_features"], description["n_components"], standardizer
+    )

@@ -10,8 +10,10 @@ final codebooks are polished by ``_final_codebooks``, and every fitted
 attribute is set at the end, in ``_set_fitted``.
 """
 
+import contextlib
 import copy
 import io
+import os
 import math
 import time
 import warnings
@@ -27,7 +29,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._data import (
@@ -42,7 +44,16 @@ from ._data import (
 from ._labels import label_indicator
 from ._losses import pair_similarity, pairwise_loss, quantization_loss
 from ._model_io import load_model, load_weights, network_bytes, save_model
-from ._network import QuantizationNetwork, build_mlp, describe_network, module_device, rebuild_network
+from ._network import (
+    InputStandardizer,
+    QuantizationNetwork,
+    build_mlp,
+    describe_network,
+    input_statistics,
+    is_network_factory,
+    module_device,
+    rebuild_network,
+)
 from ._pq import decode, encode, refine_codebooks, train_codebooks, update_codebooks
 from ._progress import epoch_progress
 from ._scoring import score_codes
@@ -136,6 +147,61 @@ def _check_first_output(out, batch):
             raise ValueError(f"{where} returned {what} (for finite inputs).")
 
 
+@contextlib.contextmanager
+def _torch_threads(n_threads):
+    """Run the block on ``n_threads`` torch threads (-1: every core; None: unchanged)."""
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    wanted = (os.cpu_count() or previous) if n_threads == -1 else n_threads
+    if wanted != previous:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if wanted != previous:
+            torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def _frozen_backbone(net, freeze):
+    """With ``freeze``, train without the backbone's parameters (``backbone_lr_factor=0``).
+
+    They get ``requires_grad=False`` for the block, so no gradient is
+    computed for them and the optimizer leaves them out; afterwards the
+    fitted network's parameters are as they were built (a parameter the
+    user froze in a given module stays frozen).
+    """
+    frozen = [p for p in net.backbone.parameters() if p.requires_grad] if freeze else []
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def _backbone_from(network):
+    """The backbone ``fit`` trains: a deep copy of a module, or what a factory returns.
+
+    A module instance keeps its weights (e.g. pretrained ones); a factory
+    (a class, or any callable without ``forward``) is called with no
+    arguments, under torch's seed, so ``random_state`` seeds its
+    initialisation.
+    """
+    if not is_network_factory(network):
+        return copy.deepcopy(network)
+    backbone = network()
+    if not isinstance(backbone, torch.nn.Module):
+        raise TypeError(
+            f"network: the factory {network!r} returned a {type(backbone).__name__}; "
+            "expected a torch.nn.Module."
+        )
+    return backbone
+
+
 def _item_shape(X):
     """The shape of the items of ``X`` (an array-like or a Dataset), or None if unknown."""
     try:
@@ -199,12 +265,35 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ``network`` is given.
     dropout : float, default=0.2
         Dropout after each hidden layer of the default backbone.
-    network : torch.nn.Module, default=None
+    network : torch.nn.Module or callable, default=None
         A backbone to use instead of the MLP, for any input shape it accepts
-        (e.g. a CNN over ``(n, channels, height, width)`` arrays). The fcb
-        layer is added on top. The module given here is never trained in
-        place: ``fit`` trains a deep copy (so a pretrained backbone keeps its
-        weights as starting point, and ``clone`` stays safe).
+        (e.g. a CNN over ``(n, channels, height, width)`` arrays); the fcb
+        layer is added on top. Either a module instance, kept as given:
+        ``fit`` trains a deep copy, never the module itself, starting from
+        its weights (e.g. pretrained ones; ``random_state`` does not seed
+        them, and ``clone`` stays safe); or a factory, a class or function
+        that ``fit`` calls with no arguments (e.g. ``MyCNN`` or
+        ``functools.partial(MyCNN, width=32)``): the module it returns is
+        initialised under ``random_state``'s seed, so two fits with the same
+        seed start from the same weights. Inputs reach a custom network as
+        given: ``standardize`` applies to the default MLP only.
+    standardize : bool, default=True
+        Whether the default MLP standardizes its inputs: a per-feature mean
+        and standard deviation learned by ``fit`` (a constant feature gets
+        scale 1), stored in the network (saved, pickled and applied by
+        ``transform``, ``encode`` and ``score``). The codes then do not
+        depend on the scale of ``X``: standardized, ``[0, 1]`` and raw
+        ``[0, 255]`` pixels give the same MAP (see the results page).
+        ``False`` feeds the features as they are. Ignored when ``network``
+        is given.
+    backbone_lr_factor : float, default=1.0
+        The backbone's learning rate is ``learning_rate *
+        backbone_lr_factor``; the new ``fcb`` layer trains at
+        ``learning_rate``. Below 1 fine-tunes a pretrained backbone gently
+        (the paper trains the new layer ten times faster: ``0.1``); ``0``
+        freezes it during ``fit`` (no gradient is computed for it; batch-norm
+        statistics and dropout still run in training mode). Parameters of a
+        given module with ``requires_grad=False`` are never trained.
     pair_loss : {"cosine", "inner_product"}, default="cosine"
         ``(s_ij - cos(z_i, z_j))^2`` as in the paper, or
         ``(s_ij - <z_i, z_j> / R)^2`` (the paper's "DQNip" ablation).
@@ -251,10 +340,25 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         process. Worth raising when items are read from disk or decoded.
         Ignored for arrays. Results do not depend on it (for a Dataset whose
         items do not depend on random draws).
+    n_threads : int or None, default=1
+        PyTorch's CPU threads (:func:`torch.set_num_threads`) while ``fit``,
+        ``transform``, ``encode`` and ``score`` run; the previous setting is
+        restored afterwards. One thread suits the default MLP and other
+        small networks: on a busy 2-core machine a digits fit took 6-15 s on
+        one thread and 93-155 s on two (see the user guide). ``-1`` uses
+        every core (``os.cpu_count()``), worth it for a large CNN on an idle
+        machine; None leaves torch's setting as it is. The setting is
+        process-wide: estimators run concurrently in threads of one process
+        should share one value (processes, as ``GridSearchCV(n_jobs=...)``
+        uses, are independent).
     random_state : int, RandomState instance or None, default=None
-        Seeds the network's initialisation, the mini-batch order, dropout and
-        the k-means. The same seed gives the same codes on the same machine
-        (CPU; CUDA kernels may be non-deterministic).
+        Seeds the initialisation of the networks ``fit`` builds (the default
+        MLP, the fcb layer, and the module a ``network`` factory returns),
+        the mini-batch order, dropout and the k-means. It does not seed a
+        ``network`` given as a module instance (its weights are used as
+        they are), nor random draws made inside a Dataset's items. The same
+        seed gives the same codes on the same machine (CPU; CUDA kernels
+        may be non-deterministic).
     verbose : int, default=0
         ``1`` shows a progress bar over epochs with the current losses (on stderr;
         one plain line per epoch when stderr is not a terminal, e.g. a log file).
@@ -302,15 +406,16 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     ``X`` may be a :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs
     for data that does not fit in memory (see :meth:`fit`). ``fit`` then
-    reads every item once for the labels, once per epoch, and once per
+    reads every item once for the labels, once for the input statistics
+    (``standardize``, default MLP only), once per epoch, and once per
     codebook fit or update (the embeddings, ``(n_samples, R)`` float32, are
     the only per-item data held besides the labels); a
     :class:`~torch.utils.data.TensorDataset` performs the same training
     steps as the arrays it holds.
 
-    Training uses torch's intra-op threads (all cores by default). The
-    default MLP's matrices are small: on a busy machine
-    ``torch.set_num_threads(1)`` can make ``fit`` several times faster.
+    Training and embedding run on ``n_threads`` torch intra-op threads
+    (1 by default: the default MLP's matrices are too small to gain from
+    more, and extra threads wait for each other on a busy machine).
 
     A fitted model is saved by :meth:`save` and read by :meth:`load` without
     pickle (files safe to load from anyone). It also pickles: the default
@@ -332,6 +437,24 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     (3, 2)
     >>> dq.transform(X[:3] / 16).shape
     (3, 300)
+
+    The default network standardizes its inputs, so the scale of ``X`` does
+    not matter:
+
+    >>> raw = DeepQuantizer(M=2, K=16, max_epochs=3, random_state=0).fit(X, y)
+    >>> bool((raw.encode(X[:50]) == dq.encode(X[:50] / 16)).all())
+    True
+
+    A custom backbone given as a factory (a class or a function) is built,
+    and seeded, by ``fit``:
+
+    >>> import torch
+    >>> def backbone():
+    ...     return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU())
+    >>> a = DeepQuantizer(M=2, K=16, max_epochs=2, network=backbone, random_state=0).fit(X, y)
+    >>> b = DeepQuantizer(M=2, K=16, max_epochs=2, network=backbone, random_state=0).fit(X, y)
+    >>> bool((a.encode(X) == b.encode(X)).all())
+    True
     """
 
     _parameter_constraints = {
@@ -341,7 +464,9 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         "lam": [Interval(Real, 0, None, closed="left")],
         "hidden_layer_sizes": ["array-like"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
-        "network": [None, HasMethods(["forward", "parameters"])],
+        "network": [None, HasMethods(["forward", "parameters"]), callable],
+        "standardize": ["boolean"],
+        "backbone_lr_factor": [Interval(Real, 0, None, closed="left")],
         "pair_loss": [StrOptions({"cosine", "inner_product"})],
         "pair_weighting": [StrOptions({"uniform", "balanced"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -356,6 +481,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         "codebook_update_every": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "n_threads": [None, Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -370,6 +496,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         hidden_layer_sizes=(512,),
         dropout=0.2,
         network=None,
+        standardize=True,
+        backbone_lr_factor=1.0,
         pair_loss="cosine",
         pair_weighting="balanced",
         max_epochs=40,
@@ -384,6 +512,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         codebook_update_every=2,
         device="auto",
         num_workers=0,
+        n_threads=1,
         random_state=None,
         verbose=0,
     ):
@@ -394,6 +523,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
         self.network = network
+        self.standardize = standardize
+        self.backbone_lr_factor = backbone_lr_factor
         self.pair_loss = pair_loss
         self.pair_weighting = pair_weighting
         self.max_epochs = max_epochs
@@ -408,6 +539,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.codebook_update_every = codebook_update_every
         self.device = device
         self.num_workers = num_workers
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 
@@ -425,24 +557,31 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             return R
         return self.M * math.ceil(_DEFAULT_N_COMPONENTS / self.M)
 
-    def _build_network(self, sample, n_samples, R):
-        """The network for inputs like ``sample`` (a batch of the first items).
+    def _build_network(self, source, R):
+        """The network for the items of ``source``, on the CPU.
 
         The backbone's first forward pass (eval mode, on up to two items)
         is checked: an error inside it is re-raised naming the input shape,
-        and its output must hold one finite row per item.
+        and its output must hold one finite row per item. Called under
+        torch's seed: a backbone built here (the default MLP, or one a
+        ``network`` factory returns) and ``fcb`` are initialised by it.
         """
-        shape = (n_samples,) + tuple(sample.shape[1:])
+        sample = source.head(2)
+        shape = (len(source),) + tuple(sample.shape[1:])
+        standardizer = None
         if self.network is None:
             sizes = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
             if any(h < 1 for h in sizes):
                 raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}.")
             backbone = build_mlp(shape[1], sizes, self.dropout)
+            if self.standardize:
+                mean, scale = input_statistics((batch.x for batch in source.chunks()), shape[1])
+                standardizer = InputStandardizer(mean, scale).to(sample.device)
         else:
-            backbone = copy.deepcopy(self.network)
+            backbone = _backbone_from(self.network)
         was_training = backbone.training
         backbone.eval()
-        batch = sample[:2]
+        batch = sample[:2] if standardizer is None else standardizer(sample[:2])
         try:
             with torch.no_grad():
                 out = backbone(batch.to(module_device(backbone)))
@@ -453,13 +592,24 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             ) from exc
         backbone.train(was_training)
         _check_first_output(out, batch)
-        return QuantizationNetwork(backbone, int(torch.flatten(out, 1).shape[1]), R)
+        return QuantizationNetwork(backbone, int(torch.flatten(out, 1).shape[1]), R, standardizer)
 
-    def _make_optimizer(self, params):
+    def _make_optimizer(self, net):
+        """The optimizer, the backbone's learning rate scaled by ``backbone_lr_factor``.
+
+        Two parameter groups: the backbone (``learning_rate *
+        backbone_lr_factor``) and ``fcb`` (``learning_rate``). Backbone
+        parameters with ``requires_grad=False`` are left out: those the user
+        froze, and all of them with a factor of 0 (see :func:`_frozen_backbone`).
+        """
+        backbone = [p for p in net.backbone.parameters() if p.requires_grad]
+        groups = [{"params": list(net.fcb.parameters()), "lr": self.learning_rate}]
+        if backbone:
+            groups.append({"params": backbone, "lr": self.learning_rate * self.backbone_lr_factor})
         if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
+            return torch.optim.Adam(groups, lr=self.learning_rate, weight_decay=self.weight_decay)
         return torch.optim.SGD(
-            params, lr=self.learning_rate, momentum=self.momentum, weight_decay=self.weight_decay
+            groups, lr=self.learning_rate, momentum=self.momentum, weight_decay=self.weight_decay
         )
 
     # --------------------------------------------------------------- fit
@@ -524,7 +674,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         """
         previous = {name: vars(self)[name] for name in _INPUT_ATTRIBUTES if name in vars(self)}
         try:
-            state, R = self._fit(X, y)
+            with _torch_threads(self.n_threads):
+                state, R = self._fit(X, y)
         except BaseException:
             for name in _INPUT_ATTRIBUTES:  # as validate_data found them
                 vars(self).pop(name, None)
@@ -550,15 +701,16 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         source.reseed(torch_seed)  # the DataLoader's worker seeds (Datasets only)
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(torch_seed)
-            net = self._build_network(source.head(2), len(source), R).to(device)
-            state = self._initial_state(net, source, labels, classes, rng, device)
-            self._fit_loop(state)
+            net = self._build_network(source, R).to(device)
+            with _frozen_backbone(net, self.backbone_lr_factor == 0):
+                state = self._initial_state(net, source, labels, classes, rng, device)
+                self._fit_loop(state)
             self._final_codebooks(state)
         return state, R
 
     def _initial_state(self, net, source, labels, classes, rng, device):
         """The training state before the first epoch: optimizer, schedule, batch-order generator."""
-        optimizer = self._make_optimizer(net.parameters())
+        optimizer = self._make_optimizer(net)
         scheduler = None
         if self.lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
@@ -747,7 +899,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         """
         self._check_items(X)
         source = prediction_source(self, X)
-        Z = embed(self.network_, source)
+        with _torch_threads(self.n_threads):
+            Z = embed(self.network_, source)
         _check_finite_embeddings(Z, "for X")
         return Z
 
@@ -869,7 +1022,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         True
         """
         self._check_items(X)
-        Z, y = scoring_data(self, X, y)  # the queries' embeddings and labels
+        with _torch_threads(self.n_threads):
+            Z, y = scoring_data(self, X, y)  # the queries' embeddings and labels
         _check_finite_embeddings(Z, "for X")
         queries = VectorQueries(Z, self.codebooks_, "sqeuclidean")
         return score_codes(
@@ -933,11 +1087,13 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ----------
         path : str or path-like
             The directory or ``.npz`` file given to :meth:`save`.
-        network : torch.nn.Module, default=None
+        network : torch.nn.Module or callable, default=None
             Needed for a model fitted with a custom ``network``: a module of
-            the same architecture (e.g. a fresh instance of the same class).
-            It is not modified: a deep copy receives the saved weights, and
-            the module itself becomes the ``network`` parameter. Must be None
+            the same architecture (e.g. a fresh instance of the same class),
+            or a factory building one (e.g. the class, as given to ``fit``).
+            It is not modified: a deep copy of the module, or the module the
+            factory returns, receives the saved weights, and ``network``
+            itself becomes the ``network`` parameter. Must be None
             for a model with the default MLP, which is rebuilt from the file.
 
         Returns
@@ -1000,6 +1156,11 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        # Pickles of older versions: their networks did not standardize.
+        state.setdefault("standardize", False)
+        state.setdefault("backbone_lr_factor", 1.0)
+        state.setdefault("n_threads", None)  # older versions left torch's threads alone
         net = state.get("network_")
         if isinstance(net, (bytes, dict)):
             device = torch.device(state.get("device_", "cpu"))

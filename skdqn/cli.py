@@ -2,10 +2,10 @@
 
 * ``skdqn demo``: DQN against product quantization on the embedded digits.
 * ``skdqn fit X y -o model.skdqn``: train a :class:`~skdqn.DeepQuantizer`
-  (after a :class:`~sklearn.preprocessing.StandardScaler` unless
-  ``--no-standardize``) and save it in skdqn's model format: arrays, a JSON
-  header and the network's weights, read back without unpickling anything
-  (:func:`load_model`), so a model file from someone else is safe to load.
+  (which standardizes its inputs unless ``--no-standardize``) and save it in
+  skdqn's model format: arrays, a JSON header and the network's weights, read
+  back without unpickling anything (:func:`load_model`), so a model file from
+  someone else is safe to load.
 * ``skdqn encode model.skdqn X -o codes.npy``: the ``(n, M)`` codes.
 * ``skdqn index model.skdqn database -o index.npz``: build an
   :class:`~skdqn.AQDNeighbors` over the database and save it
@@ -246,9 +246,11 @@ def load_model(path):
     Returns
     -------
     model : DeepQuantizer or sklearn.pipeline.Pipeline
-        The fitted :class:`~skdqn.DeepQuantizer`, or, when the features
-        were standardized (the default of ``skdqn fit``), the fitted
-        ``make_pipeline(StandardScaler(), DeepQuantizer(...))``.
+        The fitted :class:`~skdqn.DeepQuantizer` (which standardizes its
+        inputs itself unless fitted with ``--no-standardize``); for a file
+        written by an older ``skdqn fit``, which standardized with a
+        separate scaler, the fitted ``make_pipeline(StandardScaler(),
+        DeepQuantizer(...))``.
 
     Raises
     ------
@@ -268,8 +270,8 @@ def load_model(path):
     >>> main(["fit", X, y, "-o", model, "--M", "1", "--K", "4", "--epochs", "1"])  # doctest: +ELLIPSIS
     fitted DeepQuantizer on 40 items x 4 features ...
     0
-    >>> [name for name, _ in load_model(model).steps]
-    ['standardscaler', 'deepquantizer']
+    >>> load_model(model).standardize
+    True
     """
     from sklearn.pipeline import make_pipeline
 
@@ -279,8 +281,11 @@ def load_model(path):
     return dq if scaler is None else make_pipeline(scaler, dq)
 
 
-def _load_model(path):
-    """``(model, quantizer)`` from a model file written by ``skdqn fit``, or raise _InputError."""
+def _load_model(path, threads=None):
+    """``(model, quantizer)`` from a model file written by ``skdqn fit``, or raise _InputError.
+
+    ``threads`` (``--threads``), when given, replaces the model's ``n_threads``.
+    """
     if not os.path.exists(path):
         raise _InputError(f"model file not found: {path}")
     magic = b""
@@ -299,7 +304,10 @@ def _load_model(path):
         model = load_model(path)
     except ValueError as exc:
         raise _InputError(f"not a model written by 'skdqn fit', or damaged: {exc}") from None
-    return model, (model[-1] if hasattr(model, "steps") else model)
+    dq = model[-1] if hasattr(model, "steps") else model
+    if threads is not None:
+        dq.n_threads = threads
+    return model, dq
 
 
 def _embed(parts, X, path):
@@ -367,6 +375,10 @@ def _demo(args):
         f"({len(Z_q) / search_s:,.0f} queries/s), precision@10 {precision:.3f}, "
         f"{index.codes_.nbytes / len(X_db):.0f} bytes per item"
     )
+    print(
+        "  (MAP: mean over queries of the average precision of the whole ranked database, "
+        "1 = every same-digit item first; bytes per item: the size of one stored code)"
+    )
     return 0
 
 
@@ -399,10 +411,8 @@ def _check_device(device):
 
 
 def _fit(args):
-    """``skdqn fit``: train a DeepQuantizer (after a StandardScaler by default) and save it."""
+    """``skdqn fit``: train a DeepQuantizer (standardizing its inputs by default) and save it."""
     import numpy as np
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     from sklearn.utils._param_validation import InvalidParameterError
 
     from ._model_io import save_model
@@ -420,17 +430,18 @@ def _fit(args):
     }
     if "hidden_layer_sizes" in params:
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    dq = DeepQuantizer(**params)
-    model = make_pipeline(StandardScaler(), dq) if args.standardize else dq
+    if args.threads is not None:
+        params["n_threads"] = args.threads
+    dq = DeepQuantizer(standardize=args.standardize, **params)
     try:
         start = time.perf_counter()
-        model.fit(X, y)
+        dq.fit(X, y)
         seconds = time.perf_counter() - start
     except InvalidParameterError as exc:  # an option out of range, e.g. --K 1
         raise _InputError(str(exc)) from None
     except ValueError as exc:
         raise _RunError(f"fitting failed: {exc}") from None
-    save_model(dq, args.output, scaler=model[0] if args.standardize else None, single_file=True)
+    save_model(dq, args.output, single_file=True)
 
     M, K, _ = dq.codebooks_.shape
     bits = M * int(np.ceil(np.log2(K)))
@@ -452,7 +463,7 @@ def _fit(args):
                 else "no quantization loss yet (all epochs were warm-up epochs)"
             )
         )
-    print(f"saved {'StandardScaler + ' if args.standardize else ''}DeepQuantizer to {args.output}")
+    print(f"saved DeepQuantizer to {args.output}")
     return 0
 
 
@@ -460,7 +471,7 @@ def _encode(args):
     """``skdqn encode``: write the codes of X under a saved model."""
     from ._pq import encode
 
-    parts = _load_model(args.model)
+    parts = _load_model(args.model, args.threads)
     X = _load_array(args.X, key=args.key, what="X")
     _check_output(args.output, "codes", _ARRAY_SUFFIXES)
     codes = encode(_embed(parts, X, args.X), parts[1].codebooks_)
@@ -591,7 +602,7 @@ def _search(args):
     """``skdqn search``: write the top-k database items of each query by AQD."""
     import numpy as np
 
-    parts = _load_model(args.model)
+    parts = _load_model(args.model, getattr(args, "threads", None))
     _positional_inputs(args)
     table = args.ids is not None or args.query_ids is not None
     _check_output(args.output, "neighbors", (".csv", ".txt") if table else _ARRAY_SUFFIXES)
@@ -644,7 +655,7 @@ def _check_index_output(path):
 
 def _index(args):
     """``skdqn index``: build an AQDNeighbors over a database with the model's codebooks and save it."""
-    parts = _load_model(args.model)
+    parts = _load_model(args.model, getattr(args, "threads", None))
     _check_index_output(args.output)
     index = _build_index(args, parts, labels_path=args.labels)
     try:
@@ -721,7 +732,7 @@ def _save_results(path, results):
 
 def _evaluate(args):
     """``skdqn evaluate``: MAP, MAP@k and precision@k of labelled queries against a labelled database."""
-    parts = _load_model(args.model)
+    parts = _load_model(args.model, getattr(args, "threads", None))
     _positional_inputs(args)
     if args.output is not None:
         _check_output(args.output, "results", (".json", ".csv"))
@@ -771,8 +782,8 @@ def _add_threads(parser):
     """Add the ``--threads`` option (PyTorch CPU threads) to a sub-parser."""
     parser.add_argument(
         "--threads", type=_positive_int, default=None,
-        help="CPU threads for PyTorch (default: PyTorch's default); 1 is often fastest for "
-        "small networks, and much faster on a busy machine",
+        help="CPU threads for PyTorch (default: the model's n_threads, DeepQuantizer's default 1: "
+        "the fastest for small networks, and much faster on a busy machine)",
     )
 
 
@@ -859,11 +870,12 @@ def _add_fit(sub):
         description=(
             "Train a DeepQuantizer on X (n_samples, n_features) with labels y (class labels, "
             "or a 0/1 label indicator matrix for multi-label data: two items are similar when "
-            "they share a label) and save it. The features are standardized first "
-            "(StandardScaler; the saved model is then a Pipeline that applies it to every "
-            "later input) unless --no-standardize is given. Options left out keep "
-            "DeepQuantizer's defaults, shown below. The model file holds arrays, a JSON header and "
-            "the network's weights, and is read without unpickling anything: a model file from "
+            "they share a label) and save it. The network standardizes the features itself "
+            "(DeepQuantizer's standardize=True: mean and scale learned by fit, saved in the "
+            "model and applied to every later input) unless --no-standardize is given. "
+            "Options left out keep DeepQuantizer's defaults, shown below. The model file holds "
+            "arrays, a JSON header and the network's weights, and is read without unpickling "
+            "anything: a model file from "
             "someone else is safe to load (DeepQuantizer.load, skdqn.cli.load_model)."
         ),
         epilog=_EPILOG_FORMATS,
@@ -892,7 +904,8 @@ def _add_fit(sub):
     )
     fit.add_argument(
         "--standardize", action=argparse.BooleanOptionalAction, default=True,
-        help="standardize the features with a StandardScaler saved in the model (default: yes)",
+        help="the network standardizes the features, with statistics saved in the model "
+        "(DeepQuantizer's standardize; default: yes)",
     )
     _add_threads(fit)
     fit.add_argument("--key", help="array name inside X when it is an .npz file")

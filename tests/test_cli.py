@@ -71,28 +71,50 @@ def model_file(data):
     return path
 
 
-def test_fit_saves_a_standardizing_pipeline(model_file, data, capsys):
+def test_fit_saves_a_standardizing_quantizer(model_file, data, capsys):
     _, _, arrays = data
-    model = load_model(model_file)
-    assert isinstance(model, Pipeline)
-    dq = model[-1]
-    assert isinstance(dq, DeepQuantizer)
+    dq = load_model(model_file)
+    assert isinstance(dq, DeepQuantizer) and dq.standardize
     assert dq.codebooks_.shape == (2, 16, 8)
     assert dq.n_iter_ == 2 and dq.random_state == 0
     # Options not given keep the estimator's defaults.
     assert dq.lam == DeepQuantizer().lam
     assert dq.learning_rate == DeepQuantizer().learning_rate
-    np.testing.assert_allclose(model[0].mean_, arrays["X"].mean(axis=0))
+    assert dq.n_threads == DeepQuantizer().n_threads
+    mean = dq.network_.standardizer.mean.numpy()
+    np.testing.assert_allclose(mean, arrays["X"].mean(axis=0), rtol=1e-5, atol=1e-5)
 
 
-def test_model_file_is_the_pickle_free_format(model_file, data, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def pipeline_file(data):
+    """A model file as the older ``skdqn fit`` wrote it: a StandardScaler, then the quantizer."""
+    from sklearn.preprocessing import StandardScaler
+
+    from skdqn._model_io import save_model
+
+    folder, _, arrays = data
+    scaler = StandardScaler().fit(arrays["X"])
+    dq = DeepQuantizer(M=2, K=16, max_epochs=2, n_components=16, hidden_layer_sizes=(32,),
+                       standardize=False, random_state=0).fit(scaler.transform(arrays["X"]), arrays["y"])
+    path = str(folder / "pipeline.skdqn")
+    save_model(dq, path, scaler=scaler, single_file=True)
+    return path
+
+
+def test_model_file_is_the_pickle_free_format(model_file, pipeline_file, data, tmp_path, capsys):
     """The file holds arrays, a JSON header and a state_dict; it is read without unpickling."""
     import zipfile
 
     _, files, arrays = data
     with zipfile.ZipFile(model_file) as zf:
-        assert {"header.json", "network.npy", "scaler_mean.npy", "codes.npy"} <= set(zf.namelist())
-    model = load_model(model_file)
+        assert {"header.json", "network.npy", "codes.npy"} <= set(zf.namelist())
+        assert "scaler_mean.npy" not in zf.namelist()  # the network standardizes itself
+    # Files of the older 'skdqn fit' (a StandardScaler first) are still read, as a Pipeline.
+    model = load_model(pipeline_file)
+    assert isinstance(model, Pipeline)
+    with zipfile.ZipFile(pipeline_file) as zf:
+        assert "scaler_mean.npy" in zf.namelist()
+    model_file = pipeline_file
     with pytest.raises(ValueError, match="StandardScaler followed by a DeepQuantizer.*skdqn.cli.load_model"):
         DeepQuantizer.load(model_file)
     np.testing.assert_array_equal(model[0].scale_, np.sqrt(model[0].var_) + (model[0].var_ == 0))
@@ -123,7 +145,7 @@ def test_fit_encode_search_through_main(model_file, data, capsys):
     assert "encoded 500 items" in capsys.readouterr().out
     codes = np.load(codes_path)
     assert codes.shape == (500, 2) and codes.dtype == np.uint8
-    np.testing.assert_array_equal(codes, model[-1].encode(model[0].transform(arrays["X"])))
+    np.testing.assert_array_equal(codes, model.encode(arrays["X"]))
 
     nn_path, dist_path = str(folder / "nn.npy"), str(folder / "dist.npy")
     argv = ["search", model_file, files["X"], files["Q"], "-k", "7", "-o", nn_path]
@@ -134,7 +156,7 @@ def test_fit_encode_search_through_main(model_file, data, capsys):
     assert dist.shape == (30, 7) and dist.dtype == np.float32
     assert (np.diff(dist, axis=1) >= 0).all()
 
-    index = AQDNeighbors(n_neighbors=7, codebooks=model[-1]).fit(model.transform(arrays["X"]))
+    index = AQDNeighbors(n_neighbors=7, codebooks=model).fit(model.transform(arrays["X"]))
     ref_dist, ref_ind = index.kneighbors(model.transform(arrays["Q"]))
     np.testing.assert_array_equal(ind, ref_ind)
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-6)
@@ -156,7 +178,7 @@ def test_database_codes_search_is_an_index_over_the_encoded_codes(metric, model_
     assert "searched 30 queries against 500 items (2 bytes per item)" in capsys.readouterr().out
 
     # The same as an index built from those codes...
-    index = AQDNeighbors.from_codes(model[-1].codebooks_, np.load(codes_path), n_neighbors=9, metric=metric)
+    index = AQDNeighbors.from_codes(model.codebooks_, np.load(codes_path), n_neighbors=9, metric=metric)
     ref_dist, ref_ind = index.kneighbors(model.transform(arrays["Q"]))
     np.testing.assert_array_equal(np.load(nn), ref_ind)
     np.testing.assert_array_equal(np.load(dist), ref_dist)
@@ -177,8 +199,8 @@ def test_csv_and_npz_inputs_and_csv_output(model_file, data, tmp_path, capsys):
     model_csv = str(tmp_path / "m.skdqn")
     assert main(["fit", str(X_csv), str(npz), "--y-key", "labels", "-o", model_csv, *FAST]) == 0
     fitted = load_model(model_csv)
-    assert fitted[-1].codes_.shape == (500, 2)
-    np.testing.assert_allclose(fitted[0].mean_, arrays["X"].mean(axis=0))
+    assert fitted.codes_.shape == (500, 2)
+    np.testing.assert_allclose(fitted.network_.standardizer.mean.numpy(), arrays["X"].mean(axis=0), rtol=1e-5, atol=1e-5)
 
     # Labels as a CSV column.
     y_csv = tmp_path / "y.csv"
@@ -195,7 +217,7 @@ def test_csv_and_npz_inputs_and_csv_output(model_file, data, tmp_path, capsys):
     assert main(["encode", model_file, str(first), "-o", str(out)]) == 0
     written = np.loadtxt(out, delimiter=",", dtype=np.int64)
     model = load_model(model_file)
-    np.testing.assert_array_equal(written, model[-1].encode(model[0].transform(arrays["Q"])))
+    np.testing.assert_array_equal(written, model.encode(arrays["Q"]))
 
 
 def test_no_standardize_saves_a_plain_quantizer(data, tmp_path, capsys):
@@ -205,7 +227,12 @@ def test_no_standardize_saves_a_plain_quantizer(data, tmp_path, capsys):
     assert main(argv) == 0
     model = load_model(path)
     assert isinstance(model, DeepQuantizer) and model.lam == 0.5
+    assert model.standardize is False and not model.network_.standardizes
     assert "saved DeepQuantizer to" in capsys.readouterr().out
+    # --threads of the other commands replaces the model's n_threads.
+    from skdqn.cli import _load_model
+
+    assert model.n_threads == 1 and _load_model(path, 3)[1].n_threads == 3
     codes = str(tmp_path / "codes.npy")
     assert main(["encode", path, files["Q"], "-o", codes]) == 0
     np.testing.assert_array_equal(np.load(codes), model.encode(arrays["Q"]))
@@ -395,7 +422,7 @@ def test_fit_help_shows_the_estimators_actual_defaults(capsys):
 def test_outputs_are_written_as_their_suffix_says(model_file, data, tmp_path, capsys):
     _, files, _ = data
     model = load_model(model_file)
-    expected = model[-1].encode(model[0].transform(np.load(files["Q"])))
+    expected = model.encode(np.load(files["Q"]))
     txt = tmp_path / "c.txt"
     assert main(["encode", model_file, files["Q"], "-o", str(txt)]) == 0
     assert not txt.read_bytes().startswith(b"\x93NUMPY")
@@ -549,7 +576,7 @@ def test_evaluate_reports_map_map_at_k_and_precision_at_k(model_file, index_file
     _, files, arrays = data
     model = load_model(model_file)
     y_q = np.load(files["yq"])
-    reference = AQDNeighbors(codebooks=model[-1]).fit(model.transform(arrays["X"]), arrays["y"])
+    reference = AQDNeighbors(codebooks=model).fit(model.transform(arrays["X"]), arrays["y"])
     Z_q = model.transform(arrays["Q"])
     out = tmp_path / "results.json"
     argv = ["evaluate", model_file, files["X"], files["Q"], "--database-labels", files["y"],

@@ -28,6 +28,7 @@ EXPECTED = {
     "plot_search_speed.py",
     "plot_custom_backbone.py",
     "plot_large_index.py",
+    "plot_images_end_to_end.py",
     "plot_ivf_recall.py",
 }
 RUN = os.environ.get("SKDQN_RUN_EXAMPLES", "") not in ("", "0")

@@ -251,7 +251,7 @@ HEADER_CASES = [
     (_set("standardize", {"n_samples_seen": 10}), "incomplete: missing \\['scaler_mean'"),
     (_set("skdqn_version", 1), "'skdqn_version' must be a version string"),
     (_set("format_version", "1"), "format_version"),
-    (_set("format_version", 2), "newer skdqn"),
+    (_set("format_version", 3), "newer skdqn"),
     (_set("format", "skdqn.AQDNeighbors"), "does not hold a DeepQuantizer model"),
 ]
 

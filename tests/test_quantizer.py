@@ -140,7 +140,7 @@ def test_cosine_schedule_anneals_the_learning_rate(small):
             return super().step(closure)
 
     dq = DeepQuantizer(random_state=0, learning_rate=0.01, **{**FAST, "max_epochs": 4})
-    dq._make_optimizer = lambda params: Spy(params, lr=dq.learning_rate)
+    dq._make_optimizer = lambda net: Spy(net.parameters(), lr=dq.learning_rate)
     dq.fit(X, y)
     per_epoch = seen[::5]  # 300 samples / 64 = 5 batches per epoch
     np.testing.assert_allclose(per_epoch, [0.01 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)])

@@ -209,10 +209,11 @@ def test_images_read_lazily_from_npy_files(digits, tmp_path):
     queries = write_npy(tmp_path / "queries", X_q, y_q)
     params = dict(M=2, K=16, hidden_layer_sizes=(128,), max_epochs=8, warmup_epochs=2, batch_size=128)
     dq = DeepQuantizer(random_state=0, **params).fit(train)
-    # Labels: one pass; probe: 2 items; 8 epochs; codebook fit + refreshes at the
-    # ends of epochs 2, 4 and 6, and the final codes: 4 embedding passes.
+    # Labels: one pass; probe: 2 items; the input statistics (standardize): one
+    # pass; 8 epochs; codebook fit + refreshes at the ends of epochs 2, 4 and 6,
+    # and the final codes: 4 embedding passes.
     n = len(train)
-    assert n % 128 > 1 and train.reads == 2 + n * (1 + 8 + 4)
+    assert n % 128 > 1 and train.reads == 2 + n * (1 + 1 + 8 + 4)
     assert dq.codes_.shape == (n, 2)
     map_disk = dq.score(queries)
     map_array = DeepQuantizer(random_state=0, **params).fit(X_db, y_db).score(X_q, y_q)
