@@ -28,13 +28,16 @@ setup(
     extras_require={
         # The test extra includes the optional dependencies, so that their
         # tests (faiss interop, search on a dask cluster, feature names from
-        # pandas) run in CI instead of being skipped.
+        # pandas, the documentation build's hooks) run in CI instead of being
+        # skipped.
         "test": [
             "pytest>=7",
             "hypothesis>=6",
             "faiss-cpu>=1.7.4",
             "dask[distributed]>=2023.1",
             "pandas>=1.5",
+            "sphinx>=7",
+            "matplotlib>=3.6",
         ],
         # faiss interop (AQDNeighbors.to_faiss/from_faiss) and cluster search.
         "scale": ["faiss-cpu>=1.7.4", "dask[distributed]>=2023.1"],
