@@ -57,3 +57,23 @@ def test_silent_without_verbose(capsys):
     X, y = np.random.default_rng(0).normal(size=(100, 8)), np.arange(100) % 4
     DeepQuantizer(max_epochs=1, verbose=0, random_state=0, **FAST).fit(X, y)
     assert capsys.readouterr().err == ""
+
+
+def test_model_selection_shows_each_epoch_of_each_fit(capsys):
+    # GridSearchCV clones the estimator with its verbose parameter: every fit
+    # of the search reports its epochs (plain lines: stderr is not a terminal).
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import GridSearchCV
+
+    from skdqn import DeepQuantizer
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300], y[:300]
+    GridSearchCV(
+        DeepQuantizer(M=2, K=8, max_epochs=2, warmup_epochs=1, verbose=1, random_state=0),
+        {"lam": [0.0, 0.1]},
+        cv=2,
+    ).fit(X, y)
+    err = capsys.readouterr().err
+    assert err.count("DeepQuantizer epoch 2/2") == 2 * 2 + 1  # 2 values x 2 folds, and the refit
+    assert "quant=nan" not in err and "\r" not in err
