@@ -23,7 +23,10 @@ Data: digits (sklearn, embedded; 20 % of the images as queries, stratified,
 seed 0; the other 80 % as training set and database), and Fashion-MNIST when
 the Debian package ``dataset-fashion-mnist`` is installed (1,000 test images
 as queries, the 60,000 training images as database, 10,000 of them as
-training set; see :func:`skdqn.datasets.load_fashion_mnist`).
+training set; see :func:`skdqn.datasets.load_fashion_mnist`), and then its
+multi-label set of ``reproduce_paper.py`` (two images side by side, labels =
+the union of their classes; the classifier is then trained with one logistic
+output per label, binary cross-entropy).
 
 Usage::
 
@@ -53,11 +56,17 @@ def cross_entropy_embedder(X, y, R, seed, defaults):
     """Train backbone + tanh(R) bottleneck + linear classifier with cross-entropy; return the embedder."""
     torch.manual_seed(seed)
     X_t = torch.from_numpy(np.asarray(X, dtype=np.float32))
-    classes, y_idx = np.unique(y, return_inverse=True)
-    y_t = torch.from_numpy(y_idx)
+    y = np.asarray(y)
+    if y.ndim == 2:  # multi-label indicator matrix: one logistic output per label
+        y_t, n_out = torch.from_numpy(y.astype(np.float32)), y.shape[1]
+        criterion = torch.nn.functional.binary_cross_entropy_with_logits
+    else:
+        classes, y_idx = np.unique(y, return_inverse=True)
+        y_t, n_out = torch.from_numpy(y_idx), len(classes)
+        criterion = torch.nn.functional.cross_entropy
     hidden = defaults["hidden_layer_sizes"]
     net = QuantizationNetwork(build_mlp(X_t.shape[1], hidden, defaults["dropout"]), hidden[-1], R)
-    model = torch.nn.Sequential(net, torch.nn.Linear(R, len(classes)))
+    model = torch.nn.Sequential(net, torch.nn.Linear(R, n_out))
     opt = torch.optim.Adam(model.parameters(), lr=defaults["learning_rate"], weight_decay=defaults["weight_decay"])
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=defaults["max_epochs"])
     generator = torch.Generator().manual_seed(seed)
@@ -69,7 +78,7 @@ def cross_entropy_embedder(X, y, R, seed, defaults):
             idx = perm[b : b + batch]
             if len(idx) < 2:
                 continue
-            loss = torch.nn.functional.cross_entropy(model(X_t[idx]), y_t[idx])
+            loss = criterion(model(X_t[idx]), y_t[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -156,6 +165,9 @@ def main():
             print(f"\nFashion-MNIST skipped: {exc}")
         else:
             run(data, args.seeds, rows)
+            from reproduce_paper import fashion_multilabel_data
+
+            run(fashion_multilabel_data(quick=False), args.seeds, rows)
     table = rst_table(rows, args.seeds)
     print("\n" + table)
     if args.out:
