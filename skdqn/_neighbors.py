@@ -52,6 +52,22 @@ def _object_array(list_of_arrays):
     return out
 
 
+_SELF_CHUNK = 1 << 15  # kneighbors(X=None): stored items searched at a time
+
+
+def _drop_self(dist, ind, items):
+    """Each row's top ``k - 1`` without its own item ``items[row]``: (dist, ind) of shape (n, k - 1).
+
+    When the item is not in its own k-list (more than k - 1 items rank
+    before it, e.g. tied duplicates of smaller index), the first k - 1
+    entries are already the top of the other items: the last entry goes.
+    """
+    n, k = ind.shape
+    keep = ind != items[:, None]
+    keep[keep.all(axis=1), k - 1] = False
+    return dist[keep].reshape(n, k - 1), ind[keep].reshape(n, k - 1)
+
+
 class AQDNeighbors(BaseEstimator):
     """Nearest neighbours over product-quantization codes, searched by AQD.
 
@@ -738,9 +754,7 @@ class AQDNeighbors(BaseEstimator):
                 f"Expected {inequality}, but n_neighbors = {n_neighbors}, "
                 f"n_samples_fit = {self.n_samples_fit_}, n_samples = {queries.n_queries}"
             )
-        dist, ind = self._knn(queries, k)
-        if query_is_train:
-            dist, ind = self._leave_self_out(dist, ind)
+        dist, ind = self._knn_leave_self_out(queries, k) if query_is_train else self._knn(queries, k)
         if not return_distance:
             return ind
         return get_metric(self.metric).to_user(dist), ind
@@ -770,23 +784,23 @@ class AQDNeighbors(BaseEstimator):
         lists = self._lists()
         return np.arange(self.n_samples_fit_) if lists is None else np.asarray(lists.ids, dtype=np.intp)
 
-    def _leave_self_out(self, dist, ind):
-        """``X=None``: per item, the top k of the others, in item order.
+    def _knn_leave_self_out(self, queries, k):
+        """``X=None``: per item, the top ``k - 1`` of the others, in item order.
 
-        Query row ``j`` is the item ``items[j]`` (stored rows are in list order
-        with inverted lists). When the item is not in its own (k + 1)-list
-        (more than k items rank before it, e.g. tied duplicates of smaller
-        index), the list's first k entries are already the top k of the other
-        items: the last entry goes.
+        The stored items are searched ``_SELF_CHUNK`` at a time (``k`` each,
+        then the item itself dropped), and each chunk's result is written
+        into the output, so beyond the output the memory stays bounded
+        whatever the number of items. Query row ``j`` is the item
+        ``items[j]`` (stored rows are in list order with inverted lists).
         """
         items = self._row_items()
-        n_queries, k = ind.shape
-        keep = ind != items[:, None]
-        keep[keep.all(axis=1), k - 1] = False
-        out_d = np.empty((n_queries, k - 1), dtype=dist.dtype)
-        out_i = np.empty((n_queries, k - 1), dtype=ind.dtype)
-        out_d[items] = dist[keep].reshape(n_queries, k - 1)
-        out_i[items] = ind[keep].reshape(n_queries, k - 1)
+        n = queries.n_queries
+        out_d = np.empty((n, k - 1), dtype=np.float32)
+        out_i = np.empty((n, k - 1), dtype=np.intp)
+        for start in range(0, n, _SELF_CHUNK):
+            rows = slice(start, min(n, start + _SELF_CHUNK))
+            dist, ind = self._knn(queries.block(rows), k)
+            out_d[items[rows]], out_i[items[rows]] = _drop_self(dist, ind, items[rows])
         return out_d, out_i
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):

@@ -916,3 +916,23 @@ def test_codebooks_with_huge_values_say_rescale(scale):
             AQDNeighbors(codebooks=codebooks).fit(X)
         with pytest.raises(ValueError, match="codebooks has values of magnitude"):
             AQDNeighbors.from_codes(codebooks, np.zeros((10, 2), np.uint8))
+
+
+@pytest.mark.parametrize("n_lists", [None, 6])
+def test_x_none_searched_in_chunks_of_items_changes_nothing(monkeypatch, n_lists):
+    # kneighbors(X=None) searches the stored items a chunk at a time (bounded
+    # memory beyond the output); tiny chunks, duplicates and ties included.
+    import skdqn._neighbors as neighbors_module
+
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 3, size=(300, 4)).astype(float)
+    X[:20] = X[20]
+    index = AQDNeighbors(n_neighbors=12, M=2, K=4, n_lists=n_lists, n_probe=3, random_state=0).fit(X)
+    expected = index.kneighbors()
+    graph = index.kneighbors_graph(mode="distance").toarray()
+    monkeypatch.setattr(neighbors_module, "_SELF_CHUNK", 7)
+    got = index.kneighbors()
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(index.kneighbors_graph(mode="distance").toarray(), graph)
+    assert not (got[1] == np.arange(300)[:, None]).any()  # never itself
