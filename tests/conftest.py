@@ -160,3 +160,14 @@ class SmallCNN(torch.nn.Module):
 def small_cnn():
     """The :class:`SmallCNN` class: call it for a fresh, randomly initialised module."""
     return SmallCNN
+
+
+def damage_file(target, how, position):
+    """Truncate ``target`` at, or flip the byte at, ``position`` (0 to 1) of its length (fuzz tests)."""
+    data = bytearray(target.read_bytes())
+    at = int(position * (len(data) - 1))
+    if how == "truncate":
+        data = data[:at]
+    else:
+        data[at] ^= 0xFF
+    target.write_bytes(bytes(data))

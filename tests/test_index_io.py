@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from conftest import assert_same_search
+from conftest import assert_same_search, damage_file
 from skdqn import AQDNeighbors
 from skdqn._io import write_bundle
 
@@ -221,17 +221,6 @@ def _members(path):
     return ["<archive>"]
 
 
-def _damage(path, member, how, position):
-    target = path / member if path.is_dir() else path
-    data = bytearray(target.read_bytes())
-    at = int(position * (len(data) - 1))
-    if how == "truncate":
-        data = data[:at]
-    else:
-        data[at] ^= 0xFF
-    target.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize("name", ["i", "i.npz"])
 def test_fuzz_every_member_damaged_gives_the_index_or_a_clear_error(tmp_path, name):
     X, y = data(n=200)
@@ -242,7 +231,7 @@ def test_fuzz_every_member_damaged_gives_the_index_or_a_clear_error(tmp_path, na
         for how in ("truncate", "flip"):
             for position in (0.0, 0.01, 0.3, 0.5, 0.77, 0.999):
                 path = index.save(tmp_path / name)
-                _damage(path, member, how, position)
+                damage_file(path / member if path.is_dir() else path, how, position)
                 for mmap_mode in (None, "r"):
                     try:
                         loaded = AQDNeighbors.load(path, mmap_mode=mmap_mode)

@@ -18,6 +18,7 @@ import torch
 from numpy.testing import assert_array_equal
 from sklearn.exceptions import NotFittedError
 
+from conftest import damage_file
 from skdqn import AQDNeighbors, DeepQuantizer
 from skdqn._io import _header_text, write_bundle
 
@@ -398,16 +399,6 @@ def test_a_single_file_replaced_by_a_pickle_is_refused_without_running_it(tmp_pa
 
 
 # ------------------------------------------------------------------ fuzz
-def _damage(target, how, position):
-    data = bytearray(target.read_bytes())
-    at = int(position * (len(data) - 1))
-    if how == "truncate":
-        data = data[:at]
-    else:
-        data[at] ^= 0xFF
-    target.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize("name", ["m", "m.npz"])
 def test_fuzz_every_member_damaged_gives_the_model_or_a_clear_error(tmp_path, model, data, name):
     _, X_q, _, y_q = data
@@ -418,7 +409,7 @@ def test_fuzz_every_member_damaged_gives_the_model_or_a_clear_error(tmp_path, mo
         for how in ("truncate", "flip"):
             for position in positions:
                 path = model.save(tmp_path / name)
-                _damage(path / member if path.is_dir() else path, how, position)
+                damage_file(path / member if path.is_dir() else path, how, position)
                 try:
                     loaded = DeepQuantizer.load(path)
                 except ValueError:
