@@ -288,6 +288,33 @@ def test_candidate_distances_equal_the_scan():
     assert_array_equal(candidate_distances(tables, codes, query, rows), aqd_distances(tables, codes)[query, rows])
 
 
+@pytest.mark.parametrize("M, dtype", [(2, np.uint8), (4, np.uint8), (8, np.uint8), (3, np.uint8),
+                                      (2, np.uint16), (4, np.uint16), (5, np.uint16)])
+@pytest.mark.parametrize("layout", ["contiguous", "fortran", "strided"])
+def test_candidate_distances_over_block_boundaries_and_layouts(monkeypatch, M, dtype, layout):
+    """Pairs spanning several blocks, codes gathered as words or row by row, against a plain loop."""
+    import skdqn._ivf as ivf
+
+    monkeypatch.setattr(ivf, "_PAIR_BLOCK", 37)
+    rng = np.random.default_rng(M)
+    K = 300 if dtype == np.uint16 else 11
+    tables = rng.random((6, M, K), dtype=np.float32)
+    codes = rng.integers(0, K, size=(40, M)).astype(dtype)
+    if layout == "fortran":
+        codes = np.asfortranarray(codes)
+    elif layout == "strided":
+        codes = np.repeat(codes, 2, axis=0)[::2]
+    query = rng.integers(0, 6, 200)
+    rows = rng.integers(0, 40, 200)
+    expected = np.empty(200, dtype=np.float32)
+    for p in range(200):
+        expected[p] = tables[query[p], 0, codes[rows[p], 0]]
+        for m in range(1, M):
+            expected[p] += tables[query[p], m, codes[rows[p], m]]
+    assert_array_equal(candidate_distances(tables, codes, query, rows), expected)
+    assert candidate_distances(tables, codes, query[:0], rows[:0]).shape == (0,)
+
+
 def test_build_and_append_lists():
     order, offsets = build_lists(np.array([2, 0, 2, 0, 1]), 4)
     assert order.tolist() == [1, 3, 4, 0, 2] and offsets.tolist() == [0, 2, 3, 5, 5]
