@@ -53,7 +53,8 @@ _IVF_BLOCK_FACTOR = 8  # queries per task: up to this many times ScanBlocks.quer
 _IVF_TABLE_FLOATS = 1 << 21  # ... within this many floats of lookup tables (8 MiB)
 _PROBE_FLOATS = 1 << 18  # coarse scores ranked at a time (1 MiB of float32)
 _PAIR_BLOCK = 1 << 14  # (query, item) pairs summed at a time: their buffers stay in the cache
-_GROUP_MIN = 2048  # a list whose (queries x items) of a block reach this is scanned once for all its queries
+_BOUND_SAMPLE = 256  # candidates per query whose k-th smallest bounds the flat candidates kept
+_GROUP_MIN = 4096  # a list whose (queries x items) of a block reach this is scanned once for all its queries
 
 
 @dataclass(frozen=True)
@@ -404,32 +405,24 @@ def _candidates(tables, codes, ids, pieces, chunk):
     return query, ids[rows], candidate_distances(tables, codes, query, rows)
 
 
-def _run_topk(query, keys, nq, k):
-    """Per query the k smallest keys of its (contiguous) run, padded with PAD_KEY.
+def _run_bounds(query, dist, nq, k, width):
+    """Per query, an upper bound of the k-th smallest of its candidates (inf when it has fewer than k).
 
-    The runs are laid out as rows of one padded array when that costs at most
-    twice the keys (the usual case: similar runs); otherwise each run is
-    selected on its own, so memory stays bounded by the chunk.
+    The bound is the k-th smallest of the first ``width`` candidates of the
+    query's run (``query`` non-decreasing, so each run is contiguous): the
+    k-th smallest of a subset is never below that of the whole run, so no
+    candidate of the top k lies above it.
     """
     counts = np.bincount(query, minlength=nq)
     first = np.cumsum(counts) - counts
-    width = max(int(counts.max()) if counts.size else 0, k)
-    present = np.flatnonzero(counts)
-    out = np.full((nq, k), PAD_KEY, dtype=np.uint64)
-    if present.size * width <= 2 * keys.size + nq * k:
-        padded = np.full((nq, width), PAD_KEY, dtype=np.uint64)
-        padded[query, np.arange(query.size) - first[query]] = keys
-        if k < width:
-            padded = np.partition(padded, k - 1, axis=1)[:, :k]
-        padded.sort(axis=1)
-        return padded[:, :k]
-    for q in present:
-        run = keys[first[q] : first[q] + counts[q]]
-        if run.size > k:
-            run = np.partition(run, k - 1)[:k]
-        run = np.sort(run)
-        out[q, : run.size] = run
-    return out
+    bound = np.full(nq, np.inf, dtype=np.float32)
+    have = np.flatnonzero(counts >= k)
+    if have.size:
+        w = max(k, width)
+        take = np.minimum(first[have, None] + np.arange(w), dist.size - 1)
+        sample = np.where(np.arange(w) < counts[have, None], dist[take], np.float32(np.inf))
+        bound[have] = np.partition(sample, k - 1, axis=1)[:, k - 1]
+    return bound
 
 
 def _merge_keys(best, new, k):
@@ -475,7 +468,7 @@ def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe,
     query, probed = _in_part(query, probed, lists_part)
     grouped = _grouped_pairs(probed, lists)
     top = _RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
-    top.merge(_pair_keys(tables, codes, ids, (query[~grouped], probed[~grouped]), lists.offsets, row_start, budget, k))
+    _pair_keys(tables, codes, ids, (query[~grouped], probed[~grouped]), lists.offsets, row_start, budget, top)
     flat = flat_tables(tables)
     for cols, dist, rows in _grouped_scan(flat, codes, (query[grouped], probed[grouped]), lists.offsets, row_start, budget):
         top.add(*_below_kth(dist, ids[rows], cols, top.kth, k))
@@ -540,15 +533,22 @@ def _in_part(query, probed, lists_part):
     return query[keep], probed[keep]
 
 
-def _pair_keys(tables, codes, ids, pairs, offsets, row_start, budget, k):
-    """(nq, k) smallest keys of flat candidates: every (query, item) pair of ``pairs`` gathered."""
-    nq = tables.shape[0]
+def _pair_keys(tables, codes, ids, pairs, offsets, row_start, budget, top):
+    """Add the flat candidates of ``pairs`` to ``top``: every (query, item) pair gathered.
+
+    Per chunk, only the candidates at or below their query's bound (its
+    running k-th distance, or the k-th of a sample of its run,
+    :func:`_run_bounds`) are kept: every candidate of the final top k is
+    among them.
+    """
     pieces = _pieces(*pairs, offsets, row_start, budget)
-    best = np.full((nq, k), PAD_KEY, dtype=np.uint64)
+    if pieces[0].size:
+        tables = np.ascontiguousarray(tables)  # once here, not in every chunk's candidate_distances
     for chunk in _chunks(pieces[2], budget):
         cand_q, cand_id, dist = _candidates(tables, codes, ids, pieces, chunk)
-        best = _merge_keys(best, _run_topk(cand_q, pack_keys(dist, cand_id), nq, k), k)
-    return best
+        bound = np.minimum(_run_bounds(cand_q, dist, top.nq, top.k, _BOUND_SAMPLE), top.kth)
+        keep = np.flatnonzero(dist <= bound[cand_q])
+        top.add(cand_q[keep], pack_keys(dist[keep], cand_id[keep]))
 
 
 def _grouped_scan(flat, codes, pairs, offsets, row_start, budget):

@@ -399,6 +399,26 @@ def test_paths_keep_ties_by_item_index_across_lists(monkeypatch, group_min):
         assert_same_search(ivf, flat, X[:80], n_neighbors=200)
 
 
+@pytest.mark.parametrize("width", [1, 3, 10, 100])
+def test_run_bounds_never_fall_below_the_kth_of_the_run(width):
+    from skdqn._ivf import _run_bounds
+
+    rng = np.random.default_rng(width)
+    counts = np.array([0, 1, 3, 4, 9, 50, 2])
+    query = np.repeat(np.arange(counts.size), counts)
+    dist = rng.integers(0, 6, query.size).astype(np.float32)  # many ties
+    k = 3
+    bound = _run_bounds(query, dist, counts.size, k, width)
+    first = np.cumsum(counts) - counts
+    for q, n in enumerate(counts):
+        run = dist[first[q] : first[q] + n]
+        if n < k:
+            assert bound[q] == np.inf
+        else:
+            assert bound[q] >= np.sort(run)[k - 1]
+            assert bound[q] == np.sort(run[: max(k, width)])[k - 1]
+
+
 def test_pool_topk_takes_the_smallest_keys_of_uneven_runs():
     from skdqn._ivf import _pool_topk
     from skdqn._ranking import PAD_KEY
