@@ -469,6 +469,7 @@ def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe,
     grouped = _grouped_pairs(probed, lists)
     top = _RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
     _pair_keys(tables, codes, ids, (query[~grouped], probed[~grouped]), lists.offsets, row_start, budget, top)
+    top.fold()  # each query's k-th distance so far bounds what the grouped scan keeps
     flat = flat_tables(tables)
     for cols, dist, rows in _grouped_scan(flat, codes, (query[grouped], probed[grouped]), lists.offsets, row_start, budget):
         top.add(*_below_kth(dist, ids[rows], cols, top.kth, k))
@@ -500,16 +501,17 @@ class _RunningTopK:
         self._pool.append((queries, keys))
         self._pooled += keys.size
         if self._pooled > self.limit:
-            self._fold()
+            self.fold()
 
-    def _fold(self):
+    def fold(self):
+        """Merge the pooled candidates into the best keys (and ``kth``)."""
         if self._pool:
             self.merge(_pool_topk(self._pool, self.nq, self.k))
             self._pool, self._pooled = [], 0
 
     def result(self):
         """(nq, k) smallest keys of everything added, ascending, padded with PAD_KEY."""
-        self._fold()
+        self.fold()
         return self.best
 
 
