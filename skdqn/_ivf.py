@@ -454,20 +454,25 @@ def _probe_block(queries, lists, n_probe, k):
     return tables, (np.concatenate(query), np.concatenate(probed))
 
 
-def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe, budget):
+def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe, budget, kernel=None):
     """Top-k of a block of queries over the probed lists of one range of lists.
 
     Lists with enough work are scanned once for all the queries of the block
     that probe them (:func:`_grouped_pairs`, :func:`_grouped_scan`); the other
     (query, list) pairs are gathered as flat candidates (:func:`_pair_keys`). Both sum the
     same table entries in the same order, so the path never changes a result.
+    With a ``kernel`` (e.g. torch), every probed list is scanned by it
+    instead, once for the queries that probe it (:func:`_kernel_knn`).
     Returns (nq, k) distances and item ids; queries with fewer than k
     candidates in this range are padded with (inf, -1).
     """
     tables, (query, probed) = _probe_block(queries, lists, n_probe, k)
     query, probed = _in_part(query, probed, lists_part)
-    grouped = _grouped_pairs(probed, lists)
     top = _RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
+    if kernel is not None:
+        _kernel_knn(kernel, tables, codes, ids, (query, probed), lists.offsets, row_start, top)
+        return unpack_keys(top.result())
+    grouped = _grouped_pairs(probed, lists)
     _pair_keys(tables, codes, ids, (query[~grouped], probed[~grouped]), lists.offsets, row_start, budget, top)
     top.fold()  # each query's k-th distance so far bounds what the grouped scan keeps
     flat = flat_tables(tables)
@@ -553,6 +558,41 @@ def _pair_keys(tables, codes, ids, pairs, offsets, row_start, budget, top):
         top.add(cand_q[keep], pack_keys(dist[keep], cand_id[keep]))
 
 
+def _by_list(pairs, offsets, row_start):
+    """Per probed list (ascending), ``(cols, first, stop)``: its queries (ascending) and its local rows."""
+    query, probed = pairs
+    order = np.argsort(probed, kind="stable")  # queries stay ascending within a list
+    query, probed = query[order], probed[order]
+    bounds = np.flatnonzero(np.diff(probed, prepend=-1, append=-1))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        yield query[a:b], offsets[probed[a]] - row_start, offsets[probed[a] + 1] - row_start
+
+
+def _kernel_knn(kernel, tables, codes, ids, pairs, offsets, row_start, top):
+    """Add to ``top`` each probed list's top-k for its queries, scanned by ``kernel``.
+
+    The kernel breaks ties by row, and rows of a list hold increasing item
+    ids, so a list's top k by (distance, row) is its top k by key.
+    """
+    for cols, first, stop in _by_list(pairs, offsets, row_start):
+        k = min(top.k, stop - first)
+        if k == 0:
+            continue
+        dist, rows = kernel.kneighbors(tables[cols], codes[first:stop], k)
+        top.add(np.repeat(cols, k), pack_keys(dist.ravel(), ids[first + rows].ravel()))
+
+
+def _kernel_radius(kernel, tables, codes, ids, pairs, offsets, row_start, threshold):
+    """(query, id, distance) triples of the matches in each probed list, scanned by ``kernel``."""
+    found = []
+    for cols, first, stop in _by_list(pairs, offsets, row_start):
+        if stop == first:
+            continue
+        for q, (dist, rows) in zip(cols, kernel.radius_neighbors(tables[cols], codes[first:stop], threshold)):
+            found.append((np.full(rows.size, q, dtype=np.intp), ids[first + rows], dist))
+    return found
+
+
 def _grouped_scan(flat, codes, pairs, offsets, row_start, budget):
     """Per probed list, the AQD of its rows to the queries that probe it.
 
@@ -561,16 +601,10 @@ def _grouped_scan(flat, codes, pairs, offsets, row_start, budget):
     at most ``budget`` distances at a time. The list is scanned once
     against the table columns of its queries (``flat[:, cols]``).
     """
-    query, probed = pairs
-    order = np.argsort(probed, kind="stable")  # queries stay ascending within a list
-    query, probed = query[order], probed[order]
-    bounds = np.flatnonzero(np.diff(probed, prepend=-1, append=-1))
     M = codes.shape[1]
     moffsets = np.arange(M, dtype=np.intp) * (flat.shape[0] // M)
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        cols = query[a:b]
+    for cols, first, stop in _by_list(pairs, offsets, row_start):
         sub = np.take(flat, cols, axis=1)
-        first, stop = offsets[probed[a]] - row_start, offsets[probed[a] + 1] - row_start
         step = max(1, budget // cols.size)
         for start in range(first, stop, step):
             end = min(stop, start + step)
@@ -614,13 +648,17 @@ def _pool_topk(pool, nq, k):
     return out
 
 
-def _ivf_radius_task(queries, codes, ids, row_start, lists_part, lists, threshold, n_probe, budget):
+def _ivf_radius_task(queries, codes, ids, row_start, lists_part, lists, threshold, n_probe, budget, kernel=None):
     """Radius matches of a block of queries in the probed lists of one range: per query (d, ids).
 
-    Lists are scanned grouped or as flat candidates as in :func:`_ivf_knn_task`.
+    Lists are scanned grouped or as flat candidates (or by ``kernel``) as in
+    :func:`_ivf_knn_task`.
     """
     tables, (query, probed) = _probe_block(queries, lists, n_probe, 0)
     query, probed = _in_part(query, probed, lists_part)
+    if kernel is not None:
+        found = _kernel_radius(kernel, tables, codes, ids, (query, probed), lists.offsets, row_start, threshold)
+        return _per_query_by_id(found, queries.n_queries)
     grouped = _grouped_pairs(probed, lists)
     pieces = _pieces(query[~grouped], probed[~grouped], lists.offsets, row_start, budget)
     found = []
@@ -692,7 +730,7 @@ def _plan(queries, codes, lists, n_probe, n_jobs, n_shards):
     return query_block, budget, _list_shards(codes, lists, n_shards)
 
 
-def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None, n_shards=None):
+def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None, n_shards=None, kernel=None):
     """Top-k by AQD over the probed inverted lists, ties by item index.
 
     Parameters
@@ -717,6 +755,11 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
         Split the lists into this many contiguous ranges, each searched as
         its own task; ``None`` chooses as the exhaustive search does. Results
         never depend on it.
+    kernel : scan kernel, default=None
+        ``None``: the numpy scan of the lists (grouped by list, or flat
+        candidates). A kernel (:func:`skdqn._kernels.get_kernel`, e.g.
+        torch) scans each probed list once for the queries that probe it;
+        the same results (on CUDA, distances up to float32 rounding).
 
     Returns
     -------
@@ -745,7 +788,7 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
     query_block, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
     dist = np.empty((queries.n_queries, n_neighbors), dtype=np.float32)
     ind = np.empty((queries.n_queries, n_neighbors), dtype=np.intp)
-    args = (lists, n_neighbors, n_probe, budget)
+    args = (lists, n_neighbors, n_probe, budget, kernel)
     for rows, parts in _fan_out(_ivf_knn_task, queries, shards, query_block, n_jobs, *args):
         if len(parts) > 1:
             parts = [merge_kneighbors([p[0] for p in parts], [p[1] for p in parts], n_neighbors)]
@@ -753,7 +796,7 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
     return dist, ind
 
 
-def ivf_radius_neighbors(queries, codes, lists, radius, *, n_probe=1, n_jobs=None, n_shards=None):
+def ivf_radius_neighbors(queries, codes, lists, radius, *, n_probe=1, n_jobs=None, n_shards=None, kernel=None):
     """Items of the probed lists within ``radius`` (AQD ``<= radius``) of each query.
 
     Parameters
@@ -770,6 +813,8 @@ def ivf_radius_neighbors(queries, codes, lists, radius, *, n_probe=1, n_jobs=Non
         Parallel workers.
     n_shards : int, default=None
         Ranges of lists searched as separate tasks.
+    kernel : scan kernel, default=None
+        As for :func:`ivf_kneighbors`.
 
     Returns
     -------
@@ -790,7 +835,7 @@ def ivf_radius_neighbors(queries, codes, lists, radius, *, n_probe=1, n_jobs=Non
     array([0, 2])
     """
     query_block, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
-    args = (lists, _float32_floor(radius), n_probe, budget)
+    args = (lists, _float32_floor(radius), n_probe, budget, kernel)
     dists, inds = [], []
     for _, parts in _fan_out(_ivf_radius_task, queries, shards, query_block, n_jobs, *args):
         for q in range(len(parts[0])):

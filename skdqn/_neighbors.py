@@ -117,14 +117,15 @@ class AQDNeighbors(BaseEstimator):
         ``"dask"`` to use a cluster). ``None`` means 1 unless in such a
         context; ``-1`` uses all processors. Results do not depend on it.
     backend : {"numpy", "torch"}, default="numpy"
-        The scan kernel of the exhaustive search. ``"numpy"``: the pure-numpy
+        The scan kernel. ``"numpy"``: the pure-numpy
         scan (integer tables, then an exact float32 re-rank; one query at a
         time by pair look-ups). ``"torch"``: the scan in torch on ``device``
         (on the CPU the same integer scan, float16 sums; on CUDA the float32
         sums); the same neighbours, tie order included, and the same float32
         distances (on CUDA up to float32 rounding). Codes move to the
         device a chunk at a time (at most 256 MiB of device memory per
-        task). Inverted lists are scanned by numpy for now.
+        task). With inverted lists, the torch kernel scans each probed
+        list once for all the queries of a block that probe it.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
         Device of the torch kernel (``backend="torch"`` only): ``"auto"``
         is CUDA when available, else the CPU. CUDA on a machine without it
@@ -765,19 +766,27 @@ class AQDNeighbors(BaseEstimator):
             return get_kernel("numpy")
         return get_kernel(self.backend, device=self.device)
 
+    def _list_kernel(self):
+        """The kernel that scans inverted lists: None for numpy (its own list scan), else ``_kernel()``."""
+        return None if self.backend == "numpy" else self._kernel()
+
     def _knn(self, queries, k):
         """Top-k of a query source: exhaustive, or over the probed inverted lists."""
         lists = self._lists()
         if lists is None:
             return aqd_kneighbors(queries, self.codes_, k, n_jobs=self.n_jobs, kernel=self._kernel())
-        return ivf_kneighbors(queries, self.codes_, lists, k, n_probe=self.n_probe, n_jobs=self.n_jobs)
+        return ivf_kneighbors(
+            queries, self.codes_, lists, k, n_probe=self.n_probe, n_jobs=self.n_jobs, kernel=self._list_kernel()
+        )
 
     def _radius(self, queries, threshold):
         """Radius matches of a query source (item indices, increasing)."""
         lists = self._lists()
         if lists is None:
             return aqd_radius_neighbors(queries, self.codes_, threshold, n_jobs=self.n_jobs, kernel=self._kernel())
-        return ivf_radius_neighbors(queries, self.codes_, lists, threshold, n_probe=self.n_probe, n_jobs=self.n_jobs)
+        return ivf_radius_neighbors(
+            queries, self.codes_, lists, threshold, n_probe=self.n_probe, n_jobs=self.n_jobs, kernel=self._list_kernel()
+        )
 
     def _row_items(self):
         """The item index of each stored row (the query row of ``X=None``)."""

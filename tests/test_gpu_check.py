@@ -28,6 +28,7 @@ def test_gpu_check_on_cpu_with_tiny_sizes(gpu_check, capsys):
     out = capsys.readouterr().out
     assert "pickle on a CPU-only process" in out and "-> OK" in out
     assert "same neighbours as numpy on 5 queries: OK" in out
+    assert "inverted lists, 3e+03 codes" in out
     assert "ALL OK" in out
 
 

@@ -472,3 +472,88 @@ def test_probing_in_chunks_of_queries_changes_nothing(monkeypatch):
     assert_array_equal(got[1], expected[1])
     for a, b in zip(ivf.radius_neighbors(Q, radius=1.0)[1], radius[1]):
         assert_array_equal(a, b)
+
+
+# ---------------------------------------------------- other kernels on lists
+KERNELS = [
+    pytest.param(("numpy", {}), id="numpy-per-list"),
+    pytest.param(("numpy", {"fast": False}), id="numpy-float32-per-list"),
+    pytest.param(("torch", {"device": "cpu"}), id="torch-cpu"),
+    pytest.param(("torch", {"device": "cpu", "fast": False}), id="torch-cpu-float32"),
+]
+
+
+def _make_kernel(spec):
+    name, options = spec
+    if name == "torch":
+        pytest.importorskip("torch")
+        from skdqn._torch_kernel import TorchKernel
+
+        return TorchKernel(**options)
+    from skdqn._kernels import get_kernel
+
+    return get_kernel(name, **options)
+
+
+@pytest.mark.parametrize("spec", KERNELS)
+@pytest.mark.parametrize("metric, K", [("euclidean", 16), ("inner_product", 16), ("sqeuclidean", 256)])
+def test_a_kernel_scanning_each_list_gives_the_numpy_list_scan(spec, metric, K):
+    """The per-list kernel path against the numpy scan (grouped and flat) and the reference."""
+    kernel = _make_kernel(spec)
+    X, _, _, ivf = index_pair(metric=metric, n_lists=16, K=K)
+    lists, codes = ivf._lists(), ivf.codes_
+    table = "inner_product" if metric == "inner_product" else "sqeuclidean"
+    for n_probe in (1, 3, 16):
+        ivf.set_params(n_probe=n_probe)
+        for source in (VectorQueries(X[:40], ivf.codebooks_, table), CodeQueries(codes[:25], ivf.codebooks_, table)):
+            ref = ivf_kneighbors(source, codes, lists, 9, n_probe=n_probe)
+            for n_shards in (None, 3):
+                got = ivf_kneighbors(source, codes, lists, 9, n_probe=n_probe, kernel=kernel, n_shards=n_shards)
+                assert_array_equal(got[1], ref[1])
+                assert_array_equal(got[0], ref[0])
+        threshold = float(np.median(ref[0]))
+        r_ref = ivf_radius_neighbors(source, codes, lists, threshold, n_probe=n_probe)
+        r_got = ivf_radius_neighbors(source, codes, lists, threshold, n_probe=n_probe, kernel=kernel)
+        for a, b in zip(r_got[0] + r_got[1], r_ref[0] + r_ref[1]):
+            assert_array_equal(a, b)
+    ivf.set_params(n_probe=3)
+    expected = reference_ivf(ivf, X[:40].astype(np.float32), 9)
+    got = ivf_kneighbors(VectorQueries(X[:40], ivf.codebooks_, table), codes, lists, 9, n_probe=3, kernel=kernel)
+    assert_array_equal(got[1], expected)
+
+
+def test_backend_torch_with_lists_gives_the_numpy_results(small_blocks):
+    pytest.importorskip("torch")
+    X, y, _, ivf = index_pair(n_lists=12)
+    torch_ivf = clone(ivf).set_params(backend="torch", device="cpu", n_jobs=2).fit(X, y)
+    for n_probe in (1, 12):
+        ivf.set_params(n_probe=n_probe)
+        torch_ivf.set_params(n_probe=n_probe)
+        assert_same_search(torch_ivf, ivf, X[:60], radius=1.5)
+    ivf.set_params(n_probe=3)
+    torch_ivf.set_params(n_probe=3)
+    assert_same_search(torch_ivf, ivf, None, radius=1.5)
+    graph = torch_ivf.kneighbors_graph(X[:30], mode="distance")
+    assert (graph != ivf.kneighbors_graph(X[:30], mode="distance")).nnz == 0
+    assert torch_ivf.score(X, y) == ivf.score(X, y)
+
+
+def _has_cuda():
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _has_cuda(), reason="no CUDA device on this machine: the CUDA scan of inverted lists is not tested")
+def test_backend_torch_on_cuda_with_lists():
+    X, y, _, ivf = index_pair(n_lists=12)
+    cuda_ivf = clone(ivf).set_params(backend="torch", device="cuda").fit(X, y)
+    for n_probe in (1, 5):
+        ivf.set_params(n_probe=n_probe)
+        cuda_ivf.set_params(n_probe=n_probe)
+        d_ref, i_ref = ivf.kneighbors(X[:60])
+        d_got, i_got = cuda_ivf.kneighbors(X[:60])
+        assert_array_equal(i_got, i_ref)
+        np.testing.assert_allclose(d_got, d_ref, rtol=1e-5, atol=1e-5)
