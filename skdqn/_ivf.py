@@ -397,12 +397,12 @@ def _chunks(lengths, budget):
     return cuts
 
 
-def _candidates(tables, codes, ids, pieces, chunk):
-    """Query, item id and AQD of every candidate of one chunk of pieces."""
+def _candidates(tables, codes, pieces, chunk):
+    """Query, local row and AQD of every candidate of one chunk of pieces."""
     query, starts, lengths = (p[chunk] for p in pieces)
     rows = _expand_ranges(starts, lengths)
     query = np.repeat(query, lengths)
-    return query, ids[rows], candidate_distances(tables, codes, query, rows)
+    return query, rows, candidate_distances(tables, codes, query, rows)
 
 
 def _run_bounds(query, dist, nq, k, width):
@@ -552,10 +552,10 @@ def _pair_keys(tables, codes, ids, pairs, offsets, row_start, budget, top):
     if pieces[0].size:
         tables = np.ascontiguousarray(tables)  # once here, not in every chunk's candidate_distances
     for chunk in _chunks(pieces[2], budget):
-        cand_q, cand_id, dist = _candidates(tables, codes, ids, pieces, chunk)
+        cand_q, rows, dist = _candidates(tables, codes, pieces, chunk)
         bound = np.minimum(_run_bounds(cand_q, dist, top.nq, top.k, _BOUND_SAMPLE), top.kth)
         keep = np.flatnonzero(dist <= bound[cand_q])
-        top.add(cand_q[keep], pack_keys(dist[keep], cand_id[keep]))
+        top.add(cand_q[keep], pack_keys(dist[keep], ids[rows[keep]]))
 
 
 def _by_list(pairs, offsets, row_start):
@@ -663,9 +663,9 @@ def _ivf_radius_task(queries, codes, ids, row_start, lists_part, lists, threshol
     pieces = _pieces(query[~grouped], probed[~grouped], lists.offsets, row_start, budget)
     found = []
     for chunk in _chunks(pieces[2], budget):
-        cand_q, cand_id, dist = _candidates(tables, codes, ids, pieces, chunk)
+        cand_q, rows, dist = _candidates(tables, codes, pieces, chunk)
         hit = dist <= threshold
-        found.append((cand_q[hit], cand_id[hit], dist[hit]))
+        found.append((cand_q[hit], ids[rows[hit]], dist[hit]))
     flat = flat_tables(tables)
     for cols, dist, rows in _grouped_scan(flat, codes, (query[grouped], probed[grouped]), lists.offsets, row_start, budget):
         hit = np.flatnonzero(dist <= threshold)
