@@ -33,6 +33,9 @@ Setup
   ``n_jobs=1``) and two (``n_jobs=2``; faiss with 2 OpenMP threads).
   Throughput: best of ``--repeats`` calls, AQDNeighbors and faiss interleaved
   in the same process.
+* ``--torch``: also ``backend="torch"`` on the CPU (one torch thread)
+  against numpy on the same index, interleaved, for the same n_probe
+  values; the script stops if the results differ.
 * Memory: peak extra memory (tracemalloc) of one untimed ``kneighbors`` call
   (1,000 queries, one thread), the output included.
 * Build: seconds to fit the index with lists, and to fit it without lists
@@ -46,6 +49,7 @@ Usage::
     python benchmarks/bench_ivf.py --large       # N = 1e5, 1e6 and 1e7 (about 2 GB of RAM, 1 GB of disk)
     python benchmarks/bench_ivf.py --quick       # N = 1e5, 300 queries
     python benchmarks/bench_ivf.py --out ivf.md
+    python benchmarks/bench_ivf.py --sizes 1e6 --n-probes 1 4 16 --torch   # backend="torch" (CPU) too
 """
 
 import argparse
@@ -157,7 +161,27 @@ def measure_n_probe(ivf, fidx, Q, truth, n_probe, repeats):
     )
 
 
-def run_size(mixture, n, n_lists, codebooks, Q, repeats, folder):
+def measure_torch(ivf, Q, n_probes, repeats):
+    """backend="torch" (CPU, one thread) against numpy on the same index, interleaved; same results asserted."""
+    import torch
+
+    torch.set_num_threads(1)
+    rows = []
+    for p in n_probes:
+        ivf.set_params(n_probe=p, n_jobs=1)
+        t_numpy = t_torch = np.inf
+        for _ in range(repeats):
+            t_numpy = min(t_numpy, best_time(lambda: ivf.set_params(backend="numpy").kneighbors(Q), 1))
+            t_torch = min(t_torch, best_time(lambda: ivf.set_params(backend="torch", device="cpu").kneighbors(Q), 1))
+        same = all(np.array_equal(a, b) for a, b in zip(ivf.kneighbors(Q), ivf.set_params(backend="numpy").kneighbors(Q)))
+        if not same:
+            raise AssertionError(f"backend='torch' and 'numpy' differ at n_probe={p}")
+        rows.append(dict(n_probe=p, numpy=Q.shape[0] / t_numpy, torch=Q.shape[0] / t_torch))
+    ivf.set_params(backend="numpy")
+    return rows
+
+
+def run_size(mixture, n, n_lists, codebooks, Q, repeats, folder, n_probes=N_PROBES, torch_cpu=False):
     """Build the indexes for ``n`` items and measure every n_probe; returns (summary, rows)."""
     if n <= 10**6:
         ivf, flat, build_s, flat_s = build_in_memory(mixture, n, n_lists, codebooks)
@@ -166,12 +190,14 @@ def run_size(mixture, n, n_lists, codebooks, Q, repeats, folder):
     exhaustive_s = best_time(lambda: flat.kneighbors(Q), 1 if n > 10**6 else repeats)
     truth = flat.kneighbors(Q)[1]
     fidx = ivf.to_faiss()
-    rows = [measure_n_probe(ivf, fidx, Q, truth, p, repeats) for p in N_PROBES if p <= n_lists]
+    n_probes = [p for p in n_probes if p <= n_lists]
+    rows = [measure_n_probe(ivf, fidx, Q, truth, p, repeats) for p in n_probes]
     memory = {p: peak_extra_mib(lambda: ivf.set_params(n_probe=p, n_jobs=1).kneighbors(Q)) for p in (1, 64)}
     sizes = ivf._lists().sizes
     summary = dict(
         n=n, n_lists=n_lists, build_s=build_s, flat_s=flat_s, exhaustive_qps=Q.shape[0] / exhaustive_s,
         memory=memory, min_list=int(sizes.min()), max_list=int(sizes.max()), n_queries=Q.shape[0],
+        torch=measure_torch(ivf, Q, n_probes, repeats) if torch_cpu else [],
     )
     return summary, rows
 
@@ -200,6 +226,16 @@ def report(summary, rows):
             f"| {r['faiss1']:,.0f} | {r['qps1'] / r['faiss1']:.2f} | {r['qps2']:,.0f} | {r['faiss2']:,.0f} "
             f"| {r['faiss_recall']:.3f} |"
         )
+    if s["torch"]:
+        lines += [
+            "",
+            "backend=\"torch\" on the CPU (one thread) and numpy, same index, interleaved (same results asserted):",
+            "",
+            "| n_probe | numpy q/s | torch q/s | torch / numpy |",
+            "|---:|---:|---:|---:|",
+        ]
+        for r in s["torch"]:
+            lines.append(f"| {r['n_probe']} | {r['numpy']:,.0f} | {r['torch']:,.0f} | {r['torch'] / r['numpy']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -212,6 +248,8 @@ def main(argv=None):
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--sigma", type=float, default=0.6, help="noise of the mixture (default 0.6)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n-probes", type=int, nargs="*", help=f"n_probe values (default: {N_PROBES})")
+    parser.add_argument("--torch", action="store_true", help="also backend='torch' on the CPU against numpy")
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args(argv)
     sizes = [10**5] if args.quick else [10**5, 10**6] + ([10**7] if args.large else [])
@@ -224,7 +262,8 @@ def main(argv=None):
         codebooks = train_codebooks(mixture.sample(50_000, seed=3), M, K, random_state=0)
         for n in sizes:
             n_lists = args.n_lists or DEFAULT_LISTS.get(n, int(2 ** round(np.log2(np.sqrt(n)))))
-            text.append(report(*run_size(mixture, n, n_lists, codebooks, Q, args.repeats, folder)))
+            n_probes = args.n_probes or N_PROBES
+            text.append(report(*run_size(mixture, n, n_lists, codebooks, Q, args.repeats, folder, n_probes, args.torch)))
             print(text[-1], flush=True)
     if args.out:
         with open(args.out, "w") as fh:
