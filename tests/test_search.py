@@ -434,3 +434,50 @@ def test_search_memory_does_not_grow_with_the_queries():
         rows = slice(1000, 1010)
         ref = aqd_kneighbors(source.block(rows).tables(), codes, 5)
         assert_array_equal(ind[rows], ref[1])
+
+
+# ------------------------------------------------------------ running tasks
+def _task_report(i):
+    import threading
+
+    from sklearn import get_config
+
+    return i, threading.current_thread().name, get_config()["working_memory"]
+
+
+def test_tasks_run_on_the_process_thread_pool_in_order_with_the_callers_config():
+    from sklearn import config_context
+
+    tasks = [(_task_report, (i,)) for i in range(23)]  # more tasks than the window in flight
+    with config_context(working_memory=77):
+        results = list(_search._run_tasks(tasks, n_jobs=2))
+    assert [r[0] for r in results] == list(range(23))
+    assert all(r[1].startswith("skdqn-search") for r in results)
+    assert all(r[2] == 77 for r in results)
+    pool = _search._thread_pool(2)
+    assert _search._thread_pool(2) is pool  # made once, reused by every search
+    inline = list(_search._run_tasks(tasks, n_jobs=1))
+    assert [r[0] for r in inline] == list(range(23)) and not inline[0][1].startswith("skdqn-search")
+
+
+def _failing_task(i):
+    if i == 3:
+        raise ValueError("task 3 failed")
+    return i
+
+
+def test_a_task_error_reaches_the_caller():
+    with pytest.raises(ValueError, match="task 3 failed"):
+        list(_search._run_tasks([(_failing_task, (i,)) for i in range(6)], n_jobs=2))
+
+
+def test_a_joblib_context_for_processes_is_respected():
+    from joblib import parallel_backend
+
+    tasks = [(_task_report, (i,)) for i in range(4)]
+    with parallel_backend("loky", n_jobs=2):
+        assert not _search._default_threads()
+        results = list(_search._run_tasks(tasks, n_jobs=2))
+    assert [r[0] for r in results] == list(range(4))
+    assert not any(r[1].startswith("skdqn-search") for r in results)  # run by joblib's workers
+    assert _search._default_threads()
