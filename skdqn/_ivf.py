@@ -68,7 +68,10 @@ class InvertedLists:
     offsets : ndarray of shape (n_lists + 1,), int64
         List ``l`` is rows ``offsets[l]:offsets[l + 1]`` of the (sorted) codes.
     ids : ndarray of shape (n_items,), int64
-        The item index of each stored row (may be memory-mapped).
+        The item index of each stored row (may be memory-mapped), increasing
+        within each list (every builder keeps them so: :func:`build_lists`,
+        :func:`append_to_lists`, loading; a search with a ``kernel`` relies
+        on it for its tie order).
     metric : {"l2", "inner_product"}
         How items and queries are assigned to centroids: nearest in L2, or
         largest inner product (as faiss' coarse quantizers do for each metric).
@@ -454,7 +457,7 @@ def _probe_block(queries, lists, n_probe, k):
     return tables, (np.concatenate(query), np.concatenate(probed))
 
 
-def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe, budget, kernel=None):
+def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe, budget, kernel=None, db_block=None):
     """Top-k of a block of queries over the probed lists of one range of lists.
 
     Lists with enough work are scanned once for all the queries of the block
@@ -470,7 +473,7 @@ def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe,
     query, probed = _in_part(query, probed, lists_part)
     top = _RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
     if kernel is not None:
-        _kernel_knn(kernel, tables, codes, ids, (query, probed), lists.offsets, row_start, top)
+        _kernel_knn(kernel, db_block, tables, codes, ids, (query, probed), lists.offsets, row_start, top)
         return unpack_keys(top.result())
     grouped = _grouped_pairs(probed, lists)
     _pair_keys(tables, codes, ids, (query[~grouped], probed[~grouped]), lists.offsets, row_start, budget, top)
@@ -568,27 +571,30 @@ def _by_list(pairs, offsets, row_start):
         yield query[a:b], offsets[probed[a]] - row_start, offsets[probed[a] + 1] - row_start
 
 
-def _kernel_knn(kernel, tables, codes, ids, pairs, offsets, row_start, top):
+def _kernel_knn(kernel, db_block, tables, codes, ids, pairs, offsets, row_start, top):
     """Add to ``top`` each probed list's top-k for its queries, scanned by ``kernel``.
 
     The kernel breaks ties by row, and rows of a list hold increasing item
-    ids, so a list's top k by (distance, row) is its top k by key.
+    ids (every builder of :class:`InvertedLists` keeps them so), so a list's
+    top k by (distance, row) is its top k by key. ``db_block`` bounds the
+    kernel's chunks, as in the exhaustive search.
     """
     for cols, first, stop in _by_list(pairs, offsets, row_start):
         k = min(top.k, stop - first)
         if k == 0:
             continue
-        dist, rows = kernel.kneighbors(tables[cols], codes[first:stop], k)
+        dist, rows = kernel.kneighbors(tables[cols], codes[first:stop], k, db_block=db_block)
         top.add(np.repeat(cols, k), pack_keys(dist.ravel(), ids[first + rows].ravel()))
 
 
-def _kernel_radius(kernel, tables, codes, ids, pairs, offsets, row_start, threshold):
+def _kernel_radius(kernel, db_block, tables, codes, ids, pairs, offsets, row_start, threshold):
     """(query, id, distance) triples of the matches in each probed list, scanned by ``kernel``."""
     found = []
     for cols, first, stop in _by_list(pairs, offsets, row_start):
         if stop == first:
             continue
-        for q, (dist, rows) in zip(cols, kernel.radius_neighbors(tables[cols], codes[first:stop], threshold)):
+        matches = kernel.radius_neighbors(tables[cols], codes[first:stop], threshold, db_block=db_block)
+        for q, (dist, rows) in zip(cols, matches):
             found.append((np.full(rows.size, q, dtype=np.intp), ids[first + rows], dist))
     return found
 
@@ -648,7 +654,9 @@ def _pool_topk(pool, nq, k):
     return out
 
 
-def _ivf_radius_task(queries, codes, ids, row_start, lists_part, lists, threshold, n_probe, budget, kernel=None):
+def _ivf_radius_task(
+    queries, codes, ids, row_start, lists_part, lists, threshold, n_probe, budget, kernel=None, db_block=None
+):
     """Radius matches of a block of queries in the probed lists of one range: per query (d, ids).
 
     Lists are scanned grouped or as flat candidates (or by ``kernel``) as in
@@ -657,7 +665,8 @@ def _ivf_radius_task(queries, codes, ids, row_start, lists_part, lists, threshol
     tables, (query, probed) = _probe_block(queries, lists, n_probe, 0)
     query, probed = _in_part(query, probed, lists_part)
     if kernel is not None:
-        found = _kernel_radius(kernel, tables, codes, ids, (query, probed), lists.offsets, row_start, threshold)
+        pairs = (query, probed)
+        found = _kernel_radius(kernel, db_block, tables, codes, ids, pairs, lists.offsets, row_start, threshold)
         return _per_query_by_id(found, queries.n_queries)
     grouped = _grouped_pairs(probed, lists)
     pieces = _pieces(query[~grouped], probed[~grouped], lists.offsets, row_start, budget)
@@ -667,7 +676,8 @@ def _ivf_radius_task(queries, codes, ids, row_start, lists_part, lists, threshol
         hit = dist <= threshold
         found.append((cand_q[hit], ids[rows[hit]], dist[hit]))
     flat = flat_tables(tables)
-    for cols, dist, rows in _grouped_scan(flat, codes, (query[grouped], probed[grouped]), lists.offsets, row_start, budget):
+    grouped_pairs = (query[grouped], probed[grouped])
+    for cols, dist, rows in _grouped_scan(flat, codes, grouped_pairs, lists.offsets, row_start, budget):
         hit = np.flatnonzero(dist <= threshold)
         r, c = np.divmod(hit, cols.size)
         found.append((cols[c], ids[rows][r], dist.ravel()[hit]))
@@ -788,7 +798,7 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
     query_block, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
     dist = np.empty((queries.n_queries, n_neighbors), dtype=np.float32)
     ind = np.empty((queries.n_queries, n_neighbors), dtype=np.intp)
-    args = (lists, n_neighbors, n_probe, budget, kernel)
+    args = (lists, n_neighbors, n_probe, budget, kernel, get_scan_blocks().database)
     for rows, parts in _fan_out(_ivf_knn_task, queries, shards, query_block, n_jobs, *args):
         if len(parts) > 1:
             parts = [merge_kneighbors([p[0] for p in parts], [p[1] for p in parts], n_neighbors)]
@@ -835,7 +845,7 @@ def ivf_radius_neighbors(queries, codes, lists, radius, *, n_probe=1, n_jobs=Non
     array([0, 2])
     """
     query_block, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
-    args = (lists, _float32_floor(radius), n_probe, budget, kernel)
+    args = (lists, _float32_floor(radius), n_probe, budget, kernel, get_scan_blocks().database)
     dists, inds = [], []
     for _, parts in _fan_out(_ivf_radius_task, queries, shards, query_block, n_jobs, *args):
         for q in range(len(parts[0])):

@@ -30,6 +30,7 @@ import contextvars
 import itertools
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -314,20 +315,23 @@ def _run_tasks(tasks, n_jobs):
     """Run ``(function, args)`` tasks: inline, on this process' threads, or with joblib.
 
     Returns an iterator over the results, in task order, so a caller can
-    write each result into its output and drop it. One task, or one worker:
-    inline. Several workers with joblib's default (threads; no
-    :func:`joblib.parallel_backend` context asking for processes or a
-    cluster): a thread pool kept for the process (:func:`_thread_pool`),
-    whose dispatch costs about 0.1 ms where a joblib ``Parallel`` call costs
-    about 13 ms, which would dominate a search of a few queries. Otherwise
-    :class:`sklearn.utils.parallel.Parallel` (e.g. dask). Either way the
-    caller's :func:`sklearn.config_context` reaches the tasks.
+    write each result into its output and drop it. One task, one worker, or
+    a call from inside a task: inline. Several workers with joblib's
+    default (threads; no :func:`joblib.parallel_backend` context asking for
+    processes or a cluster): a thread pool kept for the process
+    (:func:`_thread_pool`), whose dispatch costs about 0.1 ms where a joblib
+    ``Parallel`` call costs about 13 ms, which would dominate a search of a
+    few queries. Otherwise :class:`sklearn.utils.parallel.Parallel` (e.g.
+    dask). Either way the caller's :func:`sklearn.config_context` reaches
+    the tasks.
     """
-    workers = min(effective_n_jobs(n_jobs), len(tasks))
-    if workers <= 1 and _default_threads():  # nothing to run in parallel
+    if len(tasks) <= 1 or getattr(_IN_TASK, "active", False):  # nested: never wait on our own pool
         return (function(*args) for function, args in tasks)
+    workers = effective_n_jobs(n_jobs)
     if _default_threads():
-        return _pooled(_thread_pool(workers), tasks, window=2 * workers)
+        if min(workers, len(tasks)) <= 1:
+            return (function(*args) for function, args in tasks)
+        return _pooled(_thread_pool(workers), tasks, 2 * min(workers, len(tasks)), get_config())
     parallel = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")
     return parallel(delayed(function)(*args) for function, args in tasks)
 
@@ -344,19 +348,24 @@ def _default_threads():
 
 
 _POOLS = {}  # (process id, workers) -> ThreadPoolExecutor
+_POOLS_LOCK = threading.Lock()
+_IN_TASK = threading.local()  # set while a pool thread runs a task
 
 
 def _thread_pool(workers):
-    """A thread pool of ``workers`` threads, made once per process and reused by every search."""
+    """The thread pool of ``workers`` threads of this process, made on first use and reused."""
     key = (os.getpid(), workers)  # a forked child makes its own
-    if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skdqn-search")
-    return _POOLS[key]
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skdqn-search")
+        return _POOLS[key]
 
 
-def _pooled(pool, tasks, window):
-    """Results of ``tasks`` run on ``pool``, in order, at most ``window`` in flight (bounded memory)."""
-    config = get_config()
+def _pooled(pool, tasks, window, config):
+    """Results of ``tasks`` run on ``pool``, in order, at most ``window`` in flight (bounded memory).
+
+    Tasks not started yet are cancelled when a task fails or the caller stops reading.
+    """
     pending = collections.deque()
     queue = iter(tasks)
 
@@ -364,17 +373,25 @@ def _pooled(pool, tasks, window):
         for function, args in itertools.islice(queue, 1):
             pending.append(pool.submit(_with_config, config, function, args))
 
-    for _ in range(window):
-        submit()
-    while pending:
-        result = pending.popleft().result()
-        submit()
-        yield result
+    try:
+        for _ in range(window):
+            submit()
+        while pending:
+            result = pending.popleft().result()
+            submit()
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def _with_config(config, function, args):
-    with config_context(**config):
-        return function(*args)
+    _IN_TASK.active = True
+    try:
+        with config_context(**config):
+            return function(*args)
+    finally:
+        _IN_TASK.active = False
 
 
 def _fan_out(task, queries, shards, query_block, n_jobs, *args):

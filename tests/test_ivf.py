@@ -511,15 +511,38 @@ def test_a_kernel_scanning_each_list_gives_the_numpy_list_scan(spec, metric, K):
                 got = ivf_kneighbors(source, codes, lists, 9, n_probe=n_probe, kernel=kernel, n_shards=n_shards)
                 assert_array_equal(got[1], ref[1])
                 assert_array_equal(got[0], ref[0])
-        threshold = float(np.median(ref[0]))
-        r_ref = ivf_radius_neighbors(source, codes, lists, threshold, n_probe=n_probe)
-        r_got = ivf_radius_neighbors(source, codes, lists, threshold, n_probe=n_probe, kernel=kernel)
-        for a, b in zip(r_got[0] + r_got[1], r_ref[0] + r_ref[1]):
-            assert_array_equal(a, b)
+            threshold = float(np.median(ref[0]))
+            r_ref = ivf_radius_neighbors(source, codes, lists, threshold, n_probe=n_probe)
+            r_got = ivf_radius_neighbors(source, codes, lists, threshold, n_probe=n_probe, kernel=kernel)
+            for a, b in zip(r_got[0] + r_got[1], r_ref[0] + r_ref[1]):
+                assert_array_equal(a, b)
     ivf.set_params(n_probe=3)
     expected = reference_ivf(ivf, X[:40].astype(np.float32), 9)
     got = ivf_kneighbors(VectorQueries(X[:40], ivf.codebooks_, table), codes, lists, 9, n_probe=3, kernel=kernel)
     assert_array_equal(got[1], expected)
+
+
+@pytest.mark.parametrize("spec", KERNELS)
+def test_a_kernel_on_lists_keeps_exact_ties_by_item_index(spec, small_blocks):
+    """Integer codebooks: exact float sums, many ties across and within lists, tiny kernel chunks."""
+    from conftest import integer_problem
+
+    kernel = _make_kernel(spec)
+    Q, codebooks, codes = integer_problem(seed=3, n=300, nq=30)
+    rng = np.random.default_rng(3)
+    lists_of = rng.integers(0, 7, codes.shape[0])
+    lists_of[10:20] = rng.integers(0, 7, 10)  # the duplicates spread over several lists
+    index = AQDNeighbors.from_codes(codebooks, codes, list_assignments=lists_of, n_lists=7, n_neighbors=12)
+    lists, stored = index._lists(), index.codes_
+    source = VectorQueries(Q, codebooks, "sqeuclidean")
+    for n_probe in (1, 4, 7):
+        ref = ivf_kneighbors(source, stored, lists, 12, n_probe=n_probe)
+        got = ivf_kneighbors(source, stored, lists, 12, n_probe=n_probe, kernel=kernel)
+        assert_array_equal(got[1], ref[1])
+        assert_array_equal(got[0], ref[0])
+    full = aqd_distances(distance_tables(Q, codebooks), codes)  # every list probed: the exhaustive order
+    order = np.argsort(full, axis=1, kind="stable")[:, :12]
+    assert_array_equal(got[1], order)
 
 
 def test_backend_torch_with_lists_gives_the_numpy_results(small_blocks):

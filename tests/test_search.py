@@ -471,13 +471,93 @@ def test_a_task_error_reaches_the_caller():
         list(_search._run_tasks([(_failing_task, (i,)) for i in range(6)], n_jobs=2))
 
 
+def _task_pid(i):
+    import os
+
+    return os.getpid()
+
+
 def test_a_joblib_context_for_processes_is_respected():
+    import os
+
     from joblib import parallel_backend
 
     tasks = [(_task_report, (i,)) for i in range(4)]
     with parallel_backend("loky", n_jobs=2):
         assert not _search._default_threads()
         results = list(_search._run_tasks(tasks, n_jobs=2))
+        one = list(_search._run_tasks([(_task_pid, (0,))], n_jobs=2))
     assert [r[0] for r in results] == list(range(4))
     assert not any(r[1].startswith("skdqn-search") for r in results)  # run by joblib's workers
+    assert one == [os.getpid()]  # a single task stays in the caller's process: its codes are not shipped
     assert _search._default_threads()
+
+
+def test_a_threading_context_sets_the_pool_size():
+    from joblib import parallel_backend
+
+    with parallel_backend("threading", n_jobs=3):
+        results = list(_search._run_tasks([(_task_report, (i,)) for i in range(7)], n_jobs=None))
+    assert [r[0] for r in results] == list(range(7))
+    assert {r[1].rsplit("_", 1)[0] for r in results} == {"skdqn-search"}
+    assert (os_pid(), 3) in _search._POOLS
+
+
+def os_pid():
+    import os
+
+    return os.getpid()
+
+
+def _nested_task(i):
+    inner = list(_search._run_tasks([(_task_report, (j,)) for j in range(4)], n_jobs=2))
+    assert [r[0] for r in inner] == [0, 1, 2, 3]
+    return i
+
+
+def test_a_task_that_searches_again_runs_it_inline_not_on_the_busy_pool():
+    import threading
+
+    out = []
+    runner = threading.Thread(
+        target=lambda: out.extend(_search._run_tasks([(_nested_task, (i,)) for i in range(4)], n_jobs=2)), daemon=True
+    )
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive(), "nested search deadlocked on the shared pool"
+    assert out == [0, 1, 2, 3]
+
+
+def test_one_pool_per_worker_count_whatever_the_number_of_tasks():
+    import threading
+
+    before = set(_search._POOLS)
+    for n in range(2, 9):
+        list(_search._run_tasks([(_task_report, (i,)) for i in range(n)], n_jobs=5))
+    assert set(_search._POOLS) - before <= {(os_pid(), 5)}  # not one pool per number of tasks
+    assert _search._thread_pool(5) is _search._POOLS[(os_pid(), 5)]
+    names = [t.name for t in threading.enumerate() if t.name.startswith("skdqn-search")]
+    assert len(names) <= sum(key[1] for key in _search._POOLS if key[0] == os_pid())
+
+
+_RAN = []
+
+
+def _slow_or_failing(i):
+    import time
+
+    if i == 0:
+        raise ValueError("first task failed")
+    time.sleep(0.2)
+    _RAN.append(i)
+    return i
+
+
+def test_tasks_not_started_are_cancelled_when_one_fails():
+    import time
+
+    _RAN.clear()
+    with pytest.raises(ValueError, match="first task failed"):
+        list(_search._run_tasks([(_slow_or_failing, (i,)) for i in range(12)], n_jobs=2))
+    time.sleep(0.6)
+    assert set(_RAN) <= {1, 2}  # at most the tasks already running on the two threads
