@@ -29,7 +29,7 @@ import numpy as np
 from joblib import effective_n_jobs
 from sklearn.utils import check_random_state
 
-from ._pq import encode, refine_codebooks
+from ._pq import encode, update_codebooks
 from ._ranking import MAX_KEY_INDEX, PAD_KEY, pack_keys, stable_smallest, unpack_keys
 from ._kernels import _scan_block
 from ._search import _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
@@ -128,6 +128,9 @@ def train_coarse(X, n_lists, *, max_samples=None, n_iter=_COARSE_ITER, random_st
     The start is ``n_lists`` distinct rows drawn at random (not k-means++,
     whose cost grows with ``n_lists * n``); empty clusters are re-seeded on
     the points worst quantized, as :func:`skdqn._pq.update_codebooks` does.
+    The iterations assign rows by one float32 product per block
+    (:func:`_nearest_centroids`, on centred rows), without the exact
+    re-check of :func:`assign_lists`, which only the final lists need.
 
     Examples
     --------
@@ -142,9 +145,37 @@ def train_coarse(X, n_lists, *, max_samples=None, n_iter=_COARSE_ITER, random_st
     limit = _TRAIN_PER_LIST * n_lists if max_samples is None else max_samples
     if X.shape[0] > limit:
         X = X[np.sort(rng.choice(X.shape[0], limit, replace=False))]
-    start = X[np.sort(rng.choice(X.shape[0], n_lists, replace=False))][None]
-    centroids, _ = refine_codebooks(X, start, n_iter=n_iter)
-    return np.ascontiguousarray(centroids[0], dtype=np.float32)
+    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    X = X - mean  # centred: the scores of _nearest_centroids lose less to cancellation
+    centroids = X[np.sort(rng.choice(X.shape[0], n_lists, replace=False))]
+    labels = _nearest_centroids(X, centroids)
+    for _ in range(n_iter):
+        centroids = update_codebooks(X, labels[:, None], centroids[None])[0][0]
+        new_labels = _nearest_centroids(X, centroids)
+        if np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+    return np.ascontiguousarray(centroids + mean, dtype=np.float32)
+
+
+def _nearest_centroids(X, centroids, step=8192):
+    """The nearest centroid of each row, for the k-means iterations: one float32 product per block.
+
+    ``argmin_l ||c_l||^2 - 2 <x, c_l>``, as ``[x, 1] @ [-2 c, ||c||^2]^T``. Not
+    the exact assignment of :func:`assign_lists`: a row almost equally near
+    two centroids may go to either, which only moves a training point
+    between two equally good clusters, and saves the exact re-check.
+    """
+    weights = np.concatenate([-2.0 * centroids, np.einsum("ld,ld->l", centroids, centroids)[:, None]], axis=1)
+    weights = np.ascontiguousarray(weights.T, dtype=np.float32)  # (d + 1, n_lists)
+    out = np.empty(X.shape[0], dtype=np.intp)
+    block = np.ones((min(step, X.shape[0]), X.shape[1] + 1), dtype=np.float32)
+    for start in range(0, X.shape[0], step):
+        rows = slice(start, min(X.shape[0], start + step))
+        n = rows.stop - start
+        block[:n, :-1] = X[rows]
+        out[rows] = np.argmin(block[:n] @ weights, axis=1)
+    return out
 
 
 def assign_lists(X, centroids, metric="l2"):

@@ -326,6 +326,27 @@ def test_build_and_append_lists():
     assert_array_equal(new_codes.ravel(), new.ids)
 
 
+def test_nearest_centroids_of_the_k_means_iterations():
+    from skdqn._ivf import _nearest_centroids
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(50, 6)).astype(np.float32)
+    C = rng.normal(size=(9, 6)).astype(np.float32)
+    d = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(axis=2)
+    assert_array_equal(_nearest_centroids(X, C, step=7), np.argmin(d, axis=1))  # blocks of 7 rows
+
+
+def test_train_coarse_on_data_far_from_the_origin_finds_the_clusters():
+    X, _ = clustered(n=600, d=8, n_centers=4, seed=1)
+    for offset in (0.0, 1e4):
+        C = train_coarse(X + offset, 4, random_state=0)
+        lists = assign_lists(X + offset, C)
+        exact = train_coarse(X, 4, random_state=0)
+        inertia = ((X + offset - C[lists]) ** 2).sum()
+        reference = ((X - exact[assign_lists(X, exact)]) ** 2).sum()
+        assert inertia <= 1.05 * reference  # the centring keeps the float32 scores meaningful
+
+
 def test_train_coarse_and_make_lists_from_codes():
     X, _ = clustered(n=800)
     C = train_coarse(X, 10, random_state=0)
