@@ -7,6 +7,10 @@ arithmetic is exact, also with brute force over the decoded vectors in
 float64. Query sources (vectors, codes) give the results of their tables.
 """
 
+import os
+import threading
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -438,8 +442,6 @@ def test_search_memory_does_not_grow_with_the_queries():
 
 # ------------------------------------------------------------ running tasks
 def _task_report(i):
-    import threading
-
     from sklearn import get_config
 
     return i, threading.current_thread().name, get_config()["working_memory"]
@@ -472,14 +474,10 @@ def test_a_task_error_reaches_the_caller():
 
 
 def _task_pid(i):
-    import os
-
     return os.getpid()
 
 
 def test_a_joblib_context_for_processes_is_respected():
-    import os
-
     from joblib import parallel_backend
 
     tasks = [(_task_report, (i,)) for i in range(4)]
@@ -500,13 +498,7 @@ def test_a_threading_context_sets_the_pool_size():
         results = list(_search._run_tasks([(_task_report, (i,)) for i in range(7)], n_jobs=None))
     assert [r[0] for r in results] == list(range(7))
     assert {r[1].rsplit("_", 1)[0] for r in results} == {"skdqn-search"}
-    assert (os_pid(), 3) in _search._POOLS
-
-
-def os_pid():
-    import os
-
-    return os.getpid()
+    assert (os.getpid(), 3) in _search._POOLS
 
 
 def _nested_task(i):
@@ -516,8 +508,6 @@ def _nested_task(i):
 
 
 def test_a_task_that_searches_again_runs_it_inline_not_on_the_busy_pool():
-    import threading
-
     out = []
     runner = threading.Thread(
         target=lambda: out.extend(_search._run_tasks([(_nested_task, (i,)) for i in range(4)], n_jobs=2)), daemon=True
@@ -529,23 +519,19 @@ def test_a_task_that_searches_again_runs_it_inline_not_on_the_busy_pool():
 
 
 def test_one_pool_per_worker_count_whatever_the_number_of_tasks():
-    import threading
-
     before = set(_search._POOLS)
     for n in range(2, 9):
         list(_search._run_tasks([(_task_report, (i,)) for i in range(n)], n_jobs=5))
-    assert set(_search._POOLS) - before <= {(os_pid(), 5)}  # not one pool per number of tasks
-    assert _search._thread_pool(5) is _search._POOLS[(os_pid(), 5)]
+    assert set(_search._POOLS) - before <= {(os.getpid(), 5)}  # not one pool per number of tasks
+    assert _search._thread_pool(5) is _search._POOLS[(os.getpid(), 5)]
     names = [t.name for t in threading.enumerate() if t.name.startswith("skdqn-search")]
-    assert len(names) <= sum(key[1] for key in _search._POOLS if key[0] == os_pid())
+    assert len(names) <= sum(key[1] for key in _search._POOLS if key[0] == os.getpid())
 
 
 _RAN = []
 
 
 def _slow_or_failing(i):
-    import time
-
     if i == 0:
         raise ValueError("first task failed")
     time.sleep(0.2)
@@ -554,8 +540,6 @@ def _slow_or_failing(i):
 
 
 def test_tasks_not_started_are_cancelled_when_one_fails():
-    import time
-
     _RAN.clear()
     with pytest.raises(ValueError, match="first task failed"):
         list(_search._run_tasks([(_slow_or_failing, (i,)) for i in range(12)], n_jobs=2))
