@@ -24,7 +24,15 @@ an exact sort of the survivors).
 
 import numpy as np
 
-from ._qscan import exact_candidates, integer_threshold, pair_scan_block, pair_tables, quantize_tables, upper_bound
+from ._qscan import (
+    exact_candidates,
+    integer_threshold,
+    pair_scan_below,
+    pair_scan_block,
+    pair_tables,
+    quantize_tables,
+    upper_bound,
+)
 from ._tables import flat_tables
 
 __all__ = ["NumpyKernel", "get_kernel", "aqd_distances", "DB_BLOCK"]
@@ -50,6 +58,31 @@ def _scan_block(flat, codes, offsets, start, stop, out, tmp):
         np.take(flat, idx[m], axis=0, out=tmp, mode="clip")
         np.add(out, tmp, out=out)
     return out
+
+
+def _scan_below(flat, codes, offsets, start, stop, thr, out, tmp):
+    """Flat indices (into ``(stop - start, nq)``) of the integer sums below ``thr``.
+
+    The same entries as ``np.flatnonzero(_scan_block(...) < thr)`` for
+    non-negative integer tables: the first ``M - 1`` subspaces are summed
+    for every (item, query); the last one only for the entries still below
+    ``thr`` (a partial sum of non-negative entries at or above it can only
+    grow).
+    """
+    M, nq = codes.shape[1], flat.shape[1]
+    if M < 2:
+        return np.flatnonzero(_scan_block(flat, codes, offsets, start, stop, out, tmp) < thr)
+    idx = np.add(codes[start:stop].T, offsets[:, None], dtype=np.intp)
+    np.take(flat, idx[0], axis=0, out=out, mode="clip")
+    for m in range(1, M - 1):
+        np.take(flat, idx[m], axis=0, out=tmp, mode="clip")
+        np.add(out, tmp, out=out)
+    flat_hit = np.flatnonzero(out < thr)
+    if flat_hit.size:
+        rows, cols = np.divmod(flat_hit, nq)
+        total = out.ravel()[flat_hit] + flat[idx[M - 1, rows], cols]
+        flat_hit = flat_hit[total < thr[cols]]
+    return flat_hit
 
 
 def aqd_distances(tables, codes):
@@ -206,21 +239,30 @@ class IntegerScan:
         iff ``integer sums < thr``); default identity.
     decode : callable
         Encoded sums (nq,) -> integer sums; default identity.
+    below : callable
+        ``below(start, stop, thr)`` -> the flat indices of the entries of
+        ``scan(start, stop)`` below ``thr`` (encoded, (nq,)), rows ascending
+        within each query (the order radius results keep); the
+        default computes ``scan`` and compares. A scanner may skip work for
+        the items it can prove above ``thr``.
     """
 
-    def __init__(self, scan, step, encode=None, decode=None):
+    def __init__(self, scan, step, encode=None, decode=None, below=None):
         self.scan = scan
         self.step = step
         self.encode = encode or (lambda thr: thr)
         self.decode = decode or (lambda values: values)
+        self.below = below or (lambda start, stop, thr: np.flatnonzero(scan(start, stop) < thr))
 
 
 def _integer_scanner(qt, codes, offsets, db_block):
     """The numpy :class:`IntegerScan` (uint16 sums) for a block of queries.
 
     One query with uint8 codes (``K <= 256``): pair look-ups
-    (:func:`skdqn._qscan.pair_scan_block`), ``16 * db_block`` items at a time;
-    otherwise the row gather of the float scan on uint16 tables.
+    (:func:`skdqn._qscan.pair_scan_block`), ``16 * db_block`` items at a time,
+    the last pair only for the items still below the threshold
+    (:func:`skdqn._qscan.pair_scan_below`); otherwise the row gather of the
+    float scan on uint16 tables.
     """
     nq, M, K = qt.q.shape
     if nq == 1 and codes.dtype == np.uint8 and K <= 256 and M > 1:
@@ -232,7 +274,10 @@ def _integer_scanner(qt, codes, offsets, db_block):
         def scan(start, stop):
             return pair_scan_block(pairs, last, codes, start, stop, out[: stop - start], tmp[: stop - start])[:, None]
 
-        return IntegerScan(scan, step)
+        def below(start, stop, thr):  # one query: the local rows are the flat indices
+            return pair_scan_below(pairs, last, codes, start, stop, thr, out[: stop - start], tmp[: stop - start])
+
+        return IntegerScan(scan, step, below=below)
     flat_q = flat_tables(qt.q)
     out = np.empty((db_block, nq), dtype=np.uint16)
     tmp = np.empty_like(out)
@@ -240,7 +285,10 @@ def _integer_scanner(qt, codes, offsets, db_block):
     def scan(start, stop):
         return _scan_block(flat_q, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
 
-    return IntegerScan(scan, db_block)
+    def below(start, stop, thr):
+        return _scan_below(flat_q, codes, offsets, start, stop, thr, out[: stop - start], tmp[: stop - start])
+
+    return IntegerScan(scan, db_block, below=below)
 
 
 def _topk_quantized(flat, codes, k, offsets, db_block, qt, scanner=None):
@@ -263,12 +311,15 @@ def _topk_quantized(flat, codes, k, offsets, db_block, qt, scanner=None):
     pending, n_pending = [], 0
     for start in range(0, n, step):
         stop = min(n, start + step)
-        qsum = scan(start, stop)
-        if not full and qsum.shape[0] >= k:
-            # Seed: the block's k smallest integer sums bound the k-th AQD from above.
-            seed = scanner.decode(np.partition(qsum, k - 1, axis=0)[k - 1])
-            thr = np.minimum(thr, encode(integer_threshold(qt, upper_bound(qt, seed))))
-        flat_hit = np.flatnonzero(qsum < thr)  # counts first: cheap when empty
+        if full:  # the scanner may skip the items it proves above the threshold
+            flat_hit = scanner.below(start, stop, thr)
+        else:
+            qsum = scan(start, stop)
+            if qsum.shape[0] >= k:
+                # Seed: the block's k smallest integer sums bound the k-th AQD from above.
+                seed = scanner.decode(np.partition(qsum, k - 1, axis=0)[k - 1])
+                thr = np.minimum(thr, encode(integer_threshold(qt, upper_bound(qt, seed))))
+            flat_hit = np.flatnonzero(qsum < thr)
         if not flat_hit.size:
             continue
         rows, cols = np.divmod(flat_hit, nq)
@@ -295,12 +346,12 @@ def _radius_quantized(flat, codes, threshold, offsets, db_block, qt, scanner=Non
     nq = flat.shape[1]
     n = codes.shape[0]
     scanner = scanner or _integer_scanner(qt, codes, offsets, db_block)
-    scan, step = scanner.scan, scanner.step
+    step = scanner.step
     thr = scanner.encode(integer_threshold(qt, np.full(nq, threshold, dtype=np.float64)))
     found_d, found_i, found_q = [], [], []
     for start in range(0, n, step):
         stop = min(n, start + step)
-        flat_hit = np.flatnonzero(scan(start, stop) < thr)
+        flat_hit = scanner.below(start, stop, thr)
         if not flat_hit.size:
             continue
         rows, cols = np.divmod(flat_hit, nq)

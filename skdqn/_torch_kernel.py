@@ -203,6 +203,37 @@ def _topk_chunks(table, offsets, codes, k, chunk):
     return best_d, best_i
 
 
+_GROUP_ROWS = 64  # rows whose minimum (per column) is taken at once by the CPU filter
+
+
+def _below_by_groups(sums, thr):
+    """Flat indices of the entries of ``sums`` below their column's ``thr``; rows ascending per column.
+
+    ``sums`` is a CPU tensor of shape (n, nq); ``thr`` an ndarray (nq,) of
+    its dtype. The minimum of each column over each group of
+    :data:`_GROUP_ROWS` rows (one read of the chunk: torch's vectorised
+    reduction) tells which groups hold a hit; only those are compared. Once
+    the running k-th is tight, a chunk of thousands of rows has a few dozen
+    hits, and this is several times faster than comparing every entry
+    (numpy's compare and ``flatnonzero``), which it falls back to when the
+    hits are dense.
+    """
+    values = sums.numpy()
+    n, nq = values.shape
+    n_groups = n // _GROUP_ROWS
+    head = n_groups * _GROUP_ROWS
+    mins = sums[:head].view(n_groups, _GROUP_ROWS, nq).amin(dim=1).numpy()
+    g, c = np.nonzero(mins < thr)
+    if 8 * g.size > mins.size:  # dense hits: compare everything
+        return np.flatnonzero(values < thr)
+    segments = values[:head].reshape(n_groups, _GROUP_ROWS, nq)[g, :, c]  # (n_hot, _GROUP_ROWS)
+    hit, j = np.nonzero(segments < thr[c][:, None])
+    found = (g[hit] * _GROUP_ROWS + j) * nq + c[hit]
+    if head < n:
+        found = np.concatenate([found, np.flatnonzero(values[head:] < thr) + head * nq])
+    return found
+
+
 def float16_scanner(qt, codes, chunk):
     """The CPU :class:`~skdqn._kernels.IntegerScan` of torch: float16 ``embedding_bag`` of integer tables.
 
@@ -220,7 +251,9 @@ def float16_scanner(qt, codes, chunk):
     scanner : IntegerScan
         ``scan`` returns the float16 sums' bits as int16 (for non-negative
         float16 values the bit patterns sort as the values), ``encode`` and
-        ``decode`` convert integer thresholds and sums.
+        ``decode`` convert integer thresholds and sums; ``below`` compares
+        only the groups of rows whose minimum is below their threshold
+        (:func:`_below_by_groups`).
     """
     import torch
 
@@ -229,10 +262,16 @@ def float16_scanner(qt, codes, chunk):
     # int32 indices (M * K < 2**31): measured 10-30% faster than int64 here.
     offsets = torch.arange(M, dtype=torch.int32) * K
 
-    def scan(start, stop):
+    def sums(start, stop):
         idx = (torch.from_numpy(np.ascontiguousarray(codes[start:stop])).to(torch.int32) + offsets).reshape(-1)
         bags = torch.arange(0, idx.numel(), M, dtype=torch.int32)
-        return torch.nn.functional.embedding_bag(idx, table, bags, mode="sum").numpy().view(np.int16)
+        return torch.nn.functional.embedding_bag(idx, table, bags, mode="sum").view(torch.int16)
+
+    def scan(start, stop):
+        return sums(start, stop).numpy()
+
+    def below(start, stop, thr):
+        return _below_by_groups(sums(start, stop), thr)
 
     def encode(thr):  # thresholds above every sum stay above it
         return np.minimum(thr, FLOAT16_MAX_SUM + 1).astype(np.float16).view(np.int16)
@@ -240,7 +279,7 @@ def float16_scanner(qt, codes, chunk):
     def decode(values):
         return values.view(np.float16).astype(np.int64)
 
-    return IntegerScan(scan, chunk, encode, decode)
+    return IntegerScan(scan, chunk, encode, decode, below)
 
 
 class TorchKernel:

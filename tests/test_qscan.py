@@ -13,11 +13,12 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from conftest import kneighbors_reference, make_problem
-from skdqn._kernels import NumpyKernel, _offsets, _scan_block, aqd_distances
+from skdqn._kernels import IntegerScan, NumpyKernel, _integer_scanner, _offsets, _scan_below, _scan_block, aqd_distances
 from skdqn._qscan import (
     exact_candidates,
     integer_threshold,
     pair_codes,
+    pair_scan_below,
     pair_scan_block,
     pair_tables,
     quantize_tables,
@@ -98,6 +99,45 @@ def test_pair_scan_equals_the_one_subspace_scan(M, K):
                       np.empty((n - 5, 1), np.uint16), np.empty((n - 5, 1), np.uint16))[:, 0]
     assert_array_equal(got, ref)
     assert_array_equal(got, qt.q[0][np.arange(M), codes[5:].astype(np.intp)].sum(axis=1))
+
+
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("K", [16, 256])
+def test_pair_scan_below_is_the_full_compare(M, K):
+    # The last pair (and odd subspace) added only to the survivors: the same rows.
+    tables, codes = problem("sqeuclidean", nq=1, n=2000, M=M, K=K, seed=M * K)
+    qt = quantize_tables(tables)
+    pairs, last = pair_tables(qt.q[0])
+    n = len(codes)
+    scratch = np.empty(n - 3, np.uint16), np.empty(n - 3, np.uint16)
+    sums = pair_scan_block(pairs, last, codes, 3, n, *scratch).astype(np.int64)
+    for q in (0.0, 0.0005, 0.01, 0.5, 1.0):
+        for thr in (int(np.quantile(sums, q)), int(np.quantile(sums, q)) + 1):
+            got = pair_scan_below(pairs, last, codes, 3, n, np.array([thr], np.uint16), *scratch)
+            assert_array_equal(got, np.flatnonzero(sums < thr))
+    assert pair_scan_below(pairs, last, codes, 3, n, np.array([0], np.uint16), *scratch).size == 0
+
+
+@pytest.mark.parametrize("M", [1, 2, 3, 8])
+@pytest.mark.parametrize("nq", [1, 5])
+def test_scan_below_is_the_full_compare(M, nq):
+    tables, codes = problem("inner_product", nq=nq, n=700, M=M, K=16, seed=M + nq)
+    qt = quantize_tables(tables)
+    flat_q, offsets = flat_tables(qt.q), _offsets(M, 16)
+    out, tmp = np.empty((690, nq), np.uint16), np.empty((690, nq), np.uint16)
+    sums = _scan_block(flat_q, codes, offsets, 10, 700, out, tmp).copy()
+    for q in (0.0, 0.001, 0.05, 1.0):
+        thr = np.quantile(sums, q, axis=0).astype(np.uint16) + np.arange(nq, dtype=np.uint16) % 2
+        got = _scan_below(flat_q, codes, offsets, 10, 700, thr, out, tmp)
+        assert_array_equal(got, np.flatnonzero(sums < thr))
+        scanner = _integer_scanner(qt, codes, offsets, 690)
+        assert_array_equal(np.sort(scanner.below(10, 700, thr)), np.flatnonzero(sums < thr))
+
+
+def test_integer_scan_below_defaults_to_the_compare():
+    sums = np.array([[3, 0], [1, 5]], np.uint16)
+    scanner = IntegerScan(lambda start, stop: sums[start:stop], 2)
+    assert_array_equal(scanner.below(0, 2, np.array([2, 1], np.uint16)), [1, 2])
 
 
 def test_pair_codes_is_the_little_endian_pair():

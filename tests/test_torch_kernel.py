@@ -192,3 +192,33 @@ def test_float16_sums_are_the_integer_sums(M):
     thr = np.array([0, 7, 2047, 65535], np.uint16)
     encoded = scanner.scan(0, 500)[:, :, None] < scanner.encode(thr)[None, None, :]
     assert_array_equal(encoded, ref[:, :, None] < thr.astype(np.int64)[None, None, :])
+
+
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 1000])
+@pytest.mark.parametrize("nq", [1, 7])
+def test_below_by_groups_is_the_full_compare(n, nq):
+    # Sparse hits (a few groups), dense hits (the fallback), none, all; a tail
+    # shorter than a group. Same entries as comparing everything, rows in
+    # ascending order within each query.
+    rng = np.random.default_rng(n + nq)
+    values = rng.integers(0, 2000, size=(n, nq)).astype(np.int16)
+    for q in np.linspace(0, 1, 6):
+        thr = np.quantile(values, q, axis=0).astype(np.int16)
+        thr[::2] = 0  # some queries without any hit
+        got = torch_kernel._below_by_groups(torch.from_numpy(values), thr)
+        expected = np.flatnonzero(values < thr)
+        assert_array_equal(np.sort(got), expected)
+        rows, cols = np.divmod(got, nq)
+        for c in range(nq):
+            assert (np.diff(rows[cols == c]) > 0).all()
+
+
+def test_float16_scanner_below_is_its_scan_compared():
+    tables, codes = problem("sqeuclidean", nq=5, n=3000, M=8, K=256, seed=3)
+    qt = torch_kernel.quantize_tables(tables, max_sum=torch_kernel.FLOAT16_MAX_SUM)
+    scanner = torch_kernel.float16_scanner(qt, codes, 3000)
+    sums = scanner.decode(scanner.scan(0, 3000))
+    for q in (0.0, 0.001, 0.3):
+        thr = np.quantile(sums, q, axis=0).astype(np.uint16)
+        got = scanner.below(10, 3000, scanner.encode(thr))
+        assert_array_equal(np.sort(got), np.flatnonzero(sums[10:] < thr))
