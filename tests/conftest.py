@@ -1,6 +1,7 @@
 """Shared fixtures and helpers for the skdqn tests.
 
 * ``small_blocks``: tiny scan blocks (:func:`skdqn._search.scan_blocks`);
+* ``pairs_on_small_data``: the one-query pair scan on any number of codes;
 * ``_single_torch_thread``: every test trains on one torch thread;
 * ``digits``, ``digits_with_blank_rows``, ``small``, ``small_cnn``: data and a
   small backbone for the DeepQuantizer tests;
@@ -21,6 +22,14 @@ from sklearn.preprocessing import StandardScaler
 
 from skdqn._kernels import aqd_distances
 from skdqn._search import scan_blocks
+
+
+@pytest.fixture
+def pairs_on_small_data(monkeypatch):
+    """The one-query pair scan on small problems (by default only from 4,096 codes)."""
+    import skdqn._kernels
+
+    monkeypatch.setattr(skdqn._kernels, "PAIR_MIN_ROWS", 0)
 
 
 @pytest.fixture

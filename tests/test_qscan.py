@@ -48,6 +48,11 @@ def vector_problem(metric, nq, n, M, K, seed=0, ds=3):
     return distance_tables(Q, codebooks, metric), codes
 
 
+@pytest.fixture(autouse=True)
+def _pairs_everywhere(pairs_on_small_data):
+    """The small problems here take the one-query pair path too (see test_pair_path_from_enough_codes)."""
+
+
 def problem(kind, nq, n, M, K, seed):
     if kind in ("sqeuclidean", "inner_product"):
         return vector_problem(kind, nq, n, M, K, seed)
@@ -216,6 +221,24 @@ def test_a_query_alone_gets_its_batch_result():
         (d, i), = kernel.radius_neighbors(tables[q : q + 1], codes, np.float32(np.median(aqd_distances(tables, codes))))
         assert_array_equal(i, found[q][1])
         assert_array_equal(d, found[q][0])
+
+
+def test_pair_path_from_enough_codes(monkeypatch):
+    import skdqn._kernels as kernels
+
+    monkeypatch.setattr(kernels, "PAIR_MIN_ROWS", 4096)
+    codes = np.zeros((4096, 4), np.uint8)
+    assert kernels.uses_pairs(codes, 256, 4)
+    assert not kernels.uses_pairs(codes[:4095], 256, 4)
+    assert not kernels.uses_pairs(codes.astype(np.uint16), 256, 4)
+    assert not kernels.uses_pairs(codes[:, :1], 256, 1)
+    # Both sides of the limit give the reference's results.
+    tables, codes = near_tie_problem(nq=2, n=5000, M=4, K=256, seed=4)
+    for n in (4095, 4096):
+        ref = kneighbors_reference(tables, codes[:n], 6)
+        got = NumpyKernel().kneighbors(tables, codes[:n], 6)
+        assert_array_equal(got[1], ref[1])
+        assert_array_equal(got[0], ref[0])
 
 
 @pytest.mark.parametrize("n_shards, n_jobs", [(1, None), (3, 2)])

@@ -222,3 +222,30 @@ def test_float16_scanner_below_is_its_scan_compared():
         thr = np.quantile(sums, q, axis=0).astype(np.uint16)
         got = scanner.below(10, 3000, scanner.encode(thr))
         assert_array_equal(np.sort(got), np.flatnonzero(sums[10:] < thr))
+
+
+def test_few_queries_on_the_cpu_take_the_numpy_pair_scan(monkeypatch, pairs_on_small_data):
+    # At most PAIR_QUERIES queries of uint8 codes: numpy's pair scan, same results;
+    # more queries, or uint16 codes: torch's own scan.
+    tables, codes = problem("near_ties", nq=6, n=300, M=4, K=256, seed=2)
+    expected = kneighbors_reference(tables, codes, 5)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the torch scan ran")
+
+    monkeypatch.setattr(torch_kernel, "float16_scanner", refuse)
+    kernel = TorchKernel("cpu")
+    for nq in (1, 4):
+        d, i = kernel.kneighbors(tables[:nq], codes, 5)
+        assert_array_equal(i, expected[1][:nq])
+        assert_array_equal(d, expected[0][:nq])
+    threshold = np.float32(np.median(aqd_distances(tables[:1], codes)))
+    (d, i), = kernel.radius_neighbors(tables[:1], codes, threshold)
+    assert_array_equal(i, np.flatnonzero(aqd_distances(tables[:1], codes)[0] <= threshold))
+    with pytest.raises(AssertionError, match="the torch scan ran"):
+        kernel.kneighbors(tables, codes, 5)
+    with pytest.raises(AssertionError, match="the torch scan ran"):
+        kernel.kneighbors(tables[:1], codes.astype(np.uint16), 5)
+    monkeypatch.setattr("skdqn._kernels.PAIR_MIN_ROWS", 301)  # too few codes for pairs
+    with pytest.raises(AssertionError, match="the torch scan ran"):
+        kernel.kneighbors(tables[:1], codes, 5)
