@@ -509,8 +509,8 @@ def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe,
     grouped = _grouped_pairs(probed, lists)
     _pair_keys(tables, codes, ids, (query[~grouped], probed[~grouped]), lists.offsets, row_start, budget, top)
     top.fold()  # each query's k-th distance so far bounds what the grouped scan keeps
-    flat = flat_tables(tables)
-    for cols, dist, rows in _grouped_scan(flat, codes, (query[grouped], probed[grouped]), lists.offsets, row_start, budget):
+    flat, pairs = flat_tables(tables), (query[grouped], probed[grouped])
+    for cols, dist, rows in _grouped_scan(flat, codes, pairs, lists.offsets, row_start, budget):
         top.add(*_below_kth(dist, ids[rows], cols, top.kth, k))
     return unpack_keys(top.result())
 
