@@ -131,7 +131,11 @@ def check_kernel(device, sizes, batch, sample, repeats=3, M=8, K=256, d=64):
 
 
 def check_lists(device, n, batch, sample, n_lists=1024, n_probe=4, repeats=3, M=8, K=256, d=64):
-    """Inverted lists scanned by the torch kernel on ``device`` against numpy: neighbours and queries/s."""
+    """Inverted lists scanned by the torch kernel on ``device`` against numpy: neighbours and queries/s.
+
+    On the CPU ``backend="torch"`` hands inverted lists to numpy's list scan,
+    so there (``--device cpu``) both sides run numpy's scan.
+    """
     from skdqn import AQDNeighbors
     from skdqn._pq import train_codebooks
 

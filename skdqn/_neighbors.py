@@ -124,8 +124,10 @@ class AQDNeighbors(BaseEstimator):
         sums); the same neighbours, tie order included, and the same float32
         distances (on CUDA up to float32 rounding). Codes move to the
         device a chunk at a time (at most 256 MiB of device memory per
-        task). With inverted lists, the torch kernel scans each probed
-        list once for all the queries of a block that probe it.
+        task). With inverted lists on CUDA, the torch kernel scans each
+        probed list once for all the queries of a block that probe it; on
+        the CPU, numpy's list scan serves them (same results; the per-list
+        torch kernel measured 0.3-0.4x its speed there).
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
         Device of the torch kernel (``backend="torch"`` only): ``"auto"``
         is CUDA when available, else the CPU. CUDA on a machine without it
@@ -767,8 +769,16 @@ class AQDNeighbors(BaseEstimator):
         return get_kernel(self.backend, device=self.device)
 
     def _list_kernel(self):
-        """The kernel that scans inverted lists: None for numpy (its own list scan), else ``_kernel()``."""
-        return None if self.backend == "numpy" else self._kernel()
+        """The kernel that scans inverted lists: None for numpy's own list scan, else ``_kernel()``.
+
+        numpy's list scan also serves ``backend="torch"`` on the CPU: the
+        torch kernel, one call per probed list, measured 0.3-0.4x its
+        throughput there (results are the same either way).
+        """
+        if self.backend == "numpy":
+            return None
+        kernel = self._kernel()
+        return None if getattr(kernel, "device", "cpu") == "cpu" else kernel
 
     def _knn(self, queries, k):
         """Top-k of a query source: exhaustive, or over the probed inverted lists."""

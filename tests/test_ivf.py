@@ -582,6 +582,40 @@ def test_backend_torch_with_lists_gives_the_numpy_results(small_blocks):
     assert torch_ivf.score(X, y) == ivf.score(X, y)
 
 
+class _KernelElsewhere:
+    """The torch CPU kernel, presented as a kernel on another device (as on CUDA); counts its calls."""
+
+    def __init__(self):
+        from skdqn._torch_kernel import TorchKernel
+
+        self.kernel, self.device, self.calls = TorchKernel("cpu"), "elsewhere", 0
+
+    def kneighbors(self, *args, **kwargs):
+        self.calls += 1
+        return self.kernel.kneighbors(*args, **kwargs)
+
+    def radius_neighbors(self, *args, **kwargs):
+        self.calls += 1
+        return self.kernel.radius_neighbors(*args, **kwargs)
+
+
+def test_lists_of_a_torch_index_on_the_cpu_take_the_numpy_scan(monkeypatch, small_blocks):
+    # On the CPU numpy's list scan serves backend="torch"; a kernel on another
+    # device (CUDA) scans the probed lists itself, with the same results.
+    pytest.importorskip("torch")
+    X, y, _, ivf = index_pair(n_lists=12)
+    torch_ivf = clone(ivf).set_params(backend="torch", device="cpu").fit(X, y)
+    assert torch_ivf._list_kernel() is None
+    elsewhere = _KernelElsewhere()
+    monkeypatch.setattr(type(torch_ivf), "_kernel", lambda self: elsewhere)
+    assert torch_ivf._list_kernel() is elsewhere
+    for n_probe in (1, 12):
+        ivf.set_params(n_probe=n_probe)
+        torch_ivf.set_params(n_probe=n_probe)
+        assert_same_search(torch_ivf, ivf, X[:60], radius=1.5)
+    assert elsewhere.calls > 0
+
+
 def _has_cuda():
     try:
         import torch
