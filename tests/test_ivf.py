@@ -404,6 +404,39 @@ def test_grouped_and_pair_paths_give_the_same_results(monkeypatch, group_min, me
     assert_same_search(ivf, flat, None)
 
 
+def test_padded_width_is_a_fast_row_size():
+    from skdqn._ivf import _padded_width
+
+    assert [_padded_width(n) for n in range(1, 12)] == [1, 2, 4, 4, 8, 8, 8, 8, 9, 10, 11]
+
+
+@pytest.mark.parametrize("rows_max_width", [0, 32])
+def test_grouped_scan_sums_each_list_against_its_own_queries(monkeypatch, rows_max_width):
+    # Lists probed by 1 to 40 queries (padded widths, the row and the column
+    # layouts of the tables): each piece holds exactly the AQD of its rows.
+    import skdqn._ivf as ivf_module
+    from skdqn._tables import flat_tables
+
+    monkeypatch.setattr(ivf_module, "_ROWS_MAX_WIDTH", rows_max_width)
+    rng = np.random.default_rng(8)
+    nq, M, K = 40, 3, 16
+    tables = rng.random((nq, M, K), dtype=np.float32)
+    codes = rng.integers(0, K, size=(90, M)).astype(np.uint8)
+    offsets = np.array([0, 10, 40, 41, 90])
+    counts = [1, 3, 7, 40]  # queries probing lists 0..3
+    query = np.concatenate([rng.choice(nq, c, replace=False) for c in counts])
+    probed = np.repeat(np.arange(4), counts)
+    full = aqd_distances(tables, codes)  # (nq, 90)
+    seen = []
+    scan = ivf_module._grouped_scan(tables, flat_tables(tables), codes, (query, probed), offsets, 0, 64)
+    for cols, dist, rows in scan:
+        assert dist.shape == (rows.stop - rows.start, cols.size)
+        assert_array_equal(dist, full[cols][:, rows].T)
+        seen.append((int(cols.size), rows.start, rows.stop))
+    assert {c for c, _, _ in seen} == set(counts)
+    assert sum(b - a for _, a, b in seen) == 90
+
+
 @pytest.mark.parametrize("group_min", [1, 10**9])
 def test_paths_keep_ties_by_item_index_across_lists(monkeypatch, group_min):
     # Lists hold items of interleaved indices and many equal distances: the
