@@ -15,11 +15,25 @@ def tie_heavy(shape, seed):
     return values
 
 
-@pytest.mark.parametrize("depth", [1, 2, 5, 17, 40])
+@pytest.mark.parametrize("depth", [1, 2, 3, 5, 8, 9, 17, 40])
 def test_stable_smallest_equals_a_stable_argsort(depth):
+    # depth <= 8: one argmin per rank; deeper: packed keys; ties, -0.0 and inf.
     values = tie_heavy((30, 40), depth)
     expected = np.argsort(values + np.float32(0.0), axis=1, kind="stable")[:, :depth]
     assert_array_equal(stable_smallest(values, depth), expected)
+
+
+@pytest.mark.parametrize("depth", [2, 3, 8])
+def test_stable_smallest_when_the_ranks_reach_inf(depth):
+    # A row whose depth smallest include inf values takes the packed-key path:
+    # masking a found value with inf could not tell it from a real inf.
+    values = tie_heavy((6, 12), 1)
+    values[2] = np.inf
+    values[4, 5:] = np.inf
+    values[4, :5] = -0.0
+    expected = np.argsort(values + np.float32(0.0), axis=1, kind="stable")[:, :depth]
+    assert_array_equal(stable_smallest(values, depth), expected)
+    assert_array_equal(values[2], np.inf)  # the input is not changed
 
 
 def test_order_bits_orders_like_floats_and_zeros_tie():
