@@ -508,12 +508,11 @@ def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe,
         _kernel_knn(kernel, db_block, tables, codes, ids, (query, probed), lists.offsets, row_start, top)
         return unpack_keys(top.result())
     grouped = _grouped_pairs(probed, lists)
-    flat = flat_tables(tables)  # (M * K, nq): a view of the tables as computed
-    tables = np.ascontiguousarray(tables)  # query-major, once: both scans read a query's table as one row
+    computed, tables = tables, np.ascontiguousarray(tables)  # query-major, once: a query's table is one row
     _pair_keys(tables, codes, ids, (query[~grouped], probed[~grouped]), lists.offsets, row_start, budget, top)
     top.fold()  # each query's k-th distance so far bounds what the grouped scan keeps
     pairs = (query[grouped], probed[grouped])
-    for cols, dist, rows in _grouped_scan(tables, flat, codes, pairs, lists.offsets, row_start, budget):
+    for cols, dist, rows in _grouped_scan(tables, computed, codes, pairs, lists.offsets, row_start, budget):
         top.add(*_below_kth(dist, ids[rows], cols, top.kth, k))
     return unpack_keys(top.result())
 
@@ -642,29 +641,33 @@ def _padded_width(n_q):
     return n_q if n_q > 8 else 1 << (int(n_q) - 1).bit_length()
 
 
-def _grouped_scan(tables, flat, codes, pairs, offsets, row_start, budget):
+def _grouped_scan(tables, computed, codes, pairs, offsets, row_start, budget):
     """Per probed list, the AQD of its rows to the queries that probe it.
 
-    ``tables`` (nq, M, K) C-contiguous and ``flat`` (M * K, nq), the same
-    floats. Yields ``(cols, dist, rows)``: the queries (ascending), their
+    ``tables`` (nq, M, K) C-contiguous; ``computed``, the same floats as
+    they were computed (their ``(M * K, nq)`` layout, :func:`flat_tables`,
+    is taken only for a list wider than ``_ROWS_MAX_WIDTH``: a view of the
+    search's own tables, a copy of tables given as such). Yields ``(cols, dist, rows)``: the queries (ascending), their
     distances ``(len(rows), len(cols))`` float32 (a view) and the scanned
     rows (a slice), at most ``budget`` distances at a time. The list is
     scanned once against its queries' tables, padded with copies of the last
     one to :func:`_padded_width` columns, as a ``(M * K, width)`` array: for
     up to ``_ROWS_MAX_WIDTH`` queries their rows of ``tables`` (contiguous)
-    transposed, else the columns of ``flat`` (a column gather of ``flat``
+    transposed, else the columns of the ``(M * K, nq)`` layout (that column gather
     took 40 % of the search at ``n_probe=4``; rows were 0.76x slower at
     ``n_probe=32``, measured).
     """
     nq, M, K = tables.shape
     per_query = tables.reshape(nq, M * K)
     moffsets = np.arange(M, dtype=np.intp) * K
+    flat = None
     for cols, first, stop in _by_list(pairs, offsets, row_start):
         width = _padded_width(cols.size)
         padded = np.concatenate([cols, np.repeat(cols[-1:], width - cols.size)])
         if width <= _ROWS_MAX_WIDTH:
             sub = np.ascontiguousarray(per_query[padded].T)
         else:
+            flat = flat_tables(computed) if flat is None else flat
             sub = np.take(flat, padded, axis=1)
         step = max(1, budget // width)
         for start in range(first, stop, step):
@@ -725,8 +728,7 @@ def _ivf_radius_task(
         found = _kernel_radius(kernel, db_block, tables, codes, ids, pairs, lists.offsets, row_start, threshold)
         return _per_query_by_id(found, queries.n_queries)
     grouped = _grouped_pairs(probed, lists)
-    flat = flat_tables(tables)  # (M * K, nq): a view of the tables as computed
-    tables = np.ascontiguousarray(tables)  # query-major, once (not in every chunk of candidates)
+    computed, tables = tables, np.ascontiguousarray(tables)  # query-major, once (not in every chunk of candidates)
     pieces = _pieces(query[~grouped], probed[~grouped], lists.offsets, row_start, budget)
     found = []
     for chunk in _chunks(pieces[2], budget):
@@ -734,7 +736,7 @@ def _ivf_radius_task(
         hit = dist <= threshold
         found.append((cand_q[hit], ids[rows[hit]], dist[hit]))
     grouped_pairs = (query[grouped], probed[grouped])
-    for cols, dist, rows in _grouped_scan(tables, flat, codes, grouped_pairs, lists.offsets, row_start, budget):
+    for cols, dist, rows in _grouped_scan(tables, computed, codes, grouped_pairs, lists.offsets, row_start, budget):
         hit = np.flatnonzero(dist <= threshold)
         r, c = np.divmod(hit, cols.size)
         found.append((cols[c], ids[rows][r], dist[r, c]))

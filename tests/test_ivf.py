@@ -415,7 +415,6 @@ def test_grouped_scan_sums_each_list_against_its_own_queries(monkeypatch, rows_m
     # Lists probed by 1 to 40 queries (padded widths, the row and the column
     # layouts of the tables): each piece holds exactly the AQD of its rows.
     import skdqn._ivf as ivf_module
-    from skdqn._tables import flat_tables
 
     monkeypatch.setattr(ivf_module, "_ROWS_MAX_WIDTH", rows_max_width)
     rng = np.random.default_rng(8)
@@ -428,7 +427,7 @@ def test_grouped_scan_sums_each_list_against_its_own_queries(monkeypatch, rows_m
     probed = np.repeat(np.arange(4), counts)
     full = aqd_distances(tables, codes)  # (nq, 90)
     seen = []
-    scan = ivf_module._grouped_scan(tables, flat_tables(tables), codes, (query, probed), offsets, 0, 64)
+    scan = ivf_module._grouped_scan(tables, tables, codes, (query, probed), offsets, 0, 64)
     for cols, dist, rows in scan:
         assert dist.shape == (rows.stop - rows.start, cols.size)
         assert_array_equal(dist, full[cols][:, rows].T)
