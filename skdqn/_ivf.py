@@ -15,12 +15,15 @@ list gives the exhaustive result, tie order included.
 
 The search runs on the engine's tasks (:func:`skdqn._search._fan_out`): a
 task is a block of queries against a contiguous range of lists (one range
-unless the work is sharded). It computes its queries' lookup tables and
-coarse scores, ranks the lists for each query (:func:`probe_lists`), and
-gathers the AQD of every (query, probed item) pair in chunks of bounded size
-(:func:`candidate_distances`); the (query, list) pairs are ordered by query,
-so each chunk's candidates form one contiguous run per query, from which the
-top k is selected exactly (packed keys, :mod:`skdqn._ranking`).
+unless the work is sharded). It computes its queries' lookup tables (one
+contiguous row per query) and coarse scores, ranks the lists for each query
+(:func:`probe_lists`), and sums the AQD of each probed list's rows with
+scipy's compiled CSR product (:mod:`skdqn._csr`): a list probed by few
+queries of the block query by query, into flat chunks of bounded size where
+each (query, list) pair is one contiguous run; a list probed by many once
+for all of them. The top k is selected exactly (packed keys,
+:mod:`skdqn._ranking`), keeping per query only the candidates at or below a
+bound of its k-th distance.
 """
 
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ from sklearn.utils import check_random_state
 
 from ._pq import encode, update_codebooks
 from ._ranking import MAX_KEY_INDEX, PAD_KEY, pack_keys, stable_smallest, unpack_keys
-from ._kernels import _scan_block
+from ._csr import list_aqd, list_aqd_runs, row_index
 from ._search import _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
 from ._tables import flat_tables
 
@@ -42,7 +45,6 @@ __all__ = [
     "build_lists",
     "coarse_scores",
     "probe_lists",
-    "candidate_distances",
     "ivf_kneighbors",
     "ivf_radius_neighbors",
 ]
@@ -52,10 +54,9 @@ _COARSE_ITER = 10  # Lloyd iterations of the coarse k-means
 _IVF_BLOCK_FACTOR = 8  # queries per task: up to this many times ScanBlocks.query ...
 _IVF_TABLE_FLOATS = 1 << 21  # ... within this many floats of lookup tables (8 MiB)
 _PROBE_FLOATS = 1 << 18  # coarse scores ranked at a time (1 MiB of float32)
-_PAIR_BLOCK = 1 << 14  # (query, item) pairs summed at a time: their buffers stay in the cache
-_BOUND_SAMPLE = 256  # candidates per query whose k-th smallest bounds the flat candidates kept
-_ROWS_MAX_WIDTH = 32  # lists of up to this many queries take their tables as rows of the query-major copy
-_GROUP_MIN = 4096  # a list whose (queries x items) of a block reach this is scanned once for all its queries
+_BOUND_SAMPLE = 256  # distances per (query, list) pair whose k-th smallest bounds the candidates kept
+_NARROW = 8  # a list probed by at most this many queries of a block is summed query by query
+_ROWS_MAX_WIDTH = 160  # wider lists take their tables as columns of a (M * K, nq) copy
 
 
 @dataclass(frozen=True)
@@ -267,11 +268,22 @@ def coarse_scores(V, centroids, metric="l2"):
     >>> coarse_scores(np.array([[1.0, 0.0]]), np.eye(2, dtype=np.float32))
     array([[-1.,  1.]], dtype=float32)
     """
+    return _scores(V, *_prepare_centroids(centroids, metric))
+
+
+def _prepare_centroids(centroids, metric):
+    """What :func:`_scores` needs of the centroids: ``(d, n_lists)`` contiguous, and their squared norms (l2)."""
+    norms = np.einsum("ld,ld->l", centroids, centroids) if metric == "l2" else None
+    return np.ascontiguousarray(centroids.T), norms
+
+
+def _scores(V, centroids_t, norms):
+    """:func:`coarse_scores` of ``V`` from :func:`_prepare_centroids` (once per task, not per step)."""
     V = np.asarray(V, dtype=np.float32)
-    products = np.matmul(V[:, None, :], np.ascontiguousarray(centroids.T))[:, 0, :]
-    if metric == "l2":
+    products = np.matmul(V[:, None, :], centroids_t)[:, 0, :]
+    if norms is not None:
         products *= np.float32(-2.0)
-        products += np.einsum("ld,ld->l", centroids, centroids)
+        products += norms
         return products
     return np.negative(products, out=products)
 
@@ -330,134 +342,120 @@ def probe_lists(scores, sizes, n_probe, k=0):
     return np.repeat(np.arange(nq), counts), table[keep]
 
 
-# -------------------------------------------------------------- candidates
-def candidate_distances(tables, codes, query, rows):
-    """AQD of (query, row) pairs, summed in subspace order as the scan does.
+# ------------------------------------------------------------- list scans
+def _narrow_and_wide(pairs, offsets, row_start):
+    """The non-empty probed lists as ``(cols, first, stop)``, split by how many queries probe them.
 
-    Parameters
-    ----------
-    tables : ndarray of shape (nq, M, K), float32
-    codes : ndarray of shape (n, M), integer in ``[0, K)``
-    query : ndarray of shape (n_pairs,), int
-        Query of each pair.
-    rows : ndarray of shape (n_pairs,), int
-        Row of ``codes`` of each pair.
-
-    Returns
-    -------
-    distances : ndarray of shape (n_pairs,), float32
-        ``sum_m tables[query[p], m, codes[rows[p], m]]``, bit for bit the value
-        of :func:`skdqn._kernels.aqd_distances`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skdqn._ivf import candidate_distances
-    >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
-    >>> candidate_distances(tables, np.array([[1, 1], [1, 0]]), np.array([0, 0]), np.array([0, 1]))
-    array([5., 1.], dtype=float32)
+    Narrow lists (at most ``_NARROW`` queries) are summed query by query
+    into flat chunks (:func:`_narrow_chunks`); wide ones once for all their
+    queries (:func:`_wide_pieces`). Both sum the same entries in the same
+    order, so the split never changes a result.
     """
-    nq, M, K = tables.shape
-    flat = np.ascontiguousarray(tables).reshape(-1)
-    query = np.asarray(query, dtype=np.intp)
-    out = np.empty(query.shape[0], dtype=np.float32)
-    for start in range(0, out.size, _PAIR_BLOCK):
-        part = slice(start, start + _PAIR_BLOCK)
-        _pair_block(flat, codes, query[part], rows[part], (M, K), out[part])
-    return out
+    narrow, wide = [], []
+    for cols, first, stop in _by_list(pairs, offsets, row_start):
+        if stop > first:
+            (narrow if cols.size <= _NARROW else wide).append((cols, first, stop))
+    return narrow, wide
 
 
-def _gather_rows(codes, rows):
-    """``codes[rows]``; as one word per row when the row is 2, 4 or 8 bytes (much faster)."""
-    word = {2: np.uint16, 4: np.uint32, 8: np.uint64}.get(codes.dtype.itemsize * codes.shape[1])
-    if word is None or not codes.flags.c_contiguous or codes.shape[0] == 0:
-        return codes[rows]
-    return codes.view(word)[rows, 0].view(codes.dtype).reshape(-1, codes.shape[1])
+def _narrow_chunks(per_query, codes, narrow, budget):
+    """AQD of the narrow lists, each (query, list) pair one contiguous run of a chunk.
 
-
-def _pair_block(flat, codes, query, rows, shape, out):
-    """:func:`candidate_distances` of a block of pairs small enough for the cache, into ``out``.
-
-    Reference (the same floats)::
-
-        out[p] = flat[q * M * K + codes[r, 0]]
-        for m in 1 .. M - 1: out[p] += flat[q * M * K + m * K + codes[r, m]]
+    ``per_query`` (nq, M * K) float32, C-contiguous. Yields ``(dist, query,
+    first, pos, length)`` per chunk of at most ``budget`` distances: pair
+    ``p`` (of query ``query[p]``) holds the AQD of local rows ``first[p] :
+    first[p] + length[p]`` at ``dist[pos[p] : pos[p] + length[p]]``. A list
+    is summed for all its queries at once, in pieces of at most ``budget //
+    len(cols)`` rows (at least one); the buffer is reused, so a chunk is
+    valid until the next one is asked for.
     """
-    M, K = shape
-    gathered = _gather_rows(codes, rows)
-    base = np.multiply(query, M * K, dtype=np.intp)
-    idx = np.add(gathered[:, 0], base, dtype=np.intp)
-    np.take(flat, idx, out=out)
-    for m in range(1, M):
-        base += K
-        np.add(gathered[:, m], base, out=idx, dtype=np.intp)
-        out += flat[idx]
-    return out
+    K = per_query.shape[1] // codes.shape[1]
+    buffer = np.empty(max([budget] + [cols.size for cols, _, _ in narrow]), dtype=np.float32)
+    pieces, used = [], 0  # per piece of a list: (its queries, first row, rows, position in the chunk)
+    for cols, first, stop in narrow:
+        step = max(1, budget // cols.size)
+        for start in range(first, stop, step):
+            n = min(stop, start + step) - start
+            if pieces and used + n * cols.size > buffer.size:
+                yield (buffer[:used], *_pair_columns(pieces))
+                pieces, used = [], 0
+            out = buffer[used : used + n * cols.size]
+            list_aqd_runs(per_query, cols, row_index(codes[start : start + n], K), out)
+            pieces.append((cols, start, n, used))
+            used += n * cols.size
+    if pieces:
+        yield (buffer[:used], *_pair_columns(pieces))
 
 
-def _expand_ranges(starts, lengths):
-    """Concatenation of ``range(s, s + n)`` for each (s, n), as one intp array."""
-    total = int(lengths.sum())
-    first = np.cumsum(lengths) - lengths
-    return np.repeat(starts - first, lengths) + np.arange(total, dtype=np.intp)
+def _pair_columns(pieces):
+    """(query, first, pos, length) intp arrays of the (query, list) pairs of a chunk's pieces."""
+    cols, first, n, pos = zip(*pieces)
+    width = np.fromiter((c.size for c in cols), dtype=np.intp, count=len(cols))
+    n = np.array(n, dtype=np.intp)
+    within = np.arange(width.sum(), dtype=np.intp) - np.repeat(np.cumsum(width) - width, width)
+    positions = np.repeat(np.array(pos, dtype=np.intp), width) + within * np.repeat(n, width)
+    first = np.repeat(np.array(first, dtype=np.intp), width)
+    return np.concatenate(cols).astype(np.intp), first, positions, np.repeat(n, width)
 
 
-def _pieces(query, lists, offsets, row_start, budget):
-    """(query, first row, length) of the rows each (query, list) pair scans.
+def _wide_pieces(per_query, codes, wide, budget, scan_tables):
+    """AQD of each wide list to the queries that probe it, at most ``budget`` distances at a time.
 
-    A list longer than ``budget`` becomes several pieces.
+    Yields ``(cols, dist, rows)``: the queries (ascending), their distances
+    ``(len(rows), len(cols))`` float32 and the local rows (a slice). A
+    list's rows are summed against its queries' tables as the columns of
+    one ``(M * K, len(cols))`` array: for up to ``_ROWS_MAX_WIDTH`` queries
+    their rows of ``per_query``, transposed; for more, the columns of the
+    ``(M * K, nq)`` tables that ``scan_tables()`` returns (the same floats
+    in the scan's layout), asked for at the first such list.
     """
-    starts = offsets[lists] - row_start
-    lengths = offsets[lists + 1] - offsets[lists]
-    keep = lengths > 0
-    query, starts, lengths = query[keep], starts[keep], lengths[keep]
-    if lengths.size and lengths.max() > budget:
-        n_split = -(-lengths // budget)
-        query = np.repeat(query, n_split)
-        within = _expand_ranges(np.zeros_like(n_split), n_split) * budget
-        starts = np.repeat(starts, n_split) + within
-        lengths = np.minimum(np.repeat(lengths, n_split) - within, budget)
-    return query, starts, lengths
+    K = per_query.shape[1] // codes.shape[1]
+    flat = None
+    for cols, first, stop in wide:
+        if cols.size <= _ROWS_MAX_WIDTH:
+            columns = np.ascontiguousarray(per_query[cols].T)
+        else:
+            flat = scan_tables() if flat is None else flat
+            columns = np.take(flat, cols, axis=1)
+        step = max(1, budget // cols.size)
+        for start in range(first, stop, step):
+            end = min(stop, start + step)
+            out = np.empty((end - start, cols.size), dtype=np.float32)
+            yield cols, list_aqd(columns, row_index(codes[start:end], K), out), slice(start, end)
 
 
-def _chunks(lengths, budget):
-    """Consecutive runs of pieces holding at most ``budget`` rows each (slices)."""
-    ends = np.cumsum(lengths)
-    cuts, start, done = [], 0, 0
-    while start < lengths.size:
-        stop = max(start + 1, int(np.searchsorted(ends, done + budget, side="right")))
-        cuts.append(slice(start, stop))
-        done = int(ends[stop - 1])
-        start = stop
-    return cuts
+def _scan_tables(queries):
+    """A callable giving the ``(M * K, nq)`` tables of ``queries``, computed again in the scan's layout.
 
-
-def _candidates(tables, codes, pieces, chunk):
-    """Query, local row and AQD of every candidate of one chunk of pieces."""
-    query, starts, lengths = (p[chunk] for p in pieces)
-    rows = _expand_ranges(starts, lengths)
-    query = np.repeat(query, lengths)
-    return query, rows, candidate_distances(tables, codes, query, rows)
-
-
-def _run_bounds(query, dist, nq, k, width):
-    """Per query, an upper bound of the k-th smallest of its candidates (inf when it has fewer than k).
-
-    The bound is the k-th smallest of the first ``width`` candidates of the
-    query's run (``query`` non-decreasing, so each run is contiguous): the
-    k-th smallest of a subset is never below that of the whole run, so no
-    candidate of the top k lies above it.
+    Computing them (scipy's ``cdist``, about 6 ms for 1,000 queries at M = 8,
+    K = 256) is cheaper than transposing the query-major copy (18-30 ms,
+    measured).
     """
-    counts = np.bincount(query, minlength=nq)
-    first = np.cumsum(counts) - counts
-    bound = np.full(nq, np.inf, dtype=np.float32)
-    have = np.flatnonzero(counts >= k)
-    if have.size:
-        w = max(k, width)
-        take = np.minimum(first[have, None] + np.arange(w), dist.size - 1)
-        sample = np.where(np.arange(w) < counts[have, None], dist[take], np.float32(np.inf))
-        bound[have] = np.partition(sample, k - 1, axis=1)[:, k - 1]
+    return lambda: flat_tables(queries.tables(layout="scan"))
+
+
+def _chunk_bounds(dist, query, pos, length, top):
+    """Per query of a chunk, a distance no candidate of its final top k lies above.
+
+    The smallest of its running k-th distance (``top.kth``) and, over its
+    pairs in the chunk, the k-th smallest of the first ``_BOUND_SAMPLE``
+    distances of the pair (the k-th of a subset is never below that of the
+    whole).
+    """
+    k = top.k
+    width = max(k, _BOUND_SAMPLE)
+    take = np.minimum(pos[:, None] + np.arange(width), dist.size - 1)
+    sample = np.where(np.arange(width) < length[:, None], dist[take], np.float32(np.inf))
+    bound = top.kth.copy()
+    np.minimum.at(bound, query, np.partition(sample, k - 1, axis=1)[:, k - 1])
     return bound
+
+
+def _chunk_hits(dist, query, first, pos, length, thresholds):
+    """(queries, local rows, distances) of a chunk's distances at or below their query's threshold."""
+    hit = np.flatnonzero(dist <= np.repeat(thresholds[query], length))
+    pair = np.searchsorted(pos, hit, side="right") - 1
+    return query[pair], first[pair] + (hit - pos[pair]), dist[hit]
 
 
 def _merge_keys(best, new, k):
@@ -469,50 +467,51 @@ def _merge_keys(best, new, k):
 
 # ------------------------------------------------------------------- tasks
 def _probe_block(queries, lists, n_probe, k):
-    """Tables and probed (query, list) pairs of one block of queries.
+    """Query-major tables and probed (query, list) pairs of one block of queries.
 
     The coarse scores (``queries x n_lists``) are computed and ranked
     ``_PROBE_FLOATS // n_lists`` queries at a time, so their memory does not
-    grow with the number of lists.
+    grow with the number of lists. Returns ``(per_query, tables, pairs)``:
+    the tables as one C-contiguous ``(nq, M * K)`` row per query, the tables
+    as computed (``(nq, M, K)``, for a kernel), and the pairs.
     """
     vectors = queries.vectors()
-    tables = queries.tables()
+    tables = queries.tables(layout="query")
+    per_query = np.ascontiguousarray(tables).reshape(tables.shape[0], -1)  # a no-op but for given tables
+    prepared = _prepare_centroids(lists.centroids, lists.metric)
     step = max(1, _PROBE_FLOATS // lists.n_lists)
-    query, probed = [], []
+    query, probed = [np.empty(0, np.intp)], [np.empty(0, np.intp)]
     for start in range(0, vectors.shape[0], step):
-        scores = coarse_scores(vectors[start : start + step], lists.centroids, lists.metric)
-        q, l = probe_lists(scores, lists.sizes, n_probe, k)
+        q, l = probe_lists(_scores(vectors[start : start + step], *prepared), lists.sizes, n_probe, k)
         query.append(q + start)
         probed.append(l)
-    if not query:
-        return tables, (np.empty(0, np.intp), np.empty(0, np.intp))
-    return tables, (np.concatenate(query), np.concatenate(probed))
+    return per_query, tables, (np.concatenate(query), np.concatenate(probed))
 
 
 def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe, budget, kernel=None, db_block=None):
     """Top-k of a block of queries over the probed lists of one range of lists.
 
-    Lists with enough work are scanned once for all the queries of the block
-    that probe them (:func:`_grouped_pairs`, :func:`_grouped_scan`); the other
-    (query, list) pairs are gathered as flat candidates (:func:`_pair_keys`). Both sum the
-    same table entries in the same order, so the path never changes a result.
-    With a ``kernel`` (e.g. torch), every probed list is scanned by it
-    instead, once for the queries that probe it (:func:`_kernel_knn`).
-    Returns (nq, k) distances and item ids; queries with fewer than k
-    candidates in this range are padded with (inf, -1).
+    Narrow lists are summed query by query into flat chunks, whose
+    candidates at or below their query's bound (:func:`_chunk_bounds`) are
+    kept; wide lists are then summed once for all their queries, keeping
+    what can still enter each query's top k (:func:`_below_kth`). With a
+    ``kernel`` (e.g. torch), every probed list is scanned by it instead,
+    once for the queries that probe it (:func:`_kernel_knn`). Returns (nq,
+    k) distances and item ids; queries with fewer than k candidates in this
+    range are padded with (inf, -1).
     """
-    tables, (query, probed) = _probe_block(queries, lists, n_probe, k)
-    query, probed = _in_part(query, probed, lists_part)
+    per_query, tables, pairs = _probe_block(queries, lists, n_probe, k)
+    pairs = _in_part(*pairs, lists_part)
     top = _RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
     if kernel is not None:
-        _kernel_knn(kernel, db_block, tables, codes, ids, (query, probed), lists.offsets, row_start, top)
+        _kernel_knn(kernel, db_block, tables, codes, ids, pairs, lists.offsets, row_start, top)
         return unpack_keys(top.result())
-    grouped = _grouped_pairs(probed, lists)
-    computed, tables = tables, np.ascontiguousarray(tables)  # query-major, once: a query's table is one row
-    _pair_keys(tables, codes, ids, (query[~grouped], probed[~grouped]), lists.offsets, row_start, budget, top)
-    top.fold()  # each query's k-th distance so far bounds what the grouped scan keeps
-    pairs = (query[grouped], probed[grouped])
-    for cols, dist, rows in _grouped_scan(tables, computed, codes, pairs, lists.offsets, row_start, budget):
+    narrow, wide = _narrow_and_wide(pairs, lists.offsets, row_start)
+    for chunk in _narrow_chunks(per_query, codes, narrow, budget):
+        q, rows, dist = _chunk_hits(*chunk, _chunk_bounds(chunk[0], chunk[1], chunk[3], chunk[4], top))
+        top.add(q, pack_keys(dist, ids[rows]))
+    top.fold()  # each query's k-th distance so far bounds what the wide lists keep
+    for cols, dist, rows in _wide_pieces(per_query, codes, wide, budget, _scan_tables(queries)):
         top.add(*_below_kth(dist, ids[rows], cols, top.kth, k))
     return unpack_keys(top.result())
 
@@ -556,41 +555,11 @@ class _RunningTopK:
         return self.best
 
 
-def _grouped_pairs(probed, lists):
-    """Which (query, list) pairs go to the grouped scan: lists with enough work to share.
-
-    A list probed by ``n_q`` queries of the block is scanned once for all of
-    them when ``n_q >= 2`` and ``n_q * size >= _GROUP_MIN``; below that, the
-    fixed cost of a scan call outweighs what grouping saves, and its pairs
-    are gathered as flat candidates.
-    """
-    n_q = np.bincount(probed, minlength=lists.n_lists)
-    work = n_q * lists.sizes
-    return ((n_q >= 2) & (work >= _GROUP_MIN))[probed]
-
-
 def _in_part(query, probed, lists_part):
     """The (query, list) pairs whose list lies in ``lists_part = (first, stop)``."""
     first, stop = lists_part
     keep = (probed >= first) & (probed < stop)
     return query[keep], probed[keep]
-
-
-def _pair_keys(tables, codes, ids, pairs, offsets, row_start, budget, top):
-    """Add the flat candidates of ``pairs`` to ``top``: every (query, item) pair gathered.
-
-    Per chunk, only the candidates at or below their query's bound (its
-    running k-th distance, or the k-th of a sample of its run,
-    :func:`_run_bounds`) are kept: every candidate of the final top k is
-    among them.
-    """
-    pieces = _pieces(*pairs, offsets, row_start, budget)
-    tables = np.ascontiguousarray(tables)  # a no-op for the task's tables, not a copy in every chunk
-    for chunk in _chunks(pieces[2], budget):
-        cand_q, rows, dist = _candidates(tables, codes, pieces, chunk)
-        bound = np.minimum(_run_bounds(cand_q, dist, top.nq, top.k, _BOUND_SAMPLE), top.kth)
-        keep = np.flatnonzero(dist <= bound[cand_q])
-        top.add(cand_q[keep], pack_keys(dist[keep], ids[rows[keep]]))
 
 
 def _by_list(pairs, offsets, row_start):
@@ -631,52 +600,6 @@ def _kernel_radius(kernel, db_block, tables, codes, ids, pairs, offsets, row_sta
     return found
 
 
-def _padded_width(n_q):
-    """Table columns a list of ``n_q`` queries is scanned with: 1, 2, 4 or 8 (padded), or ``n_q`` above 8.
-
-    numpy's row gather copies rows of 4, 8, 16 or 32 bytes about 3x faster
-    than rows of other sizes (measured: 0.6-0.9 ns against 1.9 ns per row
-    of 3, 5, 6 or 12 float32), so 3 queries are scanned as 4, 5 to 7 as 8.
-    """
-    return n_q if n_q > 8 else 1 << (int(n_q) - 1).bit_length()
-
-
-def _grouped_scan(tables, computed, codes, pairs, offsets, row_start, budget):
-    """Per probed list, the AQD of its rows to the queries that probe it.
-
-    ``tables`` (nq, M, K) C-contiguous; ``computed``, the same floats as
-    they were computed (their ``(M * K, nq)`` layout, :func:`flat_tables`,
-    is taken only for a list wider than ``_ROWS_MAX_WIDTH``: a view of the
-    search's own tables, a copy of tables given as such). Yields ``(cols, dist, rows)``: the queries (ascending), their
-    distances ``(len(rows), len(cols))`` float32 (a view) and the scanned
-    rows (a slice), at most ``budget`` distances at a time. The list is
-    scanned once against its queries' tables, padded with copies of the last
-    one to :func:`_padded_width` columns, as a ``(M * K, width)`` array: for
-    up to ``_ROWS_MAX_WIDTH`` queries their rows of ``tables`` (contiguous)
-    transposed, else the columns of the ``(M * K, nq)`` layout (that column gather
-    took 40 % of the search at ``n_probe=4``; rows were 0.76x slower at
-    ``n_probe=32``, measured).
-    """
-    nq, M, K = tables.shape
-    per_query = tables.reshape(nq, M * K)
-    moffsets = np.arange(M, dtype=np.intp) * K
-    flat = None
-    for cols, first, stop in _by_list(pairs, offsets, row_start):
-        width = _padded_width(cols.size)
-        padded = np.concatenate([cols, np.repeat(cols[-1:], width - cols.size)])
-        if width <= _ROWS_MAX_WIDTH:
-            sub = np.ascontiguousarray(per_query[padded].T)
-        else:
-            flat = flat_tables(computed) if flat is None else flat
-            sub = np.take(flat, padded, axis=1)
-        step = max(1, budget // width)
-        for start in range(first, stop, step):
-            end = min(stop, start + step)
-            out = np.empty((end - start, width), dtype=np.float32)
-            dist = _scan_block(sub, codes, moffsets, start, end, out, np.empty_like(out))
-            yield cols, dist[:, : cols.size], slice(start, end)
-
-
 def _below_kth(dist, row_ids, cols, kth, k):
     """Candidates of a scanned piece that can still enter the top k: (queries, keys).
 
@@ -698,12 +621,15 @@ def _pool_topk(pool, nq, k):
     """(nq, k) smallest keys per query of pooled (queries, keys) parts, padded with PAD_KEY.
 
     Sorted by key, then stably by query: each query's keys form one ascending
-    run, whose first k are taken (however uneven the runs are).
+    run, whose first k are taken (however uneven the runs are). The stable
+    sort by query is numpy's radix sort when the queries fit in 16 bits
+    (3x faster than the merge sort of wider integers, measured).
     """
     query = np.concatenate([p[0] for p in pool])
     keys = np.concatenate([p[1] for p in pool])
     order = np.argsort(keys)
-    order = order[np.argsort(query[order], kind="stable")]
+    by_query = query[order].astype(np.uint16) if nq <= 1 << 16 else query[order]
+    order = order[np.argsort(by_query, kind="stable")]
     counts = np.bincount(query, minlength=nq)
     first = np.cumsum(counts) - counts
     take = first[:, None] + np.arange(k)
@@ -718,25 +644,21 @@ def _ivf_radius_task(
 ):
     """Radius matches of a block of queries in the probed lists of one range: per query (d, ids).
 
-    Lists are scanned grouped or as flat candidates (or by ``kernel``) as in
-    :func:`_ivf_knn_task`.
+    Lists are summed as in :func:`_ivf_knn_task` (narrow lists query by
+    query, wide ones for all their queries), or by ``kernel``.
     """
-    tables, (query, probed) = _probe_block(queries, lists, n_probe, 0)
-    query, probed = _in_part(query, probed, lists_part)
+    per_query, tables, pairs = _probe_block(queries, lists, n_probe, 0)
+    pairs = _in_part(*pairs, lists_part)
     if kernel is not None:
-        pairs = (query, probed)
         found = _kernel_radius(kernel, db_block, tables, codes, ids, pairs, lists.offsets, row_start, threshold)
         return _per_query_by_id(found, queries.n_queries)
-    grouped = _grouped_pairs(probed, lists)
-    computed, tables = tables, np.ascontiguousarray(tables)  # query-major, once (not in every chunk of candidates)
-    pieces = _pieces(query[~grouped], probed[~grouped], lists.offsets, row_start, budget)
+    narrow, wide = _narrow_and_wide(pairs, lists.offsets, row_start)
     found = []
-    for chunk in _chunks(pieces[2], budget):
-        cand_q, rows, dist = _candidates(tables, codes, pieces, chunk)
-        hit = dist <= threshold
-        found.append((cand_q[hit], ids[rows[hit]], dist[hit]))
-    grouped_pairs = (query[grouped], probed[grouped])
-    for cols, dist, rows in _grouped_scan(tables, computed, codes, grouped_pairs, lists.offsets, row_start, budget):
+    everywhere = np.full(queries.n_queries, threshold, dtype=np.float32)
+    for chunk in _narrow_chunks(per_query, codes, narrow, budget):
+        q, rows, dist = _chunk_hits(*chunk, everywhere)
+        found.append((q, ids[rows], dist))
+    for cols, dist, rows in _wide_pieces(per_query, codes, wide, budget, _scan_tables(queries)):
         hit = np.flatnonzero(dist <= threshold)
         r, c = np.divmod(hit, cols.size)
         found.append((cols[c], ids[rows][r], dist[r, c]))

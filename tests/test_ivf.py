@@ -19,7 +19,6 @@ from skdqn._ivf import (
     append_to_lists,
     assign_lists,
     build_lists,
-    candidate_distances,
     coarse_scores,
     ivf_kneighbors,
     ivf_radius_neighbors,
@@ -279,42 +278,6 @@ def test_probe_lists_matches_a_loop():
                 assert_array_equal(lists[query == q], order[:need])
 
 
-def test_candidate_distances_equal_the_scan():
-    rng = np.random.default_rng(2)
-    tables = rng.random((5, 3, 7), dtype=np.float32)
-    codes = rng.integers(0, 7, size=(50, 3)).astype(np.uint8)
-    query = rng.integers(0, 5, 200)
-    rows = rng.integers(0, 50, 200)
-    assert_array_equal(candidate_distances(tables, codes, query, rows), aqd_distances(tables, codes)[query, rows])
-
-
-@pytest.mark.parametrize("M, dtype", [(2, np.uint8), (4, np.uint8), (8, np.uint8), (3, np.uint8),
-                                      (2, np.uint16), (4, np.uint16), (5, np.uint16)])
-@pytest.mark.parametrize("layout", ["contiguous", "fortran", "strided"])
-def test_candidate_distances_over_block_boundaries_and_layouts(monkeypatch, M, dtype, layout):
-    """Pairs spanning several blocks, codes gathered as words or row by row, against a plain loop."""
-    import skdqn._ivf as ivf
-
-    monkeypatch.setattr(ivf, "_PAIR_BLOCK", 37)
-    rng = np.random.default_rng(M)
-    K = 300 if dtype == np.uint16 else 11
-    tables = rng.random((6, M, K), dtype=np.float32)
-    codes = rng.integers(0, K, size=(40, M)).astype(dtype)
-    if layout == "fortran":
-        codes = np.asfortranarray(codes)
-    elif layout == "strided":
-        codes = np.repeat(codes, 2, axis=0)[::2]
-    query = rng.integers(0, 6, 200)
-    rows = rng.integers(0, 40, 200)
-    expected = np.empty(200, dtype=np.float32)
-    for p in range(200):
-        expected[p] = tables[query[p], 0, codes[rows[p], 0]]
-        for m in range(1, M):
-            expected[p] += tables[query[p], m, codes[rows[p], m]]
-    assert_array_equal(candidate_distances(tables, codes, query, rows), expected)
-    assert candidate_distances(tables, codes, query[:0], rows[:0]).shape == (0,)
-
-
 def test_build_and_append_lists():
     order, offsets = build_lists(np.array([2, 0, 2, 0, 1]), 4)
     assert order.tolist() == [1, 3, 4, 0, 2] and offsets.tolist() == [0, 2, 3, 5, 5]
@@ -385,59 +348,107 @@ def test_with_deep_quantizer_codebooks(small):
                        aqd_kneighbors(source, dq.codes_, 5)[1])
 
 
-# ----------------------------------------------- grouped and pair scan paths
-@pytest.mark.parametrize("group_min", [1, 200, 10**9])
+# ------------------------------------------------ narrow and wide list scans
+@pytest.mark.parametrize("narrow", [0, 2, 10**9])
 @pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
-def test_grouped_and_pair_paths_give_the_same_results(monkeypatch, group_min, metric):
-    # group_min=1: every list probed twice or more scanned once for its queries; 10**9: every
-    # (query, list) pair gathered as flat candidates; 3: a mixture.
+def test_narrow_and_wide_paths_give_the_same_results(monkeypatch, narrow, metric):
+    # narrow=0: every list summed once for all its queries; 10**9: every (query,
+    # list) pair summed on its own into flat chunks; 2: a mixture.
     import skdqn._ivf as ivf_module
 
     X, _, flat, ivf = index_pair(metric, n_lists=20)
     Q = X[::7] + 0.2
     ivf.set_params(n_probe=3)
     expected = reference_ivf(ivf, Q, 7)
-    monkeypatch.setattr(ivf_module, "_GROUP_MIN", group_min)
+    monkeypatch.setattr(ivf_module, "_NARROW", narrow)
     assert_array_equal(ivf.kneighbors(Q)[1], expected)
     ivf.set_params(n_probe=20)
     assert_same_search(ivf, flat, Q, radius=1.0 if metric == "euclidean" else -3.0)
     assert_same_search(ivf, flat, None)
 
 
-def test_padded_width_is_a_fast_row_size():
-    from skdqn._ivf import _padded_width
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
+def test_the_numpy_fallback_of_the_list_sums_gives_the_same_search(monkeypatch, metric):
+    import skdqn._csr as csr
 
-    assert [_padded_width(n) for n in range(1, 12)] == [1, 2, 4, 4, 8, 8, 8, 8, 9, 10, 11]
+    X, _, flat, ivf = index_pair(metric, n_lists=20)
+    Q = X[::7] + 0.2
+    radius = 1.0 if metric == "euclidean" else -3.0
+    for n_probe in (3, 20):
+        ivf.set_params(n_probe=n_probe)
+        expected = ivf.kneighbors(Q), ivf.radius_neighbors(Q, radius=radius), ivf.kneighbors()
+        with monkeypatch.context() as patch:
+            patch.setattr(csr, "BACKEND", "numpy")
+            got = ivf.kneighbors(Q), ivf.radius_neighbors(Q, radius=radius), ivf.kneighbors()
+        for a, b in ((expected[0], got[0]), (expected[2], got[2])):
+            assert_array_equal(a[0], b[0])
+            assert_array_equal(a[1], b[1])
+        for a, b in zip(expected[1][1], got[1][1]):
+            assert_array_equal(a, b)
+        for a, b in zip(expected[1][0], got[1][0]):
+            assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("rows_max_width", [0, 32])
-def test_grouped_scan_sums_each_list_against_its_own_queries(monkeypatch, rows_max_width):
-    # Lists probed by 1 to 40 queries (padded widths, the row and the column
-    # layouts of the tables): each piece holds exactly the AQD of its rows.
+def _lists_probed_by(counts, offsets, nq, rng):
+    """(query, probed) pairs: list l probed by counts[l] distinct queries."""
+    query = np.concatenate([rng.choice(nq, c, replace=False) for c in counts])
+    return query, np.repeat(np.arange(len(counts)), counts)
+
+
+def test_narrow_chunks_hold_each_pair_as_one_run():
+    # Pairs of lists probed by 1 to 3 queries, a list longer than the budget,
+    # an empty list: every run holds exactly the AQD of its rows, chunks stay
+    # within the budget, and every (query, row) pair is summed once.
+    from skdqn._ivf import _narrow_and_wide, _narrow_chunks
+
+    rng = np.random.default_rng(8)
+    nq, M, K, budget = 12, 3, 16, 64
+    tables = rng.random((nq, M, K), dtype=np.float32)
+    codes = rng.integers(0, K, size=(200, M)).astype(np.uint8)
+    offsets = np.array([0, 10, 40, 40, 41, 200])
+    pairs = _lists_probed_by([1, 3, 2, 1, 2], offsets, nq, rng)
+    narrow, wide = _narrow_and_wide(pairs, offsets, 0)
+    assert wide == [] and len(narrow) == 4  # the empty list is dropped
+    full = aqd_distances(tables, codes)  # (nq, 200)
+    seen = []
+    for dist, query, first, pos, length in _narrow_chunks(tables.reshape(nq, -1), codes, narrow, budget):
+        assert dist.size <= budget and dist.size == length.sum()
+        assert_array_equal(pos, np.cumsum(length) - length)
+        for q, f, p, n in zip(query, first, pos, length):
+            assert_array_equal(dist[p : p + n], full[q, f : f + n])
+            seen.extend((int(q), r) for r in range(f, f + n))
+    expected = [(int(q), r) for q, l in zip(*pairs) for r in range(offsets[l], offsets[l + 1])]
+    assert sorted(seen) == sorted(expected)
+
+
+@pytest.mark.parametrize("rows_max_width", [0, 10, 10**9])
+def test_wide_pieces_sum_each_list_against_its_own_queries(monkeypatch, rows_max_width):
+    # Tables as rows of the query-major array (transposed), as columns of
+    # one (M * K, nq) copy, or a mixture.
     import skdqn._ivf as ivf_module
 
     monkeypatch.setattr(ivf_module, "_ROWS_MAX_WIDTH", rows_max_width)
-    rng = np.random.default_rng(8)
+    rng = np.random.default_rng(9)
     nq, M, K = 40, 3, 16
     tables = rng.random((nq, M, K), dtype=np.float32)
     codes = rng.integers(0, K, size=(90, M)).astype(np.uint8)
     offsets = np.array([0, 10, 40, 41, 90])
-    counts = [1, 3, 7, 40]  # queries probing lists 0..3
-    query = np.concatenate([rng.choice(nq, c, replace=False) for c in counts])
-    probed = np.repeat(np.arange(4), counts)
-    full = aqd_distances(tables, codes)  # (nq, 90)
+    pairs = _lists_probed_by([9, 12, 30, 40], offsets, nq, rng)
+    narrow, wide = ivf_module._narrow_and_wide(pairs, offsets, 0)
+    assert narrow == [] and len(wide) == 4
+    full = aqd_distances(tables, codes)
     seen = []
-    scan = ivf_module._grouped_scan(tables, tables, codes, (query, probed), offsets, 0, 64)
-    for cols, dist, rows in scan:
-        assert dist.shape == (rows.stop - rows.start, cols.size)
+    scan_tables = lambda: np.ascontiguousarray(tables.reshape(nq, -1).T)  # noqa: E731
+    for cols, dist, rows in ivf_module._wide_pieces(tables.reshape(nq, -1), codes, wide, 64, scan_tables):
+        assert dist.shape == (rows.stop - rows.start, cols.size) and dist.size <= max(64, cols.size)
         assert_array_equal(dist, full[cols][:, rows].T)
         seen.append((int(cols.size), rows.start, rows.stop))
-    assert {c for c, _, _ in seen} == set(counts)
+    assert {c for c, _, _ in seen} == {9, 12, 30, 40}
     assert sum(b - a for _, a, b in seen) == 90
 
 
-@pytest.mark.parametrize("group_min", [1, 10**9])
-def test_paths_keep_ties_by_item_index_across_lists(monkeypatch, group_min):
+@pytest.mark.parametrize("narrow", [0, 10**9])
+def test_paths_keep_ties_by_item_index_across_lists(monkeypatch, narrow):
     # Lists hold items of interleaved indices and many equal distances: the
     # k-th distance bound must keep ties (ids are not monotonic across lists).
     import skdqn._ivf as ivf_module
@@ -446,30 +457,32 @@ def test_paths_keep_ties_by_item_index_across_lists(monkeypatch, group_min):
     X = rng.integers(0, 3, size=(500, 4)).astype(float)
     flat = AQDNeighbors(n_neighbors=30, M=2, K=4, random_state=0).fit(X)
     ivf = clone(flat).set_params(n_lists=7, n_probe=7).fit(X)
-    monkeypatch.setattr(ivf_module, "_GROUP_MIN", group_min)
-    with scan_blocks(query=16, database=64):  # small pieces and frequent pool folds
+    monkeypatch.setattr(ivf_module, "_NARROW", narrow)
+    with scan_blocks(query=16, database=64):  # small chunks and frequent pool folds
         assert_same_search(ivf, flat, X[:80])
         assert_same_search(ivf, flat, X[:80], n_neighbors=200)
 
 
-@pytest.mark.parametrize("width", [1, 3, 10, 100])
-def test_run_bounds_never_fall_below_the_kth_of_the_run(width):
-    from skdqn._ivf import _run_bounds
+@pytest.mark.parametrize("sample", [1, 3, 10, 100])
+def test_chunk_bounds_never_fall_below_the_kth_of_a_query(monkeypatch, sample):
+    import skdqn._ivf as ivf_module
 
-    rng = np.random.default_rng(width)
-    counts = np.array([0, 1, 3, 4, 9, 50, 2])
-    query = np.repeat(np.arange(counts.size), counts)
-    dist = rng.integers(0, 6, query.size).astype(np.float32)  # many ties
-    k = 3
-    bound = _run_bounds(query, dist, counts.size, k, width)
-    first = np.cumsum(counts) - counts
-    for q, n in enumerate(counts):
-        run = dist[first[q] : first[q] + n]
-        if n < k:
-            assert bound[q] == np.inf
-        else:
-            assert bound[q] >= np.sort(run)[k - 1]
-            assert bound[q] == np.sort(run[: max(k, width)])[k - 1]
+    monkeypatch.setattr(ivf_module, "_BOUND_SAMPLE", sample)
+    rng = np.random.default_rng(sample)
+    length = np.array([1, 3, 4, 9, 50, 2, 6])
+    query = np.array([0, 1, 1, 2, 3, 4, 4])  # queries 1 and 4: two pairs each; query 5: none
+    pos = np.cumsum(length) - length
+    dist = rng.integers(0, 6, length.sum()).astype(np.float32)  # many ties
+    top = ivf_module._RunningTopK(6, 3, limit=100)
+    top.kth[3] = 2.0  # a running k-th already known
+    bound = ivf_module._chunk_bounds(dist, query, pos, length, top)
+    for q in range(6):
+        runs = [dist[p : p + n] for p, n, qq in zip(pos, length, query) if qq == q]
+        every = np.concatenate(runs) if runs else np.empty(0, np.float32)
+        if every.size >= 3:
+            assert bound[q] >= min(np.sort(every)[2], top.kth[q])
+        own = [np.sort(r[: max(3, sample)])[2] for r in runs if r.size >= 3]
+        assert bound[q] == min(own + [top.kth[q]])
 
 
 def test_pool_topk_takes_the_smallest_keys_of_uneven_runs():

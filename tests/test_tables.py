@@ -51,6 +51,41 @@ def test_distance_tables_match_reference(metric, M, K, ds):
         assert_array_equal(tables[1, :, 0], 0.0)  # exact: differences, not expansion
 
 
+def test_squared_tables_are_float64_sums_rounded_once():
+    # The documented computation: float64 differences, squared and summed in
+    # order, rounded once to float32 (not a float32 accumulation).
+    rng = np.random.default_rng(5)
+    codebooks = rng.normal(size=(3, 20, 5)).astype(np.float32)
+    Q = (rng.normal(size=(9, 15)) * 3).astype(np.float32)
+    expected = np.empty((9, 3, 20), dtype=np.float32)
+    for q in range(9):
+        for m in range(3):
+            for k in range(20):
+                acc = 0.0
+                for d in range(5):
+                    acc += (float(Q[q, m * 5 + d]) - float(codebooks[m, k, d])) ** 2
+                expected[q, m, k] = acc
+    for layout in ("scan", "query"):
+        assert_array_equal(distance_tables(Q, codebooks, layout=layout), expected)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
+@pytest.mark.parametrize("block_floats", [1, 50, 3000, 1 << 22])
+def test_both_layouts_hold_the_same_floats(metric, block_floats):
+    rng = np.random.default_rng(6)
+    codebooks = rng.normal(size=(5, 40, 3)).astype(np.float32)
+    Q = rng.normal(size=(70, 15)) * 10
+    Q[3] = 0.0
+    scan = distance_tables(Q, codebooks, metric)
+    query = distance_tables(Q, codebooks, metric, layout="query", block_floats=block_floats)
+    assert query.flags.c_contiguous and scan.base is not None and scan.transpose(1, 2, 0).flags.c_contiguous
+    assert_array_equal(query, scan)
+    assert_array_equal(np.signbit(query), np.signbit(scan))
+    assert_array_equal(distance_tables(Q, codebooks, metric, block_floats=block_floats), scan)
+    with pytest.raises(ValueError, match="layout"):
+        distance_tables(Q, codebooks, metric, layout="rows")
+
+
 @pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
 def test_distance_tables_exact_on_integer_data(metric):
     Q, codebooks, _ = integer_problem()
@@ -75,9 +110,10 @@ def test_a_query_table_does_not_depend_on_the_other_queries(metric):
     codebooks = rng.normal(size=(4, 32, 3)).astype(np.float32)
     Q = rng.normal(size=(300, 12)) * 10
     full = distance_tables(Q, codebooks, metric)
-    for rows in (slice(0, 1), slice(5, 8), slice(0, 128), slice(200, 300)):
-        assert_array_equal(distance_tables(Q[rows], codebooks, metric), full[rows])
-    assert_array_equal(distance_tables(Q, codebooks, metric, block_floats=7), full)
+    for layout in ("scan", "query"):
+        for rows in (slice(0, 1), slice(5, 8), slice(0, 128), slice(200, 300), slice(1, 299)):
+            assert_array_equal(distance_tables(Q[rows], codebooks, metric, layout=layout), full[rows])
+        assert_array_equal(distance_tables(Q, codebooks, metric, block_floats=7, layout=layout), full)
 
 
 @pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
