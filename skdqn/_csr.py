@@ -26,17 +26,29 @@ try:  # pragma: no cover - the import is what is being guarded
 except ImportError:  # pragma: no cover
     _sparsetools = None
 
-__all__ = ["row_index", "list_aqd", "list_aqd_runs", "BACKEND"]
+__all__ = ["row_index", "list_aqd", "list_aqd_runs", "rows_per_call", "BACKEND"]
 
-_CONSTANT_ROWS = 1 << 16  # rows of the cached constants below (grown on demand)
+_CALL_ENTRIES = 1 << 18  # table entries summed per call at most (rows_per_call): 1 MiB of int32 index
 _offsets, _rows = {}, {}
+
+
+def rows_per_call(M):
+    """Rows of ``M`` entries the callers sum per call at most, so that indices stay in the cache.
+
+    Examples
+    --------
+    >>> from skdqn._csr import rows_per_call
+    >>> rows_per_call(8)
+    32768
+    """
+    return max(1, _CALL_ENTRIES // M)
 
 
 def _column_offsets(M, K, n_rows):
     """``m * K`` for every entry of ``n_rows`` rows, int32 (cached; one assignment: safe with threads)."""
     cached = _offsets.get((M, K))
     if cached is None or cached.size < n_rows * M:
-        cached = np.tile(np.arange(M, dtype=np.int32) * np.int32(K), max(_CONSTANT_ROWS, 2 * n_rows))
+        cached = np.tile(np.arange(M, dtype=np.int32) * np.int32(K), max(rows_per_call(M), n_rows))
         _offsets[(M, K)] = cached
     return cached
 
@@ -45,7 +57,7 @@ def _row_constants(M, n_rows):
     """(row pointers, ones) of a CSR matrix of ``n_rows`` rows of ``M`` entries (cached)."""
     cached = _rows.get(M)
     if cached is None or cached[0].size <= n_rows:
-        n = max(_CONSTANT_ROWS, 2 * n_rows)
+        n = max(rows_per_call(M), n_rows)
         cached = (np.arange(0, (n + 1) * M, M, dtype=np.int32), np.ones(n * M, dtype=np.float32))
         _rows[M] = cached
     return cached

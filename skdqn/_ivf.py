@@ -34,7 +34,7 @@ from sklearn.utils import check_random_state
 
 from ._pq import encode, update_codebooks
 from ._ranking import MAX_KEY_INDEX, PAD_KEY, pack_keys, stable_smallest, unpack_keys
-from ._csr import list_aqd, list_aqd_runs, row_index
+from ._csr import list_aqd, list_aqd_runs, row_index, rows_per_call
 from ._search import _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
 from ._tables import flat_tables
 
@@ -366,14 +366,15 @@ def _narrow_chunks(per_query, codes, narrow, budget):
     ``p`` (of query ``query[p]``) holds the AQD of local rows ``first[p] :
     first[p] + length[p]`` at ``dist[pos[p] : pos[p] + length[p]]``. A list
     is summed for all its queries at once, in pieces of at most ``budget //
-    len(cols)`` rows (at least one); the buffer is reused, so a chunk is
-    valid until the next one is asked for.
+    len(cols)`` rows (at least one; and at most ``rows_per_call(M)``, so that
+    the indices of a call stay in the cache); the buffer is reused, so a
+    chunk is valid until the next one is asked for.
     """
     K = per_query.shape[1] // codes.shape[1]
     buffer = np.empty(max([budget] + [cols.size for cols, _, _ in narrow]), dtype=np.float32)
     pieces, used = [], 0  # per piece of a list: (its queries, first row, rows, position in the chunk)
     for cols, first, stop in narrow:
-        step = max(1, budget // cols.size)
+        step = max(1, min(budget // cols.size, rows_per_call(codes.shape[1])))
         for start in range(first, stop, step):
             n = min(stop, start + step) - start
             if pieces and used + n * cols.size > buffer.size:
@@ -417,7 +418,7 @@ def _wide_pieces(per_query, codes, wide, budget, scan_tables):
         else:
             flat = scan_tables() if flat is None else flat
             columns = np.take(flat, cols, axis=1)
-        step = max(1, budget // cols.size)
+        step = max(1, min(budget // cols.size, rows_per_call(codes.shape[1])))
         for start in range(first, stop, step):
             end = min(stop, start + step)
             out = np.empty((end - start, cols.size), dtype=np.float32)

@@ -99,7 +99,7 @@ def test_a_failing_check_falls_back_to_numpy(monkeypatch):
 
 
 def test_cached_constants_grow_for_long_lists(monkeypatch):
-    monkeypatch.setattr(csr, "_CONSTANT_ROWS", 4)
+    monkeypatch.setattr(csr, "_CALL_ENTRIES", 12)  # 4 rows of 3 cached at first
     monkeypatch.setattr(csr, "_offsets", {})
     monkeypatch.setattr(csr, "_rows", {})
     rng = np.random.default_rng(3)
@@ -108,3 +108,4 @@ def test_cached_constants_grow_for_long_lists(monkeypatch):
         codes = rng.integers(0, 4, size=(n, 3)).astype(np.uint8)
         assert_array_equal(list_aqd(tables, row_index(codes, 4), np.empty(n, np.float32)),
                            reference_sums(tables, codes))
+    assert csr.rows_per_call(3) == 4 and csr._rows[3][0].size == 51  # grown to the longest list only

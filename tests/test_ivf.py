@@ -389,6 +389,24 @@ def test_the_numpy_fallback_of_the_list_sums_gives_the_same_search(monkeypatch, 
             assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("narrow", [0, 10**9])
+def test_lists_summed_a_few_rows_per_call_change_nothing(monkeypatch, narrow):
+    import skdqn._csr as csr
+    import skdqn._ivf as ivf_module
+
+    X, _, flat, ivf = index_pair(n_lists=10)
+    Q = X[::9] + 0.1
+    ivf.set_params(n_probe=4)
+    expected = ivf.kneighbors(Q), ivf.radius_neighbors(Q, radius=1.0)
+    monkeypatch.setattr(csr, "_CALL_ENTRIES", 4 * 3)  # M = 4: 3 rows per call
+    monkeypatch.setattr(ivf_module, "_NARROW", narrow)
+    got = ivf.kneighbors(Q), ivf.radius_neighbors(Q, radius=1.0)
+    assert_array_equal(got[0][0], expected[0][0])
+    assert_array_equal(got[0][1], expected[0][1])
+    for a, b in zip(list(got[1][0]) + list(got[1][1]), list(expected[1][0]) + list(expected[1][1])):
+        assert_array_equal(a, b)
+
+
 def _lists_probed_by(counts, offsets, nq, rng):
     """(query, probed) pairs: list l probed by counts[l] distinct queries."""
     query = np.concatenate([rng.choice(nq, c, replace=False) for c in counts])
