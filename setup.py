@@ -46,6 +46,8 @@ setup(
             "sphinx-gallery>=0.15",
             "numpydoc>=1.6",
             "pydata-sphinx-theme>=0.15",
+            # MathJax copied into the built pages: the math renders offline, no CDN.
+            "sphinx-mathjax-offline>=0.0.2",
             "matplotlib>=3.6",
         ],
         "bench": ["faiss-cpu>=1.7.4", "matplotlib>=3.6", "dask[distributed]>=2023.1"],

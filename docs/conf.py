@@ -41,6 +41,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # MathJax from the build itself (copied into _static/mathjax), not from a CDN:
+    # the math renders offline. The package's name is its module's name.
+    "sphinx-mathjax-offline",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
@@ -148,7 +151,28 @@ def _refuse_mailto(app, doctree, docname):
             )
 
 
+def _check_built_html(app, exc):
+    """Fail the build on HTML that loads math from the network or shows raw reST markup.
+
+    See ``_htmlcheck.py``; docutils warns about none of these. Runs after the
+    other ``build-finished`` handlers (MathJax is copied by one of them).
+    """
+    if exc is not None or app.builder.format != "html":
+        return
+    from sphinx.errors import ExtensionError
+    from sphinx.util import logging
+
+    import _htmlcheck
+
+    problems = _htmlcheck.check_build(app.outdir)
+    for problem in problems:
+        logging.getLogger(__name__).warning(problem)
+    if problems:
+        raise ExtensionError(f"the built HTML has {len(problems)} problem(s); see the warnings above")
+
+
 def setup(app):
+    app.connect("build-finished", _check_built_html, priority=900)
     app.connect("autodoc-skip-member", _skip_member)
     app.connect("autodoc-process-docstring", _escape_email_like, priority=600)  # after numpydoc
     app.connect("doctree-resolved", _refuse_mailto)
