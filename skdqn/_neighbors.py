@@ -55,6 +55,16 @@ def _object_array(list_of_arrays):
 _SELF_CHUNK = 1 << 15  # kneighbors(X=None): stored items searched at a time
 
 
+class _ArraySummary:
+    """Stands for an array parameter in a repr: ``array(shape=(4, 256, 8), dtype=float32)``."""
+
+    def __init__(self, array):
+        self._text = f"array(shape={tuple(array.shape)}, dtype={array.dtype})"
+
+    def __repr__(self):
+        return self._text
+
+
 def _drop_self(dist, ind, items):
     """Each row's top ``k - 1`` without its own item ``items[row]``: (dist, ind) of shape (n, k - 1).
 
@@ -266,6 +276,26 @@ class AQDNeighbors(BaseEstimator):
         self.n_probe = n_probe
         self.coarse_centroids = coarse_centroids
         self.random_state = random_state
+
+    def __repr__(self, N_CHAR_MAX=700):
+        """scikit-learn's repr, with array parameters summarised by their shape and dtype.
+
+        A loaded index holds its codebooks (and coarse centroids) as
+        parameters; printing their numbers would fill a screen.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdqn import AQDNeighbors
+        >>> AQDNeighbors(codebooks=np.zeros((4, 256, 8), dtype=np.float32), n_neighbors=3)
+        AQDNeighbors(codebooks=array(shape=(4, 256, 8), dtype=float32), n_neighbors=3)
+        """
+        params = self.get_params(deep=False)
+        arrays = {name: _ArraySummary(value) for name, value in params.items() if isinstance(value, np.ndarray)}
+        if not arrays:
+            return super().__repr__(N_CHAR_MAX)
+        shown = type(self)(**{**params, **arrays})  # only the parameters are printed
+        return BaseEstimator.__repr__(shown, N_CHAR_MAX)
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -979,7 +1009,7 @@ class AQDNeighbors(BaseEstimator):
         return _as_sparse_interface(graph)
 
     # ---------------------------------------------------------------- score
-    def score(self, X, y, top_k=None, normalize="retrieved", no_relevant="zero"):
+    def score(self, X, y, top_k=None, normalize="retrieved", no_relevant="zero", verbose=0):
         """Mean average precision of ``X`` as queries against the index.
 
         An item is relevant to a query when they share at least one label.
@@ -1004,11 +1034,21 @@ class AQDNeighbors(BaseEstimator):
             A query with no relevant item in its top k counts as 0 (skdqn)
             or is left out of the mean (DeepHash code base); see
             :func:`skdqn.metrics.mean_average_precision`.
+        verbose : int, default=0
+            ``1`` reports the queries ranked so far on stderr (a bar on a
+            terminal, a line per tenth of the queries in a log file).
 
         Returns
         -------
         score : float
             MAP in [0, 1].
+
+        Warns
+        -----
+        NoRelevantItemsWarning
+            With ``no_relevant="zero"``, when some queries share no label
+            with the index (they score 0 whatever the ranking); see
+            :class:`skdqn.exceptions.NoRelevantItemsWarning`.
 
         Examples
         --------
@@ -1027,5 +1067,5 @@ class AQDNeighbors(BaseEstimator):
         return score_codes(
             self._queries(X), y, self.codes_, self._fit_labels,
             top_k=top_k, normalize=normalize, no_relevant=no_relevant, n_jobs=self.n_jobs,
-            search=self._knn,
+            search=self._knn, verbose=verbose,
         )

@@ -11,7 +11,7 @@ returns: one plain line per epoch is printed instead.
 import math
 import sys
 
-__all__ = ["epoch_progress"]
+__all__ = ["epoch_progress", "count_progress"]
 
 
 def _in_notebook():
@@ -33,13 +33,22 @@ def _isatty(stream):
 
 
 def format_losses(record):
-    """``{"pair": ..., "quant": ...}`` for an epoch's history record; ``quant`` is ``"warm-up"`` before codebooks.
+    """The losses of an epoch's history record, by name; ``quant`` is ``"warm-up"`` before codebooks.
+
+    The supervised term is named for the objective that trained: ``pair``
+    (the paper's pairwise loss) or ``proxy`` (the class-proxy loss), the
+    one of ``pair_loss`` and ``proxy_loss`` that is not NaN.
 
     >>> format_losses({"pair_loss": 0.5, "quantization_loss": float("nan")})
     {'pair': '0.5000', 'quant': 'warm-up'}
+    >>> format_losses({"pair_loss": float("nan"), "proxy_loss": 1.25, "quantization_loss": 0.5})
+    {'proxy': '1.2500', 'quant': '0.5000'}
     """
     quantization = record["quantization_loss"]
     quant = "warm-up" if quantization is None or math.isnan(quantization) else f"{quantization:.4f}"
+    proxy = record.get("proxy_loss")
+    if proxy is not None and not math.isnan(proxy):
+        return {"proxy": f"{proxy:.4f}", "quant": quant}
     return {"pair": f"{record['pair_loss']:.4f}", "quant": quant}
 
 
@@ -68,11 +77,12 @@ class _Lines:
 
     def update(self, record):
         losses = format_losses(record)
+        name, value = next(iter(losses.items()))  # the supervised loss, by name
         seconds = record.get("seconds")
         timing = f", {seconds:.2f} s" if seconds is not None else ""
         print(
             f"{self._desc} epoch {record['epoch']:>{self._width}}/{self._n_epochs}: "
-            f"pair loss {losses['pair']}, quantization loss {losses['quant']}{timing}",
+            f"{name} loss {value}, quantization loss {losses['quant']}{timing}",
             file=self._stream,
             flush=True,
         )
@@ -113,3 +123,93 @@ def epoch_progress(n_epochs, desc, stream=None):
     if _isatty(stream) or (stream is sys.stderr and _in_notebook()):
         return _Bar(n_epochs, desc, stream)
     return _Lines(n_epochs, desc, stream)
+
+
+class _CountBar:
+    """A tqdm bar over a count of items (e.g. queries ranked)."""
+
+    def __init__(self, total, desc, unit, stream):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, unit=unit, file=stream)
+
+    def update(self, n):
+        self._bar.update(n)
+
+    def close(self):
+        self._bar.close()
+
+
+class _CountLines:
+    """A plain line at each tenth of the work (and at the end), flushed at once."""
+
+    def __init__(self, total, desc, unit, stream):
+        self._total, self._desc, self._unit, self._stream = total, desc, unit, stream
+        self._done = 0
+        self._next = 1  # the next tenth to report
+
+    def update(self, n):
+        self._done += n
+        tenth = 10 * self._done // max(self._total, 1)
+        if tenth >= self._next:
+            self._next = tenth + 1
+            print(
+                f"{self._desc}: {self._done}/{self._total} {self._unit} ({100 * self._done // max(self._total, 1)} %)",
+                file=self._stream, flush=True,
+            )
+
+    def close(self):
+        pass
+
+
+class _Silent:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def count_progress(total, desc, *, unit="queries", verbose=1, stream=None):
+    """A progress reporter over ``total`` items: ``update(n)`` after each ``n`` done, ``close()`` at the end.
+
+    Parameters
+    ----------
+    total : int
+        Number of items planned.
+    desc : str
+        The name shown, e.g. ``"MAP"``.
+    unit : str, default="queries"
+        What is counted.
+    verbose : int, default=1
+        0: report nothing (the reporter does nothing).
+    stream : file-like, default=None
+        Where to write; ``sys.stderr`` (read when called) when None.
+
+    Returns
+    -------
+    progress : object
+        A tqdm bar on a terminal or in a notebook, else a plain line at each
+        tenth of the work (a log file stays short), or nothing with
+        ``verbose=0``.
+
+    Examples
+    --------
+    >>> import io
+    >>> log = io.StringIO()
+    >>> progress = count_progress(400, "MAP", stream=log)
+    >>> for _ in range(4):
+    ...     progress.update(100)
+    >>> progress.close()
+    >>> print(log.getvalue(), end="")
+    MAP: 100/400 queries (25 %)
+    MAP: 200/400 queries (50 %)
+    MAP: 300/400 queries (75 %)
+    MAP: 400/400 queries (100 %)
+    """
+    if not verbose:
+        return _Silent()
+    stream = sys.stderr if stream is None else stream
+    if _isatty(stream) or (stream is sys.stderr and _in_notebook()):
+        return _CountBar(total, desc, unit, stream)
+    return _CountLines(total, desc, unit, stream)

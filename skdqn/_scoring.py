@@ -7,21 +7,25 @@ rank a database of codes for each query by Asymmetric Quantizer Distance
 search engine does not depend on the metrics.
 """
 
+import warnings
+
 import numpy as np
 
+from ._progress import count_progress
 from ._search import _FULL_SORT_RATIO, aqd_kneighbors, full_sort_block
 from ._tables import as_query_source
 from ._validation import check_y
-from .metrics import _check_no_relevant, _mean_of_aps, average_precision_scores
+from .exceptions import NoRelevantItemsWarning
+from .metrics import _check_no_relevant, _mean_of_aps, _n_relevant, average_precision_scores
 
-__all__ = ["retrieval_average_precisions", "score_codes"]
+__all__ = ["retrieval_average_precisions", "score_codes", "warn_absent_labels"]
 
 _RANKING_CHUNK = 4096  # queries ranked at a time when top_k is a small part of the database
 
 
 def retrieval_average_precisions(
     queries, codes, query_labels, database_labels, *, top_k=None, normalize="retrieved", n_jobs=None,
-    search=None,
+    search=None, verbose=0, desc="MAP",
 ):
     """Average precision of each query when the database is ranked by AQD.
 
@@ -45,6 +49,11 @@ def retrieval_average_precisions(
         source over the database (e.g. an index's inverted-list search);
         the exhaustive :func:`~skdqn._search.aqd_kneighbors` over ``codes``
         when None. Indices are database items, the rows of ``database_labels``.
+    verbose : int, default=0
+        ``1`` reports the queries ranked so far on stderr (a bar on a
+        terminal, a line per tenth of the queries elsewhere), under ``desc``.
+    desc : str, default="MAP"
+        The name of the progress.
 
     Returns
     -------
@@ -71,18 +80,60 @@ def retrieval_average_precisions(
     k = n if top_k is None else min(int(top_k), n)
     chunk = full_sort_block(n) if k * _FULL_SORT_RATIO >= n else _RANKING_CHUNK
     out = np.empty(queries.n_queries, dtype=np.float64)
-    for start in range(0, queries.n_queries, chunk):
-        s = slice(start, min(queries.n_queries, start + chunk))
-        _, ranking = search(queries.block(s), k)
-        out[s] = average_precision_scores(
-            query_labels[s], database_labels, ranking, top_k=k, normalize=normalize, n_jobs=n_jobs
-        )
+    progress = count_progress(queries.n_queries, desc, verbose=verbose)
+    try:
+        for start in range(0, queries.n_queries, chunk):
+            s = slice(start, min(queries.n_queries, start + chunk))
+            _, ranking = search(queries.block(s), k)
+            out[s] = average_precision_scores(
+                query_labels[s], database_labels, ranking, top_k=k, normalize=normalize, n_jobs=n_jobs
+            )
+            progress.update(s.stop - s.start)
+    finally:
+        progress.close()
     return out
+
+
+def warn_absent_labels(query_labels, database_labels, *, stacklevel=3):
+    """Warn (:class:`~skdqn.exceptions.NoRelevantItemsWarning`) if some queries share no label with the database.
+
+    Parameters
+    ----------
+    query_labels : ndarray of shape (n_queries,) or (n_queries, n_labels)
+        Canonical labels (see :func:`skdqn._validation.check_y`).
+    database_labels : ndarray of shape (n_database,) or (n_database, n_labels)
+    stacklevel : int, default=3
+        Passed to :func:`warnings.warn`.
+
+    Returns
+    -------
+    n_absent : int
+        The number of such queries (0: no warning).
+
+    Examples
+    --------
+    >>> import numpy as np, warnings
+    >>> from skdqn._scoring import warn_absent_labels
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     warn_absent_labels(np.array([0, 5, 6]), np.array([0, 1, 1]))
+    2
+    """
+    n_absent = int((_n_relevant(query_labels, database_labels) == 0).sum())
+    if n_absent:
+        warnings.warn(
+            f"{n_absent} of {len(query_labels)} queries have no relevant item in the database (none "
+            "of their labels is among the database's labels): each counts as an average precision "
+            "of 0. Check that the query and database labels are of the same kind, or pass "
+            "no_relevant='skip' to leave those queries out.",
+            NoRelevantItemsWarning, stacklevel=stacklevel,
+        )
+    return n_absent
 
 
 def score_codes(
     queries, y, codes, database_labels, *, top_k=None, normalize="retrieved", no_relevant="zero",
-    n_jobs=None, search=None,
+    n_jobs=None, search=None, verbose=0,
 ):
     """MAP of labelled queries against labelled codes: what ``score`` returns.
 
@@ -107,11 +158,19 @@ def score_codes(
         Parallel workers.
     search : callable, default=None
         The index's search, see :func:`retrieval_average_precisions`.
+    verbose : int, default=0
+        ``1`` reports progress on stderr, see :func:`retrieval_average_precisions`.
 
     Returns
     -------
     score : float
         MAP in [0, 1].
+
+    Warns
+    -----
+    NoRelevantItemsWarning
+        With ``no_relevant="zero"``, when some queries share no label with
+        the whole database (they score 0 whatever the ranking).
 
     Examples
     --------
@@ -125,8 +184,11 @@ def score_codes(
     """
     no_relevant = _check_no_relevant(no_relevant)
     labels = check_y(y, queries.n_queries)
+    desc = "MAP" if top_k is None else f"MAP@{top_k}"
     ap = retrieval_average_precisions(
         queries, codes, labels, database_labels, top_k=top_k, normalize=normalize, n_jobs=n_jobs,
-        search=search,
-    )
+        search=search, verbose=verbose, desc=desc,
+    )  # validates the labels against each other first
+    if no_relevant == "zero" and not ap.all():
+        warn_absent_labels(labels, database_labels, stacklevel=4)  # at the caller of score
     return _mean_of_aps(ap, no_relevant)

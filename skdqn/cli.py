@@ -32,6 +32,7 @@ import os
 import sys
 import time
 
+from ._progress import _isatty
 from ._validation import check_codes, check_device, check_positive_int
 from ._version import __version__
 
@@ -702,13 +703,30 @@ def _depths(requested, n_database):
     return sorted(set(requested))
 
 
-def _retrieval_metrics(index, Z_q, y_q, depths, normalize="retrieved"):
-    """``{name: value}``: MAP over the whole index, then MAP@k and precision@k at each depth."""
+def _retrieval_metrics(index, Z_q, y_q, depths, normalize="retrieved", verbose=0):
+    """``{name: value}``: MAP over the whole index, then MAP@k and precision@k at each depth.
+
+    ``verbose=1`` reports each ranking's progress on stderr; queries sharing
+    no label with the index are reported once, as a warning line.
+    """
+    import warnings
+
+    from .exceptions import NoRelevantItemsWarning
     from .metrics import precision_at_k
 
-    results = {"MAP": index.score(Z_q, y_q, normalize=normalize)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoRelevantItemsWarning)
+        results = {"MAP": index.score(Z_q, y_q, normalize=normalize, verbose=verbose)}
+    absent = [w for w in caught if issubclass(w.category, NoRelevantItemsWarning)]
+    for warning in absent[:1]:
+        print(f"skdqn evaluate: warning: {warning.message}", file=sys.stderr)
+    for warning in caught:
+        if not issubclass(warning.category, NoRelevantItemsWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     for k in depths:
-        results[f"MAP@{k}"] = index.score(Z_q, y_q, top_k=k, normalize=normalize)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoRelevantItemsWarning)  # reported once, above
+            results[f"MAP@{k}"] = index.score(Z_q, y_q, top_k=k, normalize=normalize, verbose=verbose)
     if depths:
         ind = index.kneighbors(Z_q, n_neighbors=max(depths), return_distance=False)
         precision = precision_at_k(y_q, index._fit_labels, ranking=ind, k=depths)
@@ -742,8 +760,9 @@ def _evaluate(args):
                        rows_what="the queries")
     depths = _depths(args.k, index.n_samples_fit_)
     start = time.perf_counter()
+    verbose = args.verbose if args.verbose is not None else int(_isatty(sys.stderr))
     try:
-        results = _retrieval_metrics(index, Z_q, y_q, depths, args.normalize)
+        results = _retrieval_metrics(index, Z_q, y_q, depths, args.normalize, verbose)
     except ValueError as exc:
         raise _RunError(f"evaluation failed: {exc}") from None
     seconds = time.perf_counter() - start
@@ -1061,6 +1080,10 @@ def _add_evaluate(sub):
         "all relevant items (textbook average precision); see skdqn.metrics (default retrieved)",
     )
     evaluate.add_argument("-o", "--output", help="also write the results to a .json or .csv file")
+    evaluate.add_argument(
+        "--verbose", type=int, choices=(0, 1), default=None,
+        help="1 shows the progress of each ranking on stderr (default: 1 when stderr is a terminal)",
+    )
     _add_metric(evaluate)
     _add_database_options(evaluate)
 
