@@ -8,16 +8,19 @@ Asymmetric Quantizer Distance with lookup tables.
 * :class:`DeepQuantizer`: the DQN estimator (fit/transform/encode).
 * :class:`AQDNeighbors`: a compressed, :class:`~sklearn.neighbors.NearestNeighbors`-style
   index over product-quantization codes.
+* :class:`Retriever`: a DeepQuantizer and the index of its codes in one
+  estimator, from raw queries to neighbours.
 * :mod:`skdqn.metrics`: retrieval metrics (MAP, precision@k, ...).
 * :func:`merge_kneighbors`, :func:`database_shards`: search a database in
   shards (threads, processes, a cluster) and merge the per-shard top-k.
 """
 
 from ._neighbors import AQDNeighbors
+from ._retriever import Retriever
 from ._search import database_shards, merge_kneighbors
 from ._version import __version__
 
-__all__ = ["AQDNeighbors", "DeepQuantizer", "database_shards", "merge_kneighbors", "__version__"]
+__all__ = ["AQDNeighbors", "DeepQuantizer", "Retriever", "database_shards", "merge_kneighbors", "__version__"]
 
 
 def __getattr__(name):
