@@ -20,6 +20,12 @@ holding the items' ids and packed codes.
 skdqn's ``(n, M)`` code arrays; :func:`to_faiss_index` and
 :func:`from_faiss_index` move whole indexes, :func:`to_faiss_ivf` and
 :func:`from_faiss_ivf` indexes with inverted lists.
+
+An index with a rotation (OPQ) is a :class:`faiss.IndexPreTransform` whose
+one transform is a :class:`faiss.OPQMatrix` (any bias-free square
+``LinearTransform`` is read) in front of the ``IndexPQ`` or ``IndexIVFPQ``:
+faiss computes ``A x``, skdqn ``x @ rotation``, so ``A = rotation.T``
+(:func:`to_faiss_pretransform`, :func:`from_faiss_pretransform`).
 """
 
 import numpy as np
@@ -35,6 +41,9 @@ __all__ = [
     "to_faiss_ivf",
     "from_faiss_ivf",
     "is_faiss_ivf",
+    "is_faiss_pretransform",
+    "to_faiss_pretransform",
+    "from_faiss_pretransform",
 ]
 
 
@@ -380,3 +389,112 @@ def _read_invlists(faiss, index):
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, code_size), np.uint8)
     packed = np.concatenate(codes).reshape(-1, code_size)
     return np.concatenate(lists), np.concatenate(ids).astype(np.int64), packed
+
+
+def is_faiss_pretransform(index):
+    """Whether ``index`` is a :class:`faiss.IndexPreTransform` (faiss imported only if installed).
+
+    Parameters
+    ----------
+    index : object
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from skdqn._faiss import is_faiss_pretransform
+    >>> is_faiss_pretransform(object())
+    False
+    """
+    if type(index).__module__.split(".")[0] != "faiss":
+        return False
+    return isinstance(index, import_faiss().IndexPreTransform)
+
+
+def to_faiss_pretransform(rotation, index):
+    """``index`` behind a :class:`faiss.OPQMatrix` holding ``rotation``.
+
+    Parameters
+    ----------
+    rotation : ndarray of shape (d, d), float
+        Orthogonal; skdqn rotates ``x @ rotation``, so the OPQMatrix holds
+        ``A = rotation.T`` (faiss computes ``A x``).
+    index : faiss.Index
+        Trained, of dimension ``d`` (an ``IndexPQ`` or ``IndexIVFPQ``).
+
+    Returns
+    -------
+    pretransform : faiss.IndexPreTransform
+        Trained, with the ``ntotal`` of ``index``; it keeps ``index`` alive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._faiss import to_faiss_index, to_faiss_pretransform
+    >>> C = np.zeros((2, 4, 2), np.float32)
+    >>> pq = to_faiss_index(C, np.zeros((3, 2), np.uint8))  # doctest: +SKIP
+    >>> to_faiss_pretransform(np.eye(4), pq).ntotal  # doctest: +SKIP
+    3
+    """
+    faiss = import_faiss()
+    d = rotation.shape[0]
+    opq = faiss.OPQMatrix(d, 1)  # M only matters for training, which is not done here
+    faiss.copy_array_to_vector(np.ascontiguousarray(rotation.T, dtype=np.float32).ravel(), opq.A)
+    opq.is_trained = True
+    opq.is_orthonormal = True
+    return faiss.IndexPreTransform(opq, index)
+
+
+def from_faiss_pretransform(index):
+    """The rotation and the wrapped index of a :class:`faiss.IndexPreTransform`.
+
+    Parameters
+    ----------
+    index : faiss.IndexPreTransform
+        Trained, with exactly one transform: an ``OPQMatrix`` or another
+        square ``LinearTransform`` without bias (e.g. a
+        ``RandomRotationMatrix``).
+
+    Returns
+    -------
+    rotation : ndarray of shape (d, d), float32
+        ``A.T`` of the transform (not checked for orthogonality here).
+    inner : faiss.Index
+        The wrapped index, downcast to its class (e.g. ``IndexPQ``).
+
+    Raises
+    ------
+    ValueError
+        For several transforms, one that is not a square linear map, or one
+        with a bias (skdqn's rotation has no offset).
+
+    Examples
+    --------
+    >>> from skdqn._faiss import from_faiss_pretransform
+    >>> rotation, inner = from_faiss_pretransform(index)  # doctest: +SKIP
+    """
+    faiss = import_faiss()
+    if not index.is_trained:
+        raise ValueError("the faiss.IndexPreTransform is not trained: train it first.")
+    if index.chain.size() != 1:
+        raise ValueError(
+            f"the faiss.IndexPreTransform has {index.chain.size()} transforms; skdqn reads one "
+            "rotation (an OPQMatrix) in front of an IndexPQ or IndexIVFPQ."
+        )
+    transform = faiss.downcast_VectorTransform(index.chain.at(0))
+    if not isinstance(transform, faiss.LinearTransform) or transform.d_in != transform.d_out:
+        raise ValueError(
+            f"the faiss.IndexPreTransform's transform is a {type(transform).__name__} from "
+            f"{transform.d_in} to {transform.d_out} dimensions; skdqn reads a square linear "
+            "rotation (OPQMatrix, RandomRotationMatrix)."
+        )
+    if transform.have_bias:
+        raise ValueError(
+            "the faiss.IndexPreTransform's linear transform has a bias; skdqn's rotation has no "
+            "offset (subtract it from the data, or use an OPQMatrix)."
+        )
+    d = int(transform.d_in)
+    A = faiss.vector_to_array(transform.A).reshape(d, d)
+    return np.ascontiguousarray(A.T, dtype=np.float32), faiss.downcast_index(index.index)

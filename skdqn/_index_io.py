@@ -7,15 +7,19 @@ The bundle (:mod:`skdqn._io`: a directory or one ``.npz``, checksummed) holds
 * with inverted lists (format version 2): ``coarse_centroids.npy``
   (n_lists, d) float32, ``list_offsets.npy`` (n_lists + 1,) int64 and
   ``list_ids.npy`` (n,) int64, the codes then being in list order;
+* with a rotation (format version 3): ``rotation.npy`` (d, d) float32;
 * a JSON header: ``format``, ``format_version``, ``skdqn_version``, the
   parameters, ``codebooks_given``, ``n_samples_fit``, ``n_features_in``,
-  ``feature_names_in``, ``lists``, ``list_metric`` and
-  ``coarse_centroids_given``.
+  ``feature_names_in``, ``lists``, ``list_metric``,
+  ``coarse_centroids_given`` and ``rotation`` (null, ``"opq"``: learned by
+  ``fit``, or ``"given"``: the ``rotation`` parameter was the array).
 
+A bundle is written with the lowest version that holds it (1 without lists
+or rotation), so older skdqn versions still read what they can.
 :func:`load_index` validates every header field (type, allowed values,
 agreement with the arrays' shapes and dtypes) and every array, and raises a
 ``ValueError`` that names the file and the field; files written by format
-version 1 (no inverted lists) still load.
+versions 1 (no inverted lists) and 2 (no rotation) still load.
 """
 
 from numbers import Integral
@@ -25,20 +29,22 @@ import numpy as np
 from ._io import check_header, format_header, read_bundle, write_bundle
 from ._ivf import InvertedLists
 from ._pq import code_dtype
-from ._validation import check_codebooks, check_codes
+from ._validation import check_codebooks, check_codes, check_rotation
 
 __all__ = ["save_index", "load_index", "index_from_parts", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "skdqn.AQDNeighbors"
-FORMAT_VERSION = 2  # 1: exhaustive only; 2: + inverted lists
+FORMAT_VERSION = 3  # 1: exhaustive only; 2: + inverted lists; 3: + rotation (OPQ)
 _LIST_ARRAYS = ("coarse_centroids", "list_offsets", "list_ids")
 _LIST_METRICS = ("l2", "inner_product")
+_ROTATION_KINDS = (None, "opq", "given")
 
 
 def _params_for_header(index):
     params = index.get_params(deep=False)
     params.pop("codebooks")
     params.pop("coarse_centroids")  # stored as an array when the index has lists
+    params.pop("rotation")  # header field "rotation", the array in rotation.npy
     random_state = params["random_state"]
     if not (random_state is None or isinstance(random_state, Integral)):
         params["random_state"] = None  # a RandomState instance is not stored
@@ -71,8 +77,10 @@ def save_index(index, path):
     """
     names = getattr(index, "feature_names_in_", None)
     lists = index._lists()
+    rotation = index.rotation_
+    version = 3 if rotation is not None else 2 if lists is not None else 1
     header = {
-        **format_header(FORMAT, FORMAT_VERSION if lists is not None else 1),
+        **format_header(FORMAT, version),
         "params": _params_for_header(index),
         "codebooks_given": index.codebooks is not None,
         "n_samples_fit": int(index.n_samples_fit_),
@@ -82,6 +90,8 @@ def save_index(index, path):
         "list_metric": None if lists is None else lists.metric,
         "coarse_centroids_given": index.coarse_centroids is not None,
     }
+    if rotation is not None:
+        header["rotation"] = "opq" if isinstance(index.rotation, str) else "given"
     arrays = {"codebooks": index.codebooks_, "codes": index.codes_}
     if index._fit_labels is not None:
         labels = index._fit_labels
@@ -91,6 +101,8 @@ def save_index(index, path):
         arrays["labels"] = labels
     if lists is not None:
         arrays.update(coarse_centroids=lists.centroids, list_offsets=lists.offsets, list_ids=lists.ids)
+    if rotation is not None:
+        arrays["rotation"] = rotation
     return write_bundle(path, header, arrays)
 
 
@@ -136,12 +148,15 @@ def _check_fields(header, path, version):
     fields["list_metric"] = header.get("list_metric")
     if fields["lists"] and fields["list_metric"] not in _LIST_METRICS:
         raise ValueError(f"{path}: header field 'list_metric' must be one of {_LIST_METRICS}.")
+    fields["rotation"] = header.get("rotation") if version >= 3 else None
+    if fields["rotation"] not in _ROTATION_KINDS:
+        raise ValueError(f"{path}: header field 'rotation' must be one of {_ROTATION_KINDS}.")
     return fields
 
 
 def _make_estimator(cls, params, path):
     """``cls(**params)``, its parameters validated; errors name the file and field."""
-    known = set(cls().get_params(deep=False)) - {"codebooks", "coarse_centroids"}
+    known = set(cls().get_params(deep=False)) - {"codebooks", "coarse_centroids", "rotation"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(f"{path}: header field 'params' has unknown parameters {unknown}.")
@@ -184,6 +199,21 @@ def _check_lists(arrays, fields, path):
         raise ValueError(f"{path}: list_ids must be int64 of shape ({n},).")
     _check_ids(np.asarray(ids), offsets, path)
     return InvertedLists(np.array(centroids), np.array(offsets), ids, fields["list_metric"])
+
+
+def _check_rotation_array(arrays, fields, path):
+    """The bundle's rotation (float32, orthogonal), or None when the header says it has none."""
+    if not fields["rotation"]:
+        return None
+    if "rotation" not in arrays:
+        raise ValueError(f"{path} is incomplete: the header says it has a rotation, but rotation.npy is missing.")
+    rotation = np.asarray(arrays["rotation"])
+    if rotation.dtype != np.float32:
+        raise ValueError(f"{path}: rotation must be float32; got {rotation.dtype}.")
+    try:
+        return check_rotation(rotation, fields["n_features_in"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: rotation.npy does not fit the header: {exc}") from None
 
 
 def _check_ids(ids, offsets, path):
@@ -232,8 +262,10 @@ def load_index(cls, path, mmap_mode=None, *, verify=True):
     if missing:
         raise ValueError(f"{path} is incomplete: missing {sorted(missing)}.")
     extra = set(arrays) - {"codebooks", "codes", "labels"} - (set(_LIST_ARRAYS) if fields["lists"] else set())
+    extra -= {"rotation"} if fields["rotation"] else set()
     if extra:
         raise ValueError(f"{path} holds arrays its header does not describe: {sorted(extra)}.")
+    rotation = _check_rotation_array(arrays, fields, path)
     index = _make_estimator(cls, fields["params"], path)
     try:
         codebooks = check_codebooks(np.asarray(arrays["codebooks"]), fields["n_features_in"])
@@ -248,13 +280,15 @@ def load_index(cls, path, mmap_mode=None, *, verify=True):
     lists = _check_lists(arrays, fields, path) if fields["lists"] else None
     if fields["coarse_centroids_given"]:
         index.coarse_centroids = lists.centroids
+    if rotation is not None:
+        index.rotation = "opq" if fields["rotation"] == "opq" else rotation
     labels = arrays.get("labels")
     if labels is not None and (labels.ndim not in (1, 2) or labels.shape[0] != fields["n_samples_fit"]):
         raise ValueError(f"{path}: labels of shape {labels.shape} for {fields['n_samples_fit']} items.")
     index.n_features_in_ = fields["n_features_in"]
     if fields["feature_names_in"] is not None:
         index.feature_names_in_ = np.array(fields["feature_names_in"], dtype=object)
-    index._set_fitted(codebooks, codes, labels, lists)
+    index._set_fitted(codebooks, codes, labels, lists, rotation)
     return index
 
 
@@ -269,7 +303,9 @@ def index_from_parts(cls, codebooks, codes, labels, lists, params):
     labels : ndarray or None
     lists : InvertedLists or None
     params : dict
-        Parameters of the index (``codebooks`` set to the given codebooks).
+        Parameters of the index (``codebooks`` set to the given codebooks;
+        ``rotation``, if any, a checked float32 orthogonal array, which
+        becomes ``rotation_``).
 
     Returns
     -------
@@ -287,5 +323,5 @@ def index_from_parts(cls, codebooks, codes, labels, lists, params):
     index = cls(codebooks=codebooks, **params)
     index._validate_params()
     index.n_features_in_ = codebooks.shape[0] * codebooks.shape[2]
-    index._set_fitted(codebooks, codes, labels, lists)
+    index._set_fitted(codebooks, codes, labels, lists, params.get("rotation"))
     return index

@@ -10,7 +10,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._faiss import from_faiss_index, from_faiss_ivf, is_faiss_ivf, to_faiss_index, to_faiss_ivf
+from ._faiss import (
+    from_faiss_index,
+    from_faiss_ivf,
+    from_faiss_pretransform,
+    is_faiss_ivf,
+    is_faiss_pretransform,
+    to_faiss_index,
+    to_faiss_ivf,
+    to_faiss_pretransform,
+)
 from ._index_io import index_from_parts, load_index, save_index
 from ._ivf import (
     InvertedLists,
@@ -23,6 +32,7 @@ from ._ivf import (
 from ._kernels import get_kernel
 from ._labels import label_kind
 from ._metric import METRIC_NAMES, get_metric, metric_for_faiss
+from ._opq import rotate, train_opq
 from ._pq import code_dtype, decode, encode, train_codebooks
 from ._scoring import score_codes
 from ._search import aqd_kneighbors, aqd_radius_neighbors
@@ -32,6 +42,7 @@ from ._validation import (
     check_codes,
     check_enough_samples,
     check_n_subspaces,
+    check_rotation,
     check_y,
 )
 
@@ -76,6 +87,22 @@ def _drop_self(dist, ind, items):
     keep = ind != items[:, None]
     keep[keep.all(axis=1), k - 1] = False
     return dist[keep].reshape(n, k - 1), ind[keep].reshape(n, k - 1)
+
+
+def _rotated(X, rotation):
+    """``X`` rotated (``X @ rotation``, each row on its own), or ``X`` itself without a rotation."""
+    return X if rotation is None else rotate(X, rotation)
+
+
+def _given_rotation(rotation, n_features):
+    """A rotation given with codes (``from_codes``, ``from_faiss``): None or a checked array."""
+    if isinstance(rotation, str):
+        raise ValueError(
+            f"rotation={rotation!r} learns a rotation from data, which an index built from codes "
+            "does not have; pass rotation=None or the orthogonal array of shape (n_features, "
+            "n_features) the codes were made with."
+        )
+    return None if rotation is None else check_rotation(rotation, n_features)
 
 
 class AQDNeighbors(BaseEstimator):
@@ -161,15 +188,38 @@ class AQDNeighbors(BaseEstimator):
         ``n_neighbors`` items (faiss pads with -1 instead).
     coarse_centroids : array-like of shape (n_lists, n_features), default=None
         Coarse centroids to use as given instead of learning them
-        (``n_lists`` may then be None).
+        (``n_lists`` may then be None). With a ``rotation``, in the rotated
+        space (as ``coarse_centroids_``).
+    rotation : None, "opq" or array-like of shape (n_features, n_features), default=None
+        An orthogonal rotation ``R`` applied to items and queries (``X @ R``)
+        before the codes and the lookup tables; every search then runs on
+        the rotated vectors, and distances are unchanged by a rotation.
+        ``None``: no rotation (plain PQ). ``"opq"``: Optimized Product
+        Quantization (Ge et al., 2013): :meth:`fit` learns ``R`` and the
+        codebooks together (needs ``codebooks=None``), alternating PQ on
+        ``X @ R`` and ``R`` by orthogonal Procrustes (an SVD of ``d x d``),
+        50 alternations with 4 k-means iterations each (40 for the first
+        PQ), as faiss' ``OPQMatrix``, on at most ``256 * K`` vectors, from
+        two starts (plain PQ's axes and the principal axes shared out to
+        balance the subspaces), the better kept; seeded by
+        ``random_state``. It costs about 100 PQ trainings. An array: that
+        rotation, orthogonal to ``1e-5``; the codebooks are learned (or
+        given) in the rotated space. Helps when the features are correlated
+        or of unequal variance; see the user guide.
     random_state : int, RandomState instance or None, default=None
-        Seeds codebook learning (when ``codebooks`` is None), then the coarse
-        k-means. The same seed gives the same codes, with or without lists.
+        Seeds codebook learning (when ``codebooks`` is None; with
+        ``rotation="opq"``, the rotation too), then the coarse k-means. The
+        same seed gives the same codes, with or without lists.
 
     Attributes
     ----------
     codebooks_ : ndarray of shape (M, K, n_features / M), float32
-        The codebooks used to encode and search.
+        The codebooks used to encode and search (in the rotated space, with
+        a ``rotation``).
+    rotation_ : ndarray of shape (n_features, n_features), float32, or None
+        The orthogonal rotation applied before encoding and searching
+        (``X @ rotation_``), learned with ``rotation="opq"``; None without
+        a rotation.
     codes_ : ndarray or numpy.memmap of shape (n_samples_fit, M), uint8 or uint16
         The stored items (memory-mapped when loaded with
         ``load(path, mmap_mode="r")``); in list order with inverted lists
@@ -177,7 +227,8 @@ class AQDNeighbors(BaseEstimator):
     n_samples_fit_ : int
         Number of items in the index.
     coarse_centroids_ : ndarray of shape (n_lists, n_features), float32, or None
-        The coarse quantizer of the inverted lists; None for an exhaustive index.
+        The coarse quantizer of the inverted lists (in the rotated space,
+        with a rotation); None for an exhaustive index.
     list_offsets_ : ndarray of shape (n_lists + 1,), int64, or None
         With inverted lists, ``codes_`` is stored sorted by list: list ``l`` is
         rows ``list_offsets_[l]:list_offsets_[l + 1]``.
@@ -243,6 +294,7 @@ class AQDNeighbors(BaseEstimator):
         "n_lists": [None, Interval(Integral, 1, None, closed="left")],
         "n_probe": [Interval(Integral, 1, None, closed="left")],
         "coarse_centroids": "no_validation",
+        "rotation": [None, StrOptions({"opq"}), "array-like"],
         "random_state": ["random_state"],
     }
 
@@ -261,6 +313,7 @@ class AQDNeighbors(BaseEstimator):
         n_lists=None,
         n_probe=1,
         coarse_centroids=None,
+        rotation=None,
         random_state=None,
     ):
         self.n_neighbors = n_neighbors
@@ -275,6 +328,7 @@ class AQDNeighbors(BaseEstimator):
         self.n_lists = n_lists
         self.n_probe = n_probe
         self.coarse_centroids = coarse_centroids
+        self.rotation = rotation
         self.random_state = random_state
 
     def __repr__(self, N_CHAR_MAX=700):
@@ -333,24 +387,46 @@ class AQDNeighbors(BaseEstimator):
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         n_samples, n_features = X.shape
         centroids, n_lists = check_n_lists(self.n_lists, self.coarse_centroids, n_features)
-        rng = check_random_state(self.random_state)  # codebooks first, then the lists
+        rotation = self._check_rotation(n_features)
+        rng = check_random_state(self.random_state)  # codebooks (and rotation) first, then the lists
         if self.codebooks is None:
             check_n_subspaces(n_features, self.M)
             check_enough_samples(n_samples, self.K, who=type(self).__name__, action="index")
-            codebooks = train_codebooks(X, self.M, self.K, max_samples=256 * self.K, random_state=rng)
+            if isinstance(rotation, str):
+                rotation, codebooks = train_opq(X, self.M, self.K, max_samples=256 * self.K, random_state=rng)
+            else:
+                codebooks = train_codebooks(
+                    _rotated(X, rotation), self.M, self.K, max_samples=256 * self.K, random_state=rng
+                )
         else:
             codebooks = check_codebooks(self.codebooks, n_features)
         labels = None if y is None else check_y(y, n_samples)
+        X = _rotated(X, rotation)
         codes = encode(X, codebooks)
         lists = None
         if n_lists is not None:
             lists = make_lists(X, n_lists, centroids, metric.faiss, rng)
             codes = codes[lists.ids]
-        self._set_fitted(codebooks, codes, labels, lists)
+        self._set_fitted(codebooks, codes, labels, lists, rotation)
         return self
 
-    def _set_fitted(self, codebooks, codes, labels, lists):
+    def _check_rotation(self, n_features):
+        """The ``rotation`` parameter checked: None, ``"opq"`` or a float32 orthogonal array."""
+        if self.rotation is None:
+            return None
+        if isinstance(self.rotation, str):
+            if self.codebooks is not None:
+                raise ValueError(
+                    "rotation='opq' learns the rotation together with the codebooks, so it needs "
+                    "codebooks=None; with given codebooks, pass the rotation they were learned "
+                    "with (an orthogonal array) or rotation=None."
+                )
+            return self.rotation
+        return check_rotation(self.rotation, n_features)
+
+    def _set_fitted(self, codebooks, codes, labels, lists, rotation=None):
         """Every fitted attribute, in one place (codes in list order with lists)."""
+        self.rotation_ = rotation
         self.codebooks_ = codebooks
         self.codes_ = codes
         self.n_samples_fit_ = int(codes.shape[0])
@@ -420,13 +496,15 @@ class AQDNeighbors(BaseEstimator):
                 "y was given but the index was built without labels; refit with fit(X, y) to "
                 "keep labels for score."
             )
+        X = _rotated(X, self.rotation_)
         codes = encode(X, self.codebooks_)
         lists = self._lists()
         if lists is None:
             codes = np.concatenate([np.asarray(self.codes_), codes])
         else:
             lists, codes = append_to_lists(lists, self.codes_, codes, X)
-        self._set_fitted(self.codebooks_, codes, self._fit_labels if labels is None else labels, lists)
+        labels = self._fit_labels if labels is None else labels
+        self._set_fitted(self.codebooks_, codes, labels, lists, self.rotation_)
         return self
 
     def _append_labels(self, labels):
@@ -468,10 +546,13 @@ class AQDNeighbors(BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
-        return encode(X, self.codebooks_)
+        return encode(_rotated(X, self.rotation_), self.codebooks_)
 
     def decode(self, codes):
         """Reconstructions ``C h`` of codes: the vectors the index actually compares.
+
+        With a rotation, the reconstructions are rotated back to the original
+        space (``C h @ rotation_.T``).
 
         Parameters
         ----------
@@ -491,7 +572,8 @@ class AQDNeighbors(BaseEstimator):
         """
         check_is_fitted(self)
         M, K, _ = self.codebooks_.shape
-        return decode(check_codes(codes, M, K), self.codebooks_)
+        decoded = decode(check_codes(codes, M, K), self.codebooks_)
+        return decoded if self.rotation_ is None else rotate(decoded, self.rotation_.T)
 
     # ------------------------------------------------------ storage, faiss
     def save(self, path):
@@ -612,7 +694,10 @@ class AQDNeighbors(BaseEstimator):
             each list's reconstructions.
         **params
             Other parameters of the index (``n_neighbors``, ``metric``,
-            ``n_lists``, ``coarse_centroids``, ...).
+            ``n_lists``, ``coarse_centroids``, ...). ``rotation``: None, or
+            the orthogonal rotation of shape ``(M * ds, M * ds)`` the codes
+            were made with (queries are then rotated by it); ``"opq"`` is
+            refused, there is no data to learn it from.
 
         Returns
         -------
@@ -634,6 +719,7 @@ class AQDNeighbors(BaseEstimator):
         if len(M_K_ds) != 3:
             raise ValueError(f"codebooks must have shape (M, K, ds); got shape {M_K_ds}.")
         M, K, ds = M_K_ds
+        rotation = _given_rotation(index.rotation, M * ds)
         codebooks = check_codebooks(codebooks, M * ds)
         codes = check_codes(codes, M, K, copy=False)
         labels = None if y is None else check_y(y, codes.shape[0])
@@ -647,7 +733,7 @@ class AQDNeighbors(BaseEstimator):
             lists = make_lists(decoded, n_lists, centroids, metric.faiss, index.random_state, list_assignments)
             codes = codes[lists.ids]
         index.n_features_in_ = M * ds
-        index._set_fitted(codebooks, codes, labels, lists)
+        index._set_fitted(codebooks, codes, labels, lists, rotation)
         return index
 
     def to_faiss(self):
@@ -657,10 +743,14 @@ class AQDNeighbors(BaseEstimator):
         returns squared distances, as ``"sqeuclidean"`` does);
         ``"inner_product"`` gives ``METRIC_INNER_PRODUCT`` (faiss returns the
         inner products, largest first; this index returns their negation).
+        With inverted lists, a :class:`faiss.IndexIVFPQ` (``by_residual =
+        False``). With a rotation, that index behind a
+        :class:`faiss.OPQMatrix` holding it (``A = rotation_.T``), in a
+        :class:`faiss.IndexPreTransform`.
 
         Returns
         -------
-        index : faiss.IndexPQ
+        index : faiss.IndexPQ, faiss.IndexIVFPQ or faiss.IndexPreTransform
             Trained, holding ``n_samples_fit_`` items (a copy of the codes).
 
         Raises
@@ -683,8 +773,12 @@ class AQDNeighbors(BaseEstimator):
         check_is_fitted(self)
         lists = self._lists()
         if lists is None:
-            return to_faiss_index(self.codebooks_, self.codes_, get_metric(self.metric).faiss)
-        return to_faiss_ivf(self.codebooks_, self.codes_, lists.centroids, lists.offsets, lists.ids, lists.metric)
+            index = to_faiss_index(self.codebooks_, self.codes_, get_metric(self.metric).faiss)
+        else:
+            index = to_faiss_ivf(
+                self.codebooks_, self.codes_, lists.centroids, lists.offsets, lists.ids, lists.metric
+            )
+        return index if self.rotation_ is None else to_faiss_pretransform(self.rotation_, index)
 
     @classmethod
     def from_faiss(cls, index, **params):
@@ -692,9 +786,13 @@ class AQDNeighbors(BaseEstimator):
 
         Parameters
         ----------
-        index : faiss.IndexPQ
+        index : faiss.IndexPQ, faiss.IndexIVFPQ or faiss.IndexPreTransform
             Trained, with ``METRIC_L2`` or ``METRIC_INNER_PRODUCT`` and
-            ``nbits <= 16``.
+            ``nbits <= 16``; an ``IndexIVFPQ`` with ``by_residual = False``.
+            An ``IndexPreTransform`` of one :class:`faiss.OPQMatrix` (or
+            another square, bias-free, orthogonal ``LinearTransform``) in
+            front of one of those gives an index with that rotation
+            (``rotation = A.T``).
         **params
             Parameters of the new index. ``metric`` defaults to
             ``"sqeuclidean"`` for ``METRIC_L2`` (the distances faiss returns)
@@ -715,6 +813,14 @@ class AQDNeighbors(BaseEstimator):
         >>> AQDNeighbors.from_faiss(findex).codes_.shape  # doctest: +SKIP
         (500, 2)
         """
+        if is_faiss_pretransform(index):
+            if params.get("rotation") is not None:
+                raise ValueError(
+                    "rotation was given, but the faiss index holds its own (an IndexPreTransform); "
+                    "leave rotation out."
+                )
+            rotation, index = from_faiss_pretransform(index)
+            params["rotation"] = check_rotation(rotation, rotation.shape[0], name="the faiss OPQMatrix's A.T")
         if is_faiss_ivf(index):
             codebooks, codes, centroids, offsets, ids, faiss_metric = from_faiss_ivf(index)
             params["metric"] = metric_for_faiss(faiss_metric, params.get("metric"))
@@ -737,7 +843,7 @@ class AQDNeighbors(BaseEstimator):
         if X is None:
             return CodeQueries(self.codes_, self.codebooks_, table)
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
-        return VectorQueries(X, self.codebooks_, table)
+        return VectorQueries(_rotated(X, self.rotation_), self.codebooks_, table)
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Find the k nearest indexed items of each query.

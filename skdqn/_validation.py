@@ -3,8 +3,8 @@
 Each check is written once here and used everywhere it applies: the codes
 (:func:`check_codes`), enough samples for ``K`` codewords
 (:func:`check_enough_samples`), labels of the right length
-(:func:`check_y`), positive integers (:func:`check_positive_int`) and torch
-devices (:func:`check_device`).
+(:func:`check_y`), positive integers (:func:`check_positive_int`), torch
+devices (:func:`check_device`) and rotations (:func:`check_rotation`).
 """
 
 import numbers
@@ -25,7 +25,12 @@ __all__ = [
     "check_y",
     "check_positive_int",
     "check_device",
+    "check_rotation",
 ]
+
+# Largest |R^T R - I| entry accepted for a given rotation: a float64
+# orthogonal matrix rounded to float32 is orthogonal to about sqrt(d) * 6e-8.
+ROTATION_TOL = 1e-5
 
 
 def check_n_subspaces(n_dims, M, *, what="n_features"):
@@ -294,3 +299,67 @@ def check_device(device, *, name="device"):
             "(CUDA when present, else CPU) or 'cpu'."
         )
     return resolved
+
+
+def check_rotation(rotation, n_features, *, name="rotation"):
+    """Return a rotation as a float32 ``(n_features, n_features)`` orthogonal array, or raise.
+
+    Parameters
+    ----------
+    rotation : array-like of shape (n_features, n_features)
+        An orthogonal matrix ``R`` (``R^T R = I``); vectors are rotated as
+        ``X @ R``.
+    n_features : int
+        Dimension of the vectors.
+    name : str, default="rotation"
+        Name of the argument, for the messages.
+
+    Returns
+    -------
+    rotation : ndarray of shape (n_features, n_features), float32
+        A new array (the argument is never modified or aliased).
+
+    Raises
+    ------
+    TypeError
+        If ``rotation`` is not numeric.
+    ValueError
+        For a wrong shape, NaN or infinity, or a matrix that is not
+        orthogonal: some entry of ``R^T R - I`` above ``1e-5`` in absolute
+        value (computed in float64 from the float32 values).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._validation import check_rotation
+    >>> check_rotation(np.eye(2)[::-1], 2)
+    array([[0., 1.],
+           [1., 0.]], dtype=float32)
+    >>> check_rotation(2 * np.eye(2), 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: rotation is not orthogonal: max |R^T R - I| = 3 (at most 1e-05 allowed). ...
+    """
+    try:
+        arr = np.array(rotation, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} must be None, 'opq' or an orthogonal array of shape (n_features, n_features); "
+            f"got {type(rotation).__name__}."
+        ) from exc
+    if arr.shape != (n_features, n_features):
+        raise ValueError(
+            f"{name} must have shape (n_features, n_features) = ({n_features}, {n_features}); "
+            f"got shape {arr.shape}."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    arr = arr.astype(np.float32)
+    R = arr.astype(np.float64)
+    error = float(np.abs(R.T @ R - np.eye(n_features)).max()) if n_features else 0.0
+    if not error <= ROTATION_TOL:
+        raise ValueError(
+            f"{name} is not orthogonal: max |R^T R - I| = {error:.3g} (at most {ROTATION_TOL:g} "
+            "allowed). Orthogonalize it, e.g. with scipy.linalg.polar(R)[0] or the Q of np.linalg.qr."
+        )
+    return arr
