@@ -289,6 +289,8 @@ def _load_model(path, threads=None):
     """
     if not os.path.exists(path):
         raise _InputError(f"model file not found: {path}")
+    if os.path.isfile(os.path.join(path, "retriever.json")):  # a saved skdqn.Retriever: its model
+        path = os.path.join(path, "model.npz")
     magic = b""
     if not os.path.isdir(path):
         with open(path, "rb") as f:
@@ -566,6 +568,8 @@ def _open_index(args, dq):
     path = args.index
     if not os.path.exists(path):
         raise _InputError(f"index not found: {path}")
+    if os.path.isfile(os.path.join(path, "retriever.json")):  # a saved skdqn.Retriever: its index
+        path = os.path.join(path, "index")
     try:
         index = AQDNeighbors.load(path)
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways

@@ -199,3 +199,23 @@ def test_mismatched_model_and_index_are_refused(fitted, other, digits, tmp_path)
         mixed.kneighbors(Q)
     with pytest.raises(ValueError, match="do not belong together"):
         mixed.score(Q, digits[3])
+
+
+def test_the_command_line_reads_a_saved_retriever(fitted, other, digits, tmp_path, capsys):
+    from skdqn.cli import main
+
+    _, _, Q, yq = digits
+    path = str(fitted.save(tmp_path / "retriever"))
+    queries, labels, out = tmp_path / "Q.npy", tmp_path / "yq.npy", tmp_path / "nn.npy"
+    np.save(queries, Q)
+    np.save(labels, yq)
+    # The directory serves as MODEL and as --index: raw queries in, the retriever's neighbours out.
+    assert main(["search", path, "--index", path, str(queries), "-k", "7", "-o", str(out)]) == 0
+    np.testing.assert_array_equal(np.load(out), fitted.kneighbors(Q)[1])
+    assert main(["evaluate", path, "--index", path, str(queries), "--query-labels", str(labels), "-k", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert f"MAP             {fitted.score(Q, yq):.4f}" in printed
+    # Another model's index is refused, as for any index.
+    theirs = str(other.save(tmp_path / "theirs"))
+    assert main(["search", path, "--index", theirs, str(queries), "-o", str(out)]) == 2
+    assert "was not built with the codebooks" in capsys.readouterr().err
