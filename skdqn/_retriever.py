@@ -146,10 +146,10 @@ class Retriever(BaseEstimator):
     >>> from skdqn import DeepQuantizer, Retriever
     >>> X, y = load_digits(return_X_y=True)
     >>> quantizer = DeepQuantizer(M=2, K=16, max_epochs=3, warmup_epochs=1, random_state=0)
-    >>> retriever = Retriever(quantizer, n_neighbors=5).fit(X[:1500], y[:1500])
+    >>> retriever = Retriever(quantizer, n_neighbors=5).fit(X[:1000], y[:1000])
     >>> dist, ind = retriever.kneighbors(X[1500:1503])   # raw queries
     >>> ind.shape, retriever.n_samples_fit_
-    ((3, 5), 1500)
+    ((3, 5), 1000)
     >>> 0.0 <= retriever.score(X[1500:], y[1500:]) <= 1.0
     True
     """
@@ -220,8 +220,8 @@ class Retriever(BaseEstimator):
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
         >>> quantizer = DeepQuantizer(M=2, K=16, max_epochs=2, warmup_epochs=1, random_state=0)
-        >>> Retriever(quantizer).fit(X, y).index_.codes_.shape
-        (1797, 2)
+        >>> Retriever(quantizer).fit(X[:500], y[:500]).index_.codes_.shape
+        (500, 2)
         """
         self._validate_params()
         index = AQDNeighbors(**self._index_params())
@@ -303,7 +303,7 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X, y)
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:500], y[:500])
         >>> r.kneighbors(X[:2], n_neighbors=3, return_distance=False).shape
         (2, 3)
         """
@@ -334,10 +334,10 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X, y)
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:500], y[:500])
         >>> ind = r.radius_neighbors(X[:2], radius=1e9, return_distance=False)
         >>> [len(i) for i in ind]
-        [1797, 1797]
+        [500, 500]
         """
         index = self._checked_index()
         return index.radius_neighbors(
@@ -373,8 +373,8 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:1000], y[:1000])
-        >>> bool(r.score(X[1000:], y[1000:]) == r.quantizer_.score(X[1000:], y[1000:]))
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:500], y[:500])
+        >>> bool(r.score(X[500:600], y[500:600]) == r.quantizer_.score(X[500:600], y[500:600]))
         True
         """
         index = self._checked_index()
@@ -400,9 +400,9 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:1000], y[:1000])
-        >>> r.add(X[1000:], y[1000:]).n_samples_fit_
-        1797
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:400], y[:400])
+        >>> r.add(X[400:500], y[400:500]).n_samples_fit_
+        500
         """
         index = self._checked_index()
         index.partial_fit(self._embed(X), y)  # checks y before changing anything
@@ -433,7 +433,7 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X, y)
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:500], y[:500])
         >>> path = r.save(os.path.join(tempfile.mkdtemp(), "retriever"))
         >>> sorted(os.listdir(path))
         ['index', 'model.npz', 'retriever.json']
@@ -499,7 +499,7 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X, y)
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:500], y[:500])
         >>> loaded = Retriever.load(r.save(os.path.join(tempfile.mkdtemp(), "retriever")))
         >>> bool((loaded.kneighbors(X[:5])[1] == r.kneighbors(X[:5])[1]).all())
         True
