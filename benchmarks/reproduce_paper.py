@@ -5,8 +5,13 @@ Retrieval*, AAAI 2016. Five methods at 8/16/24/32 bits (K = 256 codewords per
 subspace, M = 1..4 subspaces):
 
 * ``PQ``: ``faiss.IndexPQ(d, M, 8)`` on the standardised raw features;
-* ``OPQ``: ``faiss.IndexPreTransform(faiss.OPQMatrix(d, M), faiss.IndexPQ(d, M, 8))``;
-  both rank the whole database by the index's ADC distances. When ``d`` is not
+* ``OPQ``: skdqn's own OPQ on the same features, what
+  ``AQDNeighbors(M=M, K=256, rotation="opq", random_state=0)`` learns
+  (``skdqn._opq.train_opq``: faiss' iterations and random start), the database
+  indexed by ``AQDNeighbors(codebooks=..., rotation=...)``;
+  ``--faiss-opq`` uses faiss' instead,
+  ``faiss.IndexPreTransform(faiss.OPQMatrix(d, M), faiss.IndexPQ(d, M, 8))``;
+  both rank the whole database by ADC (AQD) distances. When ``d`` is not
   a multiple of ``M`` (M = 3 with 64 or 784 features) the features are
   zero-padded to the next multiple, which changes no distance;
 * ``Two-step`` (the paper's "DQN2"): ``DeepQuantizer(M, K=256, lam=0.0)``, the
@@ -42,7 +47,7 @@ Outputs (default folder ``docs/results/``): ``paper_table.md``,
 versions, machine, wall time per cell and in total). ``--quick`` runs a small
 version in minutes (Fashion with 2,000 training / 10,000 database / 200
 queries and 2,000 / 4,000 / 200 pairs, 8 and 32 bits only, OPQ trained with
-5 iterations instead of faiss' 50) and writes the same files with a ``_quick``
+5 iterations instead of 50) and writes the same files with a ``_quick``
 suffix, so it never overwrites the full results. torch, faiss and BLAS run on
 one thread by default (``--threads``): on a shared machine more threads
 oversubscribe the cores and DeepQuantizer fits run several times slower.
@@ -82,7 +87,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 import skdqn  # noqa: E402
-from skdqn import DeepQuantizer  # noqa: E402
+from skdqn import AQDNeighbors, DeepQuantizer  # noqa: E402
+from skdqn._opq import train_opq  # noqa: E402
 from skdqn._search import aqd_kneighbors  # noqa: E402
 from skdqn._tables import distance_tables  # noqa: E402
 from skdqn.datasets import load_fashion_mnist, retrieval_split  # noqa: E402
@@ -96,7 +102,8 @@ SEED = 0
 K = 256  # codewords per subspace: one byte per subspace
 BITS = (8, 16, 24, 32)
 QUICK_BITS = (8, 32)
-QUICK_OPQ_ITERATIONS = 5  # faiss' OPQ default is 50: an SVD of d x d each (minutes at d = 1,568)
+QUICK_OPQ_ITERATIONS = 5  # the OPQ default is 50 (faiss'): an SVD of d x d each (minutes at d = 1,568)
+OPQ_ITERATIONS = 50  # what AQDNeighbors(rotation="opq") runs
 TOP_K = 1000  # MAP@1000 and the precision@k curve
 QUERY_CHUNK = 100  # queries ranked at once (a chunk x n_database ranking)
 DATASETS = ("digits", "fashion", "fashion-multilabel")
@@ -123,6 +130,7 @@ PAPER_CLAIMS = {
 }
 PREVIOUS = "the run recorded in the output folder"
 INSTALL_HINT = "install with apt-get install dataset-fashion-mnist"
+FAISS_OPQ = False  # --faiss-opq: faiss' OPQMatrix instead of skdqn's OPQ
 
 
 # --------------------------------------------------------------------------
@@ -259,6 +267,30 @@ def fit_faiss(method, data, M, opq_iterations=None):
     return rank, {"n_features": d_in, "padded_to": d if d != d_in else None}
 
 
+def fit_opq(data, M, opq_iterations=None):
+    """skdqn's OPQ on the standardised raw features, ranked by AQD; returns (ranker, info).
+
+    ``AQDNeighbors(M=M, K=K, rotation="opq", random_state=SEED).fit(X_train)``
+    learns the same rotation and codebooks; ``train_opq`` is called here to
+    train on the training set, index the database, and set the iterations.
+    """
+    scaler = StandardScaler().fit(data["X_train"])
+    d_in = scaler.n_features_in_
+    d = M * -(-d_in // M)  # zero-pad to the next multiple of M
+    rotation, codebooks = train_opq(_pad(scaler.transform(data["X_train"]), d), M, K,
+                                    n_iter=opq_iterations or OPQ_ITERATIONS, max_samples=256 * K,
+                                    random_state=SEED)
+    index = AQDNeighbors(codebooks=codebooks, rotation=rotation, metric="sqeuclidean")
+    index.fit(_pad(scaler.transform(data["X_db"]), d))
+    X_q = _pad(scaler.transform(data["X_q"]), d)
+    n_db = index.n_samples_fit_
+
+    def rank(rows):
+        return index.kneighbors(X_q[rows], n_db, return_distance=False)  # ties by database index
+
+    return rank, {"n_features": d_in, "padded_to": d if d != d_in else None}
+
+
 def fit_dqn(method, data, M):
     """A DeepQuantizer variant in a pipeline; ranks by AQD. Returns (ranker, info)."""
     dq = DeepQuantizer(M=M, K=K, random_state=SEED, n_threads=None, **DQN_PARAMS[method])  # --threads
@@ -274,6 +306,8 @@ def fit_dqn(method, data, M):
 
 
 def fit_method(method, data, M, opq_iterations=None):
+    if method == "OPQ" and not FAISS_OPQ:
+        return fit_opq(data, M, opq_iterations)
     if method in ("PQ", "OPQ"):
         return fit_faiss(method, data, M, opq_iterations)
     return fit_dqn(method, data, M)
@@ -425,7 +459,7 @@ def _claim_rows(rows):
 def _notes(data, cells, opq_iterations):
     notes = [data["note"] + "."]
     if opq_iterations is not None:
-        notes.append(f"OPQ trained with {opq_iterations} iterations instead of faiss' default 50.")
+        notes.append(f"OPQ trained with {opq_iterations} iterations instead of the default 50.")
     padded = sorted({(c["n_features"], c["padded_to"]) for c in cells
                      if c["dataset"] == data["key"] and c.get("padded_to")})
     for d_in, d in padded:
@@ -444,9 +478,11 @@ def _intro(ctx):
     if ctx["reused"]:
         scope += (f"{ctx['reused']} of the cells were computed by an earlier invocation "
                   "with the same settings (--resume). ")
+    opq = "faiss" if FAISS_OPQ else "skdqn (AQDNeighbors(rotation='opq'))"
     return (f"{scope}MAP over the whole database and MAP@1000 (skdqn.metrics, "
             "normalize=\"retrieved\", ties by database index); K = 256, M = bits / 8. "
-            "PQ/OPQ: faiss on the standardised features, ADC ranking. Two-step, DQNip, DQN: "
+            f"PQ: faiss, OPQ: {opq}, "
+            "on the standardised features, ADC ranking. Two-step, DQNip, DQN: "
             "make_pipeline(StandardScaler(), DeepQuantizer(M, K=256, ...)), random_state=0, "
             "AQD ranking; Two-step = lam=0.0, DQNip = pair_loss=\"inner_product\". "
             "Best of each column in bold. Produced by benchmarks/reproduce_paper.py.")
@@ -523,7 +559,8 @@ def run_record(ctx, datasets, cells, claim_rows, total_s):
                                 "n_queries": len(d["y_q"]), "n_features": int(d["X_train"].shape[1]),
                                 "protocol": d["note"]} for d in datasets},
         "bits": list(ctx["bits"]),
-        "opq_iterations": ctx["opq_iterations"] or "faiss default (50)",
+        "opq_iterations": ctx["opq_iterations"] or "default (50)",
+        "opq": "faiss" if FAISS_OPQ else "skdqn",
         "seeds": {"splits": SEED, "pairs": SEED, "random_state": SEED, "faiss": "library defaults"},
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
                      "sklearn": sklearn.__version__, "faiss": faiss.__version__, "skdqn": skdqn.__version__},
@@ -582,11 +619,12 @@ def previous_cells(out_dir, ctx):
         return {}
     record = json.loads(path.read_text())
     same = (record["bits"] == list(ctx["bits"]) and record["machine"]["torch_threads"] == ctx["threads"]
-            and record["opq_iterations"] == (ctx["opq_iterations"] or "faiss default (50)")
+            and record["opq_iterations"] == (ctx["opq_iterations"] or "default (50)")
+            and record.get("opq", "faiss") == ("faiss" if FAISS_OPQ else "skdqn")
             and record["versions"]["skdqn"] == skdqn.__version__)
     if not same:
         raise SystemExit(f"--resume: {path} was written with other settings (bits, threads, OPQ "
-                         "iterations or skdqn version); run without --resume.")
+                         "iterations or implementation, skdqn version); run without --resume.")
     return {(c["dataset"], c["method"], c["bits"]): c for c in record["cells"]}
 
 
@@ -600,11 +638,15 @@ def main(argv=None):
                         help="threads for torch, faiss and BLAS (default 1: on a shared machine more "
                              "threads oversubscribe the cores and run several times slower)")
     parser.add_argument("--opq-iterations", type=int, default=None,
-                        help=f"OPQ training iterations (default: faiss' 50; {QUICK_OPQ_ITERATIONS} with --quick)")
+                        help=f"OPQ training iterations (default: 50; {QUICK_OPQ_ITERATIONS} with --quick)")
+    parser.add_argument("--faiss-opq", action="store_true",
+                        help="OPQ by faiss' OPQMatrix instead of skdqn's (to compare the two)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the cells of the run recorded in the output folder (same settings); "
                              "only the missing ones are computed")
     args = parser.parse_args(argv)
+    global FAISS_OPQ
+    FAISS_OPQ = args.faiss_opq
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     threadpool_limits(args.threads)

@@ -213,9 +213,10 @@ def from_faiss_index(index):
     faiss = import_faiss()
     if not isinstance(index, faiss.IndexPQ):
         raise TypeError(
-            f"expected a faiss.IndexPQ or IndexIVFPQ; got {type(index).__module__}."
-            f"{type(index).__name__}. Other faiss indexes (OPQ pre-transforms, ID maps) hold "
-            "other data; unwrap to the IndexPQ or IndexIVFPQ first."
+            f"expected a faiss.IndexPQ or IndexIVFPQ (alone or behind an OPQMatrix in an "
+            f"IndexPreTransform); got {type(index).__module__}.{type(index).__name__}. Other faiss "
+            "indexes (ID maps, other transforms) hold other data; unwrap to the IndexPQ or "
+            "IndexIVFPQ first."
         )
     if not index.is_trained:
         raise ValueError("the faiss.IndexPQ is not trained: train it (or add codebooks) first.")

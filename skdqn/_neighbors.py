@@ -199,10 +199,9 @@ class AQDNeighbors(BaseEstimator):
         codebooks together (needs ``codebooks=None``), alternating PQ on
         ``X @ R`` and ``R`` by orthogonal Procrustes (an SVD of ``d x d``),
         50 alternations with 4 k-means iterations each (40 for the first
-        PQ), as faiss' ``OPQMatrix``, on at most ``256 * K`` vectors, from
-        two starts (plain PQ's axes and the principal axes shared out to
-        balance the subspaces), the better kept; seeded by
-        ``random_state``. It costs about 100 PQ trainings. An array: that
+        PQ) from a random rotation, as faiss' ``OPQMatrix``, on at most
+        ``256 * K`` vectors, seeded by ``random_state``. It costs about 50
+        PQ trainings and 50 SVDs. An array: that
         rotation, orthogonal to ``1e-5``; the codebooks are learned (or
         given) in the rotated space. Helps when the features are correlated
         or of unequal variance; see the user guide.

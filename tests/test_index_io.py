@@ -96,6 +96,20 @@ def test_format_version_1_still_loads(tmp_path):
     assert_same_search(loaded, index, X[:20])
 
 
+def test_format_version_2_still_loads(tmp_path):
+    # An index with lists and no rotation is written exactly as before rotations existed:
+    # format_version 2, no "rotation" field, no rotation.npy.
+    X, y = data()
+    index = AQDNeighbors(n_neighbors=3, M=2, K=8, n_lists=4, random_state=0).fit(X, y)
+    folder = index.save(tmp_path / "v2")
+    header = json.loads((folder / "header.json").read_text())
+    assert header["format_version"] == 2 and "rotation" not in header
+    assert not (folder / "rotation.npy").exists()
+    loaded = AQDNeighbors.load(folder)
+    assert loaded.rotation is None and loaded.rotation_ is None
+    same_index(index, loaded, X[:20])
+
+
 # ------------------------------------------------------ saving is safe
 @pytest.mark.parametrize("name", ["i", "i.npz"])
 def test_saving_over_a_memory_mapped_index_is_safe(tmp_path, name):
