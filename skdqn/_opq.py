@@ -45,10 +45,12 @@ from ._pq import (
 
 __all__ = ["random_rotation", "eigen_allocation", "procrustes", "rotate", "train_opq"]
 
-# Rows rotated per matrix product; the last block is zero-padded to this
-# size, so every row goes through the same product and its result never
-# depends on the other rows of the call.
-_ROTATE_ROWS = 1024
+# Rows rotated per matrix product: about 2^22 multiply-adds (1,024 rows at
+# d = 64, 16 at d >= 512). The last block is zero-padded to this size, so
+# every row goes through the same product and its result never depends on
+# the other rows of the call; a single query pays for at most that.
+_ROTATE_WORK = 1 << 22
+_ROTATE_ROWS = (16, 1024)  # bounds of the block
 # Below this many multiply-adds per product (n * d * d), the alternation runs
 # its BLAS calls on one thread: products and SVDs that small gain nothing
 # from threads, and on a busy machine their synchronisation cost 10x (digits,
@@ -138,9 +140,10 @@ def rotate(X, rotation):
     -------
     X_rot : ndarray of shape (n, d), dtype of ``X`` (float64 for other dtypes)
         Computed in float64 and rounded once. Rows are multiplied in blocks
-        of a fixed size (the last one zero-padded), so a row's result is the
-        same whether it is rotated alone or among others: a query gets the
-        same neighbours alone or in a batch.
+        of a fixed size for ``d`` (16 to 1,024 rows; the last block
+        zero-padded), so a row's result is the same whether it is rotated
+        alone or among others: a query gets the same neighbours alone or in
+        a batch.
 
     Examples
     --------
@@ -154,9 +157,10 @@ def rotate(X, rotation):
     R = np.asarray(rotation, dtype=np.float64)
     n, d = X.shape
     out = np.empty((n, R.shape[1]), dtype=dtype)
-    block = np.zeros((_ROTATE_ROWS, d))
-    for start in range(0, n, _ROTATE_ROWS):
-        rows = min(_ROTATE_ROWS, n - start)
+    step = int(np.clip(2 ** int(np.log2(max(1, _ROTATE_WORK // max(1, d * d)))), *_ROTATE_ROWS))
+    block = np.zeros((step, d))
+    for start in range(0, n, step):
+        rows = min(step, n - start)
         block[:rows] = X[start : start + rows]
         block[rows:] = 0.0
         out[start : start + rows] = (block @ R)[:rows]

@@ -54,6 +54,11 @@ def test_rotate_is_row_independent():
     assert_allclose(batch, X.astype(np.float64) @ R.astype(np.float64), rtol=1e-6, atol=1e-6)
     for i in (0, 1023, 1024, 2099):
         assert_array_equal(rotate(X[i : i + 1], R), batch[i : i + 1])
+    R = random_rotation(300, 1)  # blocks of 32 rows
+    X = rng.normal(size=(70, 300))
+    batch = rotate(X, R)
+    for i in (0, 31, 32, 69):
+        assert_array_equal(rotate(X[i : i + 1], R), batch[i : i + 1])
 
 
 def test_train_opq_is_orthogonal_seeded_and_beats_pq():
