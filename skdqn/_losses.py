@@ -9,14 +9,24 @@ multi-hot matrix ``(B, n_classes)`` (one-hot for single-label data).
   ``B (B - 1)`` ordered pairs ``i != j`` -- or, with ``weighting="balanced"``,
   the average of the mean over similar pairs and the mean over dissimilar
   pairs (similar pairs are rare when there are many classes).
+* :func:`proxy_loss`: a cross-entropy over scaled cosines between each
+  embedding and one learned *proxy* per class, with an additive margin on the
+  item's own classes (NormFace / CosFace; the class-target objective of
+  ``DeepQuantizer(loss="proxy")``). Multi-label rows spread the target over
+  their labels; rows with no label are left out.
 * :func:`quantization_loss`: ``||z_i - C h_i||^2`` summed over the ``R``
   dimensions and averaged over the batch, as in the authors' code.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pair_similarity", "pairwise_loss", "quantization_loss"]
+# Single-label data with at least this many classes trains with the proxy loss
+# under loss="auto" (placeholder: set by measurement below).
+AUTO_PROXY_MIN_CLASSES = 20
+
+__all__ = ["choose_loss", "pair_similarity", "pairwise_loss", "proxy_loss", "quantization_loss"]
 
 
 class _Gram(torch.autograd.Function):
@@ -149,3 +159,75 @@ def quantization_loss(z, codebooks, codes):
     M = codebooks.shape[0]
     recon = codebooks[torch.arange(M, device=codes.device), codes]  # (B, M, ds)
     return ((z - recon.reshape(z.shape)) ** 2).sum(dim=1).mean()
+
+
+def proxy_loss(z, proxies, labels, *, scale=8.0, margin=0.05):
+    """Cross-entropy over scaled cosines to one proxy per class (NormFace / CosFace).
+
+    The logit of item ``i`` for class ``c`` is ``scale * (cos(z_i, p_c) -
+    margin * y_ic)``; the target distribution is the item's label row
+    divided by its number of labels (one-hot rows: the usual cross-entropy).
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (B, R)
+        Embeddings.
+    proxies : torch.Tensor of shape (n_classes, R)
+        One vector per class (learned, or fixed class codes); only their
+        directions matter.
+    labels : torch.Tensor of shape (B, n_classes)
+        Multi-hot (or one-hot) float labels. Rows without a label carry no
+        target and are left out of the mean.
+    scale : float, default=8.0
+        Inverse temperature of the softmax over cosines.
+    margin : float, default=0.05
+        Subtracted from the cosine of each of the item's own classes: the
+        item must be closer to its proxies by at least this much.
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+        Mean cross-entropy over the labelled rows (0 when none is labelled).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdqn._losses import proxy_loss
+    >>> z = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    >>> P = torch.eye(2)
+    >>> Y = torch.eye(2)
+    >>> bool(proxy_loss(z, P, Y) < proxy_loss(z, P, Y.flip(0)))
+    True
+    """
+    cos = F.normalize(z, dim=1, eps=1e-12) @ F.normalize(proxies, dim=1, eps=1e-12).T
+    logits = scale * (cos - margin * labels)
+    n_labels = labels.sum(dim=1)
+    target = labels / n_labels.clamp(min=1).unsqueeze(1)
+    per_item = -(target * F.log_softmax(logits, dim=1)).sum(dim=1)
+    labelled = (n_labels > 0).to(per_item.dtype)
+    return (per_item * labelled).sum() / labelled.sum().clamp(min=1)
+
+
+def choose_loss(labels):
+    """The objective ``loss="auto"`` picks from the labels: ``"pairwise"`` or ``"proxy"``.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n_samples,) or (n_samples, n_labels)
+        Canonical labels (:func:`skdqn._labels.check_labels`).
+
+    Returns
+    -------
+    loss : {"pairwise", "proxy"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._losses import choose_loss
+    >>> choose_loss(np.arange(1000) % 10), choose_loss(np.arange(1000) % 100)
+    ('pairwise', 'proxy')
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return "pairwise"
+    return "proxy" if np.unique(labels).shape[0] >= AUTO_PROXY_MIN_CLASSES else "pairwise"

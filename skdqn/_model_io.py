@@ -19,7 +19,8 @@ checksummed) holds
   ``standardizer.mean`` and ``standardizer.scale`` --, or the class name of a
   custom backbone, for messages only), ``network_param``,
   ``n_components``, ``n_features_in``, ``feature_names_in``, ``input_shape``,
-  ``n_iter``, ``history``, ``device`` and ``standardize``.
+  ``n_iter``, ``history``, ``device``, ``standardize`` and ``loss`` (the
+  objective that trained, ``loss="auto"`` resolved).
 
 :func:`load_model` validates every header field (type, allowed values,
 agreement with the arrays) and every array, and raises a ``ValueError`` that
@@ -53,8 +54,11 @@ FORMAT = "skdqn.DeepQuantizer"
 # 2: the default MLP may standardize its inputs (``network.standardize``, the
 # ``standardizer.mean`` / ``standardizer.scale`` weights). Version 1 files
 # (no standardization inside the network) are still read.
-FORMAT_VERSION = 2
-_HISTORY_KEYS = ("epoch", "pair_loss", "quantization_loss", "loss", "lam", "seconds")
+# 3: the ``loss`` parameters and header field, and ``proxy_loss`` in the history
+# records. Files of versions 1 and 2 (trained with the pairwise loss) are read.
+FORMAT_VERSION = 3
+_HISTORY_KEYS = ("epoch", "pair_loss", "proxy_loss", "quantization_loss", "loss", "lam", "seconds")
+_LOSSES = ("pairwise", "proxy")
 _SCALER_ARRAYS = ("scaler_mean", "scaler_var", "scaler_scale")
 _ARRAYS = ("codebooks", "codes", "labels", "classes", "network")
 
@@ -277,9 +281,10 @@ def save_model(dq, path, *, scaler=None, single_file=False):
         "feature_names_in": None if names is None else [str(n) for n in names],
         "input_shape": _input_shape(dq),
         "n_iter": int(dq.n_iter_),
-        "history": [{k: _json_value(record[k]) for k in _HISTORY_KEYS} for record in dq.history_],
+        "history": [{k: _json_value(record.get(k, float("nan"))) for k in _HISTORY_KEYS} for record in dq.history_],
         "device": str(dq.device_),
         "standardize": None,
+        "loss": dq.loss_,
     }
     arrays = {
         "codebooks": dq.codebooks_,
@@ -358,10 +363,12 @@ def _check_network_field(header, path, fields):
     return net
 
 
-def _check_history(header, path, n_iter):
+def _check_history(header, path, n_iter, format_version):
     history = _field(header, path, "history", (list,), "a list of epoch records")
     if len(history) != n_iter:
         raise ValueError(f"{path}: header field 'history' has {len(history)} records for n_iter={n_iter}.")
+    if format_version < 3:  # before the proxy loss: every record is of the pairwise loss
+        history = [{**r, "proxy_loss": float("nan")} if isinstance(r, dict) else r for r in history]
     for i, record in enumerate(history):
         if not isinstance(record, dict) or set(record) != set(_HISTORY_KEYS) or record["epoch"] != i + 1 or not all(
             isinstance(record[k], (int, float)) and not isinstance(record[k], bool) for k in _HISTORY_KEYS
@@ -387,7 +394,10 @@ def _check_fields(header, path, format_version):
         "standardize": _field(header, path, "standardize", (dict, type(None)), "null or an object"),
     }
     fields["network"] = _check_network_field(header, path, fields)
-    fields["history"] = _check_history(header, path, fields["n_iter"])
+    fields["history"] = _check_history(header, path, fields["n_iter"], format_version)
+    fields["loss"] = "pairwise" if format_version < 3 else _field(header, path, "loss", (str,), "an objective name")
+    if fields["loss"] not in _LOSSES:
+        raise ValueError(f"{path}: header field 'loss' must be one of {list(_LOSSES)}; got {fields['loss']!r}.")
     shape = _int_list(_field(header, path, "input_shape", (list,), "a list"), path, "input_shape")
     if shape[0] != fields["n_features_in"] or (not fields["network_param"] and len(shape) != 1):
         raise ValueError(
@@ -595,6 +605,8 @@ def load_model(path, network=None, *, cls=None):
         params = {**params, "hidden_layer_sizes": tuple(params["hidden_layer_sizes"])}
     if version < 2:  # before the default MLP could standardize (it did not) and n_threads
         params = {"standardize": False, "n_threads": None, **params}
+    if version < 3:  # before the objective was a parameter: the paper's pairwise loss
+        params = {"loss": "pairwise", **params}
     dq = _make_estimator(DeepQuantizer if cls is None else cls, params, path)
     _check_standardize(fields, dq, path)
     codebooks, codes = _check_quantization(arrays, fields, dq, path)
@@ -607,6 +619,9 @@ def load_model(path, network=None, *, cls=None):
         dq.feature_names_in_ = np.array(fields["feature_names_in"], dtype=object)
     dq._input_shape = fields["input_shape"]
     dq.classes_, dq._fit_labels = classes, labels
+    if params.get("loss", "auto") not in ("auto", fields["loss"]):
+        raise ValueError(f"{path}: header field 'loss' {fields['loss']!r} disagrees with the parameter loss={dq.loss!r}.")
+    dq.loss_ = fields["loss"]
     dq.n_components_, dq.codebooks_, dq.codes_ = fields["n_components"], codebooks, codes
     dq.history_ = [{k: record[k] for k in _HISTORY_KEYS} for record in fields["history"]]
     dq.n_iter_ = fields["n_iter"]

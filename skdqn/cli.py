@@ -392,6 +392,7 @@ _FIT_PARAMS = {
     "K": "K",
     "n_components": "n_components",
     "lam": "lam",
+    "loss": "loss",
     "epochs": "max_epochs",
     "warmup_epochs": "warmup_epochs",
     "batch_size": "batch_size",
@@ -453,13 +454,14 @@ def _fit(args):
         f"fitted DeepQuantizer on {X.shape[0]} items x {X.shape[1]} features "
         f"({len(dq.classes_)} {kind}): M={M}, K={K} ({bits}-bit codes), "
         f"R={dq.n_components_}, {dq.n_iter_} epoch{'s' if dq.n_iter_ != 1 else ''} "
-        f"in {seconds:.1f} s on {dq.device_}"
+        f"in {seconds:.1f} s on {dq.device_}, {dq.loss_} loss"
     )
     if dq.history_:
         last = dq.history_[-1]
         quantization = last["quantization_loss"]
+        name = "pair" if dq.loss_ == "pairwise" else dq.loss_
         print(
-            f"  last epoch: pair loss {last['pair_loss']:.4f}, "
+            f"  last epoch: {name} loss {last[name + '_loss']:.4f}, "
             + (
                 f"quantization loss {quantization:.4f}"
                 if np.isfinite(quantization)
@@ -911,6 +913,11 @@ def _add_fit(sub):
     fit.add_argument("--K", type=_positive_int, help="codewords per subspace; bits = M * log2(K)")
     fit.add_argument("--n-components", type=_positive_int, help="embedding dimension R, divisible by M")
     fit.add_argument("--lam", type=float, help="weight of the quantization loss")
+    fit.add_argument(
+        "--loss", choices=("auto", "pairwise", "proxy"),
+        help="the label term: the paper's pairwise loss, class proxies, or 'auto' (proxies for "
+        "single-label data with 20 classes or more, else pairwise)",
+    )
     fit.add_argument("--epochs", type=_positive_int, help="training epochs, max_epochs")
     fit.add_argument("--warmup-epochs", type=int, help="epochs before the first codebook fit")
     fit.add_argument("--batch-size", type=_positive_int, help="mini-batch size")

@@ -85,6 +85,19 @@ def test_fit_saves_a_standardizing_quantizer(model_file, data, capsys):
     np.testing.assert_allclose(mean, arrays["X"].mean(axis=0), rtol=1e-5, atol=1e-5)
 
 
+def test_fit_loss_option(data, tmp_path, capsys):
+    _, files, arrays = data
+    path = str(tmp_path / "proxy.skdqn")
+    assert main(["fit", files["X"], files["y"], "-o", path, *FAST, "--loss", "proxy"]) == 0
+    out = capsys.readouterr().out
+    assert "proxy loss" in out and "last epoch: proxy loss" in out
+    dq = load_model(path)
+    assert dq.loss == "proxy" and dq.loss_ == "proxy"
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", files["X"], files["y"], "-o", str(tmp_path / "x.skdqn"), "--loss", "hinge"])
+    assert exc.value.code == 2 and "--loss" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def pipeline_file(data):
     """A model file as the older ``skdqn fit`` wrote it: a StandardScaler, then the quantizer."""

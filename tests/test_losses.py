@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from skdqn._losses import pair_similarity, pairwise_loss, quantization_loss
+from skdqn._losses import (
+    AUTO_PROXY_MIN_CLASSES,
+    choose_loss,
+    pair_similarity,
+    pairwise_loss,
+    proxy_loss,
+    quantization_loss,
+)
 
 
 def _random_labels(rng, n, n_classes, multilabel):
@@ -124,3 +131,58 @@ def test_pairwise_loss_gradient(kind, weighting):
     assert torch.autograd.gradcheck(
         lambda z: pairwise_loss(z, S, kind=kind, weighting=weighting), (z,)
     )
+
+
+def _reference_proxy_loss(Z, P, Y, scale, margin):
+    losses = []
+    for z, y in zip(Z, Y):
+        if not y.any():
+            continue  # no label, no target
+        cos = np.array([z @ p / (np.linalg.norm(z) * np.linalg.norm(p)) for p in P])
+        logits = scale * (cos - margin * y)
+        log_softmax = logits - np.log(np.sum(np.exp(logits - logits.max()))) - logits.max()
+        losses.append(-np.sum(y / y.sum() * log_softmax))
+    return np.mean(losses) if losses else 0.0
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+@pytest.mark.parametrize("scale,margin", [(16.0, 0.2), (4.0, 0.0), (30.0, 0.5)])
+def test_proxy_loss_matches_formula(multilabel, scale, margin):
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(9, 6))
+    Z[4] = Z[3]  # a duplicated row
+    P = rng.normal(size=(4, 6)) * rng.uniform(0.1, 5, size=(4, 1))  # proxies of any norm
+    Y = _random_labels(rng, 9, 4, multilabel)
+    got = proxy_loss(torch.from_numpy(Z), torch.from_numpy(P), torch.from_numpy(Y).double(), scale=scale, margin=margin)
+    np.testing.assert_allclose(got.item(), _reference_proxy_loss(Z, P, Y.astype(np.float64), scale, margin), rtol=1e-10)
+
+
+def test_proxy_loss_rewards_the_right_class_and_handles_empty_rows():
+    P = torch.eye(3, dtype=torch.float64)
+    Z = torch.tensor([[2.0, 0.1, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    right = proxy_loss(Z, P, torch.tensor([[1.0, 0, 0], [0, 1, 0]], dtype=torch.float64))
+    wrong = proxy_loss(Z, P, torch.tensor([[0.0, 0, 1], [0, 1, 0]], dtype=torch.float64))
+    assert right < wrong
+    right.backward()  # a zero embedding keeps a finite gradient
+    assert torch.isfinite(Z.grad).all()
+    nobody = proxy_loss(Z, P, torch.zeros(2, 3, dtype=torch.float64))
+    assert nobody.item() == 0.0
+
+
+def test_proxy_loss_gradient():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    P = torch.randn(3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    Y = torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0, 1]]
+    assert torch.autograd.gradcheck(lambda z, P: proxy_loss(z, P, Y, scale=8.0, margin=0.1), (z, P))
+
+
+def test_choose_loss_by_label_structure():
+    few = np.arange(600) % (AUTO_PROXY_MIN_CLASSES - 1)
+    many = np.arange(600) % AUTO_PROXY_MIN_CLASSES
+    assert choose_loss(few) == "pairwise"
+    assert choose_loss(many) == "proxy"
+    assert choose_loss(np.array([f"c{i}" for i in many])) == "proxy"
+    multilabel = np.zeros((600, 50), bool)
+    multilabel[np.arange(600), np.arange(600) % 50] = True
+    assert choose_loss(multilabel) == "pairwise"  # multi-label: pairs, whatever the label count

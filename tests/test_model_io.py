@@ -252,7 +252,12 @@ HEADER_CASES = [
     (_set("standardize", {"n_samples_seen": 10}), "incomplete: missing \\['scaler_mean'"),
     (_set("skdqn_version", 1), "'skdqn_version' must be a version string"),
     (_set("format_version", "1"), "format_version"),
-    (_set("format_version", 3), "newer skdqn"),
+    (_set("format_version", 4), "newer skdqn"),
+    (_set("loss", "hinge"), "'loss' must be one of"),
+    (_set("loss", 1), "'loss' must be an objective name"),
+    (lambda h: h.pop("loss"), "no field 'loss'"),
+    (lambda h: h["params"].update(loss="proxy"), "'loss' 'pairwise' disagrees with the parameter loss='proxy'"),
+    (lambda h: h["history"][1].pop("proxy_loss"), "'history', record 1"),
     (_set("format", "skdqn.AQDNeighbors"), "does not hold a DeepQuantizer model"),
 ]
 

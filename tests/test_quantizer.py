@@ -56,7 +56,8 @@ def test_fitted_attributes_and_shapes(fitted, small):
     assert dq.n_components_ == 16 and dq.n_features_in_ == 64
     np.testing.assert_array_equal(dq.classes_, np.arange(10))
     assert dq.n_iter_ == 3 and len(dq.history_) == 3
-    assert set(dq.history_[0]) == {"epoch", "pair_loss", "quantization_loss", "loss", "lam", "seconds"}
+    assert set(dq.history_[0]) == {"epoch", "pair_loss", "proxy_loss", "quantization_loss", "loss", "lam", "seconds"}
+    assert dq.loss_ == "pairwise" and np.isnan(dq.history_[0]["proxy_loss"])  # ten classes: the paper's loss
     assert np.isnan(dq.history_[0]["quantization_loss"]) and dq.history_[0]["lam"] == 0.0
     assert dq.history_[1]["lam"] == dq.lam and np.isfinite(dq.history_[1]["quantization_loss"])
     assert not dq.network_.training
