@@ -75,20 +75,33 @@ def test_train_opq_is_orthogonal_seeded_and_beats_pq():
         train_opq(X, 4, 16, init="pca")
 
 
-def test_close_to_faiss_opq():
-    faiss = pytest.importorskip("faiss")
-    X = correlated(n=2000)
-    d, M, nbits, n_iter = X.shape[1], 4, 4, 20
+def faiss_opq_error(faiss, X, M, nbits, n_iter, seed):
+    """Training error of faiss' OPQ started from the random rotation ``seed`` (A preset, as faiss allows)."""
+    d = X.shape[1]
     opq = faiss.OPQMatrix(d, M)
     opq.niter = n_iter
-    opq.pq = pq = faiss.ProductQuantizer(d, M, nbits)  # faiss trains its rotation for K = 256 otherwise
-    index = faiss.IndexPreTransform(opq, faiss.IndexPQ(d, M, nbits))
-    index.verbose = False
+    pq = faiss.ProductQuantizer(d, M, nbits)  # else faiss trains its rotation for K = 256
+    pq.cp.seed = 1234 + seed
+    opq.pq = pq
+    faiss.copy_array_to_vector(random_rotation(d, 100 + seed).T.astype(np.float32).ravel(), opq.A)
+    inner = faiss.IndexPQ(d, M, nbits)
+    inner.pq.cp.seed = 1234 + seed
+    index = faiss.IndexPreTransform(opq, inner)
     index.train(X)
-    faiss_error = float(((X - index.sa_decode(index.sa_encode(X))) ** 2).sum(axis=1).mean())
-    R, C = train_opq(X, M, 1 << nbits, n_iter=n_iter, random_state=0)
-    assert quantization_error(rotate(X, R), C) <= 1.02 * faiss_error
-    assert pq is not None
+    return float(((X - index.sa_decode(index.sa_encode(X))) ** 2).sum(axis=1).mean())
+
+
+def test_close_to_faiss_opq():
+    # Both start from a random rotation, and the local minimum reached varies with it (by
+    # up to 30 % here), so the mean errors over three starts are compared.
+    faiss = pytest.importorskip("faiss")
+    X = correlated(n=1000)
+    M, nbits, n_iter = 4, 4, 20
+    theirs = np.mean([faiss_opq_error(faiss, X, M, nbits, n_iter, seed) for seed in range(3)])
+    ours = np.mean([quantization_error(rotate(X, R), C)
+                    for R, C in (train_opq(X, M, 1 << nbits, n_iter=n_iter, random_state=s) for s in range(3))])
+    assert ours <= 1.02 * theirs
+    assert ours < 0.5 * quantization_error(X, train_codebooks(X, M, 1 << nbits, random_state=0))
 
 
 # -------------------------------------------------------------- estimator
