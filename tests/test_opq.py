@@ -75,6 +75,15 @@ def test_train_opq_is_orthogonal_seeded_and_beats_pq():
         train_opq(X, 4, 16, init="pca")
 
 
+@pytest.mark.parametrize("init", ["identity", "eigen", ("identity", "eigen")])
+def test_other_starts(init):
+    X = correlated()
+    pq = quantization_error(X, train_codebooks(X, 4, 16, random_state=0))
+    R, C = train_opq(X, 4, 16, n_iter=5, init=init, random_state=0)
+    assert orthogonality(R) < 1e-5
+    assert quantization_error(rotate(X, R), C) < pq
+
+
 def faiss_opq_error(faiss, X, M, nbits, n_iter, seed):
     """Training error of faiss' OPQ started from the random rotation ``seed`` (A preset, as faiss allows)."""
     d = X.shape[1]
