@@ -104,7 +104,7 @@ def dqn_map(data, seed):
     pipe = make_pipeline(StandardScaler(), DeepQuantizer(M=M, K=K, random_state=seed, n_threads=None))
     pipe.fit(data["X_train"], data["y_train"])
     scaler, dq = pipe
-    index = AQDNeighbors(codebooks=dq).fit(pipe.transform(data["X_db"]), data["y_db"])
+    index = AQDNeighbors.from_quantizer(dq).fit(pipe.transform(data["X_db"]), data["y_db"])
     return index.score(pipe.transform(data["X_q"]), data["y_q"])
 
 

@@ -70,8 +70,8 @@ print(f"{name}: {len(E_db):,} database items, {len(E_q)} queries, 32-bit codes")
 # long (very short lists cost more in per-list overhead than they save);
 # ``4 * sqrt(N)`` is the usual choice for millions of items.
 n_lists = int(np.sqrt(len(E_db)))
-exhaustive = AQDNeighbors(n_neighbors=10, codebooks=dq, n_jobs=1).fit(E_db)
-ivf = AQDNeighbors(n_neighbors=10, codebooks=dq, n_lists=n_lists, n_jobs=1, random_state=0).fit(E_db)
+exhaustive = AQDNeighbors.from_quantizer(dq, n_neighbors=10, n_jobs=1).fit(E_db)
+ivf = AQDNeighbors.from_quantizer(dq, n_neighbors=10, n_lists=n_lists, n_jobs=1, random_state=0).fit(E_db)
 print(f"{n_lists} lists of {ivf._lists().sizes.min()} to {ivf._lists().sizes.max()} items")
 
 

@@ -34,7 +34,7 @@ X_db, X_q, y_db, y_q = train_test_split(X, y, test_size=100, stratify=y, random_
 dq = DeepQuantizer(M=4, K=64, n_components=64, max_epochs=15, warmup_epochs=5, random_state=0)
 dq.fit(X_db, y_db)
 
-index = AQDNeighbors(n_neighbors=10, codebooks=dq)
+index = AQDNeighbors.from_quantizer(dq, n_neighbors=10)
 for start in range(0, len(X_db), 300):
     index.partial_fit(dq.transform(X_db[start : start + 300]), y_db[start : start + 300])
 print(f"{index.n_samples_fit_} items, {index.codes_.nbytes} bytes of codes")

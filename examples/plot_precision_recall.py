@@ -20,7 +20,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from skdqn import AQDNeighbors, DeepQuantizer
+from skdqn import AQDNeighbors, DeepQuantizer, Retriever
 from skdqn.metrics import mean_average_precision, precision_at_k, precision_recall_curve
 
 # Networks this small train fastest on one CPU thread: intra-op parallelism
@@ -33,9 +33,10 @@ X = X / 16.0
 X_db, X_q, y_db, y_q = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
 n_db = len(X_db)
 
+# A Retriever trains DQN and indexes the database's codes; it takes raw queries.
 # Fewer epochs than the defaults, to keep the example fast.
-dq = DeepQuantizer(M=4, K=256, max_epochs=15, warmup_epochs=6, random_state=0).fit(X_db, y_db)
-dqn_index = AQDNeighbors(codebooks=dq).fit(dq.transform(X_db))
+dq = DeepQuantizer(M=4, K=256, max_epochs=15, warmup_epochs=6, random_state=0)
+dqn = Retriever(dq).fit(X_db, y_db)
 pq_index = AQDNeighbors(M=4, K=256, random_state=0).fit(X_db)
 
 # %%
@@ -44,7 +45,7 @@ pq_index = AQDNeighbors(M=4, K=256, random_state=0).fit(X_db)
 # ``kneighbors`` with ``n_neighbors`` equal to the database size returns full
 # rankings (ties broken by database index), which all the metrics accept.
 rankings = {
-    "DQN": dqn_index.kneighbors(dq.transform(X_q), n_neighbors=n_db, return_distance=False),
+    "DQN": dqn.kneighbors(X_q, n_neighbors=n_db, return_distance=False),
     "PQ of the pixels": pq_index.kneighbors(X_q, n_neighbors=n_db, return_distance=False),
 }
 for name, ranking in rankings.items():

@@ -58,12 +58,14 @@ print(codes[:3])
 # %%
 # Search
 # ------
-# :class:`~skdqn.AQDNeighbors` borrows the codebooks of the fitted
-# :class:`~skdqn.DeepQuantizer` (``codebooks=dq``) and indexes the database
+# :class:`~skdqn.AQDNeighbors` built from the fitted
+# :class:`~skdqn.DeepQuantizer` (:meth:`~skdqn.AQDNeighbors.from_quantizer`:
+# a copy of its codebooks, so the index can be cloned) indexes the database
 # embeddings, which it stores as the same codes. A query stays real-valued:
 # its distances to the codewords are tabulated once, then every item costs
 # ``M`` table look-ups (Asymmetric Quantizer Distance).
-index = AQDNeighbors(n_neighbors=10, codebooks=dq).fit(dq.transform(X_db), y_db)
+# :class:`~skdqn.Retriever` does both steps in one estimator, from raw queries.
+index = AQDNeighbors.from_quantizer(dq, n_neighbors=10).fit(dq.transform(X_db), y_db)
 print("same codes as dq.encode:", np.array_equal(index.codes_, codes))
 dist, ind = index.kneighbors(dq.transform(X_q))
 precision_at_10 = (y_db[ind] == y_q[:, None]).mean()

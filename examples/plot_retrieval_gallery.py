@@ -18,7 +18,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from skdqn import AQDNeighbors, DeepQuantizer
+from skdqn import AQDNeighbors, DeepQuantizer, Retriever
 
 # Networks this small train fastest on one CPU thread: intra-op parallelism
 # does not pay for such small matrices, and on a busy machine the threads
@@ -29,12 +29,13 @@ digits = load_digits()
 X, y = digits.data / 16.0, digits.target
 X_db, X_q, y_db, y_q = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
 
+# A Retriever trains DQN and indexes the database's codes; it takes raw queries.
 # Fewer epochs than the defaults, to keep the example fast.
-dq = DeepQuantizer(M=4, K=256, max_epochs=15, warmup_epochs=6, random_state=0).fit(X_db, y_db)
-dqn_index = AQDNeighbors(n_neighbors=10, codebooks=dq).fit(dq.transform(X_db))
+dq = DeepQuantizer(M=4, K=256, max_epochs=15, warmup_epochs=6, random_state=0)
+dqn = Retriever(dq, n_neighbors=10).fit(X_db, y_db)
 pq_index = AQDNeighbors(n_neighbors=10, M=4, K=256, random_state=0).fit(X_db)
 
-dqn_neighbors = dqn_index.kneighbors(dq.transform(X_q), return_distance=False)
+dqn_neighbors = dqn.kneighbors(X_q, return_distance=False)
 pq_neighbors = pq_index.kneighbors(X_q, return_distance=False)
 print(f"precision@10: DQN {(y_db[dqn_neighbors] == y_q[:, None]).mean():.3f}, "
       f"PQ of the pixels {(y_db[pq_neighbors] == y_q[:, None]).mean():.3f}")

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.base import BaseEstimator, _fit_context
+from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -44,6 +45,7 @@ from ._validation import (
     check_n_subspaces,
     check_rotation,
     check_y,
+    codebooks_fingerprint,
 )
 
 __all__ = ["AQDNeighbors"]
@@ -94,6 +96,25 @@ def _rotated(X, rotation):
     return X if rotation is None else rotate(X, rotation)
 
 
+def _lent_codebooks(quantizer, method):
+    """The float32 codebooks of a fitted quantizer (a Pipeline: of its last step), checked."""
+    model = quantizer.steps[-1][1] if hasattr(quantizer, "steps") else quantizer
+    if isinstance(model, (np.ndarray, str)) or not hasattr(model, "fit"):
+        raise TypeError(
+            f"{method} takes a fitted DeepQuantizer (or a Pipeline ending with one); got "
+            f"{type(quantizer).__name__}. Given codebooks as an array: AQDNeighbors(codebooks=array)."
+        )
+    if not hasattr(model, "codebooks_"):
+        raise NotFittedError(
+            f"This {type(model).__name__} instance is not fitted yet (it has no codebooks_ "
+            f"attribute): call its fit method before {method}."
+        )
+    shape = np.shape(model.codebooks_)
+    if len(shape) != 3:
+        raise ValueError(f"{type(model).__name__}.codebooks_ must have shape (M, K, ds); got shape {shape}.")
+    return check_codebooks(model.codebooks_, shape[0] * shape[2])
+
+
 def _given_rotation(rotation, n_features):
     """A rotation given with codes (``from_codes``, ``from_faiss``): None or a checked array."""
     if isinstance(rotation, str):
@@ -132,10 +153,15 @@ class AQDNeighbors(BaseEstimator):
     codebooks : None, array-like of shape (M, K, n_features / M) or fitted estimator, default=None
         ``None`` learns PQ codebooks by k-means in each subspace on the data
         given to :meth:`fit` (k-means++ start, seeded by ``random_state``). An
-        array is used as given. A fitted estimator with a ``codebooks_``
-        attribute (such as :class:`~skdqn.DeepQuantizer`) lends its codebooks;
-        ``fit`` then expects the estimator's embeddings, e.g.
-        ``AQDNeighbors(codebooks=dq).fit(dq.transform(X))``.
+        array is used as given. To index a fitted
+        :class:`~skdqn.DeepQuantizer`'s embeddings, build the index with
+        :meth:`from_quantizer` (its codebooks as this array, so the index can
+        be cloned), or use :class:`~skdqn.Retriever`. A fitted estimator with
+        a ``codebooks_`` attribute is still accepted and lends its codebooks
+        at ``fit``, but is not clone-safe: :func:`~sklearn.base.clone` (and
+        so :class:`~sklearn.model_selection.GridSearchCV`) copies it unfitted,
+        and ``fit`` then raises a ``NotFittedError`` (a ValueError) pointing
+        to :meth:`from_quantizer`.
     metric : {"euclidean", "sqeuclidean", "inner_product"}, default="euclidean"
         ``"euclidean"``: square root of the AQD, as
         :class:`~sklearn.neighbors.NearestNeighbors` would return.
@@ -676,7 +702,10 @@ class AQDNeighbors(BaseEstimator):
         Parameters
         ----------
         codebooks : array-like of shape (M, K, ds) or fitted estimator
-            As the ``codebooks`` parameter.
+            As the ``codebooks`` parameter; a fitted estimator's
+            ``codebooks_`` (e.g. ``from_codes(dq, dq.codes_, y)`` for a
+            :class:`~skdqn.DeepQuantizer`'s training set) become the index's
+            ``codebooks`` array, so the index can be cloned.
         codes : array-like of shape (n_samples, M), integer in ``[0, K)``
             Used as they are (not copied) when already of the right dtype, so
             a :class:`numpy.memmap` stays on disk (an index with inverted
@@ -719,7 +748,10 @@ class AQDNeighbors(BaseEstimator):
             raise ValueError(f"codebooks must have shape (M, K, ds); got shape {M_K_ds}.")
         M, K, ds = M_K_ds
         rotation = _given_rotation(index.rotation, M * ds)
+        lent = hasattr(codebooks, "codebooks_")
         codebooks = check_codebooks(codebooks, M * ds)
+        if lent:  # an estimator's codebooks are kept as the array parameter: clone refits with them
+            index.codebooks = codebooks.copy()
         codes = check_codes(codes, M, K, copy=False)
         labels = None if y is None else check_y(y, codes.shape[0])
         centroids, n_lists = check_n_lists(index.n_lists, index.coarse_centroids, M * ds)
@@ -734,6 +766,130 @@ class AQDNeighbors(BaseEstimator):
         index.n_features_in_ = M * ds
         index._set_fitted(codebooks, codes, labels, lists, rotation)
         return index
+
+    @classmethod
+    def from_quantizer(cls, quantizer, **params):
+        """An unfitted index over a fitted quantizer's codebooks, safe to clone.
+
+        The index's ``codebooks`` parameter is a copy of the quantizer's
+        ``codebooks_`` (an array, not the estimator), so
+        :func:`~sklearn.base.clone`, :class:`~sklearn.model_selection.GridSearchCV`
+        and ``cross_validate`` refit it with the same codebooks. Fit it on the
+        quantizer's embeddings (``quantizer.transform(X)``); before querying
+        it with another model at hand, :meth:`check_quantizer` tells whether
+        that model's embeddings belong to this index.
+        :class:`~skdqn.Retriever` does both steps (and the check) in one
+        estimator, from raw inputs.
+
+        Parameters
+        ----------
+        quantizer : DeepQuantizer or Pipeline
+            Fitted; a :class:`~sklearn.pipeline.Pipeline` lends the codebooks
+            of its last step (then fit the index on ``pipeline.transform(X)``).
+            Any fitted object with a ``codebooks_`` attribute of shape
+            ``(M, K, ds)`` works.
+        **params
+            Other parameters of the index (``n_neighbors``, ``metric``,
+            ``n_lists``, ``n_probe``, ...); not ``codebooks``.
+
+        Returns
+        -------
+        index : AQDNeighbors
+            Unfitted; ``codebooks`` is a float32 array of shape ``(M, K, ds)``.
+
+        Raises
+        ------
+        NotFittedError
+            If ``quantizer`` has no ``codebooks_`` yet.
+        TypeError
+            If ``quantizer`` is not an estimator, or ``codebooks`` is in
+            ``params``.
+        ValueError
+            For parameters the index refuses, e.g. ``rotation="opq"`` (which
+            learns its own codebooks).
+
+        Examples
+        --------
+        >>> from sklearn.base import clone
+        >>> from sklearn.datasets import load_digits
+        >>> from skdqn import AQDNeighbors, DeepQuantizer
+        >>> X, y = load_digits(return_X_y=True)
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=16, max_epochs=2, warmup_epochs=1, random_state=0)
+        >>> dq = dq.fit(X[:500], y[:500])
+        >>> index = AQDNeighbors.from_quantizer(dq, n_neighbors=3)
+        >>> index
+        AQDNeighbors(codebooks=array(shape=(2, 16, 8), dtype=float32), n_neighbors=3)
+        >>> index = clone(index).fit(dq.transform(X[:500]), y[:500])  # clone-safe
+        >>> index.check_quantizer(dq).kneighbors(dq.transform(X[500:502]))[1].shape
+        (2, 3)
+        """
+        if "codebooks" in params:
+            raise TypeError(
+                "from_quantizer takes the codebooks from quantizer; pass the other parameters "
+                "only (AQDNeighbors(codebooks=array) takes given codebooks)."
+            )
+        codebooks = _lent_codebooks(quantizer, "from_quantizer")
+        index = cls(codebooks=codebooks, **params)
+        index._validate_params()
+        index._check_rotation(codebooks.shape[0] * codebooks.shape[2])  # "opq" is refused now, not at fit
+        return index
+
+    def check_quantizer(self, quantizer):
+        """Raise unless ``quantizer`` has the codebooks this index was built with.
+
+        An index holds codes of one model's embeddings; another model's
+        embeddings (a model refitted, or another file) search it without
+        error but give meaningless neighbours. Codebooks are compared by
+        their fingerprint (a SHA-256 digest of the float32 numbers and the
+        shape), as :class:`~skdqn.Retriever` and the command line do.
+
+        Parameters
+        ----------
+        quantizer : DeepQuantizer or Pipeline
+            The fitted model whose embeddings are to query the index (a
+            Pipeline: its last step).
+
+        Returns
+        -------
+        self : AQDNeighbors
+            Unchanged, so that a search can follow:
+            ``index.check_quantizer(dq).kneighbors(dq.transform(X))``.
+
+        Raises
+        ------
+        ValueError
+            If the codebooks differ (the message gives both fingerprints).
+        NotFittedError
+            If the index or ``quantizer`` is not fitted.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skdqn import AQDNeighbors, DeepQuantizer
+        >>> X, y = load_digits(return_X_y=True)
+        >>> model = DeepQuantizer(M=2, K=16, n_components=16, max_epochs=2, warmup_epochs=1, random_state=0)
+        >>> dq = model.fit(X[:300], y[:300])
+        >>> index = AQDNeighbors.from_quantizer(dq).fit(dq.transform(X[:300]))
+        >>> index.check_quantizer(dq) is index
+        True
+        >>> other = model.set_params(random_state=1).fit(X[:300], y[:300])  # refitted: new codebooks
+        >>> index.check_quantizer(other)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: This index was built with codebooks sha256:..., but the DeepQuantizer has codebooks ...
+        """
+        check_is_fitted(self)
+        theirs = codebooks_fingerprint(_lent_codebooks(quantizer, "check_quantizer"))
+        ours = codebooks_fingerprint(self.codebooks_)
+        if theirs != ours:
+            raise ValueError(
+                f"This index was built with codebooks {ours}, but the {type(quantizer).__name__} "
+                f"has codebooks {theirs}: its embeddings are not what the index's codes quantize, "
+                "and searching with them would give meaningless neighbours. Index that model's "
+                "embeddings (AQDNeighbors.from_quantizer(model).fit(model.transform(X))), or use "
+                "skdqn.Retriever, which keeps a model and its index together."
+            )
+        return self
 
     def to_faiss(self):
         """The index as a :class:`faiss.IndexPQ` with the same codebooks and codes.

@@ -13,7 +13,6 @@ fingerprint), ``model.npz`` (:meth:`DeepQuantizer.save`) and ``index`` (an
 :meth:`AQDNeighbors.save` directory, memory-mappable). Nothing is pickled.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._io import check_header, format_header
 from ._metric import METRIC_NAMES, get_metric
 from ._neighbors import AQDNeighbors
+from ._validation import codebooks_fingerprint
 
 __all__ = ["Retriever", "codebooks_fingerprint"]
 
@@ -39,34 +39,6 @@ _HEADER, _MODEL, _INDEX = "retriever.json", "model.npz", "index"
 _INDEX_PARAMS = ("n_neighbors", "radius", "metric", "n_jobs", "backend", "device", "n_lists", "n_probe",
                  "random_state")
 _SEARCH_PARAMS = ("n_neighbors", "radius", "n_jobs", "n_probe")
-
-
-def codebooks_fingerprint(codebooks):
-    """A short, stable digest of codebooks: equal for the same float32 numbers, shape included.
-
-    Parameters
-    ----------
-    codebooks : array-like of shape (M, K, ds)
-
-    Returns
-    -------
-    fingerprint : str
-        ``"sha256:"`` and 16 hex digits.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skdqn._retriever import codebooks_fingerprint
-    >>> C = np.zeros((2, 4, 3), dtype=np.float32)
-    >>> codebooks_fingerprint(C) == codebooks_fingerprint(C.astype(np.float64))
-    True
-    >>> codebooks_fingerprint(C) == codebooks_fingerprint(C + 1)
-    False
-    """
-    C = np.ascontiguousarray(codebooks, dtype=np.float32)
-    digest = hashlib.sha256(repr(C.shape).encode())
-    digest.update(C.tobytes())
-    return "sha256:" + digest.hexdigest()[:16]
 
 
 def _last_step(model):
@@ -303,7 +275,7 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:500], y[:500])
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, warmup_epochs=1, random_state=0)).fit(X[:500], y[:500])
         >>> r.kneighbors(X[:2], n_neighbors=3, return_distance=False).shape
         (2, 3)
         """
@@ -334,7 +306,7 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:500], y[:500])
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, warmup_epochs=1, random_state=0)).fit(X[:500], y[:500])
         >>> ind = r.radius_neighbors(X[:2], radius=1e9, return_distance=False)
         >>> [len(i) for i in ind]
         [500, 500]
@@ -373,7 +345,7 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:500], y[:500])
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, warmup_epochs=1, random_state=0)).fit(X[:500], y[:500])
         >>> bool(r.score(X[500:600], y[500:600]) == r.quantizer_.score(X[500:600], y[500:600]))
         True
         """
@@ -400,7 +372,7 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:400], y[:400])
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, warmup_epochs=1, random_state=0)).fit(X[:400], y[:400])
         >>> r.add(X[400:500], y[400:500]).n_samples_fit_
         500
         """
@@ -433,7 +405,7 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:500], y[:500])
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, warmup_epochs=1, random_state=0)).fit(X[:500], y[:500])
         >>> path = r.save(os.path.join(tempfile.mkdtemp(), "retriever"))
         >>> sorted(os.listdir(path))
         ['index', 'model.npz', 'retriever.json']
@@ -499,7 +471,7 @@ class Retriever(BaseEstimator):
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer, Retriever
         >>> X, y = load_digits(return_X_y=True)
-        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, random_state=0)).fit(X[:500], y[:500])
+        >>> r = Retriever(DeepQuantizer(M=2, K=16, max_epochs=2, warmup_epochs=1, random_state=0)).fit(X[:500], y[:500])
         >>> loaded = Retriever.load(r.save(os.path.join(tempfile.mkdtemp(), "retriever")))
         >>> bool((loaded.kneighbors(X[:5])[1] == r.kneighbors(X[:5])[1]).all())
         True

@@ -4,9 +4,12 @@ Each check is written once here and used everywhere it applies: the codes
 (:func:`check_codes`), enough samples for ``K`` codewords
 (:func:`check_enough_samples`), labels of the right length
 (:func:`check_y`), positive integers (:func:`check_positive_int`), torch
-devices (:func:`check_device`) and rotations (:func:`check_rotation`).
+devices (:func:`check_device`) and rotations (:func:`check_rotation`); and
+the fingerprint that tells whether a model and an index share their codebooks
+(:func:`codebooks_fingerprint`).
 """
 
+import hashlib
 import numbers
 
 import numpy as np
@@ -26,6 +29,7 @@ __all__ = [
     "check_positive_int",
     "check_device",
     "check_rotation",
+    "codebooks_fingerprint",
 ]
 
 # Largest |R^T R - I| entry accepted for a given rotation: a float64
@@ -91,9 +95,12 @@ def check_codebooks(codebooks, n_features):
         # raise an AttributeError for a lender that is not a BaseEstimator.
         if not hasattr(codebooks, "codebooks_"):
             raise NotFittedError(
-                f"This {type(codebooks).__name__} instance is not fitted yet (it has no "
-                "codebooks_ attribute). Call its 'fit' method before lending its "
-                "codebooks, or pass codebooks=None to learn them."
+                f"This {type(codebooks).__name__} instance given as codebooks is not fitted yet "
+                "(it has no codebooks_ attribute). An estimator given as the codebooks parameter "
+                "is not clone-safe: sklearn.base.clone (and GridSearchCV, cross_validate) replace "
+                "it by an unfitted copy. Pass the fitted model's codebooks as an array with "
+                "AQDNeighbors.from_quantizer(fitted_model, ...), use skdqn.Retriever to train and "
+                "index in one estimator, or pass codebooks=None to learn them by k-means."
             )
         source = f"{type(codebooks).__name__}.codebooks_"
         codebooks = codebooks.codebooks_
@@ -363,3 +370,31 @@ def check_rotation(rotation, n_features, *, name="rotation"):
             "allowed). Orthogonalize it, e.g. with scipy.linalg.polar(R)[0] or the Q of np.linalg.qr."
         )
     return arr
+
+
+def codebooks_fingerprint(codebooks):
+    """A short, stable digest of codebooks: equal for the same float32 numbers, shape included.
+
+    Parameters
+    ----------
+    codebooks : array-like of shape (M, K, ds)
+
+    Returns
+    -------
+    fingerprint : str
+        ``"sha256:"`` and 16 hex digits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._validation import codebooks_fingerprint
+    >>> C = np.zeros((2, 4, 3), dtype=np.float32)
+    >>> codebooks_fingerprint(C) == codebooks_fingerprint(C.astype(np.float64))
+    True
+    >>> codebooks_fingerprint(C) == codebooks_fingerprint(C + 1)
+    False
+    """
+    C = np.ascontiguousarray(codebooks, dtype=np.float32)
+    digest = hashlib.sha256(repr(C.shape).encode())
+    digest.update(C.tobytes())
+    return "sha256:" + digest.hexdigest()[:16]

@@ -367,7 +367,7 @@ def _demo(args):
     fit_s = time.perf_counter() - start
     print(f"  DQN (DeepQuantizer)           MAP {dq.score(X_q, y_q):.3f}   (fit {fit_s:.1f} s)")
 
-    index = AQDNeighbors(n_neighbors=10, codebooks=dq).fit(dq.transform(X_db), y_db)
+    index = AQDNeighbors.from_quantizer(dq, n_neighbors=10).fit(dq.transform(X_db), y_db)
     Z_q = dq.transform(X_q)
     start = time.perf_counter()
     _, ind = index.kneighbors(Z_q)
@@ -556,7 +556,7 @@ def _build_index(args, parts, labels_path=None):
             return AQDNeighbors.from_codes(dq.codebooks_, codes, labels, **params)
         if n_lists is not None:
             params.update(n_lists=n_lists, random_state=args.seed)
-        return AQDNeighbors(codebooks=dq, **params).fit(Z_db, labels)
+        return AQDNeighbors.from_quantizer(dq, **params).fit(Z_db, labels)
     except ValueError as exc:
         raise _RunError(f"building the index failed: {exc}") from None
 
