@@ -338,8 +338,12 @@ def _check_network_field(header, path, fields):
     )
     if net["kind"] == "mlp" and fields["format_version"] >= 2:
         keys.add("standardize")
+    if fields["format_version"] >= 3:
+        keys.add("normalize")
     if set(net) != keys:
         raise ValueError(f"{where} must have exactly the keys {sorted(keys)}; got {sorted(net)}.")
+    if not isinstance(net.get("normalize", False), bool):
+        raise ValueError(f"{where}: normalize must be true or false; got {net['normalize']!r}.")
     for key in ("n_backbone_features", "n_components") + (("n_features",) if net["kind"] == "mlp" else ()):
         value = net[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -398,6 +402,11 @@ def _check_fields(header, path, format_version):
     fields["loss"] = "pairwise" if format_version < 3 else _field(header, path, "loss", (str,), "an objective name")
     if fields["loss"] not in _LOSSES:
         raise ValueError(f"{path}: header field 'loss' must be one of {list(_LOSSES)}; got {fields['loss']!r}.")
+    if fields["network"].get("normalize", False) != (fields["loss"] == "proxy"):
+        raise ValueError(
+            f"{path}: header field 'network' has normalize={fields['network'].get('normalize', False)}, "
+            f"but a network trained with the {fields['loss']} loss normalizes exactly when that loss is 'proxy'."
+        )
     shape = _int_list(_field(header, path, "input_shape", (list,), "a list"), path, "input_shape")
     if shape[0] != fields["n_features_in"] or (not fields["network_param"] and len(shape) != 1):
         raise ValueError(

@@ -2,6 +2,7 @@
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 __all__ = [
     "build_mlp",
@@ -135,7 +136,7 @@ def input_statistics(chunks, n_features):
 
 
 class QuantizationNetwork(nn.Module):
-    """Backbone, flatten, then ``fcb``: ``z = tanh(W f(x) + b)`` in ``[-1, 1]^R``.
+    """Backbone, flatten, then ``fcb``: ``z = tanh(W f(x) + b)`` in ``[-1, 1]^R`` (or its direction).
 
     Parameters
     ----------
@@ -150,6 +151,10 @@ class QuantizationNetwork(nn.Module):
         ``standardize=True``); None feeds them as they are. Registered
         only when given, so that a network without it has the
         ``state_dict`` keys of older versions.
+    normalize : bool, default=False
+        Divide ``z`` by its Euclidean norm: the embeddings lie on the unit
+        sphere, so that Euclidean distances (AQD) rank as cosines do (the
+        geometry the proxy loss trains).
 
     Examples
     --------
@@ -160,8 +165,11 @@ class QuantizationNetwork(nn.Module):
     torch.Size([2, 4])
     """
 
-    def __init__(self, backbone, n_backbone_features, n_components, standardizer=None):
+    normalize = False  # networks pickled before the attribute existed did not normalize
+
+    def __init__(self, backbone, n_backbone_features, n_components, standardizer=None, normalize=False):
         super().__init__()
+        self.normalize = bool(normalize)
         if standardizer is not None:
             self.standardizer = standardizer
         self.backbone = backbone
@@ -194,7 +202,8 @@ class QuantizationNetwork(nn.Module):
                 f"shape {tuple(x.shape)}, but {self.fcb.in_features} when it was built "
                 "(inputs of another shape?)."
             )
-        return torch.tanh(self.fcb(features))
+        z = torch.tanh(self.fcb(features))
+        return F.normalize(z, dim=1, eps=1e-12) if self.normalize else z
 
 
 def is_network_factory(network):
@@ -289,7 +298,8 @@ def describe_network(net):
     -------
     description : dict
         ``kind`` (``"mlp"`` for a :func:`build_mlp` backbone, else
-        ``"custom"``), ``n_backbone_features`` and ``n_components``; for an
+        ``"custom"``), ``n_backbone_features``, ``n_components`` and
+        ``normalize``; for an
         MLP also ``n_features``, ``hidden_layer_sizes``, ``dropout`` and
         ``standardize`` (whether an :class:`InputStandardizer` comes
         first); for a custom backbone its ``class``
@@ -302,7 +312,8 @@ def describe_network(net):
     >>> describe_network(QuantizationNetwork(build_mlp(8, (16,), 0.1), 16, 4))["hidden_layer_sizes"]
     [16]
     """
-    common = {"n_backbone_features": int(net.fcb.in_features), "n_components": int(net.fcb.out_features)}
+    common = {"n_backbone_features": int(net.fcb.in_features), "n_components": int(net.fcb.out_features),
+              "normalize": bool(net.normalize)}
     mlp = _mlp_layers(net.backbone)
     if mlp is None:
         cls = type(net.backbone)
@@ -344,5 +355,6 @@ def rebuild_network(description, backbone=None):
         if description.get("standardize", False):  # absent before model format 2: none
             standardizer = InputStandardizer(torch.zeros(n_features), torch.ones(n_features))
     return QuantizationNetwork(
-        backbone, description["n_backbone_features"], description["n_components"], standardizer
+        backbone, description["n_backbone_features"], description["n_components"], standardizer,
+        normalize=description.get("normalize", False),  # absent before model format 3: no
     )

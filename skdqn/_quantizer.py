@@ -762,6 +762,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         directions matter).
         """
         loss = choose_loss(labels) if self.loss == "auto" else self.loss
+        # The proxy loss trains directions: embed (and so quantize and search) on the unit sphere.
+        net.normalize = loss == "proxy"
         optimizer = self._make_optimizer(net)
         proxies = None
         if loss == "proxy":

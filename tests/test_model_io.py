@@ -258,6 +258,9 @@ HEADER_CASES = [
     (lambda h: h.pop("loss"), "no field 'loss'"),
     (lambda h: h["params"].update(loss="proxy"), "'loss' 'pairwise' disagrees with the parameter loss='proxy'"),
     (lambda h: h["history"][1].pop("proxy_loss"), "'history', record 1"),
+    (_set_network("normalize", "yes"), "normalize must be true or false"),
+    (_set_network("normalize", True), "normalizes exactly when that loss is 'proxy'"),
+    (lambda h: h["network"].pop("normalize"), "exactly the keys"),
     (_set("format", "skdqn.AQDNeighbors"), "does not hold a DeepQuantizer model"),
 ]
 

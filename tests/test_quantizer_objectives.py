@@ -80,7 +80,7 @@ def test_every_objective_takes_multilabel_data(loss):
 def test_auto_rule_choices(labels, expected):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 6)).astype(np.float32)
-    dq = DeepQuantizer(random_state=0, **{**FAST, "max_epochs": 1}).fit(X, labels)
+    dq = DeepQuantizer(random_state=0, **{**FAST, "max_epochs": 2}).fit(X, labels)
     assert dq.loss == "auto" and dq.loss_ == expected
 
 
@@ -120,6 +120,15 @@ def test_proxy_fit_is_reproducible_and_picklable():
     np.testing.assert_array_equal(restored.encode(Xp), a.encode(Xp))
 
 
+def test_proxy_embeddings_lie_on_the_unit_sphere():
+    X, y = _blobs(3, 30)
+    proxy = DeepQuantizer(loss="proxy", random_state=0, **FAST).fit(X, y)
+    np.testing.assert_allclose(np.linalg.norm(proxy.transform(X), axis=1), 1.0, rtol=1e-5)
+    paper = DeepQuantizer(loss="pairwise", random_state=0, **FAST).fit(X, y)
+    assert not paper.network_.normalize
+    assert np.abs(np.linalg.norm(paper.transform(X), axis=1) - 1).max() > 0.1  # tanh outputs, not unit vectors
+
+
 def test_proxy_model_save_load_round_trip(tmp_path):
     X, y = _blobs(3, 30)
     dq = DeepQuantizer(loss="proxy", proxy_scale=10.0, random_state=0, **FAST).fit(X, y)
@@ -144,6 +153,7 @@ def test_a_version_2_model_still_loads_as_pairwise(tmp_path):
         del header["params"][name]
     for record in header["history"]:
         del record["proxy_loss"]
+    del header["network"]["normalize"]
     (folder / "header.json").write_text(_header_text(header, checksums))
     loaded = DeepQuantizer.load(folder)
     assert loaded.loss == "pairwise" and loaded.loss_ == "pairwise"
