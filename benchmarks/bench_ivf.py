@@ -176,7 +176,7 @@ def measure_torch(ivf, Q, n_probes, repeats):
     from skdqn._torch_kernel import TorchKernel
 
     torch.set_num_threads(1)
-    kernel, queries, lists = TorchKernel("cpu"), ivf._queries(Q), ivf._lists()
+    kernel, queries, lists = TorchKernel("cpu"), ivf._queries(ivf._state(), Q), ivf._lists()
     rows = []
     for p in n_probes:
         def run(k):

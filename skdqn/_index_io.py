@@ -51,7 +51,7 @@ def _params_for_header(index):
     return {k: (int(v) if isinstance(v, Integral) and not isinstance(v, bool) else v) for k, v in params.items()}
 
 
-def save_index(index, path):
+def save_index(index, path, state=None):
     """Write a fitted index to ``path`` (see the module docstring for the layout).
 
     Parameters
@@ -60,6 +60,12 @@ def save_index(index, path):
         Fitted.
     path : str or path-like
         A name ending in ``.npz`` writes one file; any other a directory.
+    state : object, default=None
+        The index's published fitted state (codebooks, codes, labels, lists,
+        rotation), taken once by the caller; ``index._state()`` when None.
+        Every array and header field is written from it, so a
+        ``partial_fit`` publishing a new state meanwhile cannot mix into
+        the bundle.
 
     Returns
     -------
@@ -75,15 +81,15 @@ def save_index(index, path):
     >>> load_index(AQDNeighbors, path).n_samples_fit_
     16
     """
+    state = index._state() if state is None else state
     names = getattr(index, "feature_names_in_", None)
-    lists = index._lists()
-    rotation = index.rotation_
+    lists, rotation = state.lists, state.rotation
     version = 3 if rotation is not None else 2 if lists is not None else 1
     header = {
         **format_header(FORMAT, version),
         "params": _params_for_header(index),
         "codebooks_given": index.codebooks is not None,
-        "n_samples_fit": int(index.n_samples_fit_),
+        "n_samples_fit": state.n_samples,
         "n_features_in": int(index.n_features_in_),
         "feature_names_in": None if names is None else [str(n) for n in names],
         "lists": lists is not None,
@@ -92,9 +98,9 @@ def save_index(index, path):
     }
     if rotation is not None:
         header["rotation"] = "opq" if isinstance(index.rotation, str) else "given"
-    arrays = {"codebooks": index.codebooks_, "codes": index.codes_}
-    if index._fit_labels is not None:
-        labels = index._fit_labels
+    arrays = {"codebooks": state.codebooks, "codes": state.codes}
+    if state.labels is not None:
+        labels = state.labels
         if labels.dtype.hasobject:
             # e.g. strings from a pandas column: stored as a numpy str/int array.
             labels = np.asarray(labels.tolist())

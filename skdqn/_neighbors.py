@@ -1,5 +1,7 @@
 """AQDNeighbors: a NearestNeighbors-style index over product-quantization codes."""
 
+from dataclasses import dataclass, replace
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -115,6 +117,22 @@ def _lent_codebooks(quantizer, method):
     return check_codebooks(model.codebooks_, shape[0] * shape[2])
 
 
+def _append_labels(old, labels):
+    """The stored labels ``old`` followed by ``labels``, or a clear error if they do not mix."""
+    if labels.ndim != old.ndim or labels.shape[1:] != old.shape[1:]:
+        raise ValueError(
+            f"y has the layout {labels.shape[1:] or '1-D class labels'} but the index "
+            f"holds {old.shape[1:] or '1-D class labels'}; use the same label layout."
+        )
+    if label_kind(labels) != label_kind(old):
+        raise TypeError(
+            f"y holds {label_kind(labels)} labels (dtype {labels.dtype}) but the index holds "
+            f"{label_kind(old)} labels (dtype {old.dtype}); a {label_kind(labels)} label never "
+            "equals a stored one. Convert y to the type of the labels given to fit."
+        )
+    return np.concatenate([old, labels])
+
+
 def _given_rotation(rotation, n_features):
     """A rotation given with codes (``from_codes``, ``from_faiss``): None or a checked array."""
     if isinstance(rotation, str):
@@ -124,6 +142,49 @@ def _given_rotation(rotation, n_features):
             "n_features) the codes were made with."
         )
     return None if rotation is None else check_rotation(rotation, n_features)
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """The whole fitted state of an index, built aside and published with one assignment.
+
+    Every reader (search, ``save``, ``score``, ``to_faiss``, ...) takes the
+    state once per call, so a call that runs while ``partial_fit`` publishes
+    a new state sees the old index or the new one, never a mix.
+
+    Parameters
+    ----------
+    codebooks : ndarray of shape (M, K, ds), float32
+    codes : ndarray of shape (n, M)
+        In list order with inverted lists.
+    labels : ndarray or None
+        Item order.
+    lists : InvertedLists or None
+    rotation : ndarray of shape (d, d), float32, or None
+    """
+
+    codebooks: np.ndarray
+    codes: np.ndarray
+    labels: object
+    lists: object
+    rotation: object
+
+    @property
+    def n_samples(self):
+        """Number of items."""
+        return int(self.codes.shape[0])
+
+
+def _state_attribute(read, doc):
+    """A read-only attribute read from the published state (AttributeError when unfitted)."""
+
+    def getter(self):
+        state = self.__dict__.get("_fitted")
+        if state is None:
+            raise AttributeError(f"{type(self).__name__} has no fitted state yet: call fit first.")
+        return read(state)
+
+    return property(getter, doc=doc)
 
 
 class AQDNeighbors(BaseEstimator):
@@ -450,22 +511,49 @@ class AQDNeighbors(BaseEstimator):
         return check_rotation(self.rotation, n_features)
 
     def _set_fitted(self, codebooks, codes, labels, lists, rotation=None):
-        """Every fitted attribute, in one place (codes in list order with lists)."""
-        self.rotation_ = rotation
-        self.codebooks_ = codebooks
-        self.codes_ = codes
-        self.n_samples_fit_ = int(codes.shape[0])
-        self._fit_labels = labels
-        self.coarse_centroids_ = None if lists is None else lists.centroids
-        self.list_offsets_ = None if lists is None else lists.offsets
-        self.list_ids_ = None if lists is None else lists.ids
-        self._list_metric = None if lists is None else lists.metric
+        """Publish every fitted attribute with one assignment (codes in list order with lists)."""
+        self._fitted = _Fitted(codebooks, codes, labels, lists, rotation)
+
+    def _state(self):
+        """The published fitted state, taken once by each call; NotFittedError when unfitted."""
+        state = self.__dict__.get("_fitted")
+        if state is None:
+            check_is_fitted(self)  # raises sklearn's NotFittedError
+        return state
+
+    def __sklearn_is_fitted__(self):
+        """Fitted once a state is published (by fit, partial_fit, from_codes or load)."""
+        return self.__dict__.get("_fitted") is not None
+
+    def __setstate__(self, state):
+        """Unpickle, also from the one-attribute-each layout of earlier versions (``codes_``, ...)."""
+        if "codes_" in state and "_fitted" not in state:
+            old = {name: state.pop(name, None) for name in (
+                "codebooks_", "codes_", "_fit_labels", "coarse_centroids_", "list_offsets_",
+                "list_ids_", "_list_metric", "rotation_", "n_samples_fit_")}
+            lists = None if old["coarse_centroids_"] is None else InvertedLists(
+                old["coarse_centroids_"], old["list_offsets_"], old["list_ids_"], old["_list_metric"])
+            state["_fitted"] = _Fitted(old["codebooks_"], old["codes_"], old["_fit_labels"], lists, old["rotation_"])
+        super().__setstate__(state)
 
     def _lists(self):
-        """The inverted lists, or None for an exhaustive index."""
-        if getattr(self, "coarse_centroids_", None) is None:
-            return None
-        return InvertedLists(self.coarse_centroids_, self.list_offsets_, self.list_ids_, self._list_metric)
+        """The inverted lists of the published state, or None for an exhaustive index."""
+        return self._state().lists
+
+    def _with_labels(self, labels):
+        """Publish the current state with ``labels`` (item order, already checked) in place of the stored ones."""
+        self._fitted = replace(self._state(), labels=labels)
+
+    codebooks_ = _state_attribute(lambda s: s.codebooks, "The codebooks (see the class docstring).")
+    codes_ = _state_attribute(lambda s: s.codes, "The stored codes (see the class docstring).")
+    n_samples_fit_ = _state_attribute(lambda s: s.n_samples, "Number of items in the index.")
+    rotation_ = _state_attribute(lambda s: s.rotation, "The rotation, or None.")
+    coarse_centroids_ = _state_attribute(
+        lambda s: None if s.lists is None else s.lists.centroids, "The coarse centroids, or None."
+    )
+    list_offsets_ = _state_attribute(lambda s: None if s.lists is None else s.lists.offsets, "List offsets, or None.")
+    list_ids_ = _state_attribute(lambda s: None if s.lists is None else s.lists.ids, "Item of each row, or None.")
+    _fit_labels = _state_attribute(lambda s: s.labels, "The labels of the items, or None.")
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -504,49 +592,34 @@ class AQDNeighbors(BaseEstimator):
         >>> index.partial_fit(X[200:]).n_samples_fit_
         300
         """
-        if not hasattr(self, "codes_"):
+        state = self.__dict__.get("_fitted")
+        if state is None:
             return self._fit(X, y)
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
         n_new = X.shape[0]
         labels = None
-        if self._fit_labels is not None:
+        if state.labels is not None:
             if y is None:
                 raise ValueError(
                     "y is required: the index was built with labels (for score), so every "
                     "item added needs one."
                 )
-            labels = self._append_labels(check_y(y, n_new))
+            labels = _append_labels(state.labels, check_y(y, n_new))
         elif y is not None:
             raise ValueError(
                 "y was given but the index was built without labels; refit with fit(X, y) to "
                 "keep labels for score."
             )
-        X = _rotated(X, self.rotation_)
-        codes = encode(X, self.codebooks_)
-        lists = self._lists()
+        X = _rotated(X, state.rotation)
+        codes = encode(X, state.codebooks)
+        lists = state.lists
         if lists is None:
-            codes = np.concatenate([np.asarray(self.codes_), codes])
+            codes = np.concatenate([np.asarray(state.codes), codes])
         else:
-            lists, codes = append_to_lists(lists, self.codes_, codes, X)
-        labels = self._fit_labels if labels is None else labels
-        self._set_fitted(self.codebooks_, codes, labels, lists, self.rotation_)
+            lists, codes = append_to_lists(lists, state.codes, codes, X)
+        labels = state.labels if labels is None else labels
+        self._set_fitted(state.codebooks, codes, labels, lists, state.rotation)  # one assignment
         return self
-
-    def _append_labels(self, labels):
-        """The stored labels followed by ``labels``, or a clear error if they do not mix."""
-        old = self._fit_labels
-        if labels.ndim != old.ndim or labels.shape[1:] != old.shape[1:]:
-            raise ValueError(
-                f"y has the layout {labels.shape[1:] or '1-D class labels'} but the index "
-                f"holds {old.shape[1:] or '1-D class labels'}; use the same label layout."
-            )
-        if label_kind(labels) != label_kind(old):
-            raise TypeError(
-                f"y holds {label_kind(labels)} labels (dtype {labels.dtype}) but the index holds "
-                f"{label_kind(old)} labels (dtype {old.dtype}); a {label_kind(labels)} label never "
-                "equals a stored one. Convert y to the type of the labels given to fit."
-            )
-        return np.concatenate([old, labels])
 
     def encode(self, X):
         """Codes of ``X`` under the index's codebooks (nearest codeword per subspace).
@@ -569,9 +642,9 @@ class AQDNeighbors(BaseEstimator):
         >>> bool((index.encode(X) == index.codes_).all())
         True
         """
-        check_is_fitted(self)
+        state = self._state()
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
-        return encode(_rotated(X, self.rotation_), self.codebooks_)
+        return encode(_rotated(X, state.rotation), state.codebooks)
 
     def decode(self, codes):
         """Reconstructions ``C h`` of codes: the vectors the index actually compares.
@@ -595,10 +668,10 @@ class AQDNeighbors(BaseEstimator):
         >>> index.decode(index.encode([[3.5], [0.5]])).ravel().tolist()
         [4.0, 0.0]
         """
-        check_is_fitted(self)
-        M, K, _ = self.codebooks_.shape
-        decoded = decode(check_codes(codes, M, K), self.codebooks_)
-        return decoded if self.rotation_ is None else rotate(decoded, self.rotation_.T)
+        state = self._state()
+        M, K, _ = state.codebooks.shape
+        decoded = decode(check_codes(codes, M, K), state.codebooks)
+        return decoded if state.rotation is None else rotate(decoded, state.rotation.T)
 
     # ------------------------------------------------------ storage, faiss
     def save(self, path):
@@ -642,8 +715,7 @@ class AQDNeighbors(BaseEstimator):
         >>> bool((loaded.kneighbors(X[:3])[1] == index.kneighbors(X[:3])[1]).all())
         True
         """
-        check_is_fitted(self)
-        return save_index(self, path)
+        return save_index(self, path, self._state())
 
     @classmethod
     def load(cls, path, mmap_mode=None, *, verify=True):
@@ -878,9 +950,8 @@ class AQDNeighbors(BaseEstimator):
         ...
         ValueError: This index was built with codebooks sha256:..., but the DeepQuantizer has codebooks ...
         """
-        check_is_fitted(self)
+        ours = codebooks_fingerprint(self._state().codebooks)
         theirs = codebooks_fingerprint(_lent_codebooks(quantizer, "check_quantizer"))
-        ours = codebooks_fingerprint(self.codebooks_)
         if theirs != ours:
             raise ValueError(
                 f"This index was built with codebooks {ours}, but the {type(quantizer).__name__} "
@@ -925,15 +996,15 @@ class AQDNeighbors(BaseEstimator):
         >>> findex.ntotal  # doctest: +SKIP
         500
         """
-        check_is_fitted(self)
-        lists = self._lists()
+        state = self._state()
+        lists = state.lists
         if lists is None:
-            index = to_faiss_index(self.codebooks_, self.codes_, get_metric(self.metric).faiss)
+            index = to_faiss_index(state.codebooks, state.codes, get_metric(self.metric).faiss)
         else:
             index = to_faiss_ivf(
-                self.codebooks_, self.codes_, lists.centroids, lists.offsets, lists.ids, lists.metric
+                state.codebooks, state.codes, lists.centroids, lists.offsets, lists.ids, lists.metric
             )
-        return index if self.rotation_ is None else to_faiss_pretransform(self.rotation_, index)
+        return index if state.rotation is None else to_faiss_pretransform(state.rotation, index)
 
     @classmethod
     def from_faiss(cls, index, **params):
@@ -988,17 +1059,17 @@ class AQDNeighbors(BaseEstimator):
         return cls.from_codes(codebooks, codes, **params)
 
     # --------------------------------------------------------------- search
-    def _queries(self, X):
-        """The query source: validated ``X``, or the stored items when X is None.
+    def _queries(self, state, X):
+        """The query source: validated ``X``, or the stored items of ``state`` when X is None.
 
         Tables are computed block by block inside the search, never for all
         queries at once; the stored items are decoded a block at a time.
         """
         table = get_metric(self.metric).table
         if X is None:
-            return CodeQueries(self.codes_, self.codebooks_, table)
+            return CodeQueries(state.codes, state.codebooks, table)
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
-        return VectorQueries(_rotated(X, self.rotation_), self.codebooks_, table)
+        return VectorQueries(_rotated(X, state.rotation), state.codebooks, table)
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Find the k nearest indexed items of each query.
@@ -1030,25 +1101,63 @@ class AQDNeighbors(BaseEstimator):
         >>> index.kneighbors([[0.0, 1.0]], return_distance=False)
         array([[0, 1]])
         """
-        check_is_fitted(self)
-        if n_neighbors is None:
-            n_neighbors = self.n_neighbors
-        elif n_neighbors <= 0:
-            raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
-        elif not isinstance(n_neighbors, Integral):
+        state = self._state()
+        n_neighbors = self._n_neighbors(n_neighbors)
+        self._n_probe()
+        return self._kneighbors(state, X, n_neighbors, return_distance)
+
+    def _n_neighbors(self, n_neighbors):
+        """The ``n_neighbors`` of a search: the argument, or the parameter (maybe set after fit), checked.
+
+        As :class:`~sklearn.neighbors.NearestNeighbors`: an argument must be
+        positive; the parameter set to 0 after ``fit`` gives empty results.
+        """
+        if n_neighbors is not None:
+            if isinstance(n_neighbors, Real) and not isinstance(n_neighbors, bool) and n_neighbors <= 0:
+                raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
+            if not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
+                raise TypeError(
+                    f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
+                )
+            return int(n_neighbors)
+        value = self.n_neighbors
+        if not isinstance(value, Integral) or isinstance(value, bool):
             raise TypeError(
-                f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
+                f"The n_neighbors parameter must be an integer >= 0 at search time; got "
+                f"{value!r} ({type(value).__name__}). Set it with set_params(n_neighbors=int)."
             )
+        if value < 0:
+            raise ValueError(f"The n_neighbors parameter must be >= 0 at search time; got {value}.")
+        return int(value)
+
+    def _n_probe(self):
+        """The ``n_probe`` parameter (read at search time, maybe set after fit), checked: an integer >= 1."""
+        value = self.n_probe
+        if not isinstance(value, Integral) or isinstance(value, bool):
+            raise TypeError(
+                f"The n_probe parameter must be an integer >= 1; got {value!r} "
+                f"({type(value).__name__}). Set it with set_params(n_probe=int)."
+            )
+        if value < 1:
+            raise ValueError(f"The n_probe parameter must be an integer >= 1; got {value}.")
+        return int(value)
+
+    def _kneighbors(self, state, X, n_neighbors, return_distance):
+        """:meth:`kneighbors` on one published ``state`` (``n_neighbors`` checked, may be 0)."""
         query_is_train = X is None
-        queries = self._queries(X)
+        queries = self._queries(state, X)
+        if n_neighbors == 0:  # the parameter set to 0 after fit: empty results, as scikit-learn's trees
+            ind = np.empty((queries.n_queries, 0), dtype=np.intp)
+            return (np.empty((queries.n_queries, 0), dtype=np.float32), ind) if return_distance else ind
         k = n_neighbors + 1 if query_is_train else n_neighbors
-        if k > self.n_samples_fit_:
+        if k > state.n_samples:
             inequality = "n_neighbors < n_samples_fit" if query_is_train else "n_neighbors <= n_samples_fit"
             raise ValueError(
                 f"Expected {inequality}, but n_neighbors = {n_neighbors}, "
-                f"n_samples_fit = {self.n_samples_fit_}, n_samples = {queries.n_queries}"
+                f"n_samples_fit = {state.n_samples}, n_samples = {queries.n_queries}"
             )
-        dist, ind = self._knn_leave_self_out(queries, k) if query_is_train else self._knn(queries, k)
+        search = self._knn_leave_self_out if query_is_train else self._knn
+        dist, ind = search(state, queries, k)
         if not return_distance:
             return ind
         return get_metric(self.metric).to_user(dist), ind
@@ -1071,30 +1180,32 @@ class AQDNeighbors(BaseEstimator):
         kernel = self._kernel()
         return None if getattr(kernel, "device", "cpu") == "cpu" else kernel
 
-    def _knn(self, queries, k):
-        """Top-k of a query source: exhaustive, or over the probed inverted lists."""
-        lists = self._lists()
+    def _knn(self, state, queries, k):
+        """Top-k of a query source over ``state``: exhaustive, or over the probed inverted lists."""
+        lists = state.lists
         if lists is None:
-            return aqd_kneighbors(queries, self.codes_, k, n_jobs=self.n_jobs, kernel=self._kernel())
+            return aqd_kneighbors(queries, state.codes, k, n_jobs=self.n_jobs, kernel=self._kernel())
         return ivf_kneighbors(
-            queries, self.codes_, lists, k, n_probe=self.n_probe, n_jobs=self.n_jobs, kernel=self._list_kernel()
+            queries, state.codes, lists, k, n_probe=self._n_probe(), n_jobs=self.n_jobs, kernel=self._list_kernel()
         )
 
-    def _radius(self, queries, threshold):
-        """Radius matches of a query source (item indices, increasing)."""
-        lists = self._lists()
+    def _radius(self, state, queries, threshold):
+        """Radius matches of a query source over ``state`` (item indices, increasing)."""
+        lists = state.lists
         if lists is None:
-            return aqd_radius_neighbors(queries, self.codes_, threshold, n_jobs=self.n_jobs, kernel=self._kernel())
+            return aqd_radius_neighbors(queries, state.codes, threshold, n_jobs=self.n_jobs, kernel=self._kernel())
         return ivf_radius_neighbors(
-            queries, self.codes_, lists, threshold, n_probe=self.n_probe, n_jobs=self.n_jobs, kernel=self._list_kernel()
+            queries, state.codes, lists, threshold, n_probe=self._n_probe(), n_jobs=self.n_jobs,
+            kernel=self._list_kernel(),
         )
 
-    def _row_items(self):
-        """The item index of each stored row (the query row of ``X=None``)."""
-        lists = self._lists()
-        return np.arange(self.n_samples_fit_) if lists is None else np.asarray(lists.ids, dtype=np.intp)
+    @staticmethod
+    def _row_items(state):
+        """The item index of each stored row of ``state`` (the query row of ``X=None``)."""
+        lists = state.lists
+        return np.arange(state.n_samples) if lists is None else np.asarray(lists.ids, dtype=np.intp)
 
-    def _knn_leave_self_out(self, queries, k):
+    def _knn_leave_self_out(self, state, queries, k):
         """``X=None``: per item, the top ``k - 1`` of the others, in item order.
 
         The stored items are searched ``_SELF_CHUNK`` at a time (``k`` each,
@@ -1103,13 +1214,13 @@ class AQDNeighbors(BaseEstimator):
         whatever the number of items. Query row ``j`` is the item
         ``items[j]`` (stored rows are in list order with inverted lists).
         """
-        items = self._row_items()
+        items = self._row_items(state)
         n = queries.n_queries
         out_d = np.empty((n, k - 1), dtype=np.float32)
         out_i = np.empty((n, k - 1), dtype=np.intp)
         for start in range(0, n, _SELF_CHUNK):
             rows = slice(start, min(n, start + _SELF_CHUNK))
-            dist, ind = self._knn(queries.block(rows), k)
+            dist, ind = self._knn(state, queries.block(rows), k)
             out_d[items[rows]], out_i[items[rows]] = _drop_self(dist, ind, items[rows])
         return out_d, out_i
 
@@ -1148,17 +1259,22 @@ class AQDNeighbors(BaseEstimator):
         >>> ind[0]
         array([0, 1])
         """
-        check_is_fitted(self)
+        state = self._state()
         if sort_results and not return_distance:
             raise ValueError("return_distance must be True if sort_results is True.")
+        return self._radius_neighbors(state, X, radius, return_distance, sort_results)
+
+    def _radius_neighbors(self, state, X, radius, return_distance, sort_results):
+        """:meth:`radius_neighbors` on one published ``state``."""
         if radius is None:
             radius = self.radius
+        self._n_probe()
         query_is_train = X is None
         metric = get_metric(self.metric)
         metric.check_radius(radius)
         threshold = metric.radius_threshold(radius)
-        dists, inds = self._radius(self._queries(X), threshold)
-        items = self._row_items() if query_is_train else None
+        dists, inds = self._radius(state, self._queries(state, X), threshold)
+        items = self._row_items(state) if query_is_train else None
         for q in range(len(inds)):
             d, i = dists[q], inds[q]
             if query_is_train:
@@ -1201,14 +1317,14 @@ class AQDNeighbors(BaseEstimator):
         >>> index.kneighbors_graph([[0.0, 1.0]]).toarray()
         array([[1., 0., 0., 0., 0., 0., 0., 0.]])
         """
-        check_is_fitted(self)
-        if n_neighbors is None:
-            n_neighbors = self.n_neighbors
+        state = self._state()
+        n_neighbors = self._n_neighbors(n_neighbors)
+        self._n_probe()
         if mode == "connectivity":
-            ind = self.kneighbors(X, n_neighbors, return_distance=False)
+            ind = self._kneighbors(state, X, n_neighbors, return_distance=False)
             data = np.ones(ind.size)
         elif mode == "distance":
-            dist, ind = self.kneighbors(X, n_neighbors, return_distance=True)
+            dist, ind = self._kneighbors(state, X, n_neighbors, return_distance=True)
             data = dist.ravel()
         else:
             raise ValueError(
@@ -1216,8 +1332,8 @@ class AQDNeighbors(BaseEstimator):
                 f'or "distance" but got "{mode}" instead'
             )
         n_queries, k = ind.shape
-        indptr = np.arange(0, n_queries * k + 1, k)
-        graph = sp.csr_matrix((data, ind.ravel(), indptr), shape=(n_queries, self.n_samples_fit_))
+        indptr = np.arange(n_queries + 1) * k
+        graph = sp.csr_matrix((data, ind.ravel(), indptr), shape=(n_queries, state.n_samples))
         return _as_sparse_interface(graph)
 
     def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity", sort_results=False):
@@ -1249,12 +1365,12 @@ class AQDNeighbors(BaseEstimator):
         >>> index.radius_neighbors_graph([[0.0, 1.0]], radius=3.0).toarray()[0, :3]
         array([1., 1., 0.])
         """
-        check_is_fitted(self)
+        state = self._state()
         if mode == "connectivity":
-            ind = self.radius_neighbors(X, radius, return_distance=False)
+            ind = self._radius_neighbors(state, X, radius, False, False)
             data = None
         elif mode == "distance":
-            dist, ind = self.radius_neighbors(X, radius, return_distance=True, sort_results=sort_results)
+            dist, ind = self._radius_neighbors(state, X, radius, True, sort_results)
             data = np.concatenate(list(dist)) if len(dist) else np.empty(0)
         else:
             raise ValueError(
@@ -1266,7 +1382,7 @@ class AQDNeighbors(BaseEstimator):
         indices = np.concatenate(list(ind)) if len(ind) else np.empty(0, np.intp)
         if data is None:
             data = np.ones(indices.shape[0])
-        graph = sp.csr_matrix((data, indices, indptr), shape=(len(ind), self.n_samples_fit_))
+        graph = sp.csr_matrix((data, indices, indptr), shape=(len(ind), state.n_samples))
         return _as_sparse_interface(graph)
 
     # ---------------------------------------------------------------- score
@@ -1320,13 +1436,14 @@ class AQDNeighbors(BaseEstimator):
         >>> AQDNeighbors(M=1, K=2).fit(X, y).score(X, y)
         1.0
         """
-        check_is_fitted(self)
-        if self._fit_labels is None:
+        state = self._state()
+        if state.labels is None:
             raise ValueError(
                 "score needs the labels of the indexed items: call fit(X, y) with y."
             )
+        self._n_probe()
         return score_codes(
-            self._queries(X), y, self.codes_, self._fit_labels,
+            self._queries(state, X), y, state.codes, state.labels,
             top_k=top_k, normalize=normalize, no_relevant=no_relevant, n_jobs=self.n_jobs,
-            search=self._knn, verbose=verbose,
+            search=partial(self._knn, state), verbose=verbose,
         )

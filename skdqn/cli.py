@@ -689,7 +689,7 @@ def _evaluation_index(args, parts):
     if args.database_labels is not None:  # given labels replace those saved with the index
         labels = _load_labels(args.database_labels, index.n_samples_fit_, args.index,
                               what="database labels", rows_what="the index")
-        index._fit_labels = check_y(labels, index.n_samples_fit_)
+        index._with_labels(check_y(labels, index.n_samples_fit_))
     if index._fit_labels is None:
         raise _InputError(
             f"the index {args.index} holds no labels: give --database-labels, or build it "
