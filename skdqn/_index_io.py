@@ -27,7 +27,7 @@ from numbers import Integral
 import numpy as np
 
 from ._io import check_header, format_header, read_bundle, write_bundle
-from ._ivf import InvertedLists
+from ._ivf import InvertedLists, check_centroid_magnitude
 from ._pq import code_dtype
 from ._validation import check_codebooks, check_codes, check_rotation
 
@@ -197,6 +197,10 @@ def _check_lists(arrays, fields, path):
         raise ValueError(f"{path}: coarse_centroids must be float32 of shape (n_lists, {d}); got {centroids.shape}.")
     if not np.isfinite(centroids).all():
         raise ValueError(f"{path}: coarse_centroids contains NaN or infinity.")
+    try:
+        check_centroid_magnitude(centroids)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     if offsets.shape != (centroids.shape[0] + 1,) or offsets.dtype != np.int64:
         raise ValueError(f"{path}: list_offsets must be int64 of shape ({centroids.shape[0] + 1},).")
     if offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():

@@ -32,7 +32,7 @@ import numpy as np
 from joblib import effective_n_jobs
 from sklearn.utils import check_random_state
 
-from ._pq import encode, update_codebooks
+from ._pq import check_magnitude, encode, update_codebooks
 from ._ranking import MAX_KEY_INDEX, PAD_KEY, pack_keys, stable_smallest, unpack_keys
 from ._csr import list_aqd, list_aqd_runs, row_index, rows_per_call
 from ._search import _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
@@ -887,7 +887,92 @@ def check_n_lists(n_lists, coarse_centroids, n_features):
         )
     if not np.isfinite(centroids).all():
         raise ValueError("coarse_centroids contains NaN or infinity.")
+    check_centroid_magnitude(centroids)
     return centroids, centroids.shape[0]
+
+
+_TINY = float(np.sqrt(np.finfo(np.float32).tiny))  # smaller values square to subnormals or 0 in float32
+
+
+def check_centroid_magnitude(centroids, name="coarse_centroids"):
+    """Raise a ValueError for coarse centroids too large or too small for float32 distances.
+
+    Too large: squared distances overflow (as for ``X`` and the codebooks,
+    :func:`skdqn._pq.check_magnitude`). Too small: centroids that are not
+    all zero but whose largest magnitude is below ``sqrt(tiny(float32))``
+    (about ``1.1e-19``) square to subnormal numbers or zero, so the lists'
+    distances lose all precision; they are refused, not rescaled (rescale
+    the data and the centroids together).
+
+    Parameters
+    ----------
+    centroids : ndarray of shape (n_lists, d), float32
+        Finite.
+    name : str, default="coarse_centroids"
+        For the message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import check_centroid_magnitude
+    >>> check_centroid_magnitude(np.zeros((2, 3), np.float32))
+    >>> check_centroid_magnitude(np.full((2, 3), 1e-25, np.float32))
+    Traceback (most recent call last):
+    ...
+    ValueError: coarse_centroids has values of magnitude at most 1e-25, ...
+    """
+    check_magnitude(centroids, name=name)
+    peak = max(float(centroids.max()), -float(centroids.min())) if centroids.size else 0.0
+    if 0.0 < peak < _TINY:
+        raise ValueError(
+            f"{name} has values of magnitude at most {peak:.3g}, whose squares underflow float32 "
+            f"(below {_TINY:.3g}): the lists' distances would all be 0. Rescale the data and "
+            "the centroids together (e.g. with sklearn.preprocessing.StandardScaler)."
+        )
+
+
+def check_list_assignments(assignments, n, n_lists):
+    """The ``list_assignments`` of ``from_codes`` checked: 1-D, ``n`` integers in ``[0, n_lists)``.
+
+    Parameters
+    ----------
+    assignments : array-like of shape (n,)
+    n : int
+        Number of items.
+    n_lists : int
+
+    Returns
+    -------
+    assignments : ndarray of shape (n,), intp
+
+    Examples
+    --------
+    >>> from skdqn._ivf import check_list_assignments
+    >>> check_list_assignments([1, 0, 1], 3, 2).tolist()
+    [1, 0, 1]
+    >>> check_list_assignments([1, 2], 2, 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: list_assignments must lie in [0, n_lists=2); got values from 1 to 2.
+    """
+    try:
+        array = np.asarray(assignments)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"list_assignments must be an array of {n} integers; got {type(assignments).__name__}.") from exc
+    if array.dtype.kind not in "iu":
+        raise TypeError(
+            f"list_assignments must be an array of integers (the list of each item); got dtype {array.dtype}."
+        )
+    if array.shape != (n,):
+        raise ValueError(
+            f"list_assignments must be 1-D with one list per item, shape ({n},); got shape {array.shape}."
+        )
+    if n and (int(array.min()) < 0 or int(array.max()) >= n_lists):
+        raise ValueError(
+            f"list_assignments must lie in [0, n_lists={n_lists}); got values from {int(array.min())} "
+            f"to {int(array.max())}."
+        )
+    return array.astype(np.intp, copy=False)
 
 
 def make_lists(X, n_lists, centroids, metric, random_state=None, assignments=None):
@@ -939,7 +1024,9 @@ def make_lists(X, n_lists, centroids, metric, random_state=None, assignments=Non
         if centroids is None:
             centroids = _train_on_sample(rows_of, n, n_lists, random_state)
         assignments = _assign_blocks(rows_of, n, centroids, metric)
-    elif centroids is None:
+    else:
+        assignments = check_list_assignments(assignments, n, n_lists)
+    if centroids is None:
         centroids = _list_means(rows_of, n, assignments, n_lists)
     order, offsets = build_lists(assignments, n_lists)
     return InvertedLists(centroids, offsets, order, metric)
@@ -961,11 +1048,6 @@ def _assign_blocks(rows_of, n, centroids, metric, step=1 << 16):
 
 
 def _list_means(rows_of, n, assignments, n_lists, step=1 << 16):
-    assignments = np.asarray(assignments)
-    if assignments.shape != (n,) or assignments.dtype.kind not in "iu":
-        raise ValueError(f"list_assignments must be {n} integers; got {assignments.dtype} of shape {assignments.shape}.")
-    if n and (assignments.min() < 0 or assignments.max() >= n_lists):
-        raise ValueError(f"list_assignments must lie in [0, n_lists={n_lists}).")
     sums, counts = None, np.bincount(assignments, minlength=n_lists)
     for start in range(0, n, step):
         rows = slice(start, min(n, start + step))

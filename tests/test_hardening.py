@@ -75,3 +75,55 @@ def test_fitted_attributes_are_read_only_views_of_one_state(data):
         index.codes_ = index.codes_[:10]
     assert index.n_samples_fit_ == index.codes_.shape[0] == index.list_ids_.shape[0] == 200
     assert not hasattr(AQDNeighbors(), "codes_")
+
+
+# ---------------------------------------------------------------- list_assignments, coarse_centroids
+@pytest.fixture(scope="module")
+def coded(data):
+    X, _ = data
+    index = AQDNeighbors(M=2, K=16, random_state=0).fit(X)
+    return index.codebooks_, index.codes_
+
+
+@pytest.mark.parametrize("centroids", [None, "given"], ids=["n_lists", "coarse_centroids"])
+@pytest.mark.parametrize(
+    "assignments, error, match",
+    [
+        (np.zeros(150, np.int64), ValueError, r"shape \(200,\)"),  # too short: items would be dropped
+        (np.zeros(201, np.int64), ValueError, r"shape \(200,\)"),
+        (np.full(200, 4), ValueError, r"\[0, n_lists=4\)"),  # out of range: -1 indices, inf distances
+        (np.full(200, -1), ValueError, r"\[0, n_lists=4\)"),
+        (np.zeros(200, np.float64), TypeError, "integers"),
+        (np.zeros((200, 1), np.int64), ValueError, "1-D"),
+        (np.array(["0"] * 200), TypeError, "integers"),
+        ([[0, 1], [2]], TypeError, "list_assignments"),
+    ],
+)
+def test_list_assignments_are_checked_on_every_path(coded, data, centroids, assignments, error, match):
+    codebooks, codes = coded
+    lists = {"n_lists": 4} if centroids is None else {"coarse_centroids": data[0][:4]}
+    with pytest.raises(error, match=match) as info:
+        AQDNeighbors.from_codes(codebooks, codes, list_assignments=assignments, **lists)
+    assert "list_assignments" in str(info.value)
+
+
+def test_list_assignments_given_with_centroids_are_used_as_given(coded, data):
+    codebooks, codes = coded
+    assignments = np.arange(200) % 4
+    index = AQDNeighbors.from_codes(codebooks, codes, list_assignments=assignments, coarse_centroids=data[0][:4])
+    assert index.list_offsets_.tolist() == [0, 50, 100, 150, 200]
+    assert_array_equal(np.sort(index.list_ids_[50:100]), np.arange(1, 200, 4))
+
+
+@pytest.mark.parametrize("scale, match", [(1e19, "overflow"), (1e-25, "underflow")])
+@pytest.mark.parametrize("build", ["fit", "from_codes"])
+def test_coarse_centroid_magnitudes_are_checked(coded, data, scale, match, build):
+    codebooks, codes = coded
+    centroids = np.sign(data[0][:4]) * scale
+    with pytest.raises(ValueError, match=f"coarse_centroids.*{match}"):
+        if build == "fit":
+            AQDNeighbors(M=2, K=16, coarse_centroids=centroids).fit(data[0])
+        else:
+            AQDNeighbors.from_codes(codebooks, codes, coarse_centroids=centroids)
+    zero = AQDNeighbors(M=2, K=16, coarse_centroids=np.zeros((1, 8)), random_state=0).fit(data[0])
+    assert zero.list_offsets_.tolist() == [0, 200]  # all-zero centroids are exact: accepted
