@@ -108,13 +108,15 @@ def _load_array(path, *, key=None, what="array", labels=False, strict_key=True, 
             names = list(loaded.files)
             if not names:
                 raise _InputError(f"{what} file {path} holds no array")
-            if key is None:
-                return loaded[names[0]]
-            if key not in names:
+            if key is not None and key not in names:
                 raise _InputError(
                     f"{what} file {path} has no array named {key!r}; it holds: {', '.join(names)}"
                 )
-            return loaded[key]
+            name = names[0] if key is None else key
+            try:  # members are read lazily: an object array or a damaged member fails here
+                return loaded[name]
+            except Exception as exc:  # noqa: BLE001 - any reader failure is an input error
+                raise _InputError(f"could not read array {name!r} of {what} {path}: {exc}") from None
     if key is not None and strict_key:
         raise _InputError(f"--key applies to .npz files only, but {what} is {path}")
     return loaded
@@ -181,6 +183,49 @@ def _check_2d(X, path, what="X"):
     if not np.isfinite(X).all():
         raise _InputError(f"{what} in {path} contains NaN or infinite values")
     return X
+
+
+# The arguments that name files a command reads, and those it writes.
+_INPUT_ARGS = ("X", "y", "model", "database", "queries", "index", "labels", "database_labels",
+               "query_labels", "ids", "query_ids")
+_OUTPUT_ARGS = {"output": "-o/--output", "distances": "--distances"}
+
+
+def _same_file(a, b):
+    """Whether paths ``a`` and ``b`` are one file (symbolic and hard links resolved), or ``a`` lies inside ``b``."""
+    real_a, real_b = os.path.realpath(a), os.path.realpath(b)
+    if real_a == real_b or real_a.startswith(real_b.rstrip(os.sep) + os.sep):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def _check_distinct_paths(args):
+    """Raise _InputError, before any work, if an output is an input or another output.
+
+    Writing it would destroy the input (``skdqn fit X.npy y.npy -o X.npy``)
+    or keep only the last of two outputs (``-o out.npy --distances
+    out.npy``). An input inside an output directory (an index saved as a
+    directory) counts as that output.
+    """
+    inputs = [(name, getattr(args, name)) for name in _INPUT_ARGS if getattr(args, name, None)]
+    outputs = [(name, getattr(args, name)) for name in _OUTPUT_ARGS if getattr(args, name, None)]
+    for i, (name, path) in enumerate(outputs):
+        flag = _OUTPUT_ARGS[name]
+        for other, input_path in inputs:
+            if _same_file(input_path, path):
+                raise _InputError(
+                    f"{flag} {path} is the input {other.upper().replace('_', '-')} ({input_path}); "
+                    "refusing to overwrite an input: choose another output name"
+                )
+        for other, other_path in outputs[i + 1:]:
+            if _same_file(other_path, path) or _same_file(path, other_path):
+                raise _InputError(
+                    f"{flag} {path} and {_OUTPUT_ARGS[other]} {other_path} are the same file; "
+                    "give each output its own name"
+                )
 
 
 def _check_output(path, what, suffixes=None):
@@ -689,7 +734,10 @@ def _evaluation_index(args, parts):
     if args.database_labels is not None:  # given labels replace those saved with the index
         labels = _load_labels(args.database_labels, index.n_samples_fit_, args.index,
                               what="database labels", rows_what="the index")
-        index._with_labels(check_y(labels, index.n_samples_fit_))
+        try:
+            index._with_labels(check_y(labels, index.n_samples_fit_))
+        except (TypeError, ValueError) as exc:
+            raise _InputError(f"database labels {args.database_labels}: {exc}") from None
     if index._fit_labels is None:
         raise _InputError(
             f"the index {args.index} holds no labels: give --database-labels, or build it "
@@ -1150,11 +1198,23 @@ def main(argv=None):
 
         torch.set_num_threads(args.threads)
     try:
+        _check_distinct_paths(args)
         return _COMMANDS[args.command](args)
     except _InputError as exc:
-        print(f"skdqn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"skdqn {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except _RunError as exc:
-        print(f"skdqn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"skdqn {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print(f"skdqn {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        print(f"skdqn {args.command}: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc):
+    """The message of ``exc`` on one line (a multi-line message is joined with '; ')."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
