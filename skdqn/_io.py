@@ -27,6 +27,22 @@ one is written beside it and swapped in (:func:`os.replace` for a file, two
 renames for a directory), so arrays memory-mapped from the old bundle stay
 valid and an interrupted save leaves the old bundle intact.
 
+Concurrency: saves into one directory hold an exclusive ``flock`` of that
+directory (no lock file; where ``fcntl`` exists), so concurrent saves to one
+path run one after the other and leave exactly one bundle, the last, and no
+temporary or old copies; a failed save raises an ``OSError`` naming the
+user's path. A read takes every member from one open file (the ``.npz``) or
+through one open directory descriptor, never by name again, so a save that
+replaces the bundle meanwhile cannot mix two bundles, with or without
+checksums (a directory member deleted under the reader is read again, up to
+three times, then a ``ValueError``). Each member's declared shape is compared
+with the bytes it holds before anything is read or mapped (a forged shape is
+a ``ValueError``, not a ``MemoryError``).
+
+Headers are strict JSON: non-finite floats are written as ``{"$float":
+"nan" | "inf" | "-inf"}`` and mapped back on reading; headers written with
+``NaN``/``Infinity`` literals still load.
+
 Every bundle's header names its ``format`` (e.g. ``"skdqn.AQDNeighbors"``)
 and ``format_version``, and the skdqn version that wrote it
 (:func:`format_header`); :func:`check_header` refuses, with a ``ValueError``
@@ -34,7 +50,9 @@ naming the file, a header that is not a JSON object, of another format, or
 of a version newer than the reader knows.
 """
 
+import contextlib
 import json
+import math
 import os
 import shutil
 import struct
@@ -95,11 +113,37 @@ def _write_npy(fileobj, array, chunk_rows):
     return out.crc
 
 
+_FLOAT_KEY = "$float"  # {"$float": "nan" | "inf" | "-inf"}: a non-finite float in strict JSON
+_SPECIAL_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _json_safe(value):
+    """``value`` with every NaN or infinite float replaced by ``{"$float": "nan" | "inf" | "-inf"}``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {_FLOAT_KEY: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _from_json_safe(value):
+    """The inverse of :func:`_json_safe` (headers written before it hold plain NaN/Infinity)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and value.get(_FLOAT_KEY) in _SPECIAL_FLOATS:
+            return _SPECIAL_FLOATS[value[_FLOAT_KEY]]
+        return {key: _from_json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_json_safe(item) for item in value]
+    return value
+
+
 def _header_text(header, checksums):
-    """The header as written: with the arrays' and its own CRC-32."""
-    full = {**header, _CHECKSUMS: checksums}
+    """The header as written, strict JSON: with the arrays' and its own CRC-32."""
+    full = {**_json_safe(header), _CHECKSUMS: checksums}
     full[_HEADER_CRC] = _header_crc(full)
-    return json.dumps(full, indent=1, sort_keys=True) + "\n"
+    return json.dumps(full, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
 def _header_crc(header):
@@ -145,7 +189,44 @@ def write_bundle(path, header, arrays, *, chunk_rows=1 << 20):
     for key in (_CHECKSUMS, _HEADER_CRC):
         if key in header:
             raise ValueError(f"the header field {key!r} is reserved.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _saving_lock(path.parent):
+            _write_and_swap(path, header, arrays, chunk_rows)
+    except OSError as exc:  # name the user's path, not a temporary one
+        raise OSError(exc.errno, f"could not save to {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+@contextlib.contextmanager
+def _saving_lock(folder):
+    """Hold an exclusive lock on ``folder`` (``flock`` of the directory itself), where available.
+
+    Saves into one directory then run one at a time, across threads and
+    processes, so two saves to one path cannot interleave their renames:
+    the last one wins, whole, and no copy is left behind. No lock file is
+    created. Without ``fcntl`` (Windows) or where the file system refuses
+    the lock, saves run unlocked.
+    """
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write_and_swap(path, header, arrays, chunk_rows):
+    """Write the bundle beside ``path`` and swap it in; the temporary copy never outlives the call."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
     try:
         if path.suffix == ".npz":
@@ -160,7 +241,6 @@ def write_bundle(path, header, arrays, *, chunk_rows=1 << 20):
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
-    return path
 
 
 def _write_archive(path, header, arrays, chunk_rows):
@@ -221,47 +301,57 @@ def _read_npy_header(f):
     return shape, fortran, dtype
 
 
-def _member_data_offset(path, info):
-    """Byte offset in the archive of a stored member's data."""
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        fields = _ZIP_LOCAL_HEADER.unpack(f.read(_ZIP_LOCAL_HEADER.size))
+def _member_data_offset(f, info, path):
+    """Byte offset in the archive (open as ``f``) of a stored member's data."""
+    f.seek(info.header_offset)
+    fields = _ZIP_LOCAL_HEADER.unpack(f.read(_ZIP_LOCAL_HEADER.size))
     if fields[0] != _ZIP_LOCAL_SIGNATURE:
         raise ValueError(f"{path}: corrupt archive (bad local header of {info.filename}).")
     name_len, extra_len = fields[9], fields[10]
     return info.header_offset + _ZIP_LOCAL_HEADER.size + name_len + extra_len
 
 
-def _map_member(path, info, mmap_mode):
-    if info.compress_type != zipfile.ZIP_STORED:
-        raise ValueError(
-            f"{path}: member {info.filename} is compressed and cannot be memory-mapped; "
-            "load with mmap_mode=None, or save again with skdqn (which stores, not compresses)."
-        )
-    start = _member_data_offset(path, info)
-    with open(path, "rb") as f:
+def _npy_layout(f, start, size):
+    """``(shape, dtype, order, data offset)`` of the .npy at ``start`` of ``f``, its size checked.
+
+    The declared shape must fit in the ``size`` bytes the member holds: a
+    forged header claiming a huge shape is refused here, before anything
+    is allocated or mapped.
+    """
+    f.seek(start)
+    shape, fortran, dtype = _read_npy_header(f)
+    offset = f.tell()
+    needed = offset - start + math.prod(shape) * dtype.itemsize
+    if needed > size:
+        raise ValueError(f"its header declares shape {shape} of {dtype} ({needed} bytes), but it holds {size} bytes")
+    return shape, dtype, "F" if fortran else "C", offset
+
+
+def _read_npy(f, start, size, mmap_mode):
+    """The .npy at ``start`` of the open file ``f`` (``size`` bytes), read or memory-mapped from ``f``.
+
+    Mapping the open file, not its name, keeps every member of a bundle
+    from the one file (or directory) opened, even if a save replaces the
+    path meanwhile.
+    """
+    shape, dtype, order, offset = _npy_layout(f, start, size)
+    if mmap_mode is None:
         f.seek(start)
-        shape, fortran, dtype = _read_npy_header(f)
-        offset = f.tell()
-    order = "F" if fortran else "C"
-    if int(np.prod(shape)) == 0:  # np.memmap cannot map zero bytes
+        return np.lib.format.read_array(f, allow_pickle=False)
+    if math.prod(shape) == 0:  # np.memmap cannot map zero bytes
         return np.empty(shape, dtype=dtype, order=order)
-    needed = offset - start + int(np.prod(shape)) * dtype.itemsize
-    if needed > info.file_size:
-        raise ValueError(f"member holds {info.file_size} bytes, {needed} expected")
-    return np.memmap(path, dtype=dtype, mode=mmap_mode, offset=offset, shape=shape, order=order)
+    return np.memmap(f, dtype=dtype, mode=mmap_mode, offset=offset, shape=shape, order=order)
 
 
-def _crc_of_range(path, start, size):
+def _crc_of_range(f, start, size):
     crc = 0
-    with open(path, "rb") as f:
-        f.seek(start)
-        while size > 0:
-            data = f.read(min(size, _READ_CHUNK))
-            if not data:
-                break
-            crc = zlib.crc32(data, crc)
-            size -= len(data)
+    f.seek(start)
+    while size > 0:
+        data = f.read(min(size, _READ_CHUNK))
+        if not data:
+            break
+        crc = zlib.crc32(data, crc)
+        size -= len(data)
     return crc
 
 
@@ -312,7 +402,13 @@ def read_bundle(path, mmap_mode=None, *, verify=True):
     if not path.exists():
         raise FileNotFoundError(f"no saved index at {path}.")
     if path.is_dir():
-        header, arrays, crcs = _read_directory(path, mmap_mode, verify)
+        for attempt in range(_READ_ATTEMPTS):  # a save may replace the directory as it is read
+            try:
+                header, arrays, crcs = _read_directory(path, mmap_mode, verify)
+                break
+            except _Replaced:
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise
     else:
         try:
             header, arrays, crcs = _read_archive(path, mmap_mode, verify)
@@ -323,29 +419,71 @@ def read_bundle(path, mmap_mode=None, *, verify=True):
     if isinstance(header, dict):
         for key in (_CHECKSUMS, _HEADER_CRC):
             header.pop(key, None)
-    return header, arrays
+    return _from_json_safe(header), arrays
+
+
+_READ_ATTEMPTS = 3  # reads of a directory bundle that a concurrent save replaced, before giving up
+
+
+class _Replaced(ValueError):
+    """A directory bundle was replaced by a save while being read (read it again)."""
+
+
+@contextlib.contextmanager
+def _directory_opener(path):
+    """``(names, open_member)`` of a bundle directory, every member opened through one directory fd.
+
+    A save replaces a directory bundle by renaming a new directory into
+    place; members opened relative to the directory opened first all belong
+    to that one bundle (a member deleted meanwhile is a clear error, never
+    a member of the other bundle). Without ``dir_fd`` support (Windows),
+    members are opened by path.
+    """
+    if os.open not in os.supports_dir_fd or os.listdir not in os.supports_fd:
+        yield os.listdir(path), lambda name, mode: open(path / name, mode)
+        return
+    dir_fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    flags = {"rb": os.O_RDONLY, "r+b": os.O_RDWR}
+
+    def open_member(name, mode):
+        return os.fdopen(os.open(name, flags[mode], dir_fd=dir_fd), mode)
+
+    try:
+        yield os.listdir(dir_fd), open_member
+    finally:
+        os.close(dir_fd)
 
 
 def _read_directory(path, mmap_mode, verify):
-    header_path = path / HEADER_NAME
-    if not header_path.exists():
-        raise ValueError(f"{path} is not a saved skdqn bundle: it has no {HEADER_NAME}.")
-    header = _parse_header(header_path.read_bytes(), path)
-    arrays, crcs = {}, {}
-    for p in sorted(path.glob("*.npy")):
-        try:
-            arrays[p.stem] = np.load(p, mmap_mode=mmap_mode, allow_pickle=False)
-        except _NPY_ERRORS as exc:
-            raise _damaged(path, p.name, exc) from None
-        if verify:
-            crcs[p.stem] = _crc_of_range(p, 0, p.stat().st_size)
+    mode = "r+b" if mmap_mode == "r+" else "rb"
+    try:
+        with _directory_opener(path) as (names, open_member):
+            if HEADER_NAME not in names:
+                raise ValueError(f"{path} is not a saved skdqn bundle: it has no {HEADER_NAME}.")
+            with open_member(HEADER_NAME, "rb") as f:
+                header = _parse_header(f.read(), path)
+            arrays, crcs = {}, {}
+            for name in sorted(n for n in names if n.endswith(".npy")):
+                with open_member(name, mode) as f:
+                    size = os.fstat(f.fileno()).st_size
+                    try:
+                        arrays[name[: -len(".npy")]] = _read_npy(f, 0, size, mmap_mode)
+                    except _NPY_ERRORS as exc:
+                        raise _damaged(path, name, exc) from None
+                    if verify:
+                        crcs[name[: -len(".npy")]] = _crc_of_range(f, 0, size)
+    except FileNotFoundError:
+        raise _Replaced(
+            f"{path}: a member disappeared while being read (the bundle was replaced by a save); "
+            "load it again."
+        ) from None
     return header, arrays, crcs
 
 
 def _read_archive(path, mmap_mode, verify):
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is neither a directory nor a single-file (.npz) skdqn bundle.")
-    with zipfile.ZipFile(path) as zf:
+    with open(path, "r+b" if mmap_mode == "r+" else "rb") as raw, zipfile.ZipFile(raw) as zf:
         if HEADER_NAME not in zf.namelist():
             raise ValueError(f"{path} is not a saved skdqn bundle: it has no {HEADER_NAME}.")
         header = _parse_header(zf.read(HEADER_NAME), path)
@@ -355,16 +493,27 @@ def _read_archive(path, mmap_mode, verify):
                 continue
             name = info.filename[: -len(".npy")]
             try:
-                if mmap_mode is None:
-                    with zf.open(info) as member:
-                        arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
-                else:
-                    arrays[name] = _map_member(path, info, mmap_mode)
+                arrays[name] = _read_member(raw, zf, info, path, mmap_mode)
             except (*_NPY_ERRORS, zipfile.BadZipFile) as exc:
                 raise _damaged(path, info.filename, exc) from None
             if verify:
-                crcs[name] = _crc_of_range(path, _member_data_offset(path, info), info.file_size)
+                crcs[name] = _crc_of_range(raw, _member_data_offset(raw, info, path), info.file_size)
     return header, arrays, crcs
+
+
+def _read_member(raw, zf, info, path, mmap_mode):
+    """One ``.npy`` member of the archive open as ``raw``: stored ones straight from ``raw``."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        return _read_npy(raw, _member_data_offset(raw, info, path), info.file_size, mmap_mode)
+    if mmap_mode is not None:
+        raise ValueError(
+            f"{path}: member {info.filename} is compressed and cannot be memory-mapped; "
+            "load with mmap_mode=None, or save again with skdqn (which stores, not compresses)."
+        )
+    with zf.open(info) as member:  # e.g. numpy.savez_compressed: check the declared size first
+        _npy_layout(member, 0, info.file_size)
+    with zf.open(info) as member:
+        return np.lib.format.read_array(member, allow_pickle=False)
 
 
 def _verify(path, header, crcs):
