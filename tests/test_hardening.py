@@ -127,3 +127,34 @@ def test_coarse_centroid_magnitudes_are_checked(coded, data, scale, match, build
             AQDNeighbors.from_codes(codebooks, codes, coarse_centroids=centroids)
     zero = AQDNeighbors(M=2, K=16, coarse_centroids=np.zeros((1, 8)), random_state=0).fit(data[0])
     assert zero.list_offsets_.tolist() == [0, 200]  # all-zero centroids are exact: accepted
+
+
+# ---------------------------------------------------------------- custom network factories
+def test_a_network_factory_returning_no_module_is_refused_at_fit():
+    """DeepQuantizer already refuses it at fit (_quantizer._backbone_from); this pins it."""
+    pytest.importorskip("torch")
+    from skdqn import DeepQuantizer
+
+    X = np.random.default_rng(0).normal(size=(60, 6)).astype(np.float32)
+    for factory in (lambda: None, lambda: "a string"):
+        with pytest.raises(TypeError, match="network: the factory .* returned a"):
+            DeepQuantizer(network=factory, M=1, K=4, n_components=4, max_epochs=1).fit(X, np.arange(60) % 3)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=KeyError,
+    reason="_model_io._network checks `module is not None and not isinstance(module, Module)`, so a "
+    "factory returning None passes and rebuild_network raises KeyError('n_features'); fix: test "
+    "`network is not None` instead (_model_io.py belongs to the objectives work, left to it)",
+)
+def test_a_network_factory_returning_none_is_refused_at_load(tmp_path):
+    torch = pytest.importorskip("torch")
+    from skdqn import DeepQuantizer
+
+    X = np.random.default_rng(0).normal(size=(60, 6)).astype(np.float32)
+    dq = DeepQuantizer(network=lambda: torch.nn.Linear(6, 5), M=1, K=4, n_components=4,
+                       max_epochs=2, warmup_epochs=1, random_state=0).fit(X, np.arange(60) % 3)
+    path = dq.save(tmp_path / "m")
+    with pytest.raises(TypeError, match="network must be a torch.nn.Module or a factory returning one"):
+        DeepQuantizer.load(path, network=lambda: "a string")  # refused today
+    DeepQuantizer.load(path, network=lambda: None)  # KeyError today: should be the same TypeError
