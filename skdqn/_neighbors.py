@@ -354,6 +354,13 @@ class AQDNeighbors(BaseEstimator):
     stay on disk; :meth:`to_faiss` and :meth:`from_faiss` convert to and
     from :class:`faiss.IndexPQ`.
 
+    Threads: the fitted state is one immutable object, replaced whole by
+    ``fit``, :meth:`partial_fit` and taken once by every other call, so a
+    search, ``score`` or :meth:`save` running during a :meth:`partial_fit`
+    answers for the index before it or after it, never a mix. Two
+    :meth:`partial_fit` calls must not overlap (the user guide's section
+    "Concurrency" lists what may run together).
+
     Examples
     --------
     >>> import numpy as np
