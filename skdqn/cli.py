@@ -208,14 +208,15 @@ def _check_distinct_paths(args):
     Writing it would destroy the input (``skdqn fit X.npy y.npy -o X.npy``)
     or keep only the last of two outputs (``-o out.npy --distances
     out.npy``). An input inside an output directory (an index saved as a
-    directory) counts as that output.
+    directory), or an output inside an input directory (a saved model or
+    index), counts as the same file.
     """
     inputs = [(name, getattr(args, name)) for name in _INPUT_ARGS if getattr(args, name, None)]
     outputs = [(name, getattr(args, name)) for name in _OUTPUT_ARGS if getattr(args, name, None)]
     for i, (name, path) in enumerate(outputs):
         flag = _OUTPUT_ARGS[name]
         for other, input_path in inputs:
-            if _same_file(input_path, path):
+            if _same_file(input_path, path) or _same_file(path, input_path):
                 raise _InputError(
                     f"{flag} {path} is the input {other.upper().replace('_', '-')} ({input_path}); "
                     "refusing to overwrite an input: choose another output name"

@@ -28,6 +28,8 @@ def good(tmp_path_factory):
     assert main(["fit", files["X"], files["y"], "-o", files["model"], *FAST]) == 0
     files["index"] = str(folder / "index.npz")
     assert main(["index", files["model"], files["X"], "-o", files["index"], "--labels", files["y"]]) == 0
+    files["index_dir"] = str(folder / "index_dir")
+    assert main(["index", files["model"], files["X"], "-o", files["index_dir"]]) == 0
     os.symlink(files["X"], folder / "link_to_X.npy")
     files["link"] = str(folder / "link_to_X.npy")
     files["folder"] = str(folder)
@@ -57,6 +59,8 @@ ALIASES = [
      "are the same file"),
     ("search --index -o index", ["search", "{model}", "{Q}", "--index", "{index}", "-o", "{index}"],
      "is the input INDEX"),
+    ("search -o inside a directory index", ["search", "{model}", "{Q}", "--index", "{index_dir}", "-o",
+                                            "{index_dir}/out.npy"], "is the input INDEX"),
     ("evaluate -o labels", ["evaluate", "{model}", "{Q}", "--index", "{index}", "--query-labels", "{yq_csv}",
                             "-o", "{yq_csv}"], "is the input QUERY-LABELS"),
 ]
