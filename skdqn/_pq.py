@@ -37,6 +37,11 @@ __all__ = [
 
 # Rows per block when a kernel builds an (n_rows, K) temporary.
 _ROW_BLOCK = 8192
+# float64 elements of one block of exact (row, candidate) differences in the
+# encode's re-check: 2^22 (32 MiB). Rows near several codewords of a wide
+# subspace (e.g. standardized pixels, ds = 784) once made one (pairs, ds)
+# array of several GiB; blocks of this size keep it bounded, same results.
+_PAIR_ELEMENTS = 1 << 22
 _EPS32 = float(np.finfo(np.float32).eps)
 _MAX32 = float(np.finfo(np.float32).max)
 
@@ -285,10 +290,28 @@ def _encode_subspace(Xm, Cm, out):
             several = np.flatnonzero(close.view(np.uint8).sum(axis=1, dtype=np.intp) > 1)
             sub_rows, cands = np.nonzero(close[several])
             rows = several[sub_rows]
-            diff = chunk[rows].astype(np.float64) - Cm[cands].astype(np.float64)
-            ids, nearest = _first_minima(rows, cands, np.einsum("pd,pd->p", diff, diff))
+            ids, nearest = _first_minima(rows, cands, _exact_distances(chunk, Cm, rows, cands))
             best[ids] = nearest
         out[start : start + block.shape[0]] = best
+
+
+def _exact_distances(X, C, rows, cands):
+    """``sum_d (X[rows[p], d] - C[cands[p], d])^2`` in float64, for each pair ``p``.
+
+    Computed in blocks of ``_PAIR_ELEMENTS`` float64 elements (the same
+    sums, pair by pair, whatever the block), so memory stays bounded.
+
+    >>> import numpy as np
+    >>> _exact_distances(np.array([[0.0, 1.0]]), np.array([[1.0, 1.0], [3.0, 5.0]]), np.array([0, 0]), np.array([0, 1]))
+    array([ 1., 25.])
+    """
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    step = max(1, _PAIR_ELEMENTS // max(X.shape[1], 1))
+    for start in range(0, rows.shape[0], step):
+        part = slice(start, start + step)
+        diff = X[rows[part]].astype(np.float64) - C[cands[part]].astype(np.float64)
+        out[part] = np.einsum("pd,pd->p", diff, diff)
+    return out
 
 
 def encode(X, codebooks):

@@ -128,6 +128,19 @@ def test_encode_near_duplicate_codewords_everywhere():
     assert_array_equal(encode(X, codebooks), encode_reference(X, codebooks))
 
 
+@pytest.mark.parametrize("pair_elements", [1, 7, 64, 1 << 22])
+def test_encode_recheck_in_bounded_blocks(monkeypatch, pair_elements):
+    """The exact re-check of near-tied rows gives the same codes in blocks of any size."""
+    import skdqn._pq as pq
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(2, 16, 4)) + 500.0
+    codebooks = np.concatenate([base, base + 1e-4, base - 1e-4], axis=1).astype(np.float32)
+    X = np.vstack([rng.normal(size=(300, 8)) + 500.0, decode(rng.integers(0, 48, (40, 2)), codebooks)])
+    monkeypatch.setattr(pq, "_PAIR_ELEMENTS", pair_elements)
+    assert_array_equal(encode(X, codebooks), encode_reference(X, codebooks))
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     offset=st.sampled_from([0.0, 1.0, 1000.0, -3e4]),
