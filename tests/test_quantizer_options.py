@@ -88,6 +88,13 @@ def _as_format_1(folder):
     header["network"].pop("standardize")
     for name in ("standardize", "backbone_lr_factor", "n_threads"):
         header["params"].pop(name)
+    # and without what format 3 added (the objective)
+    header["network"].pop("normalize")
+    header.pop("loss")
+    for name in ("loss", "proxy_scale", "proxy_margin"):
+        header["params"].pop(name)
+    for record in header["history"]:
+        record.pop("proxy_loss")
     (folder / "header.json").write_text(_header_text(header, checksums))
 
 
