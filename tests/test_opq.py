@@ -237,7 +237,7 @@ def test_bad_rotations_are_refused_and_leave_the_index(opq_index, rotation, erro
     with pytest.raises(error, match=match):
         AQDNeighbors.from_codes(index.codebooks_, index.codes_, rotation=rotation)
     failed = AQDNeighbors(**{**index.get_params(), "rotation": rotation})
-    failed.__dict__.update({k: v for k, v in index.__dict__.items() if k.endswith("_")})
+    failed.__dict__.update({k: v for k, v in index.__dict__.items() if k.endswith("_") or k == "_fitted"})
     with pytest.raises(error, match=match):
         failed.fit(X)
     assert_array_equal(failed.rotation_, before[0])  # a failed fit leaves the fitted index as it was
