@@ -522,7 +522,7 @@ def _network(blob, fields, network, path):
             "do not pass a network."
         )
     module = network() if network is not None and is_network_factory(network) else network
-    if module is not None and not isinstance(module, torch.nn.Module):
+    if network is not None and not isinstance(module, torch.nn.Module):
         raise TypeError(
             "network must be a torch.nn.Module or a factory returning one; got "
             f"{type(network).__name__}" + (f" returning {type(module).__name__}." if module is not network else ".")

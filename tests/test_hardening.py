@@ -141,12 +141,6 @@ def test_a_network_factory_returning_no_module_is_refused_at_fit():
             DeepQuantizer(network=factory, M=1, K=4, n_components=4, max_epochs=1).fit(X, np.arange(60) % 3)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=KeyError,
-    reason="_model_io._network checks `module is not None and not isinstance(module, Module)`, so a "
-    "factory returning None passes and rebuild_network raises KeyError('n_features'); fix: test "
-    "`network is not None` instead (_model_io.py belongs to the objectives work, left to it)",
-)
 def test_a_network_factory_returning_none_is_refused_at_load(tmp_path):
     torch = pytest.importorskip("torch")
     from skdqn import DeepQuantizer
@@ -156,5 +150,6 @@ def test_a_network_factory_returning_none_is_refused_at_load(tmp_path):
                        max_epochs=2, warmup_epochs=1, random_state=0).fit(X, np.arange(60) % 3)
     path = dq.save(tmp_path / "m")
     with pytest.raises(TypeError, match="network must be a torch.nn.Module or a factory returning one"):
-        DeepQuantizer.load(path, network=lambda: "a string")  # refused today
-    DeepQuantizer.load(path, network=lambda: None)  # KeyError today: should be the same TypeError
+        DeepQuantizer.load(path, network=lambda: "a string")
+    with pytest.raises(TypeError, match="factory returning one; got function returning NoneType"):
+        DeepQuantizer.load(path, network=lambda: None)
