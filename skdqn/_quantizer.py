@@ -15,6 +15,7 @@ import copy
 import io
 import os
 import math
+import pathlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,6 +41,21 @@ from ._data import (
     scoring_data,
     split_item,
     training_source,
+)
+from ._distributed import (
+    average_gradients,
+    broadcast_arrays,
+    broadcast_module,
+    check_agreement,
+    embed_all,
+    gather_rows,
+    is_main,
+    rank_batches,
+    shared_random_state,
+    split_counts,
+    training_device,
+    world,
+    wrap,
 )
 from ._labels import label_indicator
 from ._losses import (
@@ -115,6 +131,13 @@ class _TrainingState:
         The objective (``loss`` with ``"auto"`` resolved).
     proxies : torch.nn.Parameter of shape (n_classes, R) or None
         The class proxies trained with ``loss="proxy"``; None otherwise.
+    world : skdqn._distributed.World or None
+        This process's rank and the number of processes under an
+        initialised ``torch.distributed`` group; None otherwise.
+    model : torch.nn.Module or None
+        What a training step calls: ``net`` in ``DistributedDataParallel``
+        under a process group, else ``net`` itself (``net`` stays the plain
+        network, the one that is embedded and fitted).
     """
 
     source: object
@@ -134,6 +157,8 @@ class _TrainingState:
     epoch: int = 0  # the epoch running (0-based)
     loss: str = "pairwise"
     proxies: torch.Tensor = None
+    world: object = None
+    model: torch.nn.Module = None
 
     def set_codebooks(self, codebooks, codes):
         """Replace ``C`` and ``H``, and their torch copies on the device."""
@@ -737,29 +762,46 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ``n_features_in_`` for arrays); returns the final training state and
         ``R``.
         """
-        device = check_device(self.device)
+        here = world()  # None unless a torch.distributed group of 2+ processes is initialised
+        device = training_device(check_device(self.device), here)
         source, labels = training_source(self, X, y, device)
         R = self._resolve_n_components()
+        if self.lam and not any(self._codebook_refresh_due(done) for done in range(1, self.max_epochs)):
+            warnings.warn(
+                f"No epoch trains the quantization loss with max_epochs={self.max_epochs} and "
+                f"warmup_epochs={self.warmup_epochs}: the codebooks are first fitted after the warm-up "
+                f"(then every codebook_update_every={self.codebook_update_every} epochs), so "
+                f"lam={self.lam} has no effect. Set max_epochs above warmup_epochs (e.g. "
+                "warmup_epochs=max_epochs // 4), or lam=0 to train without that loss.",
+                UserWarning, stacklevel=4,  # the caller of fit (fit's _fit_context wrapper between)
+            )
         classes = np.unique(labels) if labels.ndim == 1 else np.arange(labels.shape[1])
-        rng = check_random_state(self.random_state)
+        check_agreement(
+            here, labels, batch_size=self.batch_size, max_epochs=self.max_epochs,
+            warmup_epochs=self.warmup_epochs, codebook_update_every=self.codebook_update_every,
+        )
+        rng = shared_random_state(check_random_state(self.random_state), here)
         torch_seed = int(rng.randint(np.iinfo(np.int32).max))
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
-        source.reseed(torch_seed)  # the DataLoader's worker seeds (Datasets only)
+        # The DataLoader's worker seeds (Datasets only), distinct on each rank.
+        source.reseed(torch_seed if here is None else torch_seed + here.rank)
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(torch_seed)
             net = self._build_network(source, R).to(device)
             with _frozen_backbone(net, self.backbone_lr_factor == 0):
-                state = self._initial_state(net, source, labels, classes, rng, device)
+                state = self._initial_state(net, source, labels, classes, rng, device, here)
                 self._fit_loop(state)
             self._final_codebooks(state)
         return state, R
 
-    def _initial_state(self, net, source, labels, classes, rng, device):
+    def _initial_state(self, net, source, labels, classes, rng, device, where=None):
         """The training state before the first epoch: optimizer, schedule, batch-order generator.
 
         With the proxy loss, one proxy per class (normal draws under torch's
         seed), trained at ``learning_rate`` without weight decay (only their
-        directions matter).
+        directions matter). Under a process group (``where``), the network
+        is wrapped in ``DistributedDataParallel`` and ranks other than 0
+        re-seed torch, so that their dropout masks differ from rank 0's.
         """
         loss = choose_loss(labels) if self.loss == "auto" else self.loss
         # The proxy loss trains directions: embed (and so quantize and search) on the unit sphere.
@@ -774,15 +816,23 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if self.lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        model = wrap(net, device, where)
+        if where is not None and where.rank:
+            torch.manual_seed(torch.initial_seed() + where.rank)
         return _TrainingState(
             source=source, labels=labels, classes=classes, device=device, rng=rng,
             net=net, optimizer=optimizer, scheduler=scheduler, generator=generator,
-            loss=loss, proxies=proxies,
+            loss=loss, proxies=proxies, world=where, model=model,
         )
 
     def _fit_loop(self, state):
-        """Run the epochs, refreshing the codebooks when due; Ctrl-C ends training early."""
-        progress = epoch_progress(self.max_epochs, type(self).__name__) if self.verbose else None
+        """Run the epochs, refreshing the codebooks when due; Ctrl-C ends training early.
+
+        Under a process group, only rank 0 shows progress, and Ctrl-C is
+        re-raised (the ranks cannot agree on where training stopped).
+        """
+        show = self.verbose and is_main(state.world)
+        progress = epoch_progress(self.max_epochs, type(self).__name__) if show else None
         try:
             for epoch in range(self.max_epochs):
                 record = self._run_single_epoch(state, epoch)
@@ -792,6 +842,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 if self._codebook_refresh_due(epoch + 1):
                     self._refresh_codebooks(state)
         except KeyboardInterrupt:
+            if state.world is not None:
+                raise
             warnings.warn(
                 f"Training interrupted (KeyboardInterrupt) after {len(state.history)} complete "
                 f"epoch(s) of {self.max_epochs}; the estimator is fitted with the network "
@@ -816,7 +868,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         index_batches = [idx for idx in index_batches if idx.shape[0] >= 2]  # a pair loss needs a pair
         sums = np.zeros(2)
         n_batches = 0
-        for batch in state.source.batches(index_batches):
+        for batch in rank_batches(state.source, index_batches, state.world):
             s_loss, q_loss = self._train_step(state, batch, lam)
             if q_loss is not None:
                 sums[1] += q_loss
@@ -849,13 +901,18 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         The quantization loss (``C``, ``H`` fixed) is added once codebooks
         exist. Returns the supervised loss (pairwise or proxy) and the
         quantization loss (None before the first codebook fit) as floats.
+        Under a process group, ``batch.index`` is the global batch and
+        ``batch.x`` this rank's part of it: the losses are those of the
+        global batch, on the embeddings gathered from every rank.
         """
         device = state.device
         idx = batch.index
         try:
-            z = state.net(batch.x.to(device))
+            z = state.model(batch.x.to(device))
         except ValueError as exc:  # e.g. the wrong batch size (QuantizationNetwork.forward)
             raise ValueError(f"In epoch {state.epoch + 1}: {exc}") from exc
+        if state.world is not None:
+            z = gather_rows(z, state.world, split_counts(idx.shape[0], state.world.size))
         classes = state.classes if state.labels.ndim == 1 else None
         Y_b = torch.from_numpy(label_indicator(state.labels[idx.numpy()], classes))
         p_loss = self._supervised_loss(state, z, Y_b.to(device))
@@ -875,6 +932,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             )
         state.optimizer.zero_grad()
         loss.backward()
+        average_gradients([state.proxies], state.world)  # a parameter outside DDP's network
         state.optimizer.step()
         return p_value, q_value
 
@@ -899,13 +957,25 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         alternation, the closed-form C-step (``H`` fixed), then the H-step
         (nearest codewords, ``C`` fixed).
         """
-        Z = embed(state.net, state.source)
+        Z = self._training_embeddings(state)
         _check_finite_embeddings(Z, f"after epoch {len(state.history)} (training diverged?)")
         if state.codebooks is None:
             codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=state.rng)
         else:
             codebooks, _ = update_codebooks(Z, state.codes, state.codebooks)
-        state.set_codebooks(codebooks, encode(Z, codebooks))
+        state.set_codebooks(*broadcast_arrays([codebooks, encode(Z, codebooks)], state.world))
+
+    @staticmethod
+    def _training_embeddings(state):
+        """The embeddings of all training items, for a codebook fit.
+
+        Under a process group, rank 0's weights and buffers are copied to
+        every rank first, each rank embeds its share of the items, and the
+        shares are gathered: every rank fits its codebooks to the same ``Z``
+        (rank 0's result is then broadcast, see :meth:`_refresh_codebooks`).
+        """
+        broadcast_module(state.net, state.world)
+        return embed_all(state.net, state.source, state.world, embed)
 
     def _final_codebooks(self, state):
         """Final ``C`` and ``H``, consistent with the final network.
@@ -913,7 +983,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         k-means when no codebook was fitted yet; otherwise Lloyd iterations
         from the current codebooks (:func:`~skdqn._pq.refine_codebooks`).
         """
-        Z = embed(state.net, state.source)
+        Z = self._training_embeddings(state)
         _check_finite_embeddings(Z, f"after the last epoch ({len(state.history)}; training diverged?)")
         if state.codebooks is None:
             codebooks = train_codebooks(Z, self.M, self.K, n_iter=_CODEBOOK_ITER, random_state=state.rng)
@@ -921,7 +991,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         else:
             codes = encode(Z, state.codebooks)
             codebooks, codes = refine_codebooks(Z, state.codebooks, codes, n_iter=_CODEBOOK_ITER)
-        state.codebooks, state.codes = codebooks, codes
+        state.codebooks, state.codes = broadcast_arrays([codebooks, codes], state.world)
 
     def _set_fitted(self, state, n_components):
         """Set every fitted attribute, from the final training state (the one place)."""
@@ -935,7 +1005,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.n_iter_ = len(state.history)
         self.codebooks_ = state.codebooks
         self.codes_ = state.codes
-        self.network_ = state.net.eval()
+        self.network_ = state.net.eval()  # the plain network, never the DDP wrapper (state.model)
         self.device_ = state.device
 
     # ---------------------------------------------------------- transform
@@ -1046,7 +1116,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return self.n_components_
 
     # --------------------------------------------------------------- score
-    def score(self, X, y=None, top_k=None, normalize="retrieved", no_relevant="zero"):
+    def score(self, X, y=None, top_k=None, normalize="retrieved", no_relevant="zero", verbose=0):
         """Mean average precision of ``X`` as queries against the training set.
 
         The training set, stored as codes (``codes_``) with its labels, is the
@@ -1073,6 +1143,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             A query with no relevant item in its top k counts as 0 (skdqn)
             or is left out of the mean (DeepHash code base); see
             :func:`skdqn.metrics.mean_average_precision`.
+        verbose : int, default=0
+            ``1`` reports the queries ranked so far on stderr (a bar on a
+            terminal, a line per tenth of the queries in a log file), as
+            :meth:`AQDNeighbors.score`.
 
         Returns
         -------
@@ -1084,7 +1158,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer
         >>> X, y = load_digits(return_X_y=True)
-        >>> dq = DeepQuantizer(M=2, K=16, max_epochs=3, random_state=0).fit(X[:1000], y[:1000])
+        >>> dq = DeepQuantizer(M=2, K=16, max_epochs=3, warmup_epochs=1, random_state=0).fit(X[:1000], y[:1000])
         >>> 0.0 <= dq.score(X[1000:], y[1000:]) <= 1.0
         True
         """
@@ -1095,7 +1169,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         queries = VectorQueries(Z, self.codebooks_, "sqeuclidean")
         return score_codes(
             queries, y, self.codes_, self._fit_labels, top_k=top_k, normalize=normalize,
-            no_relevant=no_relevant,
+            no_relevant=no_relevant, verbose=verbose,
         )
 
     # --------------------------------------------------------- persistence
@@ -1132,6 +1206,14 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         None; labels held as Python objects are stored as a numpy string or
         number array.
 
+        Under an initialised ``torch.distributed`` group of several
+        processes (a distributed ``fit``), only rank 0 writes: on the other
+        ranks ``save`` writes nothing and returns the path, so every rank may
+        call it (the model is the same on every rank) and no two processes
+        write the same file. Rank 0 returns once the file is complete; other
+        ranks that read it must wait for rank 0 (e.g.
+        ``torch.distributed.barrier()`` after ``save``).
+
         Examples
         --------
         >>> import os, tempfile
@@ -1144,6 +1226,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         True
         """
         check_is_fitted(self)
+        if not is_main(world()):
+            return pathlib.Path(os.fspath(path))
         return save_model(self, path)
 
     @classmethod
