@@ -804,7 +804,7 @@ def prediction_source(estimator, X, *, require_pair=False):
     >>> from skdqn import DeepQuantizer
     >>> from skdqn._data import prediction_source
     >>> X, y = load_digits(return_X_y=True)
-    >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=1, random_state=0).fit(X, y)
+    >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
     >>> len(prediction_source(dq, X[:5]))
     5
     """
@@ -846,7 +846,7 @@ def scoring_data(estimator, X, y=None):
     >>> from skdqn import DeepQuantizer
     >>> from skdqn._data import scoring_data
     >>> X, y = load_digits(return_X_y=True)
-    >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=1, random_state=0).fit(X, y)
+    >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
     >>> Z, labels = scoring_data(dq, X[:5], y[:5])
     >>> Z.shape, len(labels)
     ((5, 8), 5)

@@ -264,7 +264,7 @@ def save_model(dq, path, *, scaler=None, single_file=False):
     >>> from skdqn import DeepQuantizer
     >>> from skdqn._model_io import save_model, load_model
     >>> X, y = load_digits(return_X_y=True)
-    >>> dq = DeepQuantizer(M=1, K=16, n_components=4, max_epochs=1, random_state=0).fit(X, y)
+    >>> dq = DeepQuantizer(M=1, K=16, n_components=4, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
     >>> path = save_model(dq, os.path.join(tempfile.mkdtemp(), "model.skdqn"), single_file=True)
     >>> loaded, scaler = load_model(path)
     >>> bool((loaded.encode(X[:5]) == dq.encode(X[:5])).all()), scaler
@@ -597,7 +597,7 @@ def load_model(path, network=None, *, cls=None):
     >>> from skdqn import DeepQuantizer
     >>> from skdqn._model_io import save_model, load_model
     >>> X, y = load_digits(return_X_y=True)
-    >>> dq = DeepQuantizer(M=1, K=16, n_components=4, max_epochs=1, random_state=0).fit(X, y)
+    >>> dq = DeepQuantizer(M=1, K=16, n_components=4, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
     >>> load_model(save_model(dq, os.path.join(tempfile.mkdtemp(), "m")))[0].codes_.shape
     (1797, 1)
     """

@@ -494,7 +494,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     >>> from sklearn.datasets import load_digits
     >>> from skdqn import DeepQuantizer
     >>> X, y = load_digits(return_X_y=True)
-    >>> dq = DeepQuantizer(M=2, K=16, max_epochs=3, random_state=0).fit(X / 16, y)
+    >>> dq = DeepQuantizer(M=2, K=16, max_epochs=3, warmup_epochs=1, random_state=0).fit(X / 16, y)
     >>> dq.encode(X[:3] / 16).shape
     (3, 2)
     >>> dq.transform(X[:3] / 16).shape
@@ -503,7 +503,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     The default network standardizes its inputs, so the scale of ``X`` does
     not matter:
 
-    >>> raw = DeepQuantizer(M=2, K=16, max_epochs=3, random_state=0).fit(X, y)
+    >>> raw = DeepQuantizer(M=2, K=16, max_epochs=3, warmup_epochs=1, random_state=0).fit(X, y)
     >>> bool((raw.encode(X[:50]) == dq.encode(X[:50] / 16)).all())
     True
 
@@ -513,8 +513,8 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     >>> import torch
     >>> def backbone():
     ...     return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU())
-    >>> a = DeepQuantizer(M=2, K=16, max_epochs=2, network=backbone, random_state=0).fit(X, y)
-    >>> b = DeepQuantizer(M=2, K=16, max_epochs=2, network=backbone, random_state=0).fit(X, y)
+    >>> a = DeepQuantizer(M=2, K=16, max_epochs=2, warmup_epochs=1, network=backbone, random_state=0).fit(X, y)
+    >>> b = DeepQuantizer(M=2, K=16, max_epochs=2, warmup_epochs=1, network=backbone, random_state=0).fit(X, y)
     >>> bool((a.encode(X) == b.encode(X)).all())
     True
     """
@@ -728,7 +728,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer
         >>> X, y = load_digits(return_X_y=True)
-        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, random_state=0).fit(X, y)
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
         >>> dq.codes_.shape, len(dq.history_)
         ((1797, 2), 2)
 
@@ -739,7 +739,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> import torch
         >>> from torch.utils.data import TensorDataset
         >>> data = TensorDataset(torch.tensor(X / 16, dtype=torch.float32), torch.tensor(y))
-        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, random_state=0).fit(data)
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(data)
         >>> dq.codes_.shape, dq.n_features_in_
         ((1797, 2), 64)
         """
@@ -1030,7 +1030,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer
         >>> X, y = load_digits(return_X_y=True)
-        >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=2, random_state=0).fit(X, y)
+        >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
         >>> dq.transform(X[:2]).shape
         (2, 8)
         """
@@ -1078,7 +1078,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer
         >>> X, y = load_digits(return_X_y=True)
-        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, random_state=0).fit(X, y)
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
         >>> dq.encode(X[:2]).dtype
         dtype('uint8')
         """
@@ -1103,7 +1103,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer
         >>> X, y = load_digits(return_X_y=True)
-        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, random_state=0).fit(X, y)
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
         >>> dq.decode(dq.encode(X[:2])).shape
         (2, 8)
         """
@@ -1220,7 +1220,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer
         >>> X, y = load_digits(return_X_y=True)
-        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=1, random_state=0).fit(X, y)
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
         >>> path = dq.save(os.path.join(tempfile.mkdtemp(), "model.npz"))
         >>> bool((DeepQuantizer.load(path).encode(X[:5]) == dq.encode(X[:5])).all())
         True
@@ -1271,7 +1271,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> from sklearn.datasets import load_digits
         >>> from skdqn import DeepQuantizer
         >>> X, y = load_digits(return_X_y=True)
-        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=1, random_state=0).fit(X, y)
+        >>> dq = DeepQuantizer(M=2, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
         >>> folder = dq.save(os.path.join(tempfile.mkdtemp(), "model"))
         >>> DeepQuantizer.load(folder).codes_.shape
         (1797, 2)
