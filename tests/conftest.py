@@ -180,3 +180,24 @@ def damage_file(target, how, position):
     else:
         data[at] ^= 0xFF
     target.write_bytes(bytes(data))
+
+
+# ------------------------------------------------ a small fitted DeepQuantizer (hand-off, feedback tests)
+SMALL_QUANTIZER = dict(M=2, K=16, n_components=8, hidden_layer_sizes=(32,), max_epochs=3, warmup_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def scaled_digits_300():
+    """Digits scaled to [0, 1], float32: 300 training items and 40 queries, ``(X, y, X_q, y_q)``."""
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    return X[:300], y[:300], X[300:340], y[300:340]
+
+
+@pytest.fixture(scope="module")
+def small_quantizer(scaled_digits_300):
+    """A DeepQuantizer with :data:`SMALL_QUANTIZER`, fitted on :func:`scaled_digits_300` (seed 0)."""
+    from skdqn import DeepQuantizer
+
+    X, y, _, _ = scaled_digits_300
+    return DeepQuantizer(random_state=0, **SMALL_QUANTIZER).fit(X, y)

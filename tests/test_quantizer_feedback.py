@@ -4,7 +4,6 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from skdqn import DeepQuantizer
 
@@ -12,16 +11,13 @@ SMALL = dict(M=2, K=16, n_components=8, hidden_layer_sizes=(32,), max_epochs=3, 
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16).astype(np.float32)
-    return X[:300], y[:300], X[300:340], y[300:340]
+def digits(scaled_digits_300):
+    return scaled_digits_300
 
 
 @pytest.fixture(scope="module")
-def dq(digits):
-    X, y, _, _ = digits
-    return DeepQuantizer(random_state=0, **SMALL).fit(X, y)
+def dq(small_quantizer):
+    return small_quantizer
 
 
 @pytest.mark.parametrize("max_epochs, warmup_epochs, every", [(2, 2, 1), (3, 10, 2), (2, 0, 2)])
