@@ -48,6 +48,7 @@ def _fit(rank, size, folder, args):
     import torch.distributed as dist
 
     from skdqn import DeepQuantizer
+    from skdqn._distributed import end_spawned
 
     torch.set_num_threads(1)
     if size > 1:
@@ -61,19 +62,19 @@ def _fit(rank, size, folder, args):
         with open(os.path.join(folder, "result.pkl"), "wb") as f:
             pickle.dump({"seconds": seconds, "map": dq.score(Xq, yq), "codes": dq.codes_}, f)
     if size > 1:
-        dist.barrier()
-        dist.destroy_process_group()
+        end_spawned(folder)
 
 
 def run(size, args):
     """Fit on ``size`` processes; the result of rank 0."""
-    import torch.multiprocessing as mp
+    from skdqn._distributed import spawn
 
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as parent:
         if size == 1:
+            folder = parent
             _fit(0, 1, folder, args)
         else:
-            mp.spawn(_fit, args=(size, folder, args), nprocs=size)
+            folder = spawn(_fit, size, lambda: tempfile.mkdtemp(dir=parent), args)
         with open(os.path.join(folder, "result.pkl"), "rb") as f:
             return pickle.load(f)
 

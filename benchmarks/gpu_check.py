@@ -180,6 +180,7 @@ def _distributed_worker(rank, size, folder, backend, device, n_train, epochs):
     import torch.distributed as dist
 
     from skdqn import DeepQuantizer
+    from skdqn._distributed import end_spawned
 
     if backend == "nccl":
         torch.cuda.set_device(rank)
@@ -191,8 +192,7 @@ def _distributed_worker(rank, size, folder, backend, device, n_train, epochs):
     seconds = time.perf_counter() - start
     with open(os.path.join(folder, f"rank{rank}.pkl"), "wb") as f:
         pickle.dump((dq, seconds), f)
-    dist.barrier()
-    dist.destroy_process_group()
+    end_spawned(folder)
 
 
 def _importable_by_name():
@@ -221,16 +221,16 @@ def _distributed_params(epochs):
 def check_distributed(device, n_train, epochs, min_agree=0.9, map_tol=0.005):
     """Two processes against one: identical ranks, codes and MAP close to a one-process fit."""
     torch = _torch()
-    import torch.multiprocessing as mp
-
     from skdqn import DeepQuantizer
+    from skdqn._distributed import spawn
 
     _importable_by_name()
     cuda = device.startswith("cuda")
     backend = "nccl" if cuda and torch.cuda.device_count() >= 2 else "gloo"
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as parent:
         start = time.perf_counter()
-        mp.spawn(_distributed_worker, args=(2, folder, backend, device, n_train, epochs), nprocs=2)
+        folder = spawn(_distributed_worker, 2, lambda: tempfile.mkdtemp(dir=parent),
+                       backend, device, n_train, epochs)
         spawned = time.perf_counter() - start
         ranks = []
         for rank in range(2):

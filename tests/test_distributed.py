@@ -143,19 +143,49 @@ def _worker(rank, size, folder):
         results["error"] = str(exc)
     with open(os.path.join(folder, f"rank{rank}.pkl"), "wb") as f:
         pickle.dump(results, f)
-    dist.barrier()
-    dist.destroy_process_group()
+    D.end_spawned(folder)
 
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, str(folder)), nprocs=2)
+    folder = D.spawn(_worker, 2, lambda: tmp_path_factory.mktemp("ddp"))
     ranks = []
     for rank in range(2):
         with open(folder / f"rank{rank}.pkl", "rb") as f:
             ranks.append(pickle.load(f))
     return folder, ranks
+
+
+def _ending(rank, size, folder, how):
+    """A worker for the tests of ``D.spawn``: ``how`` says where rank 1 fails."""
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=size)
+    if rank == 1 and how == "abort before done":
+        os.abort()
+    if rank == 1 and how == "raise":
+        raise RuntimeError("a bug in the worker")
+    if how == "raise":
+        dist.barrier()  # rank 0 waits here until rank 1's failure stops the run
+    D.end_spawned(folder)
+    if rank == 1 and how == "abort after done":
+        os.abort()  # as torch's teardown abort does
+
+
+def test_spawn_accepts_an_abort_after_the_work_and_retries_one_before(tmp_path):
+    folders = []
+
+    def make_folder():
+        folders.append(tmp_path / str(len(folders)))
+        folders[-1].mkdir()
+        return folders[-1]
+
+    assert D.spawn(_ending, 2, make_folder, "abort after done") == folders[0]
+    assert sorted(p.name for p in folders[0].glob("done*")) == ["done0", "done1"]
+    with pytest.raises(mp.ProcessExitedException, match="SIGABRT"):
+        D.spawn(_ending, 2, make_folder, "abort before done", attempts=2)
+    assert len(folders) == 3  # one more attempt, then the error
+    with pytest.raises(mp.ProcessRaisedException, match="a bug in the worker"):
+        D.spawn(_ending, 2, make_folder, "raise")
+    assert len(folders) == 4  # never retried
 
 
 def _assert_same_model(a, b):
