@@ -33,10 +33,11 @@ from joblib import effective_n_jobs
 from sklearn.utils import check_random_state
 
 from ._pq import check_magnitude, encode, update_codebooks
-from ._ranking import MAX_KEY_INDEX, PAD_KEY, pack_keys, stable_smallest, unpack_keys
+from ._ranking import MAX_KEY_INDEX, pack_keys, stable_smallest
 from ._csr import list_aqd, list_aqd_runs, row_index, rows_per_call
 from ._search import _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
 from ._tables import flat_tables
+from ._topk import RadiusCollector, RunningTopK
 
 __all__ = [
     "InvertedLists",
@@ -459,13 +460,6 @@ def _chunk_hits(dist, query, first, pos, length, thresholds):
     return query[pair], first[pair] + (hit - pos[pair]), dist[hit]
 
 
-def _merge_keys(best, new, k):
-    """The k smallest of two (nq, k) sorted key arrays, per row."""
-    both = np.concatenate([best, new], axis=1)
-    both.sort(axis=1)
-    return both[:, :k]
-
-
 # ------------------------------------------------------------------- tasks
 def _probe_block(queries, lists, n_probe, k):
     """Query-major tables and probed (query, list) pairs of one block of queries.
@@ -503,57 +497,18 @@ def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe,
     """
     per_query, tables, pairs = _probe_block(queries, lists, n_probe, k)
     pairs = _in_part(*pairs, lists_part)
-    top = _RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
+    top = RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
     if kernel is not None:
         _kernel_knn(kernel, db_block, tables, codes, ids, pairs, lists.offsets, row_start, top)
-        return unpack_keys(top.result())
+        return top.result()
     narrow, wide = _narrow_and_wide(pairs, lists.offsets, row_start)
     for chunk in _narrow_chunks(per_query, codes, narrow, budget):
         q, rows, dist = _chunk_hits(*chunk, _chunk_bounds(chunk[0], chunk[1], chunk[3], chunk[4], top))
-        top.add(q, pack_keys(dist, ids[rows]))
+        top.add(q, dist, ids[rows])
     top.fold()  # each query's k-th distance so far bounds what the wide lists keep
     for cols, dist, rows in _wide_pieces(per_query, codes, wide, budget, _scan_tables(queries)):
-        top.add(*_below_kth(dist, ids[rows], cols, top.kth, k))
-    return unpack_keys(top.result())
-
-
-class _RunningTopK:
-    """Per query, the k smallest keys seen so far, and a pool of candidates not yet merged.
-
-    ``kth`` is each query's k-th smallest distance merged so far (inf until k
-    items were merged): a candidate above it can never enter the top k.
-    The pool is merged whenever it holds more than ``limit`` keys, so memory
-    stays bounded.
-    """
-
-    def __init__(self, nq, k, limit):
-        self.nq, self.k, self.limit = nq, k, limit
-        self.best = np.full((nq, k), PAD_KEY, dtype=np.uint64)
-        self.kth = np.full(nq, np.inf, dtype=np.float32)
-        self._pool, self._pooled = [], 0
-
-    def merge(self, best):
-        """Merge (nq, k) sorted keys."""
-        self.best = _merge_keys(self.best, best, self.k)
-        self.kth = unpack_keys(self.best[:, -1])[0]
-
-    def add(self, queries, keys):
-        """Pool candidates: keys (n,) of the queries (n,)."""
-        self._pool.append((queries, keys))
-        self._pooled += keys.size
-        if self._pooled > self.limit:
-            self.fold()
-
-    def fold(self):
-        """Merge the pooled candidates into the best keys (and ``kth``)."""
-        if self._pool:
-            self.merge(_pool_topk(self._pool, self.nq, self.k))
-            self._pool, self._pooled = [], 0
-
-    def result(self):
-        """(nq, k) smallest keys of everything added, ascending, padded with PAD_KEY."""
-        self.fold()
-        return self.best
+        top.add_keys(*_below_kth(dist, ids[rows], cols, top.kth, k))
+    return top.result()
 
 
 def _in_part(query, probed, lists_part):
@@ -586,19 +541,17 @@ def _kernel_knn(kernel, db_block, tables, codes, ids, pairs, offsets, row_start,
         if k == 0:
             continue
         dist, rows = kernel.kneighbors(tables[cols], codes[first:stop], k, db_block=db_block)
-        top.add(np.repeat(cols, k), pack_keys(dist.ravel(), ids[first + rows].ravel()))
+        top.add(np.repeat(cols, k), dist.ravel(), ids[first + rows].ravel())
 
 
-def _kernel_radius(kernel, db_block, tables, codes, ids, pairs, offsets, row_start, threshold):
-    """(query, id, distance) triples of the matches in each probed list, scanned by ``kernel``."""
-    found = []
+def _kernel_radius(kernel, db_block, tables, codes, ids, pairs, offsets, row_start, threshold, found):
+    """Add to ``found`` (a RadiusCollector) the matches in each probed list, scanned by ``kernel``."""
     for cols, first, stop in _by_list(pairs, offsets, row_start):
         if stop == first:
             continue
         matches = kernel.radius_neighbors(tables[cols], codes[first:stop], threshold, db_block=db_block)
         for q, (dist, rows) in zip(cols, matches):
-            found.append((np.full(rows.size, q, dtype=np.intp), ids[first + rows], dist))
-    return found
+            found.add(np.full(rows.size, q, dtype=np.intp), dist, ids[first + rows])
 
 
 def _below_kth(dist, row_ids, cols, kth, k):
@@ -618,28 +571,6 @@ def _below_kth(dist, row_ids, cols, kth, k):
     return cols[c], pack_keys(dist[r, c], row_ids[r])
 
 
-def _pool_topk(pool, nq, k):
-    """(nq, k) smallest keys per query of pooled (queries, keys) parts, padded with PAD_KEY.
-
-    Sorted by key, then stably by query: each query's keys form one ascending
-    run, whose first k are taken (however uneven the runs are). The stable
-    sort by query is numpy's radix sort when the queries fit in 16 bits
-    (3x faster than the merge sort of wider integers, measured).
-    """
-    query = np.concatenate([p[0] for p in pool])
-    keys = np.concatenate([p[1] for p in pool])
-    order = np.argsort(keys)
-    by_query = query[order].astype(np.uint16) if nq <= 1 << 16 else query[order]
-    order = order[np.argsort(by_query, kind="stable")]
-    counts = np.bincount(query, minlength=nq)
-    first = np.cumsum(counts) - counts
-    take = first[:, None] + np.arange(k)
-    valid = np.arange(k) < counts[:, None]
-    out = np.full((nq, k), PAD_KEY, dtype=np.uint64)
-    out[valid] = keys[order[take[valid]]]
-    return out
-
-
 def _ivf_radius_task(
     queries, codes, ids, row_start, lists_part, lists, threshold, n_probe, budget, kernel=None, db_block=None
 ):
@@ -650,32 +581,20 @@ def _ivf_radius_task(
     """
     per_query, tables, pairs = _probe_block(queries, lists, n_probe, 0)
     pairs = _in_part(*pairs, lists_part)
+    found = RadiusCollector(queries.n_queries)
     if kernel is not None:
-        found = _kernel_radius(kernel, db_block, tables, codes, ids, pairs, lists.offsets, row_start, threshold)
-        return _per_query_by_id(found, queries.n_queries)
+        _kernel_radius(kernel, db_block, tables, codes, ids, pairs, lists.offsets, row_start, threshold, found)
+        return found.per_query()
     narrow, wide = _narrow_and_wide(pairs, lists.offsets, row_start)
-    found = []
     everywhere = np.full(queries.n_queries, threshold, dtype=np.float32)
     for chunk in _narrow_chunks(per_query, codes, narrow, budget):
         q, rows, dist = _chunk_hits(*chunk, everywhere)
-        found.append((q, ids[rows], dist))
+        found.add(q, dist, ids[rows])
     for cols, dist, rows in _wide_pieces(per_query, codes, wide, budget, _scan_tables(queries)):
         hit = np.flatnonzero(dist <= threshold)
         r, c = np.divmod(hit, cols.size)
-        found.append((cols[c], ids[rows][r], dist[r, c]))
-    return _per_query_by_id(found, queries.n_queries)
-
-
-def _per_query_by_id(found, nq):
-    """Split (query, id, distance) triples into per-query arrays sorted by id."""
-    if found:
-        q, i, d = (np.concatenate(parts) for parts in zip(*found))
-    else:
-        q, i, d = np.empty(0, np.intp), np.empty(0, np.intp), np.empty(0, np.float32)
-    order = np.lexsort((i, q))
-    q, i, d = q[order], i[order].astype(np.intp), d[order]
-    bounds = np.searchsorted(q, np.arange(nq + 1))
-    return [(d[a:b], i[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        found.add(cols[c], dist[r, c], ids[rows][r])
+    return found.per_query()
 
 
 def _list_shards(codes, lists, n_shards):
@@ -749,7 +668,7 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
         never depend on it.
     kernel : scan kernel, default=None
         ``None``: the numpy scan of the lists (grouped by list, or flat
-        candidates). A kernel (:func:`skdqn._kernels.get_kernel`, e.g.
+        candidates). A kernel (:func:`skdqn._search.get_kernel`, e.g.
         torch) scans each probed list once for the queries that probe it;
         the same results (on CUDA, distances up to float32 rounding).
 

@@ -10,9 +10,11 @@ or memory-mapped slice) and returns, with *local* row indices:
   a sum ``<= threshold``, per query, in row order.
 
 The engine (:mod:`skdqn._search`) splits the work into such tasks and merges
-their results; the kernel is chosen in one place, :func:`get_kernel`. The
-numpy kernel here is the default and the reference; another implementation
-(e.g. torch) provides the same two methods.
+their results; the kernel is chosen in one place,
+:func:`skdqn._search.get_kernel`. The numpy kernel here is the default and
+the reference; another implementation (e.g. torch) provides the same two
+methods, on the shared contract of :mod:`skdqn._scan` (the integer-scan
+loop) and :mod:`skdqn._topk` (the running top-k and radius collector).
 
 The numpy scan gathers rows of the flat ``(M * K, nq)`` table (``np.take``:
 contiguous rows) and adds them, ``db_block`` items at a time, so its working
@@ -33,15 +35,19 @@ from ._qscan import (
     quantize_tables,
     upper_bound,
 )
+from ._scan import (
+    DB_BLOCK,
+    PAIR_QUERIES,
+    IntegerScan,
+    radius_integer,
+    table_offsets,
+    topk_integer,
+    uses_pairs,
+)
 from ._tables import flat_tables
+from ._topk import RadiusCollector, RunningTopK
 
-__all__ = ["NumpyKernel", "get_kernel", "aqd_distances", "DB_BLOCK"]
-
-DB_BLOCK = 4096  # default database items per scanned block (long enough calls for threads to scale)
-
-
-def _offsets(M, K):
-    return np.arange(M, dtype=np.intp) * K
+__all__ = ["NumpyKernel", "aqd_distances"]
 
 
 def _scan_block(flat, codes, offsets, start, stop, out, tmp):
@@ -112,41 +118,15 @@ def aqd_distances(tables, codes):
     flat = flat_tables(tables)
     n = codes.shape[0]
     out = np.empty((n, nq), dtype=np.float32)
-    _scan_block(flat, codes, _offsets(M, K), 0, n, out, np.empty_like(out))
+    _scan_block(flat, codes, table_offsets(M, K), 0, n, out, np.empty_like(out))
     return np.ascontiguousarray(out.T)
-
-
-def _merge_topk(best_d, best_i, cand_d, cand_i, cand_q, k):
-    """Merge sorted per-query top-k lists with flat candidates; keep k per query.
-
-    Order is (distance, database index); every query keeps exactly ``k``
-    entries, padded with (inf, -1) while fewer items were seen.
-    """
-    nq = best_d.shape[0]
-    q = np.concatenate([np.repeat(np.arange(nq), k), cand_q])
-    d = np.concatenate([best_d.ravel(), cand_d])
-    i = np.concatenate([best_i.ravel(), cand_i])
-    # Padding (-1) sorts after real items with an infinite distance only if its
-    # index is larger: map -1 to a huge index for the sort.
-    order = np.lexsort((np.where(i < 0, np.iinfo(np.intp).max, i), d, q))
-    first = np.searchsorted(q[order], np.arange(nq))
-    keep = order[(first[:, None] + np.arange(k)).ravel()]
-    return d[keep].reshape(nq, k), i[keep].reshape(nq, k)
-
-
-def _merge_pending(best_d, best_i, pending, k):
-    cand_d, cand_i, cand_q = (np.concatenate(parts) for parts in zip(*pending))
-    return _merge_topk(best_d, best_i, cand_d, cand_i, cand_q, k)
 
 
 def _topk_threshold(flat, codes, k, offsets, db_block):
     """Top-k by scanning blocks and keeping items below the running k-th distance."""
     nq = flat.shape[1]
     n = codes.shape[0]
-    best_d = np.full((nq, k), np.inf, dtype=np.float32)
-    best_i = np.full((nq, k), -1, dtype=np.intp)
-    kth = best_d[:, -1].copy()
-    pending, n_pending = [], 0
+    top = RunningTopK(nq, k)
     out = np.empty((db_block, nq), dtype=np.float32)
     tmp = np.empty_like(out)
     for start in range(0, n, db_block):
@@ -155,24 +135,17 @@ def _topk_threshold(flat, codes, k, offsets, db_block):
         if start == 0 and dist.shape[0] >= k:
             # First block: keep only what can be in its own top k (ties at
             # the k-th value included), not every item.
-            hit = dist <= np.partition(dist, k - 1, axis=0)[k - 1]
+            flat_hit = np.flatnonzero(dist <= np.partition(dist, k - 1, axis=0)[k - 1])
         else:
             # Strictly below the k-th best: an equal distance further down the
             # database loses the tie (larger index), so it can never enter.
-            hit = dist < kth
-        if not hit.any():
-            continue
-        flat_hit = np.flatnonzero(hit)
-        rows, cols = np.divmod(flat_hit, nq)
-        pending.append((dist.ravel()[flat_hit], rows + start, cols))
-        n_pending += flat_hit.size
-        if n_pending >= nq * k or start == 0:
-            best_d, best_i = _merge_pending(best_d, best_i, pending, k)
-            kth = best_d[:, -1].copy()
-            pending, n_pending = [], 0
-    if pending:
-        best_d, best_i = _merge_pending(best_d, best_i, pending, k)
-    return best_d, best_i
+            flat_hit = np.flatnonzero(dist < top.kth)
+        if flat_hit.size:
+            rows, cols = np.divmod(flat_hit, nq)
+            top.add(cols, dist.ravel()[flat_hit], rows + start)
+        if start == 0:
+            top.fold()
+    return top.result()
 
 
 def _topk_full_sort(flat, codes, k, offsets, db_block):
@@ -190,80 +163,24 @@ def _topk_full_sort(flat, codes, k, offsets, db_block):
 
 
 def _radius_scan(flat, codes, threshold, offsets, db_block):
+    """Every (distance, row) ``<= threshold`` per query, by the float32 scan; rows ascending."""
     nq = flat.shape[1]
     n = codes.shape[0]
     out = np.empty((min(n, db_block), nq), dtype=np.float32)
     tmp = np.empty_like(out)
-    found_d, found_i, found_q = [], [], []
+    found = RadiusCollector(nq)
     for start in range(0, n, db_block):
         stop = min(n, start + db_block)
         dist = _scan_block(flat, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
         flat_hit = np.flatnonzero(dist <= threshold)
         if flat_hit.size:
             rows, cols = np.divmod(flat_hit, nq)
-            found_d.append(dist.ravel()[flat_hit])
-            found_i.append(rows + start)
-            found_q.append(cols)
-    return _group_by_query(found_d, found_i, found_q, nq)
-
-
-def _group_by_query(found_d, found_i, found_q, nq):
-    """Per query, the (distances, rows) of flat matches found block by block, in row order."""
-    d = np.concatenate(found_d) if found_d else np.empty(0, np.float32)
-    i = np.concatenate(found_i) if found_i else np.empty(0, np.intp)
-    q = np.concatenate(found_q) if found_q else np.empty(0, np.intp)
-    order = np.argsort(q, kind="stable")  # keeps database order within a query
-    bounds = np.searchsorted(q[order], np.arange(nq + 1))
-    d, i = d[order], i[order]
-    return [(d[a:b], i[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+            found.add(cols, dist.ravel()[flat_hit], rows + start)
+    return found.per_query(ids_ascending=True)
 
 
 # ------------------------------------------------ integer scan + exact re-rank (skdqn._qscan)
-PAIR_QUERIES = 4  # at most this many queries: one query at a time, by pair look-ups
-PAIR_MIN_ROWS = 4096  # ... over at least this many codes (building the pair tables costs ~27 us)
 _PAIR_BLOCK_FACTOR = 16  # the one-query scan reads this many scan blocks at a time
-
-
-class IntegerScan:
-    """How a kernel computes the integer sums of the integer scan, block by block.
-
-    Attributes
-    ----------
-    scan : callable
-        ``scan(start, stop)`` -> ndarray of shape (stop - start, nq): the
-        integer sums of items ``start:stop``, in the scanner's own encoding
-        (ordered as the sums).
-    step : int
-        Items per call of ``scan``.
-    encode : callable
-        uint16 thresholds (nq,) -> the same encoding (``sums < encode(thr)``
-        iff ``integer sums < thr``); default identity.
-    decode : callable
-        Encoded sums (nq,) -> integer sums; default identity.
-    below : callable
-        ``below(start, stop, thr)`` -> the flat indices of the entries of
-        ``scan(start, stop)`` below ``thr`` (encoded, (nq,)), rows ascending
-        within each query (the order radius results keep); the
-        default computes ``scan`` and compares. A scanner may skip work for
-        the items it can prove above ``thr``.
-    """
-
-    def __init__(self, scan, step, encode=None, decode=None, below=None):
-        self.scan = scan
-        self.step = step
-        self.encode = encode or (lambda thr: thr)
-        self.decode = decode or (lambda values: values)
-        self.below = below or (lambda start, stop, thr: np.flatnonzero(scan(start, stop) < thr))
-
-
-def uses_pairs(codes, K, M):
-    """Whether one query over ``codes`` is scanned by pair look-ups (uint8 codes, ``K <= 256``, ``M > 1``).
-
-    Below ``PAIR_MIN_ROWS`` codes, building the pair tables costs more than
-    the look-ups it saves (measured: the row gather is faster up to about
-    3,000 codes).
-    """
-    return codes.dtype == np.uint8 and K <= 256 and M > 1 and codes.shape[0] >= PAIR_MIN_ROWS
 
 
 def _integer_scanner(qt, codes, offsets, db_block):
@@ -301,79 +218,6 @@ def _integer_scanner(qt, codes, offsets, db_block):
         return _scan_below(flat_q, codes, offsets, start, stop, thr, out[: stop - start], tmp[: stop - start])
 
     return IntegerScan(scan, db_block, below=below)
-
-
-def _topk_quantized(flat, codes, k, offsets, db_block, qt, scanner=None):
-    """Top-k by the integer scan: candidates under a conservative bound, re-ranked exactly.
-
-    Same result as :func:`_topk_threshold`, bit for bit: every item whose
-    float32 AQD can be at or below the running k-th is a candidate, and
-    candidates get their float32 AQD summed in subspace order. ``scanner``
-    (an :class:`IntegerScan`) computes the integer sums; by default numpy's.
-    """
-    nq = flat.shape[1]
-    n = codes.shape[0]
-    scanner = scanner or _integer_scanner(qt, codes, offsets, db_block)
-    scan, step, encode = scanner.scan, scanner.step, scanner.encode
-    best_d = np.full((nq, k), np.inf, dtype=np.float32)
-    best_i = np.full((nq, k), -1, dtype=np.intp)
-    kth = best_d[:, -1].copy()
-    thr = encode(integer_threshold(qt, kth))
-    full = False
-    pending, n_pending = [], 0
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        if full:  # the scanner may skip the items it proves above the threshold
-            flat_hit = scanner.below(start, stop, thr)
-        else:
-            qsum = scan(start, stop)
-            if qsum.shape[0] >= k:
-                # Seed: the block's k smallest integer sums bound the k-th AQD from above.
-                seed = scanner.decode(np.partition(qsum, k - 1, axis=0)[k - 1])
-                thr = np.minimum(thr, encode(integer_threshold(qt, upper_bound(qt, seed))))
-            flat_hit = np.flatnonzero(qsum < thr)
-        if not flat_hit.size:
-            continue
-        rows, cols = np.divmod(flat_hit, nq)
-        rows += start
-        d = exact_candidates(flat, codes, offsets, rows, cols)
-        if full:  # an equal distance further down loses the tie: strictly below
-            keep = d < kth[cols]
-            d, rows, cols = d[keep], rows[keep], cols[keep]
-        pending.append((d, rows, cols))
-        n_pending += d.size
-        if n_pending >= nq * k or not full:
-            best_d, best_i = _merge_pending(best_d, best_i, pending, k)
-            kth = best_d[:, -1].copy()
-            full = bool((best_i[:, -1] >= 0).all())
-            thr = np.minimum(thr, encode(integer_threshold(qt, kth)))
-            pending, n_pending = [], 0
-    if pending:
-        best_d, best_i = _merge_pending(best_d, best_i, pending, k)
-    return best_d, best_i
-
-
-def _radius_quantized(flat, codes, threshold, offsets, db_block, qt, scanner=None):
-    """Radius matches by the integer scan, candidates checked with their exact float32 AQD."""
-    nq = flat.shape[1]
-    n = codes.shape[0]
-    scanner = scanner or _integer_scanner(qt, codes, offsets, db_block)
-    step = scanner.step
-    thr = scanner.encode(integer_threshold(qt, np.full(nq, threshold, dtype=np.float64)))
-    found_d, found_i, found_q = [], [], []
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        flat_hit = scanner.below(start, stop, thr)
-        if not flat_hit.size:
-            continue
-        rows, cols = np.divmod(flat_hit, nq)
-        rows += start
-        d = exact_candidates(flat, codes, offsets, rows, cols)
-        keep = d <= threshold
-        found_d.append(d[keep])
-        found_i.append(rows[keep])
-        found_q.append(cols[keep])
-    return _group_by_query(found_d, found_i, found_q, nq)
 
 
 def _per_query(kneighbors, tables, codes, k, db_block):
@@ -433,13 +277,14 @@ class NumpyKernel:
         """
         nq, M, K = tables.shape
         if method == "full_sort":
-            return _topk_full_sort(flat_tables(tables), codes, k, _offsets(M, K), db_block)
+            return _topk_full_sort(flat_tables(tables), codes, k, table_offsets(M, K), db_block)
         if self.fast and 1 < nq <= PAIR_QUERIES and uses_pairs(codes, K, M):
             return _per_query(self.kneighbors, tables, codes, k, db_block)
         qt = quantize_tables(tables) if self.fast else None
+        flat, offsets = flat_tables(tables), table_offsets(M, K)
         if qt is None:
-            return _topk_threshold(flat_tables(tables), codes, k, _offsets(M, K), db_block)
-        return _topk_quantized(flat_tables(tables), codes, k, _offsets(M, K), db_block, qt)
+            return _topk_threshold(flat, codes, k, offsets, db_block)
+        return topk_integer(flat, codes, k, offsets, qt, _integer_scanner(qt, codes, offsets, db_block))
 
     def radius_neighbors(self, tables, codes, threshold, *, db_block=DB_BLOCK):
         """Rows of ``codes`` whose AQD is ``<= threshold``, per query, in row order.
@@ -460,48 +305,7 @@ class NumpyKernel:
         """
         nq, M, K = tables.shape
         qt = quantize_tables(tables) if self.fast and np.isfinite(threshold) else None
+        flat, offsets = flat_tables(tables), table_offsets(M, K)
         if qt is None:
-            return _radius_scan(flat_tables(tables), codes, threshold, _offsets(M, K), db_block)
-        return _radius_quantized(flat_tables(tables), codes, threshold, _offsets(M, K), db_block, qt)
-
-
-def _torch_kernel(**options):
-    from ._torch_kernel import TorchKernel  # torch is imported only when asked for
-
-    return TorchKernel(**options)
-
-
-_KERNELS = {"numpy": NumpyKernel, "torch": _torch_kernel}
-
-
-def get_kernel(name="numpy", **options):
-    """The scan kernel called ``name``: the one place where a kernel is chosen.
-
-    Parameters
-    ----------
-    name : {"numpy", "torch"} or kernel, default="numpy"
-        A kernel object (with ``kneighbors`` and ``radius_neighbors``) is
-        returned as it is.
-    **options
-        Passed to the kernel: ``fast`` for numpy
-        (:class:`NumpyKernel`), ``device`` for torch
-        (:class:`skdqn._torch_kernel.TorchKernel`).
-
-    Returns
-    -------
-    kernel : object
-        With ``kneighbors`` and ``radius_neighbors`` as :class:`NumpyKernel`.
-
-    Examples
-    --------
-    >>> from skdqn._kernels import get_kernel
-    >>> get_kernel().name
-    'numpy'
-    """
-    if not isinstance(name, str):
-        return name
-    try:
-        make = _KERNELS[name]
-    except KeyError:
-        raise ValueError(f"kernel must be one of {sorted(_KERNELS)}; got {name!r}.") from None
-    return make(**options)
+            return _radius_scan(flat, codes, threshold, offsets, db_block)
+        return radius_integer(flat, codes, threshold, offsets, qt, _integer_scanner(qt, codes, offsets, db_block))

@@ -32,13 +32,12 @@ from ._ivf import (
     ivf_radius_neighbors,
     make_lists,
 )
-from ._kernels import get_kernel
 from ._labels import label_kind
 from ._metric import METRIC_NAMES, get_metric, metric_for_faiss
 from ._opq import rotate, train_opq
 from ._pq import code_dtype, decode, encode, train_codebooks
 from ._scoring import score_codes
-from ._search import aqd_kneighbors, aqd_radius_neighbors
+from ._search import aqd_kneighbors, aqd_radius_neighbors, get_kernel
 from ._tables import CodeQueries, VectorQueries
 from ._validation import (
     check_codebooks,

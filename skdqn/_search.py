@@ -4,7 +4,7 @@ A search is a set of *tasks*. A task is one block of queries (a query source,
 see :mod:`skdqn._tables`) against one set of candidate rows of the codes: a
 contiguous shard of the database today (an inverted list tomorrow). Each task
 computes the lookup tables of its own queries, scans its rows with a kernel
-(:mod:`skdqn._kernels`, chosen by :func:`skdqn._kernels.get_kernel`) and
+(:mod:`skdqn._kernels`, chosen by :func:`get_kernel`) and
 returns its top-k or its radius matches with global indices. One fan-out
 (:func:`_fan_out`) builds and runs the tasks, for k-NN and radius alike; the
 per-shard top-k lists of a query block are then merged
@@ -39,7 +39,8 @@ from joblib import effective_n_jobs
 from sklearn import config_context, get_config
 from sklearn.utils.parallel import Parallel, delayed
 
-from ._kernels import DB_BLOCK, get_kernel
+from ._kernels import NumpyKernel
+from ._scan import DB_BLOCK
 from ._tables import as_query_source
 
 __all__ = [
@@ -51,7 +52,52 @@ __all__ = [
     "merge_kneighbors",
     "database_shards",
     "full_sort_block",
+    "get_kernel",
 ]
+
+
+def _torch_kernel(**options):
+    from ._torch_kernel import TorchKernel  # torch is imported only when asked for
+
+    return TorchKernel(**options)
+
+
+_KERNELS = {"numpy": NumpyKernel, "torch": _torch_kernel}
+
+
+def get_kernel(name="numpy", **options):
+    """The scan kernel called ``name``: the one place where a kernel is chosen.
+
+    Parameters
+    ----------
+    name : {"numpy", "torch"} or kernel, default="numpy"
+        A kernel object (with ``kneighbors`` and ``radius_neighbors``) is
+        returned as it is.
+    **options
+        Passed to the kernel: ``fast`` for numpy
+        (:class:`skdqn._kernels.NumpyKernel`), ``device`` for torch
+        (:class:`skdqn._torch_kernel.TorchKernel`).
+
+    Returns
+    -------
+    kernel : object
+        With ``kneighbors`` and ``radius_neighbors`` as
+        :class:`skdqn._kernels.NumpyKernel` (the contract of :mod:`skdqn._scan`).
+
+    Examples
+    --------
+    >>> from skdqn._search import get_kernel
+    >>> get_kernel().name
+    'numpy'
+    """
+    if not isinstance(name, str):
+        return name
+    try:
+        make = _KERNELS[name]
+    except KeyError:
+        raise ValueError(f"kernel must be one of {sorted(_KERNELS)}; got {name!r}.") from None
+    return make(**options)
+
 
 QUERY_BLOCK = 128  # default queries scanned together; one float32 table row is this wide
 # n_neighbors * _FULL_SORT_RATIO >= n_database: compute every distance of a
@@ -472,7 +518,7 @@ def aqd_kneighbors(
         query blocks than workers (few queries, several workers), with
         shards of at least 65,536 items. Results never depend on it.
     kernel : {"numpy", "torch"} or kernel object, default="numpy"
-        The scan kernel (:func:`skdqn._kernels.get_kernel`); results never
+        The scan kernel (:func:`get_kernel`); results never
         depend on it.
 
     Returns
@@ -552,7 +598,7 @@ def aqd_radius_neighbors(queries, codes, radius, *, n_jobs=None, n_shards=None, 
         Database shards searched as separate tasks and concatenated in
         database order; ``None`` chooses as :func:`aqd_kneighbors` does.
     kernel : {"numpy", "torch"} or kernel object, default="numpy"
-        The scan kernel (:func:`skdqn._kernels.get_kernel`); results never
+        The scan kernel (:func:`get_kernel`); results never
         depend on it.
 
     Returns

@@ -38,20 +38,11 @@ torch is imported when a kernel is made, never at ``import skdqn``.
 
 import numpy as np
 
-from ._kernels import (
-    DB_BLOCK,
-    PAIR_QUERIES,
-    IntegerScan,
-    NumpyKernel,
-    _group_by_query,
-    _merge_pending,
-    _offsets,
-    _radius_quantized,
-    _topk_quantized,
-    uses_pairs,
-)
+from ._kernels import NumpyKernel
 from ._qscan import quantize_tables
+from ._scan import DB_BLOCK, PAIR_QUERIES, IntegerScan, radius_integer, table_offsets, topk_integer, uses_pairs
 from ._tables import flat_tables
+from ._topk import RadiusCollector, RunningTopK
 
 __all__ = ["TorchKernel", "resolve_device", "float16_scanner", "DEVICE_BYTES", "CPU_BYTES"]
 
@@ -203,20 +194,20 @@ def _topk_chunks(table, offsets, codes, k, chunk):
     running k-th, which after the first chunk are few
     (:func:`_chunk_candidates`).
     """
-    nq = table.shape[1]
     n = codes.shape[0]
-    best_d = np.full((nq, k), np.inf, dtype=np.float32)
-    best_i = np.full((nq, k), -1, dtype=np.intp)
-    kth = None
+    top = RunningTopK(table.shape[1], k)
+    full = False
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         dist = chunk_distances(table, codes[start:stop], offsets)
-        found = _chunk_candidates(dist, kth, k, start)
+        found = _chunk_candidates(dist, top.kth if full else None, k, start)
         if found is None:
             continue
-        best_d, best_i = _merge_pending(best_d, best_i, [found], k)
-        kth = best_d[:, -1].copy() if (best_i[:, -1] >= 0).all() else None
-    return best_d, best_i
+        d, rows, cols = found
+        top.add(cols, d, rows)
+        top.fold()
+        full = top.full
+    return top.result()
 
 
 _GROUP_ROWS = 64  # rows whose minimum (per column) is taken at once by the CPU filter
@@ -251,7 +242,7 @@ def _below_by_groups(sums, thr):
 
 
 def float16_scanner(qt, codes, chunk):
-    """The CPU :class:`~skdqn._kernels.IntegerScan` of torch: float16 ``embedding_bag`` of integer tables.
+    """The CPU :class:`~skdqn._scan.IntegerScan` of torch: float16 ``embedding_bag`` of integer tables.
 
     Parameters
     ----------
@@ -376,7 +367,7 @@ class TorchKernel:
         qt = self._quantized(tables, device, method)
         if qt is not None:
             scanner = float16_scanner(qt, codes, chunk)
-            return _topk_quantized(flat_tables(tables), codes, k, _offsets(M, K), chunk, qt, scanner)
+            return topk_integer(flat_tables(tables), codes, k, table_offsets(M, K), qt, scanner)
         table, offsets = _device_table(tables, device)
         if method != "full_sort":
             return _topk_chunks(table, offsets, codes, k, chunk)
@@ -412,14 +403,12 @@ class TorchKernel:
         qt = self._quantized(tables, device, method)
         if qt is not None:
             scanner = float16_scanner(qt, codes, chunk)
-            return _radius_quantized(flat_tables(tables), codes, threshold, _offsets(M, K), chunk, qt, scanner)
+            return radius_integer(flat_tables(tables), codes, threshold, table_offsets(M, K), qt, scanner)
         table, offsets = _device_table(tables, device)
-        found_d, found_i, found_q = [], [], []
+        found = RadiusCollector(nq)
         for start in range(0, codes.shape[0], chunk):
             dist = chunk_distances(table, codes[start : start + chunk], offsets)
             mask = dist.numpy() <= threshold if dist.device.type == "cpu" else dist <= float(threshold)
             d, i, q = _candidates_to_host(dist, mask, start)
-            found_d.append(d)
-            found_i.append(i)
-            found_q.append(q)
-        return _group_by_query(found_d, found_i, found_q, nq)
+            found.add(q, d, i)
+        return found.per_query(ids_ascending=True)

@@ -6,7 +6,8 @@ from numpy.testing import assert_array_equal
 
 import skdqn._csr as csr
 from skdqn._csr import list_aqd, row_index
-from skdqn._kernels import _offsets, _scan_block
+from skdqn._kernels import _scan_block
+from skdqn._scan import table_offsets as _offsets
 
 
 def reference_sums(tables, codes):

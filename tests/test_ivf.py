@@ -29,6 +29,7 @@ from skdqn._ivf import (
 from skdqn._kernels import aqd_distances
 from skdqn._search import aqd_kneighbors, scan_blocks
 from skdqn._tables import CodeQueries, VectorQueries, distance_tables
+from skdqn._topk import RunningTopK
 
 
 def clustered(n=800, d=8, n_centers=12, seed=0):
@@ -491,7 +492,7 @@ def test_chunk_bounds_never_fall_below_the_kth_of_a_query(monkeypatch, sample):
     query = np.array([0, 1, 1, 2, 3, 4, 4])  # queries 1 and 4: two pairs each; query 5: none
     pos = np.cumsum(length) - length
     dist = rng.integers(0, 6, length.sum()).astype(np.float32)  # many ties
-    top = ivf_module._RunningTopK(6, 3, limit=100)
+    top = RunningTopK(6, 3, limit=100)
     top.kth[3] = 2.0  # a running k-th already known
     bound = ivf_module._chunk_bounds(dist, query, pos, length, top)
     for q in range(6):
@@ -501,45 +502,6 @@ def test_chunk_bounds_never_fall_below_the_kth_of_a_query(monkeypatch, sample):
             assert bound[q] >= min(np.sort(every)[2], top.kth[q])
         own = [np.sort(r[: max(3, sample)])[2] for r in runs if r.size >= 3]
         assert bound[q] == min(own + [top.kth[q]])
-
-
-def test_pool_topk_takes_the_smallest_keys_of_uneven_runs():
-    from skdqn._ivf import _pool_topk
-    from skdqn._ranking import PAD_KEY
-
-    rng = np.random.default_rng(0)
-    query = np.r_[np.zeros(50, int), np.full(3, 2), np.full(7, 3)]
-    keys = rng.integers(0, 2**40, query.size).astype(np.uint64)
-    perm = rng.permutation(query.size)
-    got = _pool_topk([(query[perm][:30], keys[perm][:30]), (query[perm][30:], keys[perm][30:])], 5, 4)
-    for q in range(5):
-        expected = np.sort(keys[query == q])[:4]
-        assert_array_equal(got[q, : expected.size], expected)
-        assert (got[q, expected.size :] == PAD_KEY).all()
-
-
-def test_running_topk_bound_and_folds():
-    from skdqn._ivf import _RunningTopK
-    from skdqn._ranking import pack_keys, unpack_keys
-
-    rng = np.random.default_rng(1)
-    nq, k = 4, 3
-    top = _RunningTopK(nq, k, limit=5)  # folds often
-    assert np.isinf(top.kth).all()
-    everything = []
-    for _ in range(20):
-        q = rng.integers(0, nq, 4)
-        d = rng.integers(0, 5, 4).astype(np.float32)
-        i = rng.integers(0, 1000, 4)
-        everything.append((q, d, i))
-        top.add(q, pack_keys(d, i))
-    dist, ind = unpack_keys(top.result())
-    q, d, i = (np.concatenate(p) for p in zip(*everything))
-    for row in range(nq):
-        order = np.lexsort((i[q == row], d[q == row]))[:k]
-        assert_array_equal(ind[row], i[q == row][order])
-        assert_array_equal(dist[row], d[q == row][order])
-    assert_array_equal(top.kth, dist[:, -1])
 
 
 def test_probing_in_chunks_of_queries_changes_nothing(monkeypatch):
@@ -574,7 +536,7 @@ def _make_kernel(spec):
         from skdqn._torch_kernel import TorchKernel
 
         return TorchKernel(**options)
-    from skdqn._kernels import get_kernel
+    from skdqn._search import get_kernel
 
     return get_kernel(name, **options)
 

@@ -10,7 +10,8 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from conftest import kneighbors_reference, make_problem
-from skdqn._kernels import NumpyKernel, aqd_distances, get_kernel
+from skdqn._kernels import NumpyKernel, aqd_distances
+from skdqn._search import get_kernel
 
 
 # ----------------------------------------------------------------- helpers

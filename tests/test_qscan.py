@@ -13,7 +13,9 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from conftest import kneighbors_reference, make_problem
-from skdqn._kernels import IntegerScan, NumpyKernel, _integer_scanner, _offsets, _scan_below, _scan_block, aqd_distances
+from skdqn._kernels import NumpyKernel, _integer_scanner, _scan_below, _scan_block, aqd_distances
+from skdqn._scan import IntegerScan
+from skdqn._scan import table_offsets as _offsets
 from skdqn._qscan import (
     exact_candidates,
     integer_threshold,
@@ -224,14 +226,14 @@ def test_a_query_alone_gets_its_batch_result():
 
 
 def test_pair_path_from_enough_codes(monkeypatch):
-    import skdqn._kernels as kernels
+    import skdqn._scan as scan
 
-    monkeypatch.setattr(kernels, "PAIR_MIN_ROWS", 4096)
+    monkeypatch.setattr(scan, "PAIR_MIN_ROWS", 4096)
     codes = np.zeros((4096, 4), np.uint8)
-    assert kernels.uses_pairs(codes, 256, 4)
-    assert not kernels.uses_pairs(codes[:4095], 256, 4)
-    assert not kernels.uses_pairs(codes.astype(np.uint16), 256, 4)
-    assert not kernels.uses_pairs(codes[:, :1], 256, 1)
+    assert scan.uses_pairs(codes, 256, 4)
+    assert not scan.uses_pairs(codes[:4095], 256, 4)
+    assert not scan.uses_pairs(codes.astype(np.uint16), 256, 4)
+    assert not scan.uses_pairs(codes[:, :1], 256, 1)
     # Both sides of the limit give the reference's results.
     tables, codes = near_tie_problem(nq=2, n=5000, M=4, K=256, seed=4)
     for n in (4095, 4096):

@@ -17,7 +17,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 import skdqn._torch_kernel as torch_kernel
 from conftest import assert_same_search, kneighbors_reference
 from skdqn import AQDNeighbors
-from skdqn._kernels import NumpyKernel, aqd_distances, get_kernel
+from skdqn._kernels import NumpyKernel, aqd_distances
+from skdqn._search import get_kernel
 from skdqn._search import aqd_kneighbors, aqd_radius_neighbors
 from skdqn._torch_kernel import TorchKernel, resolve_device
 from test_qscan import problem
@@ -246,6 +247,6 @@ def test_few_queries_on_the_cpu_take_the_numpy_pair_scan(monkeypatch, pairs_on_s
         kernel.kneighbors(tables, codes, 5)
     with pytest.raises(AssertionError, match="the torch scan ran"):
         kernel.kneighbors(tables[:1], codes.astype(np.uint16), 5)
-    monkeypatch.setattr("skdqn._kernels.PAIR_MIN_ROWS", 301)  # too few codes for pairs
+    monkeypatch.setattr("skdqn._scan.PAIR_MIN_ROWS", 301)  # too few codes for pairs
     with pytest.raises(AssertionError, match="the torch scan ran"):
         kernel.kneighbors(tables[:1], codes, 5)
