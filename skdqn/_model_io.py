@@ -266,7 +266,7 @@ def save_model(dq, path, *, scaler=None, single_file=False):
     >>> X, y = load_digits(return_X_y=True)
     >>> dq = DeepQuantizer(M=1, K=16, n_components=4, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
     >>> path = save_model(dq, os.path.join(tempfile.mkdtemp(), "model.skdqn"), single_file=True)
-    >>> loaded, scaler = load_model(path)
+    >>> loaded, scaler = load_model(path, cls=DeepQuantizer)
     >>> bool((loaded.encode(X[:5]) == dq.encode(X[:5])).all()), scaler
     (True, None)
     """
@@ -569,7 +569,7 @@ def _scaler(arrays, fields, path):
     return scaler
 
 
-def load_model(path, network=None, *, cls=None):
+def load_model(path, network=None, *, cls):
     """Read a model written by :func:`save_model`, every field and array validated.
 
     Parameters
@@ -579,9 +579,10 @@ def load_model(path, network=None, *, cls=None):
         For a model with a custom backbone: a module of the same
         architecture (a deep copy receives the saved weights), or a factory
         (a class or function) building one, called once.
-    cls : type, default=None
-        The estimator class to build (a subclass of DeepQuantizer); None
-        for :class:`~skdqn.DeepQuantizer`.
+    cls : type
+        The estimator class to build: :class:`~skdqn.DeepQuantizer` or a
+        subclass (given by the caller, so that this module never imports the
+        estimator's: no import upwards).
 
     Returns
     -------
@@ -598,11 +599,9 @@ def load_model(path, network=None, *, cls=None):
     >>> from skdqn._model_io import save_model, load_model
     >>> X, y = load_digits(return_X_y=True)
     >>> dq = DeepQuantizer(M=1, K=16, n_components=4, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
-    >>> load_model(save_model(dq, os.path.join(tempfile.mkdtemp(), "m")))[0].codes_.shape
+    >>> load_model(save_model(dq, os.path.join(tempfile.mkdtemp(), "m")), cls=DeepQuantizer)[0].codes_.shape
     (1797, 1)
     """
-    from ._quantizer import DeepQuantizer
-
     header, arrays = read_bundle(path)
     version = check_header(header, path, FORMAT, FORMAT_VERSION, what="a DeepQuantizer model")
     fields = _check_fields(header, path, version)
@@ -616,7 +615,7 @@ def load_model(path, network=None, *, cls=None):
         params = {"standardize": False, "n_threads": None, **params}
     if version < 3:  # before the objective was a parameter: the paper's pairwise loss
         params = {"loss": "pairwise", **params}
-    dq = _make_estimator(DeepQuantizer if cls is None else cls, params, path)
+    dq = _make_estimator(cls, params, path)
     _check_standardize(fields, dq, path)
     codebooks, codes = _check_quantization(arrays, fields, dq, path)
     labels, classes = _check_labels(arrays, codes.shape[0], path)

@@ -323,8 +323,9 @@ def load_model(path):
     from sklearn.pipeline import make_pipeline
 
     from ._model_io import load_model as read_model
+    from ._quantizer import DeepQuantizer
 
-    dq, scaler = read_model(path)
+    dq, scaler = read_model(path, cls=DeepQuantizer)
     return dq if scaler is None else make_pipeline(scaler, dq)
 
 
