@@ -55,7 +55,7 @@ __all__ = [
     "DatasetBatches",
     "embed",
     "check_item_shape",
-    "record_input_shape",
+    "dataset_n_features",
     "training_source",
     "prediction_source",
     "scoring_data",
@@ -611,7 +611,7 @@ def check_item_shape(estimator, item_shape, *, reset):
     reset : bool
         True in ``fit`` (nothing to compare with); False afterwards, when
         ``item_shape[0]`` must equal ``n_features_in_``. Nothing is set
-        here (see :func:`record_input_shape`).
+        here (see :func:`dataset_n_features`).
 
     Examples
     --------
@@ -637,38 +637,34 @@ def check_item_shape(estimator, item_shape, *, reset):
         )
 
 
-def record_input_shape(estimator, source):
-    """Set ``n_features_in_`` for a Dataset source, as ``validate_data(reset=True)`` does for arrays.
+def dataset_n_features(source):
+    """``n_features_in_`` of a Dataset source (``item_shape[0]``), or None for arrays.
 
-    For a :class:`DatasetBatches`, ``n_features_in_`` becomes
-    ``item_shape[0]`` and ``feature_names_in_`` is removed (items have no
-    column names). For an array the call does nothing: ``validate_data``
-    already set both.
+    For arrays, ``validate_data(reset=True)`` already set ``n_features_in_``
+    (and ``feature_names_in_``); a :class:`DatasetBatches` has no column
+    names, so the estimator sets ``n_features_in_`` to this value and removes
+    ``feature_names_in_``.
 
     Parameters
     ----------
-    estimator : DeepQuantizer
-        The estimator being fitted.
     source : BatchSource
-        Its training source, from :func:`training_source`.
+        A training source, from :func:`training_source`.
+
+    Returns
+    -------
+    n_features : int or None
 
     Examples
     --------
     >>> import torch
     >>> from torch.utils.data import TensorDataset
-    >>> from skdqn import DeepQuantizer
-    >>> from skdqn._data import DatasetBatches, record_input_shape
+    >>> from skdqn._data import DatasetBatches, dataset_n_features
     >>> source = DatasetBatches(TensorDataset(torch.zeros(4, 3)), batch_size=2)
     >>> _ = source.head(1)
-    >>> dq = DeepQuantizer()
-    >>> record_input_shape(dq, source)
-    >>> dq.n_features_in_
+    >>> dataset_n_features(source)
     3
     """
-    if isinstance(source, DatasetBatches):
-        estimator.n_features_in_ = int(source.item_shape[0])
-        if hasattr(estimator, "feature_names_in_"):
-            del estimator.feature_names_in_
+    return int(source.item_shape[0]) if isinstance(source, DatasetBatches) else None
 
 
 def _chunk_size(estimator, default):

@@ -1,4 +1,4 @@
-"""Storing an AQDNeighbors index without pickle, and building one from its parts.
+"""Storing an AQDNeighbors index without pickle, and reading back its validated parts.
 
 The bundle (:mod:`skdqn._io`: a directory or one ``.npz``, checksummed) holds
 
@@ -16,12 +16,16 @@ The bundle (:mod:`skdqn._io`: a directory or one ``.npz``, checksummed) holds
 
 A bundle is written with the lowest version that holds it (1 without lists
 or rotation), so older skdqn versions still read what they can.
-:func:`load_index` validates every header field (type, allowed values,
+:func:`read_index` validates every header field (type, allowed values,
 agreement with the arrays' shapes and dtypes) and every array, and raises a
 ``ValueError`` that names the file and the field; files written by format
-versions 1 (no inverted lists) and 2 (no rotation) still load.
+versions 1 (no inverted lists) and 2 (no rotation) still load. It returns
+the parts (:class:`IndexParts`); the estimator builds its own state from
+them (:meth:`skdqn.AQDNeighbors.load`): this module never writes an
+estimator's attributes.
 """
 
+from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
@@ -31,7 +35,7 @@ from ._ivf import InvertedLists, check_centroid_magnitude
 from ._pq import code_dtype
 from ._validation import check_codebooks, check_codes, check_rotation
 
-__all__ = ["save_index", "load_index", "index_from_parts", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save_index", "read_index", "IndexParts", "make_estimator", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "skdqn.AQDNeighbors"
 FORMAT_VERSION = 3  # 1: exhaustive only; 2: + inverted lists; 3: + rotation (OPQ)
@@ -75,10 +79,10 @@ def save_index(index, path, state=None):
     --------
     >>> import numpy as np, os, tempfile
     >>> from skdqn import AQDNeighbors
-    >>> from skdqn._index_io import save_index, load_index
+    >>> from skdqn._index_io import save_index, read_index
     >>> index = AQDNeighbors(M=2, K=8, random_state=0).fit(np.eye(16, 4))
     >>> path = save_index(index, os.path.join(tempfile.mkdtemp(), "i.npz"))
-    >>> load_index(AQDNeighbors, path).n_samples_fit_
+    >>> read_index(path).fields["n_samples_fit"]
     16
     """
     state = index._state() if state is None else state
@@ -160,8 +164,30 @@ def _check_fields(header, path, version):
     return fields
 
 
-def _make_estimator(cls, params, path):
-    """``cls(**params)``, its parameters validated; errors name the file and field."""
+def make_estimator(cls, params, path):
+    """``cls(**params)``, its parameters validated; errors name the file and field.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class, given by the caller (this module imports no
+        estimator).
+    params : dict
+        Parameters read from a file's header.
+    path : str or path-like
+        Named in the errors.
+
+    Returns
+    -------
+    estimator : cls
+        Unfitted.
+
+    Examples
+    --------
+    >>> from skdqn import AQDNeighbors
+    >>> make_estimator(AQDNeighbors, {"M": 2}, "index.npz").M
+    2
+    """
     known = set(cls().get_params(deep=False)) - {"codebooks", "coarse_centroids", "rotation"}
     unknown = sorted(set(params) - known)
     if unknown:
@@ -237,13 +263,39 @@ def _check_ids(ids, offsets, path):
         raise ValueError(f"{path}: list_ids must ascend within each list.")
 
 
-def load_index(cls, path, mmap_mode=None, *, verify=True):
-    """Read an index written by :func:`save_index`, every field and array validated.
+@dataclass(frozen=True)
+class IndexParts:
+    """What a saved index holds, every part validated: the estimator builds itself from it.
+
+    Attributes
+    ----------
+    fields : dict
+        The checked header fields: ``params`` (the parameters, without
+        ``codebooks``, ``coarse_centroids`` and ``rotation``),
+        ``codebooks_given``, ``coarse_centroids_given``, ``rotation`` (None,
+        ``"opq"`` or ``"given"``), ``n_samples_fit``, ``n_features_in``,
+        ``feature_names_in``, ``lists``, ``list_metric``.
+    codebooks : ndarray of shape (M, K, ds), float32
+    codes : ndarray or numpy.memmap of shape (n, M)
+        In list order with inverted lists.
+    labels : ndarray or None
+    lists : InvertedLists or None
+    rotation : ndarray of shape (d, d), float32, or None
+    """
+
+    fields: dict
+    codebooks: np.ndarray
+    codes: np.ndarray
+    labels: object
+    lists: object
+    rotation: object
+
+
+def read_index(path, mmap_mode=None, *, verify=True):
+    """Read the parts of an index written by :func:`save_index`, every field and array validated.
 
     Parameters
     ----------
-    cls : type
-        :class:`~skdqn.AQDNeighbors` (or a subclass).
     path : str or path-like
     mmap_mode : {None, "r", "c"}, default=None
         As :meth:`skdqn.AQDNeighbors.load`.
@@ -252,18 +304,20 @@ def load_index(cls, path, mmap_mode=None, *, verify=True):
 
     Returns
     -------
-    index : cls
-        Fitted.
+    parts : IndexParts
+        Validated on their own and against each other; the parameters are
+        checked by the estimator that is built from them
+        (:meth:`skdqn.AQDNeighbors.load`, with :func:`make_estimator`).
 
     Examples
     --------
     >>> import numpy as np, os, tempfile
     >>> from skdqn import AQDNeighbors
-    >>> from skdqn._index_io import save_index, load_index
+    >>> from skdqn._index_io import save_index, read_index
     >>> index = AQDNeighbors(M=2, K=8, n_lists=2, random_state=0).fit(np.eye(16, 4))
-    >>> path = save_index(index, os.path.join(tempfile.mkdtemp(), "i"))
-    >>> load_index(AQDNeighbors, path, mmap_mode="r").list_offsets_.tolist() == index.list_offsets_.tolist()
-    True
+    >>> parts = read_index(save_index(index, os.path.join(tempfile.mkdtemp(), "i")), mmap_mode="r")
+    >>> parts.lists.offsets.tolist() == index.list_offsets_.tolist(), parts.codes.shape
+    (True, (16, 2))
     """
     header, arrays = read_bundle(path, mmap_mode=mmap_mode, verify=verify)
     version = check_header(header, path, FORMAT, FORMAT_VERSION, what="an AQDNeighbors index")
@@ -276,62 +330,13 @@ def load_index(cls, path, mmap_mode=None, *, verify=True):
     if extra:
         raise ValueError(f"{path} holds arrays its header does not describe: {sorted(extra)}.")
     rotation = _check_rotation_array(arrays, fields, path)
-    index = _make_estimator(cls, fields["params"], path)
     try:
         codebooks = check_codebooks(np.asarray(arrays["codebooks"]), fields["n_features_in"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: codebooks.npy does not fit the header: {exc}") from None
-    M, K, _ = codebooks.shape
-    if not fields["codebooks_given"] and (index.M, index.K) != (M, K):
-        raise ValueError(f"{path}: header parameters M={index.M}, K={index.K} disagree with the codebooks' (M={M}, K={K}).")
-    if fields["codebooks_given"]:
-        index.codebooks = codebooks
     codes = _check_codes_array(arrays["codes"], fields, codebooks, path, verify)
     lists = _check_lists(arrays, fields, path) if fields["lists"] else None
-    if fields["coarse_centroids_given"]:
-        index.coarse_centroids = lists.centroids
-    if rotation is not None:
-        index.rotation = "opq" if fields["rotation"] == "opq" else rotation
     labels = arrays.get("labels")
     if labels is not None and (labels.ndim not in (1, 2) or labels.shape[0] != fields["n_samples_fit"]):
         raise ValueError(f"{path}: labels of shape {labels.shape} for {fields['n_samples_fit']} items.")
-    index.n_features_in_ = fields["n_features_in"]
-    if fields["feature_names_in"] is not None:
-        index.feature_names_in_ = np.array(fields["feature_names_in"], dtype=object)
-    index._set_fitted(codebooks, codes, labels, lists, rotation)
-    return index
-
-
-def index_from_parts(cls, codebooks, codes, labels, lists, params):
-    """A fitted index from validated parts (codes already in list order with lists).
-
-    Parameters
-    ----------
-    cls : type
-    codebooks : ndarray of shape (M, K, ds), float32
-    codes : ndarray of shape (n, M)
-    labels : ndarray or None
-    lists : InvertedLists or None
-    params : dict
-        Parameters of the index (``codebooks`` set to the given codebooks;
-        ``rotation``, if any, a checked float32 orthogonal array, which
-        becomes ``rotation_``).
-
-    Returns
-    -------
-    index : cls
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skdqn import AQDNeighbors
-    >>> from skdqn._index_io import index_from_parts
-    >>> C = np.zeros((1, 2, 1), np.float32)
-    >>> index_from_parts(AQDNeighbors, C, np.zeros((3, 1), np.uint8), None, None, {}).n_samples_fit_
-    3
-    """
-    index = cls(codebooks=codebooks, **params)
-    index._validate_params()
-    index.n_features_in_ = codebooks.shape[0] * codebooks.shape[2]
-    index._set_fitted(codebooks, codes, labels, lists, params.get("rotation"))
-    return index
+    return IndexParts(fields, codebooks, codes, labels, lists, rotation)

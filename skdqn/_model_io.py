@@ -22,7 +22,7 @@ checksummed) holds
   ``n_iter``, ``history``, ``device``, ``standardize`` and ``loss`` (the
   objective that trained, ``loss="auto"`` resolved).
 
-:func:`load_model` validates every header field (type, allowed values,
+:func:`read_model` validates every header field (type, allowed values,
 agreement with the arrays) and every array, and raises a ``ValueError`` that
 names the file and the field. Nothing is ever unpickled: the arrays are read
 with ``allow_pickle=False`` and the weights with ``weights_only=True``, so a
@@ -36,19 +36,20 @@ import io
 import os
 import uuid
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ._index_io import _field, _make_estimator
+from ._index_io import _field
 from ._io import check_header, format_header, read_bundle, write_bundle
 from ._network import describe_network, is_network_factory, rebuild_network
 from ._pq import code_dtype
 from ._validation import check_codes
 
-__all__ = ["save_model", "load_model", "network_bytes", "load_weights", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save_model", "read_model", "ModelParts", "check_quantization", "network_bytes", "load_weights", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "skdqn.DeepQuantizer"
 # 2: the default MLP may standardize its inputs (``network.standardize``, the
@@ -262,13 +263,13 @@ def save_model(dq, path, *, scaler=None, single_file=False):
     >>> import os, tempfile
     >>> from sklearn.datasets import load_digits
     >>> from skdqn import DeepQuantizer
-    >>> from skdqn._model_io import save_model, load_model
+    >>> from skdqn._model_io import save_model
     >>> X, y = load_digits(return_X_y=True)
     >>> dq = DeepQuantizer(M=1, K=16, n_components=4, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
     >>> path = save_model(dq, os.path.join(tempfile.mkdtemp(), "model.skdqn"), single_file=True)
-    >>> loaded, scaler = load_model(path, cls=DeepQuantizer)
-    >>> bool((loaded.encode(X[:5]) == dq.encode(X[:5])).all()), scaler
-    (True, None)
+    >>> loaded = DeepQuantizer.load(path)
+    >>> bool((loaded.encode(X[:5]) == dq.encode(X[:5])).all())
+    True
     """
     names = getattr(dq, "feature_names_in_", None)
     header = {
@@ -569,8 +570,39 @@ def _scaler(arrays, fields, path):
     return scaler
 
 
-def load_model(path, network=None, *, cls):
-    """Read a model written by :func:`save_model`, every field and array validated.
+@dataclass(frozen=True)
+class ModelParts:
+    """What a saved model holds, every part validated: the estimator builds itself from it.
+
+    Attributes
+    ----------
+    params : dict
+        The estimator's parameters (``network`` excepted), upgraded from
+        older format versions.
+    fields : dict
+        The checked header fields (``n_features_in``, ``feature_names_in``,
+        ``input_shape``, ``loss``, ``n_components``, ``history``, ``n_iter``,
+        ``network_param``, ``standardize``, ...).
+    arrays : dict of ndarray
+        ``codebooks``, ``codes``, ``labels``, ``classes`` (and the scaler's):
+        checked against the estimator's parameters by :func:`check_quantization`.
+    network : torch.nn.Module
+        Holding the saved weights, in eval mode.
+    device : torch.device
+    scaler : sklearn.preprocessing.StandardScaler or None
+        The fitted scaler applied before the model (a model written by ``skdqn fit``).
+    """
+
+    params: dict
+    fields: dict
+    arrays: dict
+    network: object
+    device: object
+    scaler: object
+
+
+def read_model(path, network=None):
+    """Read the parts of a model written by :func:`save_model`, every field and array validated.
 
     Parameters
     ----------
@@ -579,27 +611,23 @@ def load_model(path, network=None, *, cls):
         For a model with a custom backbone: a module of the same
         architecture (a deep copy receives the saved weights), or a factory
         (a class or function) building one, called once.
-    cls : type
-        The estimator class to build: :class:`~skdqn.DeepQuantizer` or a
-        subclass (given by the caller, so that this module never imports the
-        estimator's: no import upwards).
 
     Returns
     -------
-    dq : DeepQuantizer
-        Fitted.
-    scaler : sklearn.preprocessing.StandardScaler or None
-        The fitted scaler applied before ``dq``, when the model has one.
+    parts : ModelParts
+        The estimator builds itself from them
+        (:meth:`skdqn.DeepQuantizer.load`); this module never writes an
+        estimator's attributes.
 
     Examples
     --------
     >>> import os, tempfile
     >>> from sklearn.datasets import load_digits
     >>> from skdqn import DeepQuantizer
-    >>> from skdqn._model_io import save_model, load_model
+    >>> from skdqn._model_io import save_model, read_model
     >>> X, y = load_digits(return_X_y=True)
     >>> dq = DeepQuantizer(M=1, K=16, n_components=4, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
-    >>> load_model(save_model(dq, os.path.join(tempfile.mkdtemp(), "m")), cls=DeepQuantizer)[0].codes_.shape
+    >>> read_model(save_model(dq, os.path.join(tempfile.mkdtemp(), "m"))).arrays["codes"].shape
     (1797, 1)
     """
     header, arrays = read_bundle(path)
@@ -615,24 +643,36 @@ def load_model(path, network=None, *, cls):
         params = {"standardize": False, "n_threads": None, **params}
     if version < 3:  # before the objective was a parameter: the paper's pairwise loss
         params = {"loss": "pairwise", **params}
-    dq = _make_estimator(cls, params, path)
-    _check_standardize(fields, dq, path)
-    codebooks, codes = _check_quantization(arrays, fields, dq, path)
-    labels, classes = _check_labels(arrays, codes.shape[0], path)
-    net, device = _network(arrays["network"], fields, network, path)
-    if fields["network_param"]:
-        dq.network = network
-    dq.n_features_in_ = fields["n_features_in"]
-    if fields["feature_names_in"] is not None:
-        dq.feature_names_in_ = np.array(fields["feature_names_in"], dtype=object)
-    dq._input_shape = fields["input_shape"]
-    dq.classes_, dq._fit_labels = classes, labels
     if params.get("loss", "auto") not in ("auto", fields["loss"]):
-        raise ValueError(f"{path}: header field 'loss' {fields['loss']!r} disagrees with the parameter loss={dq.loss!r}.")
-    dq.loss_ = fields["loss"]
-    dq.n_components_, dq.codebooks_, dq.codes_ = fields["n_components"], codebooks, codes
-    dq.history_ = [{k: record[k] for k in _HISTORY_KEYS} for record in fields["history"]]
-    dq.n_iter_ = fields["n_iter"]
-    dq.network_, dq.device_ = net, device
+        raise ValueError(
+            f"{path}: header field 'loss' {fields['loss']!r} disagrees with the parameter loss={params['loss']!r}."
+        )
+    fields["history"] = [{k: record[k] for k in _HISTORY_KEYS} for record in fields["history"]]
+    net, device = _network(arrays["network"], fields, network, path)
     scaler = _scaler(arrays, fields, path) if fields["standardize"] is not None else None
-    return dq, scaler
+    return ModelParts(params, fields, arrays, net, device, scaler)
+
+
+def check_quantization(parts, dq, path):
+    """``(codebooks, codes, labels, classes)`` of ``parts``, checked against ``dq`` (built from its parameters).
+
+    Parameters
+    ----------
+    parts : ModelParts
+    dq : DeepQuantizer
+        Unfitted, with the saved parameters: ``M``, ``K``, ``n_components``
+        and ``standardize`` must agree with the arrays.
+    path : str or path-like
+        Named in the errors.
+
+    Returns
+    -------
+    codebooks : ndarray of shape (M, K, ds), float32
+    codes : ndarray of shape (n, M)
+    labels : ndarray of shape (n,) or (n, n_labels)
+    classes : ndarray of shape (n_classes,)
+    """
+    _check_standardize(parts.fields, dq, path)
+    codebooks, codes = _check_quantization(parts.arrays, parts.fields, dq, path)
+    labels, classes = _check_labels(parts.arrays, codes.shape[0], path)
+    return codebooks, codes, labels, classes

@@ -1,6 +1,6 @@
 """AQDNeighbors: a NearestNeighbors-style index over product-quantization codes."""
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from numbers import Integral, Real
 
@@ -23,21 +23,15 @@ from ._faiss import (
     to_faiss_ivf,
     to_faiss_pretransform,
 )
-from ._index_io import index_from_parts, load_index, save_index
-from ._ivf import (
-    InvertedLists,
-    append_to_lists,
-    check_n_lists,
-    ivf_kneighbors,
-    ivf_radius_neighbors,
-    make_lists,
-)
+from ._index import SearchPlan, build_index
+from ._index_io import make_estimator, read_index, save_index
+from ._ivf import InvertedLists, check_n_lists, make_lists
 from ._labels import label_kind
 from ._metric import METRIC_NAMES, get_metric, metric_for_faiss
 from ._opq import rotate, train_opq
 from ._pq import code_dtype, decode, encode, train_codebooks
 from ._scoring import score_codes
-from ._search import aqd_kneighbors, aqd_radius_neighbors, get_kernel
+from ._search import get_kernel
 from ._tables import CodeQueries, VectorQueries
 from ._validation import (
     check_codebooks,
@@ -141,37 +135,6 @@ def _given_rotation(rotation, n_features):
             "n_features) the codes were made with."
         )
     return None if rotation is None else check_rotation(rotation, n_features)
-
-
-@dataclass(frozen=True)
-class _Fitted:
-    """The whole fitted state of an index, built aside and published with one assignment.
-
-    Every reader (search, ``save``, ``score``, ``to_faiss``, ...) takes the
-    state once per call, so a call that runs while ``partial_fit`` publishes
-    a new state sees the old index or the new one, never a mix.
-
-    Parameters
-    ----------
-    codebooks : ndarray of shape (M, K, ds), float32
-    codes : ndarray of shape (n, M)
-        In list order with inverted lists.
-    labels : ndarray or None
-        Item order.
-    lists : InvertedLists or None
-    rotation : ndarray of shape (d, d), float32, or None
-    """
-
-    codebooks: np.ndarray
-    codes: np.ndarray
-    labels: object
-    lists: object
-    rotation: object
-
-    @property
-    def n_samples(self):
-        """Number of items."""
-        return int(self.codes.shape[0])
 
 
 def _state_attribute(read, doc):
@@ -517,8 +480,8 @@ class AQDNeighbors(BaseEstimator):
         return check_rotation(self.rotation, n_features)
 
     def _set_fitted(self, codebooks, codes, labels, lists, rotation=None):
-        """Publish every fitted attribute with one assignment (codes in list order with lists)."""
-        self._fitted = _Fitted(codebooks, codes, labels, lists, rotation)
+        """Publish the fitted index (:func:`~skdqn._index.build_index`) with one assignment (codes in list order with lists)."""
+        self._fitted = build_index(codebooks, codes, labels, lists, rotation)
 
     def _state(self):
         """The published fitted state, taken once by each call; NotFittedError when unfitted."""
@@ -539,7 +502,7 @@ class AQDNeighbors(BaseEstimator):
                 "list_ids_", "_list_metric", "rotation_", "n_samples_fit_")}
             lists = None if old["coarse_centroids_"] is None else InvertedLists(
                 old["coarse_centroids_"], old["list_offsets_"], old["list_ids_"], old["_list_metric"])
-            state["_fitted"] = _Fitted(old["codebooks_"], old["codes_"], old["_fit_labels"], lists, old["rotation_"])
+            state["_fitted"] = build_index(old["codebooks_"], old["codes_"], old["_fit_labels"], lists, old["rotation_"])
         super().__setstate__(state)
 
     def _lists(self):
@@ -618,13 +581,7 @@ class AQDNeighbors(BaseEstimator):
             )
         X = _rotated(X, state.rotation)
         codes = encode(X, state.codebooks)
-        lists = state.lists
-        if lists is None:
-            codes = np.concatenate([np.asarray(state.codes), codes])
-        else:
-            lists, codes = append_to_lists(lists, state.codes, codes, X)
-        labels = state.labels if labels is None else labels
-        self._set_fitted(state.codebooks, codes, labels, lists, state.rotation)  # one assignment
+        self._fitted = state.extend(codes, X, state.labels if labels is None else labels)  # one assignment
         return self
 
     def encode(self, X):
@@ -771,7 +728,30 @@ class AQDNeighbors(BaseEstimator):
                 f"mmap_mode must be None, 'r' or 'c'; got {mmap_mode!r} (a loaded index is "
                 "grown with partial_fit, in memory, not written in place)."
             )
-        return load_index(cls, path, mmap_mode=mmap_mode, verify=verify)
+        parts = read_index(path, mmap_mode=mmap_mode, verify=verify)
+        return cls._from_saved(parts, path)
+
+    @classmethod
+    def _from_saved(cls, parts, path):
+        """A fitted index from the validated parts of a saved bundle (:func:`skdqn._index_io.read_index`)."""
+        fields = parts.fields
+        index = make_estimator(cls, fields["params"], path)
+        M, K, _ = parts.codebooks.shape
+        if not fields["codebooks_given"] and (index.M, index.K) != (M, K):
+            raise ValueError(
+                f"{path}: header parameters M={index.M}, K={index.K} disagree with the codebooks' (M={M}, K={K})."
+            )
+        if fields["codebooks_given"]:
+            index.codebooks = parts.codebooks
+        if fields["coarse_centroids_given"]:
+            index.coarse_centroids = parts.lists.centroids
+        if parts.rotation is not None:
+            index.rotation = "opq" if fields["rotation"] == "opq" else parts.rotation
+        index.n_features_in_ = fields["n_features_in"]
+        if fields["feature_names_in"] is not None:
+            index.feature_names_in_ = np.array(fields["feature_names_in"], dtype=object)
+        index._set_fitted(parts.codebooks, parts.codes, parts.labels, parts.lists, parts.rotation)
+        return index
 
     @classmethod
     def from_codes(cls, codebooks, codes, y=None, *, list_assignments=None, **params):
@@ -1058,8 +1038,12 @@ class AQDNeighbors(BaseEstimator):
             params["metric"] = metric_for_faiss(faiss_metric, params.get("metric"))
             params.setdefault("n_probe", min(int(index.nprobe), len(centroids)))
             params.update(n_lists=len(centroids), coarse_centroids=centroids)
-            lists = InvertedLists(centroids, offsets, ids, faiss_metric)
-            return index_from_parts(cls, codebooks, codes, None, lists, params)
+            built = cls(codebooks=codebooks, **params)
+            built._validate_params()
+            built.n_features_in_ = codebooks.shape[0] * codebooks.shape[2]
+            built._set_fitted(codebooks, codes, None, InvertedLists(centroids, offsets, ids, faiss_metric),
+                              params.get("rotation"))
+            return built
         codebooks, codes, faiss_metric = from_faiss_index(index)
         params["metric"] = metric_for_faiss(faiss_metric, params.get("metric"))
         return cls.from_codes(codebooks, codes, **params)
@@ -1186,30 +1170,19 @@ class AQDNeighbors(BaseEstimator):
         kernel = self._kernel()
         return None if getattr(kernel, "device", "cpu") == "cpu" else kernel
 
+    def _plan(self, state):
+        """The :class:`~skdqn._index.SearchPlan` of one call on ``state`` (parameters read and checked now)."""
+        if state.lists is None:
+            return SearchPlan(kernel=self._kernel(), n_jobs=self.n_jobs)
+        return SearchPlan(list_kernel=self._list_kernel(), n_jobs=self.n_jobs, n_probe=self._n_probe())
+
     def _knn(self, state, queries, k):
         """Top-k of a query source over ``state``: exhaustive, or over the probed inverted lists."""
-        lists = state.lists
-        if lists is None:
-            return aqd_kneighbors(queries, state.codes, k, n_jobs=self.n_jobs, kernel=self._kernel())
-        return ivf_kneighbors(
-            queries, state.codes, lists, k, n_probe=self._n_probe(), n_jobs=self.n_jobs, kernel=self._list_kernel()
-        )
+        return state.kneighbors(queries, k, self._plan(state))
 
     def _radius(self, state, queries, threshold):
         """Radius matches of a query source over ``state`` (item indices, increasing)."""
-        lists = state.lists
-        if lists is None:
-            return aqd_radius_neighbors(queries, state.codes, threshold, n_jobs=self.n_jobs, kernel=self._kernel())
-        return ivf_radius_neighbors(
-            queries, state.codes, lists, threshold, n_probe=self._n_probe(), n_jobs=self.n_jobs,
-            kernel=self._list_kernel(),
-        )
-
-    @staticmethod
-    def _row_items(state):
-        """The item index of each stored row of ``state`` (the query row of ``X=None``)."""
-        lists = state.lists
-        return np.arange(state.n_samples) if lists is None else np.asarray(lists.ids, dtype=np.intp)
+        return state.radius_neighbors(queries, threshold, self._plan(state))
 
     def _knn_leave_self_out(self, state, queries, k):
         """``X=None``: per item, the top ``k - 1`` of the others, in item order.
@@ -1220,7 +1193,7 @@ class AQDNeighbors(BaseEstimator):
         whatever the number of items. Query row ``j`` is the item
         ``items[j]`` (stored rows are in list order with inverted lists).
         """
-        items = self._row_items(state)
+        items = state.row_items()
         n = queries.n_queries
         out_d = np.empty((n, k - 1), dtype=np.float32)
         out_i = np.empty((n, k - 1), dtype=np.intp)
@@ -1280,7 +1253,7 @@ class AQDNeighbors(BaseEstimator):
         metric.check_radius(radius)
         threshold = metric.radius_threshold(radius)
         dists, inds = self._radius(state, self._queries(state, X), threshold)
-        items = self._row_items(state) if query_is_train else None
+        items = state.row_items() if query_is_train else None
         for q in range(len(inds)):
             d, i = dists[q], inds[q]
             if query_is_train:

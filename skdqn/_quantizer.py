@@ -34,10 +34,10 @@ from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOp
 from sklearn.utils.validation import check_is_fitted
 
 from ._data import (
+    dataset_n_features,
     embed,
     is_dataset,
     prediction_source,
-    record_input_shape,
     scoring_data,
     split_item,
     training_source,
@@ -65,7 +65,8 @@ from ._losses import (
     proxy_loss,
     quantization_loss,
 )
-from ._model_io import load_model, load_weights, network_bytes, save_model
+from ._index_io import make_estimator
+from ._model_io import check_quantization, load_weights, network_bytes, read_model, save_model
 from ._network import (
     InputStandardizer,
     QuantizationNetwork,
@@ -995,7 +996,10 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def _set_fitted(self, state, n_components):
         """Set every fitted attribute, from the final training state (the one place)."""
-        record_input_shape(self, state.source)
+        n_features = dataset_n_features(state.source)
+        if n_features is not None:  # arrays: validate_data set both
+            self.n_features_in_ = n_features
+            self.__dict__.pop("feature_names_in_", None)  # items of a Dataset have no column names
         self._input_shape = tuple(int(s) for s in state.source.head(2).shape[1:])
         self.classes_ = state.classes
         self.loss_ = state.loss
@@ -1276,13 +1280,39 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         >>> DeepQuantizer.load(folder).codes_.shape
         (1797, 2)
         """
-        dq, scaler = load_model(path, network=network, cls=cls)
+        dq, scaler = cls._from_saved(read_model(path, network=network), network, path)
         if scaler is not None:
             raise ValueError(
                 f"{path} holds a StandardScaler followed by a DeepQuantizer (a model written by "
                 "'skdqn fit'); read it with skdqn.cli.load_model, which returns the Pipeline."
             )
         return dq
+
+    @classmethod
+    def _from_saved(cls, parts, network, path):
+        """``(dq, scaler)``: a fitted estimator built from a saved model's validated parts.
+
+        ``parts`` from :func:`skdqn._model_io.read_model`; ``network`` is the
+        one given to :meth:`load` (it becomes the ``network`` parameter of a
+        model with a custom backbone). The one place a loaded model's state
+        is written.
+        """
+        fields = parts.fields
+        dq = make_estimator(cls, parts.params, path)
+        codebooks, codes, labels, classes = check_quantization(parts, dq, path)
+        if fields["network_param"]:
+            dq.network = network
+        dq.n_features_in_ = fields["n_features_in"]
+        if fields["feature_names_in"] is not None:
+            dq.feature_names_in_ = np.array(fields["feature_names_in"], dtype=object)
+        dq._input_shape = fields["input_shape"]
+        dq.classes_, dq._fit_labels = classes, labels
+        dq.loss_ = fields["loss"]
+        dq.n_components_, dq.codebooks_, dq.codes_ = fields["n_components"], codebooks, codes
+        dq.history_ = [dict(record) for record in fields["history"]]
+        dq.n_iter_ = fields["n_iter"]
+        dq.network_, dq.device_ = parts.network, parts.device
+        return dq, parts.scaler
 
     # ------------------------------------------------------------ pickling
     def __getstate__(self):

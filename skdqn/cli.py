@@ -322,10 +322,10 @@ def load_model(path):
     """
     from sklearn.pipeline import make_pipeline
 
-    from ._model_io import load_model as read_model
+    from ._model_io import read_model
     from ._quantizer import DeepQuantizer
 
-    dq, scaler = read_model(path, cls=DeepQuantizer)
+    dq, scaler = DeepQuantizer._from_saved(read_model(path), None, path)
     return dq if scaler is None else make_pipeline(scaler, dq)
 
 

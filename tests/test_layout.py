@@ -70,7 +70,38 @@ def test_no_import_circle_between_modules():
         ("_torch_kernel", {"_search", "_ivf"}),
         ("_model_io", {"_quantizer", "_neighbors"}),  # formats never build estimators' modules
         ("_index_io", {"_quantizer", "_neighbors"}),
+        ("_index", {"_quantizer", "_neighbors"}),  # the fitted index knows no estimator
+        ("_data", {"_quantizer", "_neighbors"}),
     ],
 )
 def test_lower_layers_do_not_import_upper_ones(module, never):
     assert not _graph()[module] & never
+
+
+def _fitted_attributes_written(path, allowed=("self", "scaler")):
+    """``(line, target)`` of assignments to a fitted attribute (``x.name_``) of anything but ``allowed``.
+
+    ``scaler``: the model format rebuilds scikit-learn's fitted StandardScaler
+    (one of the parts it returns), not one of skdqn's estimators.
+    """
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        for target in targets:
+            for item in target.elts if isinstance(target, ast.Tuple) else [target]:
+                if (isinstance(item, ast.Attribute) and item.attr.endswith("_") and not item.attr.endswith("__")
+                        and not (isinstance(item.value, ast.Name) and item.value.id in allowed)):
+                    found.append((node.lineno, ast.unparse(item)))
+    return found
+
+
+def test_only_estimators_write_their_fitted_state():
+    """Formats, data sources and the CLI return parts; the estimator sets its own attributes."""
+    for module in ("_model_io", "_index_io", "_data", "cli", "_index", "_distributed", "_faiss"):
+        assert _fitted_attributes_written(PACKAGE / f"{module}.py") == [], module
+
+
+def test_the_fitted_state_check_finds_a_write(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("def f(dq):\n    dq.codes_, other = 1, 2\n    self.x_ = 3\n    dq.n_threads = 4\n")
+    assert _fitted_attributes_written(path) == [(2, "dq.codes_")]

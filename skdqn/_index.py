@@ -1,0 +1,195 @@
+"""The fitted index behind :class:`~skdqn.AQDNeighbors`, and the plan of one search.
+
+An :class:`~skdqn.AQDNeighbors` holds exactly one fitted index object,
+published with one assignment (so a search running beside ``partial_fit``
+sees the old index or the new one, never a mix):
+
+* :class:`FlatIndex`: codebooks and the codes of every item, searched
+  exhaustively (:func:`skdqn._search.aqd_kneighbors`, shards of the codes);
+* :class:`IVFIndex`: the same, with the codes stored in inverted-list order
+  and the :class:`~skdqn._ivf.InvertedLists` that say where each list lies
+  (:func:`skdqn._ivf.ivf_kneighbors`, each probed list's slice).
+
+Both answer the same three questions, ``kneighbors(queries, k, plan)``,
+``radius_neighbors(queries, threshold, plan)`` and ``row_items()``, and grow
+by ``extend``; a :class:`SearchPlan`, built once per call by the estimator,
+carries how to search (kernels, workers, probes). :func:`build_index` is the
+one builder every path uses (``fit``, ``partial_fit``, ``from_codes``,
+``load``, ``from_faiss``, unpickling).
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ._ivf import append_to_lists, ivf_kneighbors, ivf_radius_neighbors
+from ._search import aqd_kneighbors, aqd_radius_neighbors
+
+__all__ = ["SearchPlan", "FlatIndex", "IVFIndex", "build_index"]
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How one search call runs: built once per call, passed down to the index.
+
+    Parameters
+    ----------
+    kernel : object or None
+        The kernel that scans contiguous codes (:func:`skdqn._search.get_kernel`);
+        used by :class:`FlatIndex`.
+    list_kernel : object or None
+        The kernel that scans inverted lists; None: numpy's own list sums
+        (:mod:`skdqn._csr`). Used by :class:`IVFIndex`.
+    n_jobs : int or None
+        Workers (joblib's convention).
+    n_probe : int
+        Lists probed per query (:class:`IVFIndex`).
+
+    Examples
+    --------
+    >>> from skdqn._search import get_kernel
+    >>> SearchPlan(kernel=get_kernel("numpy")).n_probe
+    1
+    """
+
+    kernel: object = None
+    list_kernel: object = None
+    n_jobs: object = None
+    n_probe: int = 1
+
+
+@dataclass(frozen=True)
+class _StoredCodes:
+    """What every index stores: codebooks, codes, labels and a rotation (see :class:`FlatIndex`)."""
+
+    codebooks: np.ndarray
+    codes: np.ndarray
+    labels: object = None
+    rotation: object = None
+
+    @property
+    def n_samples(self):
+        """Number of items."""
+        return int(self.codes.shape[0])
+
+
+@dataclass(frozen=True)
+class FlatIndex(_StoredCodes):
+    """An exhaustive index: every item's code, scanned in shards.
+
+    Parameters
+    ----------
+    codebooks : ndarray of shape (M, K, ds), float32
+    codes : ndarray or numpy.memmap of shape (n, M), uint8 or uint16
+        Item order.
+    labels : ndarray of shape (n,) or (n, n_labels), or None
+        Item order.
+    rotation : ndarray of shape (M * ds, M * ds), float32, or None
+        Applied to queries and items before the tables and codes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._search import get_kernel
+    >>> from skdqn._tables import VectorQueries
+    >>> C = np.arange(4, dtype=np.float32).reshape(1, 4, 1)
+    >>> index = build_index(C, np.array([[3], [0], [1]], np.uint8))
+    >>> index.kneighbors(VectorQueries(np.array([[0.5]]), C, "sqeuclidean"), 2, SearchPlan(get_kernel()))
+    (array([[0.25, 0.25]], dtype=float32), array([[1, 2]]))
+    """
+
+    lists = None  # no inverted lists (a class attribute, not a field)
+
+    def row_items(self):
+        """The item index of each stored row, shape (n,), intp: row ``j`` is item ``j``."""
+        return np.arange(self.n_samples)
+
+    def kneighbors(self, queries, k, plan):
+        """``(distances, indices)`` of shape (nq, k): the AQD top-k of a query source, ties by index."""
+        return aqd_kneighbors(queries, self.codes, k, n_jobs=plan.n_jobs, kernel=plan.kernel)
+
+    def radius_neighbors(self, queries, threshold, plan):
+        """``(distances, indices)``: lists of one array per query, the items with AQD ``<= threshold``, indices ascending."""
+        return aqd_radius_neighbors(queries, self.codes, threshold, n_jobs=plan.n_jobs, kernel=plan.kernel)
+
+    def extend(self, codes, vectors, labels):
+        """A new index with ``codes`` (of the rotated ``vectors``) appended, and ``labels`` (all items)."""
+        del vectors  # an exhaustive index stores codes only
+        return replace(self, codes=np.concatenate([np.asarray(self.codes), codes]), labels=labels)
+
+
+@dataclass(frozen=True)
+class IVFIndex(_StoredCodes):
+    """An inverted-file index: codes stored list by list, a query scans the lists it probes.
+
+    Parameters
+    ----------
+    codebooks, labels, rotation
+        As :class:`FlatIndex`.
+    codes : ndarray or numpy.memmap of shape (n, M)
+        In list order: row ``j`` is item ``lists.ids[j]``.
+    lists : InvertedLists
+        Coarse centroids, list offsets and the item of each row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._ivf import InvertedLists
+    >>> C = np.arange(4, dtype=np.float32).reshape(1, 4, 1)
+    >>> lists = InvertedLists(np.array([[0.0], [3.0]], np.float32), np.array([0, 2, 3]), np.array([1, 2, 0]), "l2")
+    >>> build_index(C, np.array([[0], [1], [3]], np.uint8), lists=lists).row_items()
+    array([1, 2, 0])
+    """
+
+    lists: object = None
+
+    def row_items(self):
+        """The item index of each stored row, shape (n,), intp (the lists' order)."""
+        return np.asarray(self.lists.ids, dtype=np.intp)
+
+    def kneighbors(self, queries, k, plan):
+        """The AQD top-k over the ``plan.n_probe`` lists each query probes, ties by index."""
+        return ivf_kneighbors(
+            queries, self.codes, self.lists, k, n_probe=plan.n_probe, n_jobs=plan.n_jobs, kernel=plan.list_kernel
+        )
+
+    def radius_neighbors(self, queries, threshold, plan):
+        """``(distances, indices)``: lists of one array per query, the matches in its probed lists, indices ascending."""
+        return ivf_radius_neighbors(
+            queries, self.codes, self.lists, threshold, n_probe=plan.n_probe, n_jobs=plan.n_jobs,
+            kernel=plan.list_kernel,
+        )
+
+    def extend(self, codes, vectors, labels):
+        """A new index with the items appended to their nearest lists (by the rotated ``vectors``)."""
+        lists, codes = append_to_lists(self.lists, self.codes, codes, vectors)
+        return replace(self, codes=codes, labels=labels, lists=lists)
+
+
+def build_index(codebooks, codes, labels=None, lists=None, rotation=None):
+    """The one builder of a fitted index: :class:`FlatIndex`, or :class:`IVFIndex` with ``lists``.
+
+    Parameters
+    ----------
+    codebooks : ndarray of shape (M, K, ds), float32
+    codes : ndarray of shape (n, M)
+        In list order when ``lists`` is given.
+    labels : ndarray or None, default=None
+        Item order.
+    lists : InvertedLists or None, default=None
+    rotation : ndarray of shape (M * ds, M * ds), float32, or None, default=None
+
+    Returns
+    -------
+    index : FlatIndex or IVFIndex
+        The parts are taken as they are (validated by the caller).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> build_index(np.zeros((1, 2, 1), np.float32), np.zeros((3, 1), np.uint8)).n_samples
+    3
+    """
+    if lists is None:
+        return FlatIndex(codebooks, codes, labels, rotation)
+    return IVFIndex(codebooks, codes, labels, rotation, lists)

@@ -1,0 +1,67 @@
+"""The fitted index objects behind AQDNeighbors (skdqn._index): flat and inverted-file, one plan."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from skdqn import AQDNeighbors
+from skdqn._index import FlatIndex, IVFIndex, SearchPlan, build_index
+from skdqn._ivf import make_lists
+from skdqn._pq import decode
+from skdqn._search import get_kernel
+from skdqn._tables import VectorQueries
+
+
+@pytest.fixture
+def parts():
+    rng = np.random.default_rng(0)
+    codebooks = rng.normal(size=(2, 8, 3)).astype(np.float32)
+    codes = rng.integers(0, 8, size=(60, 2)).astype(np.uint8)
+    codes[:10] = codes[10:20]  # tied items
+    return codebooks, codes, rng.normal(size=(5, 6))
+
+
+def test_build_index_is_flat_without_lists_and_ivf_with(parts):
+    codebooks, codes, _ = parts
+    flat = build_index(codebooks, codes)
+    assert type(flat) is FlatIndex and flat.lists is None and flat.n_samples == 60
+    assert_array_equal(flat.row_items(), np.arange(60))
+    lists = make_lists(decode(codes, codebooks), 4, None, "l2", random_state=0)
+    ivf = build_index(codebooks, codes[lists.ids], lists=lists)
+    assert type(ivf) is IVFIndex and not isinstance(ivf, FlatIndex)
+    assert_array_equal(ivf.row_items(), lists.ids)
+
+
+def test_an_ivf_index_probing_every_list_equals_the_flat_index(parts):
+    codebooks, codes, Q = parts
+    lists = make_lists(decode(codes, codebooks), 4, None, "l2", random_state=0)
+    flat, ivf = build_index(codebooks, codes), build_index(codebooks, codes[lists.ids], lists=lists)
+    queries = VectorQueries(Q, codebooks, "sqeuclidean")
+    plan = SearchPlan(kernel=get_kernel("numpy"), n_probe=4)
+    for got, expected in zip(ivf.kneighbors(queries, 7, plan), flat.kneighbors(queries, 7, plan)):
+        assert_array_equal(got, expected)
+    threshold = np.float32(np.median(flat.kneighbors(queries, 20, plan)[0]))
+    (d1, i1), (d2, i2) = ivf.radius_neighbors(queries, threshold, plan), flat.radius_neighbors(queries, threshold, plan)
+    assert sum(len(i) for i in i1) > 5
+    for a, b in zip(i1 + d1, i2 + d2):
+        assert_array_equal(a, b)
+    one = SearchPlan(kernel=get_kernel("numpy"), n_probe=1)  # the plan's n_probe is what is probed
+    assert not np.array_equal(ivf.kneighbors(queries, 7, one)[1], flat.kneighbors(queries, 7, one)[1])
+
+
+def test_extend_returns_a_new_index_and_leaves_the_old_one(parts):
+    codebooks, codes, _ = parts
+    flat = build_index(codebooks, codes[:40], labels=np.zeros(40))
+    grown = flat.extend(codes[40:], None, np.zeros(60))
+    assert flat.n_samples == 40 and grown.n_samples == 60
+    assert_array_equal(grown.codes, codes)
+    with pytest.raises(AttributeError):  # frozen: published states never change
+        grown.codes = codes
+
+
+def test_the_estimator_holds_one_index_object():
+    X = np.random.default_rng(1).normal(size=(200, 4))
+    flat = AQDNeighbors(M=2, K=8, random_state=0).fit(X)
+    ivf = AQDNeighbors(M=2, K=8, n_lists=4, random_state=0).fit(X)
+    assert type(flat._state()) is FlatIndex and type(ivf._state()) is IVFIndex
+    assert ivf.partial_fit(X[:10])._state().n_samples == 210
