@@ -13,14 +13,26 @@ Asymmetric Quantizer Distance with lookup tables.
 * :mod:`skdqn.metrics`: retrieval metrics (MAP, precision@k, ...).
 * :func:`merge_kneighbors`, :func:`database_shards`: search a database in
   shards (threads, processes, a cluster) and merge the per-shard top-k.
+* :class:`HasLabel`, :class:`SameLabel`: filters of a search by the stored
+  labels (``kneighbors(..., filter=...)``).
 """
 
+from ._filters import HasLabel, SameLabel
 from ._neighbors import AQDNeighbors
 from ._retriever import Retriever
 from ._search import database_shards, merge_kneighbors
 from ._version import __version__
 
-__all__ = ["AQDNeighbors", "DeepQuantizer", "Retriever", "database_shards", "merge_kneighbors", "__version__"]
+__all__ = [
+    "AQDNeighbors",
+    "DeepQuantizer",
+    "HasLabel",
+    "Retriever",
+    "SameLabel",
+    "database_shards",
+    "merge_kneighbors",
+    "__version__",
+]
 
 
 def __getattr__(name):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._ivf import append_to_lists, ivf_kneighbors, ivf_radius_neighbors
+from ._ivf import InvertedLists, append_to_lists, ivf_kneighbors, ivf_radius_neighbors
 from ._search import aqd_kneighbors, aqd_radius_neighbors
 
 __all__ = ["SearchPlan", "FlatIndex", "IVFIndex", "build_index"]
@@ -44,6 +44,10 @@ class SearchPlan:
         Workers (joblib's convention).
     n_probe : int
         Lists probed per query (:class:`IVFIndex`).
+    allowed : ndarray of intp or None
+        The candidate filter: the sorted item indices the search may return
+        (:mod:`skdqn._filters` resolves a call's ``filter`` into groups of
+        queries sharing one such array); None: every item.
 
     Examples
     --------
@@ -56,6 +60,35 @@ class SearchPlan:
     list_kernel: object = None
     n_jobs: object = None
     n_probe: int = 1
+    allowed: object = None
+
+
+def _padded(dist, ind, k):
+    """``(dist, ind)`` widened to ``k`` columns with ``(inf, -1)``: fewer allowed items than ``k``."""
+    if ind.shape[1] == k:
+        return dist, ind
+    pad = k - ind.shape[1]
+    return (np.pad(dist, ((0, 0), (0, pad)), constant_values=np.inf),
+            np.pad(ind, ((0, 0), (0, pad)), constant_values=-1))
+
+
+def _filtered_knn(index, queries, k, plan):
+    """Top-k over the items ``plan.allowed`` only (indices in the full numbering), padded to ``k``."""
+    sub, ids = index.restricted(plan.allowed)
+    kk = min(k, sub.n_samples)
+    if kk == 0:
+        return _padded(np.empty((queries.n_queries, 0), np.float32), np.empty((queries.n_queries, 0), np.intp), k)
+    dist, ind = sub.kneighbors(queries, kk, replace(plan, allowed=None))
+    return _padded(dist, ids[ind] if ids is not None else ind, k)
+
+
+def _filtered_radius(index, queries, threshold, plan):
+    """Radius matches among the items ``plan.allowed`` only (indices in the full numbering)."""
+    sub, ids = index.restricted(plan.allowed)
+    if sub.n_samples == 0:
+        return [np.empty(0, np.float32)] * queries.n_queries, [np.empty(0, np.intp)] * queries.n_queries
+    dists, inds = sub.radius_neighbors(queries, threshold, replace(plan, allowed=None))
+    return dists, inds if ids is None else [ids[i] for i in inds]
 
 
 @dataclass(frozen=True)
@@ -105,12 +138,28 @@ class FlatIndex(_StoredCodes):
         return np.arange(self.n_samples)
 
     def kneighbors(self, queries, k, plan):
-        """``(distances, indices)`` of shape (nq, k): the AQD top-k of a query source, ties by index."""
+        """``(distances, indices)`` of shape (nq, k): the AQD top-k of a query source, ties by index.
+
+        With ``plan.allowed``, the top-k of the allowed items, padded with
+        ``(inf, -1)`` when fewer than ``k`` are allowed.
+        """
+        if plan.allowed is not None:
+            return _filtered_knn(self, queries, k, plan)
         return aqd_kneighbors(queries, self.codes, k, n_jobs=plan.n_jobs, kernel=plan.kernel)
 
     def radius_neighbors(self, queries, threshold, plan):
         """``(distances, indices)``: lists of one array per query, the items with AQD ``<= threshold``, indices ascending."""
+        if plan.allowed is not None:
+            return _filtered_radius(self, queries, threshold, plan)
         return aqd_radius_neighbors(queries, self.codes, threshold, n_jobs=plan.n_jobs, kernel=plan.kernel)
+
+    def restricted(self, allowed):
+        """``(index, ids)``: an index of the ``allowed`` items only (sorted item indices), and its row -> item map.
+
+        The allowed items keep their order, so ties still go to the smaller
+        item index; the cost is a copy of their codes (``M`` bytes each).
+        """
+        return FlatIndex(self.codebooks, np.asarray(self.codes[allowed])), allowed
 
     def extend(self, codes, vectors, labels):
         """A new index with ``codes`` (of the rotated ``vectors``) appended, and ``labels`` (all items)."""
@@ -148,17 +197,41 @@ class IVFIndex(_StoredCodes):
         return np.asarray(self.lists.ids, dtype=np.intp)
 
     def kneighbors(self, queries, k, plan):
-        """The AQD top-k over the ``plan.n_probe`` lists each query probes, ties by index."""
+        """The AQD top-k over the ``plan.n_probe`` lists each query probes, ties by index.
+
+        More lists are probed when those hold fewer than ``k`` (allowed)
+        items; with ``plan.allowed``, padded with ``(inf, -1)`` only when
+        fewer than ``k`` items are allowed in all.
+        """
+        if plan.allowed is not None:
+            return _filtered_knn(self, queries, k, plan)
         return ivf_kneighbors(
             queries, self.codes, self.lists, k, n_probe=plan.n_probe, n_jobs=plan.n_jobs, kernel=plan.list_kernel
         )
 
     def radius_neighbors(self, queries, threshold, plan):
         """``(distances, indices)``: lists of one array per query, the matches in its probed lists, indices ascending."""
+        if plan.allowed is not None:
+            return _filtered_radius(self, queries, threshold, plan)
         return ivf_radius_neighbors(
             queries, self.codes, self.lists, threshold, n_probe=plan.n_probe, n_jobs=plan.n_jobs,
             kernel=plan.list_kernel,
         )
+
+    def restricted(self, allowed):
+        """``(index, None)``: the lists holding only the ``allowed`` items (their ids are item indices already).
+
+        The same centroids and list order; each list keeps its allowed rows in
+        order, so a probed list scans only them.
+        """
+        lists = self.lists
+        keep = np.zeros(self.n_samples, dtype=bool)
+        keep[allowed] = True
+        rows = np.flatnonzero(keep[np.asarray(lists.ids)])
+        sizes = np.bincount(np.searchsorted(lists.offsets, rows, side="right") - 1, minlength=lists.n_lists)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        sub_lists = InvertedLists(lists.centroids, offsets, np.asarray(lists.ids[rows]), lists.metric)
+        return IVFIndex(self.codebooks, np.asarray(self.codes[rows]), None, None, sub_lists), None
 
     def extend(self, codes, vectors, labels):
         """A new index with the items appended to their nearest lists (by the rotated ``vectors``)."""

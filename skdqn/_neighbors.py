@@ -23,6 +23,7 @@ from ._faiss import (
     to_faiss_ivf,
     to_faiss_pretransform,
 )
+from ._filters import check_filter
 from ._index import SearchPlan, build_index
 from ._index_io import make_estimator, read_index, save_index
 from ._ivf import InvertedLists, check_n_lists, make_lists
@@ -1061,7 +1062,7 @@ class AQDNeighbors(BaseEstimator):
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
         return VectorQueries(_rotated(X, state.rotation), state.codebooks, table)
 
-    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True, *, filter=None):
         """Find the k nearest indexed items of each query.
 
         Parameters
@@ -1073,6 +1074,15 @@ class AQDNeighbors(BaseEstimator):
             Number of neighbours; ``self.n_neighbors`` when None.
         return_distance : bool, default=True
             Whether to return the distances.
+        filter : None, array-like, sparse matrix, HasLabel or SameLabel, default=None
+            Search only some items (indices stay those of the whole index):
+            a boolean mask of shape ``(n_samples_fit_,)`` or an array of item
+            indices, for every query; a boolean array or scipy sparse matrix
+            of shape ``(n_queries, n_samples_fit_)``, per query (with
+            ``X=None``, row ``i`` is item ``i``); :class:`~skdqn.HasLabel` or
+            :class:`~skdqn.SameLabel`, by the stored labels. A query with fewer
+            than ``n_neighbors`` allowed items gets its row padded with index
+            ``-1`` and distance ``inf``. See :ref:`filtered-search`.
 
         Returns
         -------
@@ -1094,7 +1104,7 @@ class AQDNeighbors(BaseEstimator):
         state = self._state()
         n_neighbors = self._n_neighbors(n_neighbors)
         self._n_probe()
-        return self._kneighbors(state, X, n_neighbors, return_distance)
+        return self._kneighbors(state, X, n_neighbors, return_distance, filter)
 
     def _n_neighbors(self, n_neighbors):
         """The ``n_neighbors`` of a search: the argument, or the parameter (maybe set after fit), checked.
@@ -1132,10 +1142,11 @@ class AQDNeighbors(BaseEstimator):
             raise ValueError(f"The n_probe parameter must be an integer >= 1; got {value}.")
         return int(value)
 
-    def _kneighbors(self, state, X, n_neighbors, return_distance):
+    def _kneighbors(self, state, X, n_neighbors, return_distance, filter=None):
         """:meth:`kneighbors` on one published ``state`` (``n_neighbors`` checked, may be 0)."""
         query_is_train = X is None
         queries = self._queries(state, X)
+        allowed = self._filter(state, filter, queries.n_queries)
         if n_neighbors == 0:  # the parameter set to 0 after fit: empty results, as scikit-learn's trees
             ind = np.empty((queries.n_queries, 0), dtype=np.intp)
             return (np.empty((queries.n_queries, 0), dtype=np.float32), ind) if return_distance else ind
@@ -1147,7 +1158,7 @@ class AQDNeighbors(BaseEstimator):
                 f"n_samples_fit = {state.n_samples}, n_samples = {queries.n_queries}"
             )
         search = self._knn_leave_self_out if query_is_train else self._knn
-        dist, ind = search(state, queries, k)
+        dist, ind = search(state, queries, k, allowed)
         if not return_distance:
             return ind
         return get_metric(self.metric).to_user(dist), ind
@@ -1176,15 +1187,43 @@ class AQDNeighbors(BaseEstimator):
             return SearchPlan(kernel=self._kernel(), n_jobs=self.n_jobs)
         return SearchPlan(list_kernel=self._list_kernel(), n_jobs=self.n_jobs, n_probe=self._n_probe())
 
-    def _knn(self, state, queries, k):
-        """Top-k of a query source over ``state``: exhaustive, or over the probed inverted lists."""
-        return state.kneighbors(queries, k, self._plan(state))
+    def _knn(self, state, queries, k, allowed=None, query_ids=None):
+        """Top-k of a query source over ``state``: exhaustive, or over the probed inverted lists.
 
-    def _radius(self, state, queries, threshold):
-        """Radius matches of a query source over ``state`` (item indices, increasing)."""
-        return state.radius_neighbors(queries, threshold, self._plan(state))
+        ``allowed`` (a resolved :class:`~skdqn._filters.ItemFilter`) splits
+        the queries into groups sharing their allowed items, each searched
+        over those only; ``query_ids`` are the queries' rows in the filter
+        (default ``0 .. n_queries - 1``).
+        """
+        plan = self._plan(state)
+        if allowed is None:
+            return state.kneighbors(queries, k, plan)
+        n = queries.n_queries
+        dist, ind = np.empty((n, k), dtype=np.float32), np.empty((n, k), dtype=np.intp)
+        for rows, items in allowed.groups(np.arange(n) if query_ids is None else query_ids):
+            part = queries if rows.size == n else queries.block(rows)
+            dist[rows], ind[rows] = state.kneighbors(part, k, replace(plan, allowed=items))
+        return dist, ind
 
-    def _knn_leave_self_out(self, state, queries, k):
+    def _radius(self, state, queries, threshold, allowed=None, query_ids=None):
+        """Radius matches of a query source over ``state`` (item indices, increasing); ``allowed`` as in :meth:`_knn`."""
+        plan = self._plan(state)
+        if allowed is None:
+            return state.radius_neighbors(queries, threshold, plan)
+        n = queries.n_queries
+        dists, inds = [None] * n, [None] * n
+        for rows, items in allowed.groups(np.arange(n) if query_ids is None else query_ids):
+            part = queries if rows.size == n else queries.block(rows)
+            found = state.radius_neighbors(part, threshold, replace(plan, allowed=items))
+            for j, d, i in zip(rows, *found):
+                dists[j], inds[j] = d, i
+        return dists, inds
+
+    def _filter(self, state, filter, n_queries):
+        """The ``filter`` argument resolved (:func:`~skdqn._filters.check_filter`), or None."""
+        return check_filter(filter, state.n_samples, n_queries, state.labels)
+
+    def _knn_leave_self_out(self, state, queries, k, allowed=None):
         """``X=None``: per item, the top ``k - 1`` of the others, in item order.
 
         The stored items are searched ``_SELF_CHUNK`` at a time (``k`` each,
@@ -1199,11 +1238,11 @@ class AQDNeighbors(BaseEstimator):
         out_i = np.empty((n, k - 1), dtype=np.intp)
         for start in range(0, n, _SELF_CHUNK):
             rows = slice(start, min(n, start + _SELF_CHUNK))
-            dist, ind = self._knn(state, queries.block(rows), k)
+            dist, ind = self._knn(state, queries.block(rows), k, allowed, items[rows])
             out_d[items[rows]], out_i[items[rows]] = _drop_self(dist, ind, items[rows])
         return out_d, out_i
 
-    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
+    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False, *, filter=None):
         """Find the indexed items within ``radius`` of each query.
 
         Parameters
@@ -1219,6 +1258,8 @@ class AQDNeighbors(BaseEstimator):
         sort_results : bool, default=False
             Sort each query's neighbours by distance (ties by index).
             Requires ``return_distance=True``.
+        filter : None, array-like, sparse matrix, HasLabel or SameLabel, default=None
+            Search only some items, as in :meth:`kneighbors`.
 
         Returns
         -------
@@ -1241,9 +1282,9 @@ class AQDNeighbors(BaseEstimator):
         state = self._state()
         if sort_results and not return_distance:
             raise ValueError("return_distance must be True if sort_results is True.")
-        return self._radius_neighbors(state, X, radius, return_distance, sort_results)
+        return self._radius_neighbors(state, X, radius, return_distance, sort_results, filter)
 
-    def _radius_neighbors(self, state, X, radius, return_distance, sort_results):
+    def _radius_neighbors(self, state, X, radius, return_distance, sort_results, filter=None):
         """:meth:`radius_neighbors` on one published ``state``."""
         if radius is None:
             radius = self.radius
@@ -1252,8 +1293,10 @@ class AQDNeighbors(BaseEstimator):
         metric = get_metric(self.metric)
         metric.check_radius(radius)
         threshold = metric.radius_threshold(radius)
-        dists, inds = self._radius(state, self._queries(state, X), threshold)
+        queries = self._queries(state, X)
+        allowed = self._filter(state, filter, queries.n_queries)
         items = state.row_items() if query_is_train else None
+        dists, inds = self._radius(state, queries, threshold, allowed, items)
         for q in range(len(inds)):
             d, i = dists[q], inds[q]
             if query_is_train:
@@ -1270,7 +1313,7 @@ class AQDNeighbors(BaseEstimator):
             return _object_array(dists), _object_array(inds)
         return _object_array(inds)
 
-    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
+    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity", *, filter=None):
         """Sparse graph of the k nearest indexed items of each query.
 
         Parameters
@@ -1281,6 +1324,8 @@ class AQDNeighbors(BaseEstimator):
             Number of neighbours; ``self.n_neighbors`` when None.
         mode : {"connectivity", "distance"}, default="connectivity"
             Ones, or the distances in ``metric`` units, as edge weights.
+        filter : None, array-like, sparse matrix, HasLabel or SameLabel, default=None
+            Search only some items, as in :meth:`kneighbors`.
 
         Returns
         -------
@@ -1300,22 +1345,22 @@ class AQDNeighbors(BaseEstimator):
         n_neighbors = self._n_neighbors(n_neighbors)
         self._n_probe()
         if mode == "connectivity":
-            ind = self._kneighbors(state, X, n_neighbors, return_distance=False)
+            ind = self._kneighbors(state, X, n_neighbors, False, filter)
             data = np.ones(ind.size)
         elif mode == "distance":
-            dist, ind = self._kneighbors(state, X, n_neighbors, return_distance=True)
+            dist, ind = self._kneighbors(state, X, n_neighbors, True, filter)
             data = dist.ravel()
         else:
             raise ValueError(
                 'Unsupported mode, must be one of "connectivity", '
                 f'or "distance" but got "{mode}" instead'
             )
-        n_queries, k = ind.shape
-        indptr = np.arange(n_queries + 1) * k
-        graph = sp.csr_matrix((data, ind.ravel(), indptr), shape=(n_queries, state.n_samples))
+        found = ind.ravel() >= 0  # a filter may leave fewer than n_neighbors: no edge for padding
+        indptr = np.concatenate([[0], np.cumsum((ind >= 0).sum(axis=1))])
+        graph = sp.csr_matrix((data[found], ind.ravel()[found], indptr), shape=(ind.shape[0], state.n_samples))
         return _as_sparse_interface(graph)
 
-    def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity", sort_results=False):
+    def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity", sort_results=False, *, filter=None):
         """Sparse graph of the indexed items within ``radius`` of each query.
 
         Parameters
@@ -1328,6 +1373,8 @@ class AQDNeighbors(BaseEstimator):
             Ones, or the distances in ``metric`` units, as edge weights.
         sort_results : bool, default=False
             Sort each row's entries by distance (only with ``mode="distance"``).
+        filter : None, array-like, sparse matrix, HasLabel or SameLabel, default=None
+            Search only some items, as in :meth:`kneighbors`.
 
         Returns
         -------
@@ -1346,10 +1393,10 @@ class AQDNeighbors(BaseEstimator):
         """
         state = self._state()
         if mode == "connectivity":
-            ind = self._radius_neighbors(state, X, radius, False, False)
+            ind = self._radius_neighbors(state, X, radius, False, False, filter)
             data = None
         elif mode == "distance":
-            dist, ind = self._radius_neighbors(state, X, radius, True, sort_results)
+            dist, ind = self._radius_neighbors(state, X, radius, True, sort_results, filter)
             data = np.concatenate(list(dist)) if len(dist) else np.empty(0)
         else:
             raise ValueError(
