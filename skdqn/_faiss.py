@@ -42,6 +42,7 @@ __all__ = [
     "from_faiss_ivf",
     "is_faiss_ivf",
     "is_faiss_pretransform",
+    "to_faiss_idmap",
     "to_faiss_pretransform",
     "from_faiss_pretransform",
 ]
@@ -412,6 +413,41 @@ def is_faiss_pretransform(index):
     if type(index).__module__.split(".")[0] != "faiss":
         return False
     return isinstance(index, import_faiss().IndexPreTransform)
+
+
+def to_faiss_idmap(codebooks, codes, ids, metric="l2"):
+    """A :class:`faiss.IndexIDMap2` around the :class:`faiss.IndexPQ` of ``codes``, row ``j`` with the id ``ids[j]``.
+
+    Parameters
+    ----------
+    codebooks : ndarray of shape (M, K, ds), float32
+    codes : ndarray of shape (n, M), integer
+    ids : ndarray of shape (n,), int
+        The id of each row (skdqn's item indices).
+    metric : {"l2", "inner_product"}, default="l2"
+
+    Returns
+    -------
+    index : faiss.IndexIDMap2
+        Trained, ``ntotal = n``; searches return ``ids``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdqn._faiss import to_faiss_idmap
+    >>> C = np.arange(4, dtype=np.float32).reshape(1, 2, 2)
+    >>> index = to_faiss_idmap(C, np.array([[1], [0]], np.uint8), np.array([3, 7]))  # doctest: +SKIP
+    >>> index.search(np.zeros((1, 2), np.float32), 1)[1]  # doctest: +SKIP
+    array([[7]])
+    """
+    faiss = import_faiss()
+    inner = to_faiss_index(codebooks, codes[:0], metric)  # faiss wraps only an empty index
+    mapped = faiss.IndexIDMap2(inner)
+    faiss.copy_array_to_vector(pack_codes(codes, inner.pq.nbits).ravel(), inner.codes)
+    inner.ntotal = mapped.ntotal = codes.shape[0]
+    faiss.copy_array_to_vector(np.ascontiguousarray(ids, dtype=np.int64), mapped.id_map)
+    mapped.construct_rev_map()
+    return mapped
 
 
 def to_faiss_pretransform(rotation, index):

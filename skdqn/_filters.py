@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from ._labels import check_labels
 
-__all__ = ["HasLabel", "SameLabel", "ItemFilter", "check_filter"]
+__all__ = ["HasLabel", "SameLabel", "ItemFilter", "check_filter", "only_items"]
 
 
 class HasLabel:
@@ -121,6 +121,18 @@ class ItemFilter:
             cols = rows.indices[rows.indptr[p] : rows.indptr[p + 1]]
             keys.setdefault(cols.tobytes(), (cols, []))[1].append(p)
         return [(np.array(members, dtype=np.intp), cols.astype(np.intp)) for cols, members in keys.values()]
+
+
+def only_items(resolved, keep):
+    """``resolved`` (an :class:`ItemFilter` or None) restricted to the items where ``keep`` (bool, (n_items,)) is True."""
+    if resolved is None:
+        return ItemFilter(shared=np.flatnonzero(keep))
+    if resolved.shared is not None:
+        return ItemFilter(shared=resolved.shared[keep[resolved.shared]])
+    rows = sp.csr_matrix(resolved.rows.multiply(keep[None, :]), dtype=bool)
+    rows.eliminate_zeros()
+    rows.sort_indices()
+    return ItemFilter(rows=rows)
 
 
 def _from_items(values, n_items, name):

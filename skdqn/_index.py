@@ -74,36 +74,60 @@ def _padded(dist, ind, k):
 
 def _filtered_knn(index, queries, k, plan):
     """Top-k over the items ``plan.allowed`` only (indices in the full numbering), padded to ``k``."""
-    sub, ids = index.restricted(plan.allowed)
-    kk = min(k, sub.n_samples)
+    sub = index.restricted(plan.allowed)
+    kk = min(k, sub.n_rows)
     if kk == 0:
         return _padded(np.empty((queries.n_queries, 0), np.float32), np.empty((queries.n_queries, 0), np.intp), k)
     dist, ind = sub.kneighbors(queries, kk, replace(plan, allowed=None))
-    return _padded(dist, ids[ind] if ids is not None else ind, k)
+    return _padded(dist, ind, k)
 
 
 def _filtered_radius(index, queries, threshold, plan):
     """Radius matches among the items ``plan.allowed`` only (indices in the full numbering)."""
-    sub, ids = index.restricted(plan.allowed)
-    if sub.n_samples == 0:
+    sub = index.restricted(plan.allowed)
+    if sub.n_rows == 0:
         return [np.empty(0, np.float32)] * queries.n_queries, [np.empty(0, np.intp)] * queries.n_queries
-    dists, inds = sub.radius_neighbors(queries, threshold, replace(plan, allowed=None))
-    return dists, inds if ids is None else [ids[i] for i in inds]
+    return sub.radius_neighbors(queries, threshold, replace(plan, allowed=None))
 
 
 @dataclass(frozen=True)
 class _StoredCodes:
-    """What every index stores: codebooks, codes, labels and a rotation (see :class:`FlatIndex`)."""
+    """What every index stores (see :class:`FlatIndex`): codebooks, codes, labels, rotation, removals."""
 
     codebooks: np.ndarray
     codes: np.ndarray
     labels: object = None
     rotation: object = None
+    removed: object = None
+
+    @property
+    def n_rows(self):
+        """Number of stored rows of codes."""
+        return int(self.codes.shape[0])
 
     @property
     def n_samples(self):
-        """Number of items."""
-        return int(self.codes.shape[0])
+        """Size of the item numbering: items ever added, removed ones included."""
+        return self.n_rows if self.removed is None else int(self.removed.shape[0])
+
+    @property
+    def n_removed(self):
+        """Number of removed items."""
+        return 0 if self.removed is None else int(np.count_nonzero(self.removed))
+
+    def alive(self):
+        """Sorted item indices that were not removed, intp."""
+        return np.arange(self.n_samples) if self.removed is None else np.flatnonzero(~self.removed)
+
+    def holds_removed(self):
+        """Whether some stored row is a removed item (a search must then filter it out)."""
+        return self.removed is not None and self.n_rows > self.n_samples - self.n_removed
+
+    def without(self, items):
+        """A new index with ``items`` (item indices, valid) marked removed; rows stay until :meth:`compact`."""
+        removed = np.zeros(self.n_samples, dtype=bool) if self.removed is None else self.removed.copy()
+        removed[items] = True
+        return replace(self, removed=removed)
 
 
 @dataclass(frozen=True)
@@ -113,12 +137,18 @@ class FlatIndex(_StoredCodes):
     Parameters
     ----------
     codebooks : ndarray of shape (M, K, ds), float32
-    codes : ndarray or numpy.memmap of shape (n, M), uint8 or uint16
-        Item order.
+    codes : ndarray or numpy.memmap of shape (n_rows, M), uint8 or uint16
+        Row ``j`` is item ``ids[j]`` (item ``j`` without ``ids``).
     labels : ndarray of shape (n,) or (n, n_labels), or None
-        Item order.
+        Item order, over the whole numbering.
     rotation : ndarray of shape (M * ds, M * ds), float32, or None
         Applied to queries and items before the tables and codes.
+    removed : ndarray of shape (n,), bool, or None
+        Items removed (never returned); None: none ever was. ``n`` is the
+        size of the numbering, kept by :meth:`compact`.
+    ids : ndarray of shape (n_rows,), int64, or None
+        The item of each stored row, increasing; None: row ``j`` is item
+        ``j`` (until a :meth:`compact` drops removed rows).
 
     Examples
     --------
@@ -131,11 +161,13 @@ class FlatIndex(_StoredCodes):
     (array([[0.25, 0.25]], dtype=float32), array([[1, 2]]))
     """
 
+    ids: object = None
+
     lists = None  # no inverted lists (a class attribute, not a field)
 
     def row_items(self):
-        """The item index of each stored row, shape (n,), intp: row ``j`` is item ``j``."""
-        return np.arange(self.n_samples)
+        """The item index of each stored row, shape (n_rows,), intp."""
+        return np.arange(self.n_rows) if self.ids is None else np.asarray(self.ids, dtype=np.intp)
 
     def kneighbors(self, queries, k, plan):
         """``(distances, indices)`` of shape (nq, k): the AQD top-k of a query source, ties by index.
@@ -145,26 +177,43 @@ class FlatIndex(_StoredCodes):
         """
         if plan.allowed is not None:
             return _filtered_knn(self, queries, k, plan)
-        return aqd_kneighbors(queries, self.codes, k, n_jobs=plan.n_jobs, kernel=plan.kernel)
+        dist, rows = aqd_kneighbors(queries, self.codes, k, n_jobs=plan.n_jobs, kernel=plan.kernel)
+        return dist, rows if self.ids is None else np.asarray(self.ids, dtype=np.intp)[rows]
 
     def radius_neighbors(self, queries, threshold, plan):
         """``(distances, indices)``: lists of one array per query, the items with AQD ``<= threshold``, indices ascending."""
         if plan.allowed is not None:
             return _filtered_radius(self, queries, threshold, plan)
-        return aqd_radius_neighbors(queries, self.codes, threshold, n_jobs=plan.n_jobs, kernel=plan.kernel)
+        dists, rows = aqd_radius_neighbors(queries, self.codes, threshold, n_jobs=plan.n_jobs, kernel=plan.kernel)
+        if self.ids is None:
+            return dists, rows
+        ids = np.asarray(self.ids, dtype=np.intp)
+        return dists, [ids[r] for r in rows]
 
     def restricted(self, allowed):
-        """``(index, ids)``: an index of the ``allowed`` items only (sorted item indices), and its row -> item map.
+        """An index of the ``allowed`` items only (sorted item indices, all stored), their numbers kept.
 
         The allowed items keep their order, so ties still go to the smaller
         item index; the cost is a copy of their codes (``M`` bytes each).
         """
-        return FlatIndex(self.codebooks, np.asarray(self.codes[allowed])), allowed
+        rows = allowed if self.ids is None else np.searchsorted(self.ids, allowed)
+        return FlatIndex(self.codebooks, np.asarray(self.codes[rows]), ids=np.asarray(allowed, dtype=np.int64))
 
     def extend(self, codes, vectors, labels):
-        """A new index with ``codes`` (of the rotated ``vectors``) appended, and ``labels`` (all items)."""
+        """A new index with ``codes`` (of the rotated ``vectors``) appended as new items, and ``labels`` (all items)."""
         del vectors  # an exhaustive index stores codes only
-        return replace(self, codes=np.concatenate([np.asarray(self.codes), codes]), labels=labels)
+        n_new = codes.shape[0]
+        ids = self.ids if self.ids is None else np.concatenate([self.ids, np.arange(n_new) + self.n_samples])
+        removed = None if self.removed is None else np.concatenate([self.removed, np.zeros(n_new, bool)])
+        return replace(self, codes=np.concatenate([np.asarray(self.codes), codes]), labels=labels,
+                       removed=removed, ids=ids)
+
+    def compact(self):
+        """A new index storing only the items not removed, every item keeping its number."""
+        if not self.holds_removed():
+            return self
+        keep = ~self.removed[self.row_items()]
+        return replace(self, codes=np.asarray(self.codes)[keep], ids=self.row_items()[keep].astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -173,9 +222,9 @@ class IVFIndex(_StoredCodes):
 
     Parameters
     ----------
-    codebooks, labels, rotation
+    codebooks, labels, rotation, removed
         As :class:`FlatIndex`.
-    codes : ndarray or numpy.memmap of shape (n, M)
+    codes : ndarray or numpy.memmap of shape (n_rows, M)
         In list order: row ``j`` is item ``lists.ids[j]``.
     lists : InvertedLists
         Coarse centroids, list offsets and the item of each row.
@@ -193,7 +242,7 @@ class IVFIndex(_StoredCodes):
     lists: object = None
 
     def row_items(self):
-        """The item index of each stored row, shape (n,), intp (the lists' order)."""
+        """The item index of each stored row, shape (n_rows,), intp (the lists' order)."""
         return np.asarray(self.lists.ids, dtype=np.intp)
 
     def kneighbors(self, queries, k, plan):
@@ -218,28 +267,34 @@ class IVFIndex(_StoredCodes):
             kernel=plan.list_kernel,
         )
 
-    def restricted(self, allowed):
-        """``(index, None)``: the lists holding only the ``allowed`` items (their ids are item indices already).
-
-        The same centroids and list order; each list keeps its allowed rows in
-        order, so a probed list scans only them.
-        """
+    def _keep_rows(self, rows):
+        """The index storing only ``rows`` (ascending), each list keeping its rows in order."""
         lists = self.lists
-        keep = np.zeros(self.n_samples, dtype=bool)
-        keep[allowed] = True
-        rows = np.flatnonzero(keep[np.asarray(lists.ids)])
         sizes = np.bincount(np.searchsorted(lists.offsets, rows, side="right") - 1, minlength=lists.n_lists)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        sub_lists = InvertedLists(lists.centroids, offsets, np.asarray(lists.ids[rows]), lists.metric)
-        return IVFIndex(self.codebooks, np.asarray(self.codes[rows]), None, None, sub_lists), None
+        kept = InvertedLists(lists.centroids, offsets, np.asarray(lists.ids[rows], dtype=np.int64), lists.metric)
+        return replace(self, codes=np.asarray(self.codes[rows]), lists=kept)
+
+    def restricted(self, allowed):
+        """The lists holding only the ``allowed`` items (sorted item indices): same centroids, rows in order."""
+        keep = np.zeros(self.n_samples, dtype=bool)
+        keep[allowed] = True
+        return replace(self._keep_rows(np.flatnonzero(keep[self.row_items()])), labels=None, removed=None)
 
     def extend(self, codes, vectors, labels):
         """A new index with the items appended to their nearest lists (by the rotated ``vectors``)."""
-        lists, codes = append_to_lists(self.lists, self.codes, codes, vectors)
-        return replace(self, codes=codes, labels=labels, lists=lists)
+        lists, codes = append_to_lists(self.lists, self.codes, codes, vectors, first_id=self.n_samples)
+        removed = None if self.removed is None else np.concatenate([self.removed, np.zeros(codes.shape[0] - self.n_rows, bool)])
+        return replace(self, codes=codes, labels=labels, lists=lists, removed=removed)
+
+    def compact(self):
+        """A new index storing only the items not removed, every item keeping its number."""
+        if not self.holds_removed():
+            return self
+        return self._keep_rows(np.flatnonzero(~self.removed[self.row_items()]))
 
 
-def build_index(codebooks, codes, labels=None, lists=None, rotation=None):
+def build_index(codebooks, codes, labels=None, lists=None, rotation=None, *, removed=None, ids=None):
     """The one builder of a fitted index: :class:`FlatIndex`, or :class:`IVFIndex` with ``lists``.
 
     Parameters
@@ -251,6 +306,11 @@ def build_index(codebooks, codes, labels=None, lists=None, rotation=None):
         Item order.
     lists : InvertedLists or None, default=None
     rotation : ndarray of shape (M * ds, M * ds), float32, or None, default=None
+    removed : ndarray of shape (n,), bool, or None, default=None
+        Removed items (over the whole numbering).
+    ids : ndarray of shape (n_rows,), int64, or None, default=None
+        The item of each stored row of an exhaustive index (after a
+        compaction); an inverted-file index keeps them in ``lists.ids``.
 
     Returns
     -------
@@ -264,5 +324,5 @@ def build_index(codebooks, codes, labels=None, lists=None, rotation=None):
     3
     """
     if lists is None:
-        return FlatIndex(codebooks, codes, labels, rotation)
-    return IVFIndex(codebooks, codes, labels, rotation, lists)
+        return FlatIndex(codebooks, codes, labels, rotation, removed, ids)
+    return IVFIndex(codebooks, codes, labels, rotation, removed, lists)

@@ -8,6 +8,11 @@ The bundle (:mod:`skdqn._io`: a directory or one ``.npz``, checksummed) holds
   (n_lists, d) float32, ``list_offsets.npy`` (n_lists + 1,) int64 and
   ``list_ids.npy`` (n,) int64, the codes then being in list order;
 * with a rotation (format version 3): ``rotation.npy`` (d, d) float32;
+* with removed items (format version 4): ``removed.npy`` (n,) bool over the
+  whole numbering, the header's ``n_rows`` (rows of codes stored, fewer
+  than ``n_samples_fit`` after a compaction) and, for an exhaustive index
+  whose rows are not items ``0 .. n - 1``, ``item_ids.npy`` (n_rows,) int64
+  (with lists, ``list_ids.npy`` has ``n_rows`` entries);
 * a JSON header: ``format``, ``format_version``, ``skdqn_version``, the
   parameters, ``codebooks_given``, ``n_samples_fit``, ``n_features_in``,
   ``feature_names_in``, ``lists``, ``list_metric``,
@@ -38,7 +43,7 @@ from ._validation import check_codebooks, check_codes, check_rotation
 __all__ = ["save_index", "read_index", "IndexParts", "make_estimator", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "skdqn.AQDNeighbors"
-FORMAT_VERSION = 3  # 1: exhaustive only; 2: + inverted lists; 3: + rotation (OPQ)
+FORMAT_VERSION = 4  # 1: exhaustive only; 2: + inverted lists; 3: + rotation (OPQ); 4: + removed items
 _LIST_ARRAYS = ("coarse_centroids", "list_offsets", "list_ids")
 _LIST_METRICS = ("l2", "inner_product")
 _ROTATION_KINDS = (None, "opq", "given")
@@ -88,7 +93,8 @@ def save_index(index, path, state=None):
     state = index._state() if state is None else state
     names = getattr(index, "feature_names_in_", None)
     lists, rotation = state.lists, state.rotation
-    version = 3 if rotation is not None else 2 if lists is not None else 1
+    removed = state.removed
+    version = 4 if removed is not None else 3 if rotation is not None else 2 if lists is not None else 1
     header = {
         **format_header(FORMAT, version),
         "params": _params_for_header(index),
@@ -103,6 +109,11 @@ def save_index(index, path, state=None):
     if rotation is not None:
         header["rotation"] = "opq" if isinstance(index.rotation, str) else "given"
     arrays = {"codebooks": state.codebooks, "codes": state.codes}
+    if removed is not None:
+        header.update(removed=True, n_rows=state.n_rows)
+        arrays["removed"] = removed
+        if lists is None and getattr(state, "ids", None) is not None:
+            arrays["item_ids"] = state.ids
     if state.labels is not None:
         labels = state.labels
         if labels.dtype.hasobject:
@@ -158,6 +169,10 @@ def _check_fields(header, path, version):
     fields["list_metric"] = header.get("list_metric")
     if fields["lists"] and fields["list_metric"] not in _LIST_METRICS:
         raise ValueError(f"{path}: header field 'list_metric' must be one of {_LIST_METRICS}.")
+    fields["removed"] = _field(header, path, "removed", (bool,), "true or false") if version >= 4 and "removed" in header else False
+    fields["n_rows"] = _field(header, path, "n_rows", (int,), "an integer") if fields["removed"] else fields["n_samples_fit"]
+    if not 0 <= fields["n_rows"] <= fields["n_samples_fit"]:
+        raise ValueError(f"{path}: header field 'n_rows' must be in [0, n_samples_fit].")
     fields["rotation"] = header.get("rotation") if version >= 3 else None
     if fields["rotation"] not in _ROTATION_KINDS:
         raise ValueError(f"{path}: header field 'rotation' must be one of {_ROTATION_KINDS}.")
@@ -202,7 +217,7 @@ def make_estimator(cls, params, path):
 
 def _check_codes_array(codes, fields, codebooks, path, verify):
     M, K, _ = codebooks.shape
-    n = fields["n_samples_fit"]
+    n = fields["n_rows"]
     if codes.shape != (n, M) or codes.dtype != code_dtype(K):
         raise ValueError(
             f"{path}: codes have shape {codes.shape} and dtype {codes.dtype}; expected "
@@ -216,7 +231,7 @@ def _check_lists(arrays, fields, path):
     missing = [name for name in _LIST_ARRAYS if name not in arrays]
     if missing:
         raise ValueError(f"{path} is incomplete: the header says it has lists, but {missing} are missing.")
-    n, d = fields["n_samples_fit"], fields["n_features_in"]
+    n, d = fields["n_rows"], fields["n_features_in"]
     centroids = np.asarray(arrays["coarse_centroids"])
     offsets, ids = np.asarray(arrays["list_offsets"]), arrays["list_ids"]
     if centroids.ndim != 2 or centroids.shape[1] != d or centroids.shape[0] < 1 or centroids.dtype != np.float32:
@@ -230,10 +245,10 @@ def _check_lists(arrays, fields, path):
     if offsets.shape != (centroids.shape[0] + 1,) or offsets.dtype != np.int64:
         raise ValueError(f"{path}: list_offsets must be int64 of shape ({centroids.shape[0] + 1},).")
     if offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
-        raise ValueError(f"{path}: list_offsets must rise from 0 to n_samples_fit={n}.")
+        raise ValueError(f"{path}: list_offsets must rise from 0 to the rows stored, {n}.")
     if ids.shape != (n,) or ids.dtype != np.int64:
         raise ValueError(f"{path}: list_ids must be int64 of shape ({n},).")
-    _check_ids(np.asarray(ids), offsets, path)
+    _check_ids(np.asarray(ids), offsets, path, fields["n_samples_fit"])
     return InvertedLists(np.array(centroids), np.array(offsets), ids, fields["list_metric"])
 
 
@@ -252,11 +267,14 @@ def _check_rotation_array(arrays, fields, path):
         raise ValueError(f"{path}: rotation.npy does not fit the header: {exc}") from None
 
 
-def _check_ids(ids, offsets, path):
-    """Item ids: each of 0..n-1 once, ascending within each list."""
+def _check_ids(ids, offsets, path, n_items=None):
+    """Item ids: at most once each, in ``[0, n_items)`` (each once when every item is stored), ascending within each list."""
     n = ids.shape[0]
-    if n and (ids.min() < 0 or ids.max() >= n or (np.bincount(ids, minlength=n) != 1).any()):
-        raise ValueError(f"{path}: list_ids must hold each item index 0 .. {n - 1} once.")
+    n_items = n if n_items is None else n_items
+    if n and (ids.min() < 0 or ids.max() >= n_items or (np.bincount(ids, minlength=n_items) > 1).any()):
+        if n == n_items:
+            raise ValueError(f"{path}: list_ids must hold each item index 0 .. {n - 1} once.")
+        raise ValueError(f"{path}: list_ids must hold item indices in 0 .. {n_items - 1}, each at most once.")
     rises = np.diff(ids) > 0
     rises[offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < n)] - 1] = True  # list boundaries
     if not rises.all():
@@ -281,6 +299,10 @@ class IndexParts:
     labels : ndarray or None
     lists : InvertedLists or None
     rotation : ndarray of shape (d, d), float32, or None
+    removed : ndarray of shape (n_samples_fit,), bool, or None
+        The removed items (format version 4).
+    ids : ndarray of shape (n_rows,), int64, or None
+        The item of each row of an exhaustive index after a compaction.
     """
 
     fields: dict
@@ -289,6 +311,8 @@ class IndexParts:
     labels: object
     lists: object
     rotation: object
+    removed: object = None
+    ids: object = None
 
 
 def read_index(path, mmap_mode=None, *, verify=True):
@@ -327,6 +351,7 @@ def read_index(path, mmap_mode=None, *, verify=True):
         raise ValueError(f"{path} is incomplete: missing {sorted(missing)}.")
     extra = set(arrays) - {"codebooks", "codes", "labels"} - (set(_LIST_ARRAYS) if fields["lists"] else set())
     extra -= {"rotation"} if fields["rotation"] else set()
+    extra -= {"removed", "item_ids"} if fields["removed"] else set()
     if extra:
         raise ValueError(f"{path} holds arrays its header does not describe: {sorted(extra)}.")
     rotation = _check_rotation_array(arrays, fields, path)
@@ -339,4 +364,32 @@ def read_index(path, mmap_mode=None, *, verify=True):
     labels = arrays.get("labels")
     if labels is not None and (labels.ndim not in (1, 2) or labels.shape[0] != fields["n_samples_fit"]):
         raise ValueError(f"{path}: labels of shape {labels.shape} for {fields['n_samples_fit']} items.")
-    return IndexParts(fields, codebooks, codes, labels, lists, rotation)
+    removed, ids = _check_removed(arrays, fields, lists, path) if fields["removed"] else (None, None)
+    return IndexParts(fields, codebooks, codes, labels, lists, rotation, removed, ids)
+
+
+def _check_removed(arrays, fields, lists, path):
+    """``(removed, item_ids)`` of a bundle with removed items, checked: every item not removed is stored."""
+    n, n_rows = fields["n_samples_fit"], fields["n_rows"]
+    removed = np.asarray(arrays.get("removed", np.zeros(0)))
+    if removed.shape != (n,) or removed.dtype != bool:
+        raise ValueError(f"{path}: removed.npy must be bool of shape (n_samples_fit,) = ({n},).")
+    ids = None
+    if lists is not None:
+        stored = np.asarray(lists.ids)
+    elif "item_ids" in arrays:
+        ids = np.array(arrays["item_ids"])
+        if ids.shape != (n_rows,) or ids.dtype != np.int64 or (n_rows and (ids[0] < 0 or ids[-1] >= n)) or (
+            np.diff(ids) <= 0
+        ).any():
+            raise ValueError(f"{path}: item_ids.npy must be int64 of shape ({n_rows},), increasing, in [0, {n}).")
+        stored = ids
+    elif n_rows != n:
+        raise ValueError(f"{path}: {n_rows} rows for {n} items, but no item_ids.npy says which.")
+    else:
+        stored = np.arange(n)
+    held = np.zeros(n, dtype=bool)
+    held[stored] = True
+    if not held[~removed].all():
+        raise ValueError(f"{path}: some items that were not removed are not stored.")
+    return removed, ids

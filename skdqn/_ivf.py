@@ -977,7 +977,7 @@ def _list_means(rows_of, n, assignments, n_lists, step=1 << 16):
     return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 
-def append_to_lists(lists, codes, new_codes, new_vectors):
+def append_to_lists(lists, codes, new_codes, new_vectors, first_id=None):
     """Lists and sorted codes after appending items (each to the end of its list).
 
     Parameters
@@ -987,7 +987,11 @@ def append_to_lists(lists, codes, new_codes, new_vectors):
     new_codes : ndarray of shape (n_new, M)
     new_vectors : ndarray of shape (n_new, d)
         Assigned to lists with the existing centroids (not refitted); they
-        get the item indices ``n, n + 1, ...``.
+        get the item indices ``first_id, first_id + 1, ...``.
+    first_id : int, default=None
+        The first new item index; ``n`` (the rows stored) when None. An
+        index whose removed items were compacted away passes the size of its
+        numbering, so that numbers are never reused.
 
     Returns
     -------
@@ -1003,7 +1007,7 @@ def append_to_lists(lists, codes, new_codes, new_vectors):
     >>> new.ids.tolist(), new.offsets.tolist(), codes.ravel().tolist()
     ([1, 2, 0], [0, 2, 3], [5, 7, 6])
     """
-    n = lists.ids.shape[0]
+    n = lists.ids.shape[0] if first_id is None else int(first_id)
     target = assign_lists(new_vectors, lists.centroids, lists.metric)
     order = np.argsort(target, kind="stable")
     positions = lists.offsets[1:][target[order]]

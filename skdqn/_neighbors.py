@@ -1,7 +1,6 @@
 """AQDNeighbors: a NearestNeighbors-style index over product-quantization codes."""
 
 from dataclasses import replace
-from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -21,9 +20,10 @@ from ._faiss import (
     is_faiss_pretransform,
     to_faiss_index,
     to_faiss_ivf,
+    to_faiss_idmap,
     to_faiss_pretransform,
 )
-from ._filters import check_filter
+from ._filters import check_filter, only_items
 from ._index import SearchPlan, build_index
 from ._index_io import make_estimator, read_index, save_index
 from ._ivf import InvertedLists, check_n_lists, make_lists
@@ -32,7 +32,7 @@ from ._metric import METRIC_NAMES, get_metric, metric_for_faiss
 from ._opq import rotate, train_opq
 from ._pq import code_dtype, decode, encode, train_codebooks
 from ._scoring import score_codes
-from ._search import get_kernel
+from ._search import aqd_kneighbors, get_kernel
 from ._tables import CodeQueries, VectorQueries
 from ._validation import (
     check_codebooks,
@@ -136,6 +136,21 @@ def _given_rotation(rotation, n_features):
             "n_features) the codes were made with."
         )
     return None if rotation is None else check_rotation(rotation, n_features)
+
+
+def _ranked_items(state):
+    """``(codes, labels)`` of the items not removed, in item order: the database :meth:`AQDNeighbors.score` ranks.
+
+    An exhaustive index never removed from gives its arrays as they are; inverted
+    lists (codes in list order) and removals give a copy (``M`` bytes per item).
+    """
+    if state.removed is None and state.lists is None and getattr(state, "ids", None) is None:
+        return state.codes, state.labels
+    items = state.row_items()
+    rows = np.argsort(items, kind="stable")
+    if state.removed is not None:
+        rows = rows[~state.removed[items[rows]]]
+    return np.asarray(state.codes[rows]), state.labels[items[rows]]
 
 
 def _state_attribute(read, doc):
@@ -274,7 +289,10 @@ class AQDNeighbors(BaseEstimator):
         ``load(path, mmap_mode="r")``); in list order with inverted lists
         (row ``j`` holds item ``list_ids_[j]``).
     n_samples_fit_ : int
-        Number of items in the index.
+        Number of items ever indexed: item indices are ``0 ..
+        n_samples_fit_ - 1``, removed ones (:meth:`remove`) included.
+    removed_ : ndarray of shape (n_removed,), intp
+        The removed items, ascending (never returned by a search).
     coarse_centroids_ : ndarray of shape (n_lists, n_features), float32, or None
         The coarse quantizer of the inverted lists (in the rotated space,
         with a rotation); None for an exhaustive index.
@@ -480,9 +498,9 @@ class AQDNeighbors(BaseEstimator):
             return self.rotation
         return check_rotation(self.rotation, n_features)
 
-    def _set_fitted(self, codebooks, codes, labels, lists, rotation=None):
+    def _set_fitted(self, codebooks, codes, labels, lists, rotation=None, *, removed=None, ids=None):
         """Publish the fitted index (:func:`~skdqn._index.build_index`) with one assignment (codes in list order with lists)."""
-        self._fitted = build_index(codebooks, codes, labels, lists, rotation)
+        self._fitted = build_index(codebooks, codes, labels, lists, rotation, removed=removed, ids=ids)
 
     def _state(self):
         """The published fitted state, taken once by each call; NotFittedError when unfitted."""
@@ -524,6 +542,10 @@ class AQDNeighbors(BaseEstimator):
     list_offsets_ = _state_attribute(lambda s: None if s.lists is None else s.lists.offsets, "List offsets, or None.")
     list_ids_ = _state_attribute(lambda s: None if s.lists is None else s.lists.ids, "Item of each row, or None.")
     _fit_labels = _state_attribute(lambda s: s.labels, "The labels of the items, or None.")
+    removed_ = _state_attribute(
+        lambda s: np.flatnonzero(np.zeros(0, bool) if s.removed is None else s.removed),
+        "The removed items' indices, ascending (empty when none was removed).",
+    )
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -583,6 +605,59 @@ class AQDNeighbors(BaseEstimator):
         X = _rotated(X, state.rotation)
         codes = encode(X, state.codebooks)
         self._fitted = state.extend(codes, X, state.labels if labels is None else labels)  # one assignment
+        return self
+
+    def remove(self, indices):
+        """Remove items: they never appear in a result again; every other item keeps its index.
+
+        Removal marks the items (a tombstone per item, as vector databases
+        do); searches skip them, and their storage is reclaimed by
+        :meth:`compact`. Indices are never reused: items added later with
+        :meth:`partial_fit` get new ones, after every index ever given.
+
+        Parameters
+        ----------
+        indices : array-like of int, or boolean mask of shape (n_samples_fit_,)
+            Items to remove (removing an item twice is allowed).
+
+        Returns
+        -------
+        self : AQDNeighbors
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdqn import AQDNeighbors
+        >>> X = np.arange(16.0).reshape(8, 2)
+        >>> index = AQDNeighbors(M=1, K=8).fit(X)
+        >>> index.remove([0]).kneighbors([[0.0, 1.0]], n_neighbors=2, return_distance=False)
+        array([[1, 2]])
+        """
+        state = self._state()
+        items = check_filter(indices, state.n_samples, 1, name="indices").shared
+        if items is None:
+            raise ValueError("indices must be 1-D: item indices or a boolean mask of shape (n_samples_fit_,).")
+        self._fitted = state.without(items)  # one assignment
+        return self
+
+    def compact(self):
+        """Reclaim the storage of removed items; every item keeps its index.
+
+        Returns
+        -------
+        self : AQDNeighbors
+            Its codes hold only the items not removed (a memory-mapped
+            index is read into memory). Results do not change.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdqn import AQDNeighbors
+        >>> index = AQDNeighbors(M=1, K=8).fit(np.arange(16.0).reshape(8, 2)).remove([0, 5])
+        >>> index.compact().codes_.shape, index.n_samples_fit_
+        ((6, 1), 8)
+        """
+        self._fitted = self._state().compact()
         return self
 
     def encode(self, X):
@@ -751,7 +826,8 @@ class AQDNeighbors(BaseEstimator):
         index.n_features_in_ = fields["n_features_in"]
         if fields["feature_names_in"] is not None:
             index.feature_names_in_ = np.array(fields["feature_names_in"], dtype=object)
-        index._set_fitted(parts.codebooks, parts.codes, parts.labels, parts.lists, parts.rotation)
+        index._set_fitted(parts.codebooks, parts.codes, parts.labels, parts.lists, parts.rotation,
+                          removed=parts.removed, ids=parts.ids)
         return index
 
     @classmethod
@@ -959,12 +1035,16 @@ class AQDNeighbors(BaseEstimator):
         With inverted lists, a :class:`faiss.IndexIVFPQ` (``by_residual =
         False``). With a rotation, that index behind a
         :class:`faiss.OPQMatrix` holding it (``A = rotation_.T``), in a
-        :class:`faiss.IndexPreTransform`.
+        :class:`faiss.IndexPreTransform`. Removed items (:meth:`remove`) are
+        left out: inverted lists keep every item's index as its faiss id; an
+        exhaustive index with removed items becomes a
+        :class:`faiss.IndexIDMap2` around the ``IndexPQ`` of the others, its
+        ids their indices (:meth:`from_faiss` does not read that one back).
 
         Returns
         -------
-        index : faiss.IndexPQ, faiss.IndexIVFPQ or faiss.IndexPreTransform
-            Trained, holding ``n_samples_fit_`` items (a copy of the codes).
+        index : faiss.IndexPQ, faiss.IndexIVFPQ, faiss.IndexIDMap2 or faiss.IndexPreTransform
+            Trained, holding the items not removed (a copy of the codes).
 
         Raises
         ------
@@ -983,10 +1063,14 @@ class AQDNeighbors(BaseEstimator):
         >>> findex.ntotal  # doctest: +SKIP
         500
         """
-        state = self._state()
+        state = self._state().compact()  # a copy without removed items: this index is unchanged
         lists = state.lists
         if lists is None:
-            index = to_faiss_index(state.codebooks, state.codes, get_metric(self.metric).faiss)
+            metric = get_metric(self.metric).faiss
+            if state.removed is None:
+                index = to_faiss_index(state.codebooks, state.codes, metric)
+            else:
+                index = to_faiss_idmap(state.codebooks, state.codes, state.row_items(), metric)
         else:
             index = to_faiss_ivf(
                 state.codebooks, state.codes, lists.centroids, lists.offsets, lists.ids, lists.metric
@@ -1151,11 +1235,13 @@ class AQDNeighbors(BaseEstimator):
             ind = np.empty((queries.n_queries, 0), dtype=np.intp)
             return (np.empty((queries.n_queries, 0), dtype=np.float32), ind) if return_distance else ind
         k = n_neighbors + 1 if query_is_train else n_neighbors
-        if k > state.n_samples:
+        n_items = state.n_samples - state.n_removed
+        if k > n_items:
             inequality = "n_neighbors < n_samples_fit" if query_is_train else "n_neighbors <= n_samples_fit"
+            fitted = f"{state.n_samples} ({state.n_removed} removed)" if state.n_removed else f"{n_items}"
             raise ValueError(
                 f"Expected {inequality}, but n_neighbors = {n_neighbors}, "
-                f"n_samples_fit = {state.n_samples}, n_samples = {queries.n_queries}"
+                f"n_samples_fit = {fitted}, n_samples = {queries.n_queries}"
             )
         search = self._knn_leave_self_out if query_is_train else self._knn
         dist, ind = search(state, queries, k, allowed)
@@ -1220,8 +1306,11 @@ class AQDNeighbors(BaseEstimator):
         return dists, inds
 
     def _filter(self, state, filter, n_queries):
-        """The ``filter`` argument resolved (:func:`~skdqn._filters.check_filter`), or None."""
-        return check_filter(filter, state.n_samples, n_queries, state.labels)
+        """The ``filter`` argument resolved (:func:`~skdqn._filters.check_filter`) and without removed items, or None."""
+        allowed = check_filter(filter, state.n_samples, n_queries, state.labels)
+        if state.removed is None or (allowed is None and not state.holds_removed()):
+            return allowed
+        return only_items(allowed, ~state.removed)
 
     def _knn_leave_self_out(self, state, queries, k, allowed=None):
         """``X=None``: per item, the top ``k - 1`` of the others, in item order.
@@ -1230,16 +1319,19 @@ class AQDNeighbors(BaseEstimator):
         then the item itself dropped), and each chunk's result is written
         into the output, so beyond the output the memory stays bounded
         whatever the number of items. Query row ``j`` is the item
-        ``items[j]`` (stored rows are in list order with inverted lists).
+        ``items[j]`` (stored rows are in list order with inverted lists). A
+        removed item's row is all padding ``(inf, -1)``.
         """
         items = state.row_items()
+        out_d = np.full((state.n_samples, k - 1), np.inf, dtype=np.float32)
+        out_i = np.full((state.n_samples, k - 1), -1, dtype=np.intp)
         n = queries.n_queries
-        out_d = np.empty((n, k - 1), dtype=np.float32)
-        out_i = np.empty((n, k - 1), dtype=np.intp)
         for start in range(0, n, _SELF_CHUNK):
             rows = slice(start, min(n, start + _SELF_CHUNK))
             dist, ind = self._knn(state, queries.block(rows), k, allowed, items[rows])
             out_d[items[rows]], out_i[items[rows]] = _drop_self(dist, ind, items[rows])
+        if state.removed is not None:
+            out_d[state.removed], out_i[state.removed] = np.inf, -1
         return out_d, out_i
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False, *, filter=None):
@@ -1306,9 +1398,14 @@ class AQDNeighbors(BaseEstimator):
                 order = np.argsort(d, kind="stable")
                 d, i = d[order], i[order]
             dists[q], inds[q] = metric.to_user(d), i
-        if query_is_train:  # rows in list order with inverted lists -> item order
-            order = np.argsort(items)
-            dists, inds = [dists[j] for j in order], [inds[j] for j in order]
+        if query_is_train:  # rows in list order with inverted lists -> item order; removed items: none
+            out_d = [np.empty(0, np.float32)] * state.n_samples
+            out_i = [np.empty(0, np.intp)] * state.n_samples
+            removed = np.zeros(state.n_samples, bool) if state.removed is None else state.removed
+            for j, item in enumerate(items):
+                if not removed[item]:
+                    out_d[item], out_i[item] = dists[j], inds[j]
+            dists, inds = out_d, out_i
         if return_distance:
             return _object_array(dists), _object_array(inds)
         return _object_array(inds)
@@ -1467,9 +1564,15 @@ class AQDNeighbors(BaseEstimator):
             raise ValueError(
                 "score needs the labels of the indexed items: call fit(X, y) with y."
             )
-        self._n_probe()
+        self._n_probe()  # checked as in every search, though score ranks exhaustively
+        codes, labels = _ranked_items(state)
+        kernel = self._kernel()
+
+        def search(queries, k):  # the exhaustive scan, also for inverted lists: the same number
+            return aqd_kneighbors(queries, codes, k, n_jobs=self.n_jobs, kernel=kernel)
+
         return score_codes(
-            self._queries(state, X), y, state.codes, state.labels,
+            self._queries(state, X), y, codes, labels,
             top_k=top_k, normalize=normalize, no_relevant=no_relevant, n_jobs=self.n_jobs,
-            search=partial(self._knn, state), verbose=verbose,
+            search=search, verbose=verbose,
         )

@@ -187,7 +187,7 @@ def _check_2d(X, path, what="X"):
 
 # The arguments that name files a command reads, and those it writes.
 _INPUT_ARGS = ("X", "y", "model", "database", "queries", "index", "labels", "database_labels",
-               "query_labels", "ids", "query_ids")
+               "query_labels", "ids", "query_ids", "items")
 _OUTPUT_ARGS = {"output": "-o/--output", "distances": "--distances"}
 
 
@@ -836,6 +836,44 @@ def _evaluate(args):
     return 0
 
 
+def _read_index(path):
+    """The AQDNeighbors saved at ``path`` (by 'skdqn index', or a Retriever's), or raise _InputError."""
+    from ._neighbors import AQDNeighbors
+
+    if not os.path.exists(path):
+        raise _InputError(f"index not found: {path}")
+    if os.path.isfile(os.path.join(path, "retriever.json")):
+        raise _InputError(f"{path} is a saved Retriever: remove items from its index with Python")
+    try:
+        return AQDNeighbors.load(path)
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
+        raise _InputError(f"{path} is not an index written by 'skdqn index': {exc}") from None
+
+
+def _remove(args):
+    """``skdqn remove``: remove items from a saved index (their numbers are never reused) and save it."""
+    import numpy as np
+
+    _check_index_output(args.output)
+    index = _read_index(args.index)
+    items = _load_array(args.items, what="items", integers=True)
+    if items.ndim != 1:
+        raise _InputError(f"items {args.items}: expected a 1-D list of item indices; got shape {items.shape}")
+    try:
+        index.remove(items.astype(np.int64))
+        if args.compact:
+            index.compact()
+        path = index.save(args.output)
+    except (OSError, TypeError, ValueError) as exc:
+        raise _InputError(f"items {args.items}: {exc}") from None
+    stored = "compacted" if args.compact else "rows kept until --compact"
+    print(
+        f"removed {np.unique(items).size} items: {index.n_samples_fit_ - index.removed_.size} of "
+        f"{index.n_samples_fit_} remain ({index.removed_.size} removed in all, {stored}) -> {path}"
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------
@@ -882,6 +920,7 @@ def _build_parser():
     _add_index(sub)
     _add_search(sub)
     _add_evaluate(sub)
+    _add_remove(sub)
     return parser
 
 
@@ -1060,6 +1099,24 @@ def _add_index(sub):
     _add_database_options(index)
 
 
+def _add_remove(sub):
+    """The ``skdqn remove`` sub-parser."""
+    remove = sub.add_parser(
+        "remove",
+        help="remove items from a saved index",
+        description=(
+            "Remove items from an index saved by 'skdqn index': searches never return them again, "
+            "and every other item keeps its number (new items never reuse a removed number). "
+            "Their rows stay stored until --compact reclaims them."
+        ),
+        epilog=_EPILOG_FORMATS,
+    )
+    remove.add_argument("index", metavar="INDEX", help="an index saved by 'skdqn index'")
+    remove.add_argument("items", metavar="ITEMS", help="indices of the items to remove (a 1-D integer array file)")
+    remove.add_argument("-o", "--output", required=True, help="where to save the index (.npz file or directory)")
+    remove.add_argument("--compact", action="store_true", help="also drop the removed items' rows from storage")
+
+
 def _add_query_inputs(parser):
     """Positionals MODEL [DATABASE] QUERIES and --index (which replaces DATABASE)."""
     parser.add_argument("model", metavar="MODEL", help="model file written by 'skdqn fit'")
@@ -1151,6 +1208,7 @@ def _add_evaluate(sub):
 
 _COMMANDS = {
     "demo": _demo, "fit": _fit, "encode": _encode, "index": _index, "search": _search, "evaluate": _evaluate,
+    "remove": _remove,
 }
 
 
