@@ -26,6 +26,7 @@ an exact sort of the survivors).
 
 import numpy as np
 
+from . import _tuning
 from ._qscan import (
     exact_candidates,
     integer_threshold,
@@ -35,15 +36,7 @@ from ._qscan import (
     quantize_tables,
     upper_bound,
 )
-from ._scan import (
-    DB_BLOCK,
-    PAIR_QUERIES,
-    IntegerScan,
-    radius_integer,
-    table_offsets,
-    topk_integer,
-    uses_pairs,
-)
+from ._scan import IntegerScan, radius_integer, table_offsets, topk_integer, uses_pairs
 from ._tables import flat_tables
 from ._topk import RadiusCollector, RunningTopK
 
@@ -180,15 +173,13 @@ def _radius_scan(flat, codes, threshold, offsets, db_block):
 
 
 # ------------------------------------------------ integer scan + exact re-rank (skdqn._qscan)
-_PAIR_BLOCK_FACTOR = 16  # the one-query scan reads this many scan blocks at a time
-
-
 def _integer_scanner(qt, codes, offsets, db_block):
     """The numpy :class:`IntegerScan` (uint16 sums) for a block of queries.
 
     One query with uint8 codes (``K <= 256``, at least ``PAIR_MIN_ROWS``
     rows, :func:`uses_pairs`): pair look-ups
-    (:func:`skdqn._qscan.pair_scan_block`), ``16 * db_block`` items at a time,
+    (:func:`skdqn._qscan.pair_scan_block`), ``PAIR_BLOCK_FACTOR * db_block``
+    items at a time (:mod:`skdqn._tuning`),
     the last pair only for the items still below the threshold
     (:func:`skdqn._qscan.pair_scan_below`); otherwise the row gather of the
     float scan on uint16 tables.
@@ -196,7 +187,7 @@ def _integer_scanner(qt, codes, offsets, db_block):
     nq, M, K = qt.q.shape
     if nq == 1 and uses_pairs(codes, K, M):
         pairs, last = pair_tables(qt.q[0])
-        step = db_block * _PAIR_BLOCK_FACTOR
+        step = db_block * _tuning.PAIR_BLOCK_FACTOR
         out = np.empty(step, dtype=np.uint16)
         tmp = np.empty_like(out)
 
@@ -253,7 +244,7 @@ class NumpyKernel:
     def __init__(self, fast=True):
         self.fast = fast
 
-    def kneighbors(self, tables, codes, k, *, method="threshold", db_block=DB_BLOCK):
+    def kneighbors(self, tables, codes, k, *, method="threshold", db_block=None):
         """The ``k`` smallest AQDs of each query over ``codes``, local row indices.
 
         Parameters
@@ -265,8 +256,9 @@ class NumpyKernel:
             ``"threshold"``: running k-th distance, for ``k`` much smaller
             than ``n`` (the integer scan when ``fast``); ``"full_sort"``:
             every distance, then a stable sort. Both give the same result.
-        db_block : int, default=4096
-            Codes scanned at a time.
+        db_block : int, default=None
+            Codes scanned at a time; :data:`skdqn._tuning.DB_BLOCK` (4096)
+            when None.
 
         Returns
         -------
@@ -276,9 +268,10 @@ class NumpyKernel:
             Rows of ``codes``.
         """
         nq, M, K = tables.shape
+        db_block = _tuning.DB_BLOCK if db_block is None else db_block
         if method == "full_sort":
             return _topk_full_sort(flat_tables(tables), codes, k, table_offsets(M, K), db_block)
-        if self.fast and 1 < nq <= PAIR_QUERIES and uses_pairs(codes, K, M):
+        if self.fast and 1 < nq <= _tuning.PAIR_QUERIES and uses_pairs(codes, K, M):
             return _per_query(self.kneighbors, tables, codes, k, db_block)
         qt = quantize_tables(tables) if self.fast else None
         flat, offsets = flat_tables(tables), table_offsets(M, K)
@@ -286,7 +279,7 @@ class NumpyKernel:
             return _topk_threshold(flat, codes, k, offsets, db_block)
         return topk_integer(flat, codes, k, offsets, qt, _integer_scanner(qt, codes, offsets, db_block))
 
-    def radius_neighbors(self, tables, codes, threshold, *, db_block=DB_BLOCK):
+    def radius_neighbors(self, tables, codes, threshold, *, db_block=None):
         """Rows of ``codes`` whose AQD is ``<= threshold``, per query, in row order.
 
         Parameters
@@ -295,8 +288,9 @@ class NumpyKernel:
         codes : ndarray of shape (n, M), integer in ``[0, K)``
         threshold : numpy.float32
             Compared exactly with the float32 sums.
-        db_block : int, default=4096
-            Codes scanned at a time.
+        db_block : int, default=None
+            Codes scanned at a time; :data:`skdqn._tuning.DB_BLOCK` (4096)
+            when None.
 
         Returns
         -------
@@ -304,6 +298,7 @@ class NumpyKernel:
             float32 distances and intp rows.
         """
         nq, M, K = tables.shape
+        db_block = _tuning.DB_BLOCK if db_block is None else db_block
         qt = quantize_tables(tables) if self.fast and np.isfinite(threshold) else None
         flat, offsets = flat_tables(tables), table_offsets(M, K)
         if qt is None:

@@ -11,6 +11,8 @@ back from the key unchanged (:func:`unpack_keys`).
 
 import numpy as np
 
+from . import _tuning
+
 __all__ = ["order_bits", "pack_keys", "unpack_keys", "stable_smallest", "PAD_KEY", "MAX_KEY_INDEX"]
 
 PAD_KEY = np.uint64(np.iinfo(np.uint64).max)  # sorts after every real key (value +inf included)
@@ -93,9 +95,6 @@ def unpack_keys(keys):
     return values, indices
 
 
-_ARGMIN_DEPTH = 8  # up to this depth, stable_smallest takes one argmin per rank
-
-
 def _smallest_by_argmin(values, depth):
     """:func:`stable_smallest` by ``depth`` argmins, each found value masked with ``inf``.
 
@@ -143,7 +142,7 @@ def stable_smallest(values, depth):
     n_rows, n_cols = values.shape
     if depth == 1:  # argmin returns the first smallest: ties by column already
         return np.argmin(values, axis=1)[:, None].astype(np.intp)
-    if depth <= _ARGMIN_DEPTH:
+    if depth <= _tuning.ARGMIN_DEPTH:  # one argmin per rank
         found = _smallest_by_argmin(values, depth)
         if found is not None:
             return found

@@ -24,24 +24,17 @@ kernel: they import it.
 
 import numpy as np
 
+from . import _tuning
 from ._qscan import exact_candidates, integer_threshold, upper_bound
 from ._topk import RadiusCollector, RunningTopK
 
 __all__ = [
-    "DB_BLOCK",
-    "PAIR_QUERIES",
-    "PAIR_MIN_ROWS",
     "table_offsets",
     "uses_pairs",
     "IntegerScan",
     "topk_integer",
     "radius_integer",
 ]
-
-DB_BLOCK = 4096  # default database items per scanned block (long enough calls for threads to scale)
-PAIR_QUERIES = 4  # at most this many queries: one query at a time, by pair look-ups
-PAIR_MIN_ROWS = 4096  # ... over at least this many codes (building the pair tables costs ~27 us)
-
 
 def table_offsets(M, K):
     """Row of subspace ``m``'s first entry in a flat ``(M * K, nq)`` table: ``m * K``, shape (M,), intp.
@@ -87,11 +80,11 @@ class IntegerScan:
 def uses_pairs(codes, K, M):
     """Whether one query over ``codes`` is scanned by pair look-ups (uint8 codes, ``K <= 256``, ``M > 1``).
 
-    Below ``PAIR_MIN_ROWS`` codes, building the pair tables costs more than
-    the look-ups it saves (measured: the row gather is faster up to about
-    3,000 codes).
+    Below :data:`skdqn._tuning.PAIR_MIN_ROWS` codes, building the pair tables
+    costs more than the look-ups it saves (measured: the row gather is faster
+    up to about 3,000 codes).
     """
-    return codes.dtype == np.uint8 and K <= 256 and M > 1 and codes.shape[0] >= PAIR_MIN_ROWS
+    return codes.dtype == np.uint8 and K <= 256 and M > 1 and codes.shape[0] >= _tuning.PAIR_MIN_ROWS
 
 
 def topk_integer(flat, codes, k, offsets, qt, scanner):

@@ -11,16 +11,15 @@ import warnings
 
 import numpy as np
 
+from . import _tuning
 from ._progress import count_progress
-from ._search import _FULL_SORT_RATIO, aqd_kneighbors, full_sort_block
+from ._search import aqd_kneighbors, full_sort_block
 from ._tables import as_query_source
 from ._validation import check_y
 from .exceptions import NoRelevantItemsWarning
 from .metrics import _check_no_relevant, _mean_of_aps, _n_relevant, average_precision_scores
 
 __all__ = ["retrieval_average_precisions", "score_codes", "warn_absent_labels"]
-
-_RANKING_CHUNK = 4096  # queries ranked at a time when top_k is a small part of the database
 
 
 def retrieval_average_precisions(
@@ -78,7 +77,7 @@ def retrieval_average_precisions(
             return aqd_kneighbors(source, codes, k, n_jobs=n_jobs)
     n = codes.shape[0]
     k = n if top_k is None else min(int(top_k), n)
-    chunk = full_sort_block(n) if k * _FULL_SORT_RATIO >= n else _RANKING_CHUNK
+    chunk = full_sort_block(n) if k * _tuning.FULL_SORT_RATIO >= n else _tuning.RANKING_CHUNK
     out = np.empty(queries.n_queries, dtype=np.float64)
     progress = count_progress(queries.n_queries, desc, verbose=verbose)
     try:

@@ -32,15 +32,15 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn import config_context, get_config
 from sklearn.utils.parallel import Parallel, delayed
 
+from . import _tuning
 from ._kernels import NumpyKernel
-from ._scan import DB_BLOCK
 from ._tables import as_query_source
 
 __all__ = [
@@ -99,28 +99,18 @@ def get_kernel(name="numpy", **options):
     return make(**options)
 
 
-QUERY_BLOCK = 128  # default queries scanned together; one float32 table row is this wide
-# n_neighbors * _FULL_SORT_RATIO >= n_database: compute every distance of a
-# query block and sort them, rather than filter by a running k-th distance.
-_FULL_SORT_RATIO = 16
-# Bytes per (query, database item) of the full sort: float32 distances, their
-# transposed copy and the int64 argsort.
-_FULL_SORT_BYTES_PER_ITEM = 16
-# A database shard holds at least this many scan blocks, so that a task scans
-# long enough to pay for its scheduling.
-_MIN_SHARD_BLOCKS = 16
-
-
 @dataclass(frozen=True)
 class ScanBlocks:
     """Block sizes of the scan: how much work one task holds at a time.
 
     Parameters
     ----------
-    query : int, default=128
-        Queries per task (the width of a table row in the numpy scan).
-    database : int, default=4096
-        Codes scanned at a time inside a task.
+    query : int, optional
+        Queries per task (the width of a table row in the numpy scan);
+        :data:`skdqn._tuning.QUERY_BLOCK` (128) when not given.
+    database : int, optional
+        Codes scanned at a time inside a task;
+        :data:`skdqn._tuning.DB_BLOCK` (4096) when not given.
 
     Examples
     --------
@@ -129,8 +119,8 @@ class ScanBlocks:
     ScanBlocks(query=128, database=4096)
     """
 
-    query: int = QUERY_BLOCK
-    database: int = DB_BLOCK
+    query: int = field(default_factory=lambda: _tuning.QUERY_BLOCK)
+    database: int = field(default_factory=lambda: _tuning.DB_BLOCK)
 
     def __post_init__(self):
         for name in ("query", "database"):
@@ -139,11 +129,14 @@ class ScanBlocks:
                 raise ValueError(f"ScanBlocks.{name} must be a positive integer, got {value!r}.")
 
 
-_SCAN_BLOCKS = contextvars.ContextVar("skdqn_scan_blocks", default=ScanBlocks())
+_SCAN_BLOCKS = contextvars.ContextVar("skdqn_scan_blocks", default=None)  # None: the defaults of _tuning
 
 
 def get_scan_blocks():
     """The :class:`ScanBlocks` in effect (see :func:`scan_blocks`).
+
+    Outside a :func:`scan_blocks` context, the defaults of
+    :mod:`skdqn._tuning` as they are now.
 
     Returns
     -------
@@ -155,11 +148,12 @@ def get_scan_blocks():
     >>> get_scan_blocks().query
     128
     """
-    return _SCAN_BLOCKS.get()
+    blocks = _SCAN_BLOCKS.get()
+    return ScanBlocks() if blocks is None else blocks
 
 
 @contextlib.contextmanager
-def scan_blocks(query=QUERY_BLOCK, database=DB_BLOCK):
+def scan_blocks(query=None, database=None):
     """Context manager: scan with other block sizes (results never change).
 
     The sizes are read when a search starts and travel with its tasks, so
@@ -169,10 +163,11 @@ def scan_blocks(query=QUERY_BLOCK, database=DB_BLOCK):
 
     Parameters
     ----------
-    query : int, default=128
-        Queries per task.
-    database : int, default=4096
-        Codes scanned at a time inside a task.
+    query : int, default=None
+        Queries per task; :data:`skdqn._tuning.QUERY_BLOCK` (128) when None.
+    database : int, default=None
+        Codes scanned at a time inside a task; :data:`skdqn._tuning.DB_BLOCK`
+        (4096) when None.
 
     Yields
     ------
@@ -189,7 +184,8 @@ def scan_blocks(query=QUERY_BLOCK, database=DB_BLOCK):
     >>> bool((small[1] == aqd_kneighbors(tables, codes, 5)[1]).all())
     True
     """
-    token = _SCAN_BLOCKS.set(ScanBlocks(query, database))
+    sizes = {name: value for name, value in (("query", query), ("database", database)) if value is not None}
+    token = _SCAN_BLOCKS.set(ScanBlocks(**sizes))
     try:
         yield _SCAN_BLOCKS.get()
     finally:
@@ -309,7 +305,7 @@ def merge_kneighbors(distances, indices, n_neighbors=None, *, offsets=None):
     return np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
 
 
-def full_sort_block(n_database, working_memory=None, max_block=QUERY_BLOCK):
+def full_sort_block(n_database, working_memory=None, max_block=None):
     """Queries per block when every distance of the block is computed and sorted.
 
     Parameters
@@ -320,8 +316,9 @@ def full_sort_block(n_database, working_memory=None, max_block=QUERY_BLOCK):
         MiB; a quarter of it bounds the block's ``(n_database, queries)``
         distances and their argsort. ``None`` uses
         ``sklearn.get_config()["working_memory"]``.
-    max_block : int, default=128
-        Upper bound on the result.
+    max_block : int, default=None
+        Upper bound on the result; :data:`skdqn._tuning.QUERY_BLOCK` (128)
+        when None.
 
     Returns
     -------
@@ -336,20 +333,22 @@ def full_sort_block(n_database, working_memory=None, max_block=QUERY_BLOCK):
     """
     if working_memory is None:
         working_memory = get_config()["working_memory"]
+    if max_block is None:
+        max_block = _tuning.QUERY_BLOCK
     budget = int(working_memory * 2**20) // 4
-    per_query = _FULL_SORT_BYTES_PER_ITEM * max(1, n_database)
+    per_query = _tuning.FULL_SORT_BYTES_PER_ITEM * max(1, n_database)
     return int(np.clip(budget // per_query, 1, max_block))
 
 
 def _auto_shards(n_jobs, n_query_blocks, n_database, db_block=None):
     """Database shards so that query blocks x shards keeps every worker busy.
 
-    A shard holds at least ``_MIN_SHARD_BLOCKS`` scan blocks (65,536 items by
-    default).
+    A shard holds at least :data:`skdqn._tuning.MIN_SHARD_BLOCKS` scan blocks
+    (65,536 items by default).
     """
     if db_block is None:
         db_block = get_scan_blocks().database
-    min_shard = _MIN_SHARD_BLOCKS * db_block
+    min_shard = _tuning.MIN_SHARD_BLOCKS * db_block
     workers = effective_n_jobs(n_jobs)
     if workers <= 1 or n_query_blocks >= workers:
         return 1
@@ -479,7 +478,7 @@ def _radius_task(queries, codes, start, kernel, threshold, db_block):
 
 def _knn_plan(n_neighbors, n_database, n_queries, n_jobs, working_memory, n_shards, blocks):
     """(method, queries per task, shards) of a k-NN search."""
-    if n_neighbors * _FULL_SORT_RATIO >= n_database:
+    if n_neighbors * _tuning.FULL_SORT_RATIO >= n_database:
         return "full_sort", full_sort_block(n_database, working_memory, blocks.query), 1
     if n_shards is None:
         n_shards = _auto_shards(n_jobs, math.ceil(n_queries / blocks.query), n_database, blocks.database)

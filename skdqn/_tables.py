@@ -27,6 +27,7 @@ from typing import Protocol
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from . import _tuning
 from ._pq import check_magnitude, decode
 
 __all__ = [
@@ -39,11 +40,10 @@ __all__ = [
     "as_query_source",
 ]
 
-_TABLE_BLOCK_FLOATS = 1 << 22  # default bound on the temporary of distance_tables
 _TABLE_METRICS = ("sqeuclidean", "inner_product")
 
 
-def distance_tables(Q, codebooks, metric="sqeuclidean", *, block_floats=_TABLE_BLOCK_FLOATS, layout="scan"):
+def distance_tables(Q, codebooks, metric="sqeuclidean", *, block_floats=None, layout="scan"):
     """Per-query lookup tables of subspace distances to every codeword.
 
     Parameters
@@ -57,8 +57,9 @@ def distance_tables(Q, codebooks, metric="sqeuclidean", *, block_floats=_TABLE_B
         ``"inner_product"``: ``table[q, m, k] = -<Q[q, m-th block], codebooks[m, k]>``;
         the sum is the negated inner product ``-<q, C h>``, so that smaller is
         still better.
-    block_floats : int, default=4194304
-        Bound on the temporaries, in floats (``"sqeuclidean"``: float64
+    block_floats : int, default=None
+        Bound on the temporaries, in floats (:data:`skdqn._tuning.TABLE_BLOCK_FLOATS`,
+        4194304, when None; ``"sqeuclidean"``: float64
         blocks of ``block_floats // 64`` values, ``K`` per query;
         ``"inner_product"``: ``(K, queries)`` blocks of ``block_floats // K``
         queries in the scan layout, at most ``block_floats // 32`` in the
@@ -103,6 +104,8 @@ def distance_tables(Q, codebooks, metric="sqeuclidean", *, block_floats=_TABLE_B
     if layout not in ("scan", "query"):
         raise ValueError(f"layout must be 'scan' or 'query', got {layout!r}.")
     Q = np.asarray(Q, dtype=np.float32)
+    if block_floats is None:
+        block_floats = _tuning.TABLE_BLOCK_FLOATS
     if metric == "sqeuclidean":
         return _squared_tables(Q, codebooks, layout, max(1, block_floats // 64 // codebooks.shape[1]))
     if layout == "query":

@@ -22,32 +22,31 @@ with their exact float32 AQD, so the results are again those of the float32
 scan, bit for bit (:func:`float16_scanner`). Once the running k-th is tight,
 the candidates are found from the minima of groups of rows
 (:func:`_below_by_groups`), not by comparing every sum. Calls of at most
-``PAIR_QUERIES`` queries on enough uint8 codes go to numpy's one-query pair scan,
+``PAIR_QUERIES`` queries (:mod:`skdqn._tuning`) on enough uint8 codes go to numpy's one-query pair scan,
 which is faster there (a torch bag of ``M`` scalars per item is its slowest
 case).
 
 Memory on the device: the codes are moved a chunk at a time (never the whole
 array), ``chunk`` rows with ``chunk * (M * 8 + 2 * nq * 4)`` bytes for their
 int64 indices and their distances, plus the table (``M * K * nq * 4``). The
-chunk is as many rows as fit :data:`DEVICE_BYTES` (256 MiB on CUDA; on the
-CPU :data:`CPU_BYTES`, 8 MiB, so the working set stays in cache), and at
-least ``db_block``.
+chunk is as many rows as fit :data:`skdqn._tuning.TORCH_DEVICE_BYTES` (256 MiB
+on CUDA; on the CPU :data:`skdqn._tuning.TORCH_CPU_BYTES`, 8 MiB, so the
+working set stays in cache), and at least ``db_block``.
 
 torch is imported when a kernel is made, never at ``import skdqn``.
 """
 
 import numpy as np
 
+from . import _tuning
 from ._kernels import NumpyKernel
 from ._qscan import quantize_tables
-from ._scan import DB_BLOCK, PAIR_QUERIES, IntegerScan, radius_integer, table_offsets, topk_integer, uses_pairs
+from ._scan import IntegerScan, radius_integer, table_offsets, topk_integer, uses_pairs
 from ._tables import flat_tables
 from ._topk import RadiusCollector, RunningTopK
 
-__all__ = ["TorchKernel", "resolve_device", "float16_scanner", "DEVICE_BYTES", "CPU_BYTES"]
+__all__ = ["TorchKernel", "resolve_device", "float16_scanner"]
 
-DEVICE_BYTES = 256 * 2**20  # CUDA working memory of one task
-CPU_BYTES = 8 * 2**20  # CPU working memory of one task
 FLOAT16_MAX_SUM = 2047  # integer sums up to this are exact in float16 (the CPU integer scan)
 
 
@@ -90,8 +89,11 @@ def resolve_device(device="auto"):
 
 
 def _chunk_rows(nq, M, device, db_block):
-    """Codes per chunk: what :data:`DEVICE_BYTES` (CUDA) or :data:`CPU_BYTES` hold, ``>= db_block``."""
-    budget = DEVICE_BYTES if device.type == "cuda" else CPU_BYTES
+    """Codes per chunk: what ``TORCH_DEVICE_BYTES`` (CUDA) or ``TORCH_CPU_BYTES`` (:mod:`skdqn._tuning`) hold.
+
+    At least ``db_block``.
+    """
+    budget = _tuning.TORCH_DEVICE_BYTES if device.type == "cuda" else _tuning.TORCH_CPU_BYTES
     return max(int(db_block), budget // (M * 8 + 2 * nq * 4))
 
 
@@ -210,15 +212,12 @@ def _topk_chunks(table, offsets, codes, k, chunk):
     return top.result()
 
 
-_GROUP_ROWS = 64  # rows whose minimum (per column) is taken at once by the CPU filter
-
-
 def _below_by_groups(sums, thr):
     """Flat indices of the entries of ``sums`` below their column's ``thr``; rows ascending per column.
 
     ``sums`` is a CPU tensor of shape (n, nq); ``thr`` an ndarray (nq,) of
     its dtype. The minimum of each column over each group of
-    :data:`_GROUP_ROWS` rows (one read of the chunk: torch's vectorised
+    :data:`skdqn._tuning.TORCH_GROUP_ROWS` rows (one read of the chunk: torch's vectorised
     reduction) tells which groups hold a hit; only those are compared. Once
     the running k-th is tight, a chunk of thousands of rows has a few dozen
     hits, and this is several times faster than comparing every entry
@@ -227,15 +226,16 @@ def _below_by_groups(sums, thr):
     """
     values = sums.numpy()
     n, nq = values.shape
-    n_groups = n // _GROUP_ROWS
-    head = n_groups * _GROUP_ROWS
-    mins = sums[:head].view(n_groups, _GROUP_ROWS, nq).amin(dim=1).numpy()
+    group = _tuning.TORCH_GROUP_ROWS
+    n_groups = n // group
+    head = n_groups * group
+    mins = sums[:head].view(n_groups, group, nq).amin(dim=1).numpy()
     g, c = np.nonzero(mins < thr)
     if 8 * g.size > mins.size:  # dense hits: compare everything
         return np.flatnonzero(values < thr)
-    segments = values[:head].reshape(n_groups, _GROUP_ROWS, nq)[g, :, c]  # (n_hot, _GROUP_ROWS)
+    segments = values[:head].reshape(n_groups, group, nq)[g, :, c]  # (n_hot, group)
     hit, j = np.nonzero(segments < thr[c][:, None])
-    found = (g[hit] * _GROUP_ROWS + j) * nq + c[hit]
+    found = (g[hit] * group + j) * nq + c[hit]
     if head < n:
         found = np.concatenate([found, np.flatnonzero(values[head:] < thr) + head * nq])
     return found
@@ -301,8 +301,9 @@ class TorchKernel:
         On the CPU, the integer scan of :mod:`skdqn._qscan` with float16
         sums (:func:`float16_scanner`) and the exact float32 re-rank; the
         same results. Calls of at most ``PAIR_QUERIES`` (4) queries on at
-        least ``PAIR_MIN_ROWS`` uint8 codes take numpy's one-query pair scan there (faster than a torch
-        bag of ``M`` scalars per item; same results). ``False`` (and always
+        least ``PAIR_MIN_ROWS`` (:mod:`skdqn._tuning`) uint8 codes take
+        numpy's one-query pair scan there (faster than a torch bag of ``M``
+        scalars per item; same results). ``False`` (and always
         on CUDA): the float32 sums.
 
     Examples
@@ -330,7 +331,7 @@ class TorchKernel:
         """
         nq, M, K = tables.shape
         cpu = self.fast and device.type == "cpu" and method != "full_sort"
-        return cpu and nq <= PAIR_QUERIES and uses_pairs(codes, K, M)
+        return cpu and nq <= _tuning.PAIR_QUERIES and uses_pairs(codes, K, M)
 
     def _quantized(self, tables, device, method):
         """Integer tables for the CPU integer scan, or None (CUDA, full sort, not fast, non-finite)."""
@@ -338,7 +339,7 @@ class TorchKernel:
             return None
         return quantize_tables(tables, max_sum=FLOAT16_MAX_SUM)
 
-    def kneighbors(self, tables, codes, k, *, method="threshold", db_block=DB_BLOCK):
+    def kneighbors(self, tables, codes, k, *, method="threshold", db_block=None):
         """The ``k`` smallest AQDs of each query over ``codes``, local row indices.
 
         Parameters
@@ -348,8 +349,9 @@ class TorchKernel:
         k : int
         method : {"threshold", "full_sort"}, default="threshold"
             ``"full_sort"``: every distance to the host, then a stable sort.
-        db_block : int, default=4096
-            Lower bound on the codes of a chunk.
+        db_block : int, default=None
+            Lower bound on the codes of a chunk; :data:`skdqn._tuning.DB_BLOCK`
+            (4096) when None.
 
         Returns
         -------
@@ -361,6 +363,7 @@ class TorchKernel:
 
         device = torch.device(self.device)
         nq, M, K = tables.shape
+        db_block = _tuning.DB_BLOCK if db_block is None else db_block
         if self._numpy_pairs(tables, codes, device, method):
             return NumpyKernel().kneighbors(tables, codes, k, db_block=db_block)
         chunk = _chunk_rows(nq, M, device, db_block)
@@ -378,7 +381,7 @@ class TorchKernel:
         ind = np.argsort(dist, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(dist, ind, axis=1), ind
 
-    def radius_neighbors(self, tables, codes, threshold, *, db_block=DB_BLOCK):
+    def radius_neighbors(self, tables, codes, threshold, *, db_block=None):
         """Rows of ``codes`` whose AQD is ``<= threshold``, per query, in row order.
 
         Parameters
@@ -386,7 +389,8 @@ class TorchKernel:
         tables : ndarray of shape (nq, M, K), float32
         codes : ndarray of shape (n, M), integer in ``[0, K)``
         threshold : numpy.float32
-        db_block : int, default=4096
+        db_block : int, default=None
+            As in :meth:`kneighbors`.
 
         Returns
         -------
@@ -396,6 +400,7 @@ class TorchKernel:
 
         device = torch.device(self.device)
         nq, M, K = tables.shape
+        db_block = _tuning.DB_BLOCK if db_block is None else db_block
         method = "radius" if np.isfinite(threshold) else "full_sort"
         if nq == 1 and self._numpy_pairs(tables, codes, device, method):
             return NumpyKernel().radius_neighbors(tables, codes, threshold, db_block=db_block)

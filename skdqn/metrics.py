@@ -28,6 +28,7 @@ from sklearn import get_config
 from sklearn.pipeline import Pipeline
 from sklearn.utils.parallel import Parallel, delayed
 
+from . import _tuning
 from ._labels import check_labels, label_kind, relevance
 from ._validation import check_positive_int
 
@@ -40,15 +41,8 @@ __all__ = [
     "map_scorer",
 ]
 
-# The blocks of queries processed at once take this fraction of sklearn's
-# working_memory (64 MiB of the default 1024 MiB).
-_WORKING_MEMORY_SHARE = 1 / 16
-# Rough working memory per ranked item: sort keys, gathered labels, relevance,
-# hit positions.
-_BYTES_PER_ITEM = 32
 _NORMALIZE = ("retrieved", "all")
 _NO_RELEVANT = ("zero", "skip")
-_DUPLICATE_CHECK_ITEMS = 1 << 22  # ranking entries sorted at a time to look for repeats
 
 
 # --------------------------------------------------------------------------
@@ -146,7 +140,7 @@ def _check_ranking(ranking, n_queries, n_database):
 
 def _check_distinct_rows(ranking):
     """Raise if a row of the ranking names a database item twice (sorted copies, in blocks)."""
-    step = max(1, _DUPLICATE_CHECK_ITEMS // ranking.shape[1])
+    step = max(1, _tuning.DUPLICATE_CHECK_ITEMS // ranking.shape[1])
     for start in range(0, ranking.shape[0], step):
         block = np.sort(ranking[start : start + step], axis=1)
         repeated = block[:, 1:] == block[:, :-1]
@@ -259,8 +253,12 @@ def _encode_labels(q, d):
 
 
 def _block_bytes():
-    """Bytes the query blocks processed at once may take (all workers together)."""
-    return int(get_config()["working_memory"] * 2**20 * _WORKING_MEMORY_SHARE)
+    """Bytes the query blocks processed at once may take (all workers together).
+
+    ``working_memory`` divided by :data:`skdqn._tuning.METRICS_MEMORY_DIVISOR`
+    (64 MiB of the default 1024 MiB).
+    """
+    return int(get_config()["working_memory"] * 2**20 / _tuning.METRICS_MEMORY_DIVISOR)
 
 
 def _map_ranked_relevance(func, q, d, ranking, distances, depth, n_jobs=None):
@@ -275,7 +273,7 @@ def _map_ranked_relevance(func, q, d, ranking, distances, depth, n_jobs=None):
     q_codes, d_codes = _encode_labels(q, d)
     n_workers = max(1, effective_n_jobs(n_jobs))
     width = depth if distances is None else distances.shape[1]
-    per_item = _BYTES_PER_ITEM + d_codes[:1].nbytes
+    per_item = _tuning.METRICS_BYTES_PER_ITEM + d_codes[:1].nbytes
     step = max(1, _block_bytes() // (n_workers * width * per_item))
 
     def block(start):

@@ -27,9 +27,9 @@ from skdqn._search import scan_blocks
 @pytest.fixture
 def pairs_on_small_data(monkeypatch):
     """The one-query pair scan on small problems (by default only from 4,096 codes)."""
-    import skdqn._scan
+    import skdqn._tuning
 
-    monkeypatch.setattr(skdqn._scan, "PAIR_MIN_ROWS", 0)
+    monkeypatch.setattr(skdqn._tuning, "PAIR_MIN_ROWS", 0)
 
 
 @pytest.fixture

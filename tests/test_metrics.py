@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skdqn import metrics
+from skdqn import _tuning, metrics
 from skdqn.metrics import (
     average_precision_scores,
     map_scorer,
@@ -652,7 +652,7 @@ def test_ranking_with_repeated_indices_is_refused(metric, monkeypatch):
     # [[0, 0, 0], ...] gave MAP 1.0: one relevant item counted three times.
     with pytest.raises(ValueError, match="ranking row 0 holds database index 0 more than once"):
         metric(yq, yd, [[0, 0, 0], [1, 2, 3]])
-    monkeypatch.setattr(metrics, "_DUPLICATE_CHECK_ITEMS", 3)  # one row per block: the second block
+    monkeypatch.setattr(_tuning, "DUPLICATE_CHECK_ITEMS", 3)  # one row per block: the second block
     with pytest.raises(ValueError, match="ranking row 1 holds database index 2 more than once"):
         metric(yq, yd, [[0, 1, 2], [2, 3, 2]])
     metric(yq, yd, [[0, 1, 2], [3, 2, 1]])  # distinct: accepted

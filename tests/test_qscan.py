@@ -227,8 +227,9 @@ def test_a_query_alone_gets_its_batch_result():
 
 def test_pair_path_from_enough_codes(monkeypatch):
     import skdqn._scan as scan
+    import skdqn._tuning
 
-    monkeypatch.setattr(scan, "PAIR_MIN_ROWS", 4096)
+    monkeypatch.setattr(skdqn._tuning, "PAIR_MIN_ROWS", 4096)
     codes = np.zeros((4096, 4), np.uint8)
     assert scan.uses_pairs(codes, 256, 4)
     assert not scan.uses_pairs(codes[:4095], 256, 4)

@@ -15,6 +15,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 
 import skdqn._torch_kernel as torch_kernel
+import skdqn._tuning
 from conftest import assert_same_search, kneighbors_reference
 from skdqn import AQDNeighbors
 from skdqn._kernels import NumpyKernel, aqd_distances
@@ -31,8 +32,8 @@ no_cuda = pytest.mark.skipif(CUDA, reason="this machine has CUDA")
 @pytest.fixture
 def tiny_chunks(monkeypatch):
     """Chunks of ``db_block`` codes, so that small problems cross chunk boundaries."""
-    monkeypatch.setattr(torch_kernel, "CPU_BYTES", 0)
-    monkeypatch.setattr(torch_kernel, "DEVICE_BYTES", 0)
+    monkeypatch.setattr(skdqn._tuning, "TORCH_CPU_BYTES", 0)
+    monkeypatch.setattr(skdqn._tuning, "TORCH_DEVICE_BYTES", 0)
 
 
 # ------------------------------------------------------------ kernel, grid
@@ -247,6 +248,6 @@ def test_few_queries_on_the_cpu_take_the_numpy_pair_scan(monkeypatch, pairs_on_s
         kernel.kneighbors(tables, codes, 5)
     with pytest.raises(AssertionError, match="the torch scan ran"):
         kernel.kneighbors(tables[:1], codes.astype(np.uint16), 5)
-    monkeypatch.setattr("skdqn._scan.PAIR_MIN_ROWS", 301)  # too few codes for pairs
+    monkeypatch.setattr("skdqn._tuning.PAIR_MIN_ROWS", 301)  # too few codes for pairs
     with pytest.raises(AssertionError, match="the torch scan ran"):
         kernel.kneighbors(tables[:1], codes, 5)
