@@ -80,8 +80,9 @@ class Retriever(BaseEstimator):
     n_lists : int, default=None
         None: exhaustive search. An integer builds inverted lists (each code
         in the list of the coarse centroid nearest to its reconstruction).
-    n_probe : int, default=1
-        Lists scanned per query (inverted lists only), read at search time.
+    n_probe : int or "auto", default="auto"
+        Lists scanned per query (inverted lists only), read at search time;
+        ``"auto"`` as :class:`~skdqn.AQDNeighbors` (recall@10 of 0.95).
     backend : {"numpy", "torch"}, default="numpy"
         The scan kernel of the index.
     device : str, default="auto"
@@ -132,7 +133,7 @@ class Retriever(BaseEstimator):
         "radius": [Interval(Real, None, None, closed="both")],
         "metric": [StrOptions(set(METRIC_NAMES))],
         "n_lists": [None, Interval(Integral, 1, None, closed="left")],
-        "n_probe": [Interval(Integral, 1, None, closed="left")],
+        "n_probe": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "backend": [StrOptions({"numpy", "torch"})],
         "device": [str],
         "n_jobs": [None, Integral],
@@ -147,7 +148,7 @@ class Retriever(BaseEstimator):
         radius=1.0,
         metric="euclidean",
         n_lists=None,
-        n_probe=1,
+        n_probe="auto",
         backend="numpy",
         device="auto",
         n_jobs=None,

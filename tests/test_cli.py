@@ -1,6 +1,7 @@
 """The command line, through main(argv) and as a subprocess."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -510,6 +511,23 @@ def test_index_as_a_directory_with_inverted_lists(model_file, data, tmp_path, ca
     assert main(["search", model_file, files["Q"], "--index", folder, "--n-probe", "4", "-o", every]) == 0
     assert main(["search", model_file, files["X"], files["Q"], "-o", exhaustive]) == 0
     np.testing.assert_array_equal(np.load(every), np.load(exhaustive))  # every list probed: exhaustive
+
+
+def test_index_n_probe_is_saved_and_the_summaries_say_what_is_probed(model_file, data, tmp_path, capsys):
+    _, files, _ = data
+    folder = str(tmp_path / "ivf2")
+    assert main(["index", model_file, files["X"], "-o", folder, "--n-lists", "8", "--n-probe", "3"]) == 0
+    assert "8 inverted lists, probing 3 of 8 lists" in capsys.readouterr().out
+    assert AQDNeighbors.load(folder).n_probe == 3
+    out = str(tmp_path / "n.npy")
+    assert main(["search", model_file, files["Q"], "--index", folder, "-o", out]) == 0
+    line = capsys.readouterr().out
+    share = float(re.search(r"probing 3 of 8 lists, ([0-9.]+)% of the items per query", line).group(1))
+    assert 0 < share < 100
+    assert main(["search", model_file, files["Q"], "--index", folder, "--n-probe", "auto", "-o", out]) == 0
+    assert "(n_probe auto: recall@10 >= 0.95)" in capsys.readouterr().out
+    assert main(["index", model_file, files["X"], "-o", str(tmp_path / "x"), "--n-probe", "3"]) == 2
+    assert "--n-probe needs --n-lists" in capsys.readouterr().err
 
 
 INDEX_ERRORS = [

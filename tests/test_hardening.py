@@ -54,7 +54,7 @@ def test_n_probe_set_after_fit_is_checked_at_search_time(data, value, error, met
 
 def test_state_survives_pickle_and_old_pickles_load(data):
     X, Q = data
-    index = AQDNeighbors(M=2, K=16, n_lists=4, random_state=0).fit(X)
+    index = AQDNeighbors(M=2, K=16, n_lists=4, n_probe=1, random_state=0).fit(X)  # older versions: an int
     again = pickle.loads(pickle.dumps(index))
     assert_array_equal(again.kneighbors(Q)[1], index.kneighbors(Q)[1])
     # the layout of earlier versions: one instance attribute per fitted array

@@ -1,11 +1,13 @@
 """The fitted index objects behind AQDNeighbors (skdqn._index): flat and inverted-file, one plan."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
 from skdqn import AQDNeighbors
-from skdqn._index import FlatIndex, IVFIndex, SearchPlan, build_index
+from skdqn._index import FlatIndex, IVFIndex, SearchPlan, build_index, choose_n_probe, recall_at_k
 from skdqn._ivf import make_lists
 from skdqn._pq import decode
 from skdqn._search import get_kernel
@@ -65,3 +67,53 @@ def test_the_estimator_holds_one_index_object():
     ivf = AQDNeighbors(M=2, K=8, n_lists=4, random_state=0).fit(X)
     assert type(flat._state()) is FlatIndex and type(ivf._state()) is IVFIndex
     assert ivf.partial_fit(X[:10])._state().n_samples == 210
+
+
+# ------------------------------------------------------------ n_probe="auto"
+@pytest.fixture(scope="module")
+def clustered():
+    rng = np.random.default_rng(3)
+    centres = 3 * rng.normal(size=(40, 8))
+    X = centres[rng.integers(0, 40, 6000)] + rng.normal(size=(6000, 8))
+    return X, X[:200] + 0.05 * rng.normal(size=(200, 8))
+
+
+def test_auto_n_probe_is_the_fewest_lists_reaching_the_recall_target(clustered):
+    X, Q = clustered
+    index = AQDNeighbors(M=2, K=32, n_lists=64, random_state=0).fit(X)
+    assert index.n_probe == "auto" and 1 <= index.n_probe_ <= 64
+    chosen = index.n_probe_
+    recalls = {p: index.set_params(n_probe=p).measure_recall(X[::30]) for p in (1, 2, 4, 8, 16, 32, 64)}
+    assert recalls[64] == 1.0
+    assert all(recalls[a] <= recalls[b] + 1e-9 for a, b in zip((1, 2, 4, 8, 16, 32), (2, 4, 8, 16, 32, 64)))
+    # the choice was measured on the fitted vectors: on a sample of the same data it reaches the target
+    assert recalls[chosen] >= 0.9 and (chosen == 1 or recalls[chosen // 2] < 0.97)
+    index.set_params(n_probe="auto")
+    assert index.n_probe_ == chosen and index.measure_recall(Q) >= 0.9
+
+
+def test_choose_n_probe_and_recall_at_k_against_the_exhaustive_search(clustered):
+    X, Q = clustered
+    index = AQDNeighbors(M=2, K=32, n_lists=32, n_probe=32, random_state=0).fit(X)
+    state, plan = index._state(), SearchPlan(kernel=get_kernel("numpy"))
+    queries = VectorQueries(Q, state.codebooks, "sqeuclidean")
+    assert recall_at_k(state, queries, 10, replace(plan, n_probe=32)) == 1.0
+    low = recall_at_k(state, queries, 10, replace(plan, n_probe=1))
+    assert 0 < low < 1
+    for target in (0.5, 0.9, 0.99, 1.0):
+        chosen = choose_n_probe(state, queries, plan, target=target)
+        assert recall_at_k(state, queries, 10, replace(plan, n_probe=chosen)) >= target
+        assert chosen == 1 or recall_at_k(state, queries, 10, replace(plan, n_probe=chosen // 2)) < target
+
+
+def test_auto_n_probe_survives_save_load_pickle_and_partial_fit(clustered, tmp_path):
+    import pickle
+
+    X, _ = clustered
+    index = AQDNeighbors(M=2, K=16, n_lists=16, random_state=0).fit(X[:3000])
+    chosen = index.n_probe_
+    assert AQDNeighbors.load(index.save(tmp_path / "i.npz")).n_probe_ == chosen
+    assert pickle.loads(pickle.dumps(index)).n_probe_ == chosen
+    assert index.partial_fit(X[3000:]).n_probe_ == chosen
+    assert AQDNeighbors(M=2, K=16).fit(X[:500]).n_probe_ is None  # exhaustive: nothing probed
+    assert AQDNeighbors(M=2, K=16).fit(X[:500]).measure_recall() == 1.0
