@@ -29,10 +29,11 @@ bound of its k-th distance.
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import effective_n_jobs
 from sklearn.utils import check_random_state
 
-from ._pq import check_magnitude, encode, update_codebooks
+from ._pq import _nearest_codewords, check_magnitude, lloyd
 from ._ranking import MAX_KEY_INDEX, pack_keys, stable_smallest
 from ._csr import list_aqd, list_aqd_runs, row_index, rows_per_call
 from ._search import _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
@@ -118,7 +119,8 @@ def train_coarse(X, n_lists, *, max_samples=None, n_iter=_COARSE_ITER, random_st
         k-means runs on a random subset of at most this many rows; ``None``
         uses ``256 * n_lists`` (faiss' default).
     n_iter : int, default=10
-        Lloyd iterations (stops earlier when no assignment changes).
+        Most Lloyd iterations (stops earlier when no assignment changes);
+        faiss' coarse quantizers run 10.
     random_state : int, RandomState instance or None, default=None
         Seeds the subset and the start.
 
@@ -129,11 +131,9 @@ def train_coarse(X, n_lists, *, max_samples=None, n_iter=_COARSE_ITER, random_st
     Notes
     -----
     The start is ``n_lists`` distinct rows drawn at random (not k-means++,
-    whose cost grows with ``n_lists * n``); empty clusters are re-seeded on
-    the points worst quantized, as :func:`skdqn._pq.update_codebooks` does.
-    The iterations assign rows by one float32 product per block
-    (:func:`_nearest_centroids`, on centred rows), without the exact
-    re-check of :func:`assign_lists`, which only the final lists need.
+    whose cost grows with ``n_lists * n``), then the Lloyd loop of the PQ
+    codebooks, :func:`skdqn._pq.lloyd`, in one space of ``d`` dimensions
+    (empty clusters re-seeded on the points worst quantized).
 
     Examples
     --------
@@ -144,41 +144,17 @@ def train_coarse(X, n_lists, *, max_samples=None, n_iter=_COARSE_ITER, random_st
     [0.0, 10.0]
     """
     rng = check_random_state(random_state)
-    X = np.asarray(X, dtype=np.float32)
+    X = np.asarray(X)
+    if X.ndim != 2 or not 1 <= n_lists <= X.shape[0]:
+        raise ValueError(f"train_coarse needs 2-D X of at least n_lists={n_lists} >= 1 rows; got shape {X.shape}.")
+    check_magnitude(X)
+    X = X.astype(np.float32, copy=False)
     limit = _TRAIN_PER_LIST * n_lists if max_samples is None else max_samples
     if X.shape[0] > limit:
         X = X[np.sort(rng.choice(X.shape[0], limit, replace=False))]
-    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-    X = X - mean  # centred: the scores of _nearest_centroids lose less to cancellation
-    centroids = X[np.sort(rng.choice(X.shape[0], n_lists, replace=False))]
-    labels = _nearest_centroids(X, centroids)
-    for _ in range(n_iter):
-        centroids = update_codebooks(X, labels[:, None], centroids[None])[0][0]
-        new_labels = _nearest_centroids(X, centroids)
-        if np.array_equal(new_labels, labels):
-            break
-        labels = new_labels
-    return np.ascontiguousarray(centroids + mean, dtype=np.float32)
-
-
-def _nearest_centroids(X, centroids, step=8192):
-    """The nearest centroid of each row, for the k-means iterations: one float32 product per block.
-
-    ``argmin_l ||c_l||^2 - 2 <x, c_l>``, as ``[x, 1] @ [-2 c, ||c||^2]^T``. Not
-    the exact assignment of :func:`assign_lists`: a row almost equally near
-    two centroids may go to either, which only moves a training point
-    between two equally good clusters, and saves the exact re-check.
-    """
-    weights = np.concatenate([-2.0 * centroids, np.einsum("ld,ld->l", centroids, centroids)[:, None]], axis=1)
-    weights = np.ascontiguousarray(weights.T, dtype=np.float32)  # (d + 1, n_lists)
-    out = np.empty(X.shape[0], dtype=np.intp)
-    block = np.ones((min(step, X.shape[0]), X.shape[1] + 1), dtype=np.float32)
-    for start in range(0, X.shape[0], step):
-        rows = slice(start, min(X.shape[0], start + step))
-        n = rows.stop - start
-        block[:n, :-1] = X[rows]
-        out[rows] = np.argmin(block[:n] @ weights, axis=1)
-    return out
+    start = X[np.sort(rng.choice(X.shape[0], n_lists, replace=False))]
+    centroids, _ = lloyd(X[:, None, :], start[None], n_iter=n_iter, exact_labels=False)
+    return np.ascontiguousarray(centroids[0])
 
 
 def assign_lists(X, centroids, metric="l2"):
@@ -193,7 +169,9 @@ def assign_lists(X, centroids, metric="l2"):
     Returns
     -------
     lists : ndarray of shape (n,), intp
-        Ties go to the smaller list.
+        Ties go to the smaller list. For ``"l2"``, exactly the nearest
+        centroid (float64 differences decide close calls): the kernel of
+        the PQ encoding in one space (``skdqn._pq._nearest_codewords``).
 
     Examples
     --------
@@ -203,7 +181,13 @@ def assign_lists(X, centroids, metric="l2"):
     [0, 1]
     """
     if metric == "l2":
-        return encode(X, centroids[None].astype(np.float32))[:, 0].astype(np.intp)
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        check_magnitude(X)
+        out = np.empty((X.shape[0], 1), dtype=np.intp)
+        _nearest_codewords(X[:, None, :], np.asarray(centroids, dtype=np.float32)[None], out)
+        return out[:, 0]
     X = np.asarray(X, dtype=np.float32)
     out = np.empty(X.shape[0], dtype=np.intp)
     step = 8192
@@ -967,13 +951,14 @@ def _assign_blocks(rows_of, n, centroids, metric, step=1 << 16):
 
 
 def _list_means(rows_of, n, assignments, n_lists, step=1 << 16):
-    sums, counts = None, np.bincount(assignments, minlength=n_lists)
+    sums, counts = 0.0, np.bincount(assignments, minlength=n_lists)
     for start in range(0, n, step):
         rows = slice(start, min(n, start + step))
         block = np.asarray(rows_of(rows), dtype=np.float64)
-        if sums is None:
-            sums = np.zeros((n_lists, block.shape[1]))
-        np.add.at(sums, assignments[rows], block)
+        member = sp.csr_matrix(
+            (np.ones(block.shape[0]), (assignments[rows], np.arange(block.shape[0]))), shape=(n_lists, block.shape[0])
+        )
+        sums = sums + member @ block  # one sparse product: 10 times faster than np.add.at
     return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 

@@ -121,7 +121,7 @@ def test_recall_never_decreases_as_n_probe_grows():
 def test_n_probe_takes_effect_without_refitting():
     X, _, flat, ivf = index_pair(n_lists=25)
     codes = ivf.codes_
-    one = ivf.set_params(n_probe=1).kneighbors(X[:20] + 0.7)[1]
+    one = ivf.kneighbors(X[:20] + 0.7)[1]
     ivf.set_params(n_probe=25)
     assert ivf.codes_ is codes
     assert_array_equal(ivf.kneighbors(X[:20] + 0.7)[1], flat.kneighbors(X[:20] + 0.7)[1])
@@ -290,14 +290,39 @@ def test_build_and_append_lists():
     assert_array_equal(new_codes.ravel(), new.ids)
 
 
-def test_nearest_centroids_of_the_k_means_iterations():
-    from skdqn._ivf import _nearest_centroids
+def test_coarse_centroids_come_from_the_one_lloyd_loop():
+    # train_coarse: a random start among the rows, then skdqn._pq.lloyd in one space.
+    from sklearn.utils import check_random_state
 
-    rng = np.random.default_rng(4)
-    X = rng.normal(size=(50, 6)).astype(np.float32)
-    C = rng.normal(size=(9, 6)).astype(np.float32)
-    d = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(axis=2)
-    assert_array_equal(_nearest_centroids(X, C, step=7), np.argmin(d, axis=1))  # blocks of 7 rows
+    from skdqn._pq import lloyd
+
+    X, _ = clustered(n=700, d=6)
+    rng = check_random_state(3)
+    sample = X[np.sort(rng.choice(700, 256 * 2, replace=False))].astype(np.float32)  # max 256 per list
+    start = sample[np.sort(rng.choice(sample.shape[0], 2, replace=False))]
+    expected, _ = lloyd(sample[:, None, :], start[None], n_iter=10)
+    C = train_coarse(X, 2, random_state=3)
+    assert_array_equal(C, expected[0])
+    assert_array_equal(C, train_coarse(X, 2, random_state=3))  # same random_state, same centroids
+    X0 = X.copy()
+    assert_array_equal(assign_lists(X, C), assign_lists(X.astype(np.float32), C))
+    assert_array_equal(X, X0)
+    with pytest.raises(ValueError, match="at least n_lists"):
+        train_coarse(X[:3], 4)
+
+
+def test_assign_lists_exact_in_blocks(monkeypatch):
+    """The nearest centroid exactly (ties to the smaller list), whatever the block size."""
+    import skdqn._pq as pq
+
+    rng = np.random.default_rng(5)
+    C = rng.integers(-2, 3, size=(40, 5)).astype(np.float32)
+    C[7] = C[3]
+    V = np.vstack([rng.normal(size=(300, 5)), (C[:20] + C[20:]) / 2, C, np.zeros((2, 5))])
+    exact = ((V[:, None, :] - C[None].astype(np.float64)) ** 2).sum(axis=2)
+    for floats in (1, 333, 1 << 20):
+        monkeypatch.setattr(pq, "_SCORE_FLOATS", floats)
+        assert_array_equal(assign_lists(V, C), np.argmin(exact, axis=1))
 
 
 def test_train_coarse_on_data_far_from_the_origin_finds_the_clusters():

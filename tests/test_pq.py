@@ -423,3 +423,139 @@ def test_degenerate_data_does_not_crash(X):
     # Fewer distinct points than codewords: quantization is lossless.
     assert quantization_error(X, C, codes) == 0.0
     assert_array_equal(X, X0)
+
+
+# ------------------------------------------- the kernel, in blocks (issue 28)
+def midpoint_rows(codebooks, rng, n):
+    """Rows exactly halfway between two codewords of each subspace (exact ties when representable)."""
+    M, K, ds = codebooks.shape
+    a, b = rng.integers(0, K, size=(2, n, M))
+    return ((decode(a, codebooks).astype(np.float64) + decode(b, codebooks)) / 2).astype(np.float32)
+
+
+@pytest.mark.parametrize("score_floats", [1, 257, 1 << 12, 1 << 20])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_encode_in_blocks_of_any_size_equals_the_reference_loop(monkeypatch, score_floats, dtype):
+    """Blocks of one row to all rows (a partial last block too): the codes of the reference loop."""
+    import skdqn._pq as pq
+
+    rng = np.random.default_rng(21)
+    M, K, ds = 3, 24, 4
+    codebooks = rng.integers(-3, 4, size=(M, K, ds)).astype(np.float32)  # integers: exact midpoints
+    codebooks[:, 7] = codebooks[:, 3]  # a duplicated codeword: 3 must win
+    codebooks[:, 9] = codebooks[:, 8] + np.float32(1e-6)  # near-duplicates
+    X = np.vstack([
+        with_degenerate_rows(rng.normal(size=(97, M * ds)) * 2, rng),
+        midpoint_rows(codebooks, rng, 40),
+        decode(rng.integers(0, K, size=(9, M)), codebooks),
+    ]).astype(dtype)
+    X0 = X.copy()
+    monkeypatch.setattr(pq, "_SCORE_FLOATS", score_floats)
+    codes = encode(X, codebooks)
+    assert_array_equal(codes, encode_reference(X, codebooks))
+    assert_array_equal(X, X0)
+
+
+def test_encode_wide_subspaces_equals_the_reference_loop():
+    # ds in the hundreds: the re-check window is wide; still the reference codes.
+    rng = np.random.default_rng(22)
+    M, K, ds = 2, 20, 300
+    codebooks = rng.normal(size=(M, K, ds)).astype(np.float32)
+    codebooks[:, 5] = codebooks[:, 4] + np.float32(1e-5)
+    X = np.vstack([rng.normal(size=(60, M * ds)), midpoint_rows(codebooks, rng, 10), np.zeros((2, M * ds))])
+    assert_array_equal(encode(X, codebooks), encode_reference(X, codebooks))
+
+
+def test_float32_winners_of_the_kernel_without_the_recheck():
+    # exact=False (the k-means iterations): the float32 argmin, equal to the
+    # exact codes wherever the nearest codeword is clearly nearest.
+    from skdqn._pq import _nearest_codewords
+
+    rng = np.random.default_rng(23)
+    codebooks = rng.normal(size=(4, 32, 3)).astype(np.float32)
+    X = rng.normal(size=(500, 12)).astype(np.float32)
+    fast = np.empty((500, 4), np.intp)
+    _nearest_codewords(split_subspaces(X, 4).transpose(1, 0, 2), codebooks, fast, exact=False)
+    exact = encode_reference(X, codebooks)
+    d = ((split_subspaces(X, 4)[:, :, None, :].astype(np.float64) - codebooks[:, None].astype(np.float64)) ** 2).sum(-1)
+    gap = np.sort(d, axis=2)[:, :, 1] - np.sort(d, axis=2)[:, :, 0]  # (M, n)
+    clear = gap.T > 1e-3
+    assert clear.mean() > 0.9
+    assert_array_equal(fast[clear], exact[clear])
+
+
+# ------------------------------------------------------ the one Lloyd loop
+def reference_lloyd(X, codebooks, n_iter):
+    """The previous refine_codebooks: all subspaces together, until no code changes."""
+    codes = encode_reference(X, codebooks)
+    for _ in range(n_iter):
+        codebooks, _ = update_codebooks(X, codes, codebooks)
+        new = encode_reference(X, codebooks)
+        if np.array_equal(new, codes):
+            break
+        codes = new
+    return codebooks, codes
+
+
+def test_lloyd_equals_the_joint_reference_loop():
+    # Each subspace stops on its own; a converged one would not change anyway.
+    from skdqn._pq import lloyd, refine_codebooks
+
+    rng = np.random.default_rng(24)
+    M, K = 3, 8
+    X = rng.normal(size=(300, M * 2)).astype(np.float32)
+    start = np.stack([kmeans_plusplus(X[:, 2 * m : 2 * m + 2], K, random_state=m) for m in range(M)])
+    for n_iter in (0, 1, 3, 50):
+        C_ref, codes_ref = reference_lloyd(X, start, n_iter)
+        C, codes = refine_codebooks(X, start, n_iter=n_iter)
+        assert_allclose(C, C_ref, rtol=1e-6, atol=1e-6)
+        assert_array_equal(codes, codes_ref)
+        C3, labels = lloyd(split_subspaces(X, M).transpose(1, 0, 2), start, n_iter=n_iter)
+        assert_array_equal(C3, C)
+        assert_array_equal(labels, codes)
+
+
+def test_lloyd_does_not_modify_its_inputs_and_checks_init():
+    from skdqn._pq import lloyd
+
+    rng = np.random.default_rng(25)
+    X3 = rng.normal(size=(100, 2, 3))
+    start = X3[:6].transpose(1, 0, 2).astype(np.float32)
+    labels = np.zeros((100, 2), np.uint8)
+    copies = X3.copy(), start.copy(), labels.copy()
+    lloyd(X3, start, labels, n_iter=5)
+    for a, b in zip((X3, start, labels), copies):
+        assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="init must be"):
+        train_codebooks(X3.reshape(100, 6), 2, 4, init="kmeans")
+    with pytest.raises(ValueError, match="at least K rows"):
+        train_codebooks(X3.reshape(100, 6)[:3], 2, 4)
+
+
+def previous_train_codebooks(X, M, K, seed, n_iter=20):
+    """The previous train_codebooks: k-means++ on all rows, then up to n_iter joint iterations."""
+    rng = check_random_state(seed)
+    X = np.asarray(X, dtype=np.float32)
+    blocks = split_subspaces(X, M)
+    start = np.stack([kmeans_plusplus(blocks[m], K, rng) for m in range(M)])
+    codes = encode(X, start)
+    for _ in range(n_iter):
+        start, _ = update_codebooks(X, codes, start)
+        new = encode(X, start)
+        if np.array_equal(new, codes):
+            break
+        codes = new
+    return start
+
+
+@pytest.mark.parametrize("standardize, M, K", [(False, 8, 16), (True, 16, 16), (True, 8, 32)])
+def test_train_codebooks_as_good_as_the_previous_version_on_digits(standardize, M, K):
+    """Quantization error within 1 % of the previous k-means (k-means++, 20 iterations), mean of 3 seeds."""
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:900].astype(np.float32)
+    if standardize:  # many repeated values, rare large ones: where a poor start shows
+        X = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-6)
+    new = np.mean([quantization_error(X, train_codebooks(X, M, K, random_state=s)) for s in range(3)])
+    old = np.mean([quantization_error(X, previous_train_codebooks(X, M, K, s)) for s in range(3)])
+    assert new <= 1.01 * old, (new, old)
