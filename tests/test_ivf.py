@@ -121,7 +121,7 @@ def test_recall_never_decreases_as_n_probe_grows():
 def test_n_probe_takes_effect_without_refitting():
     X, _, flat, ivf = index_pair(n_lists=25)
     codes = ivf.codes_
-    one = ivf.kneighbors(X[:20] + 0.7)[1]
+    one = ivf.set_params(n_probe=1).kneighbors(X[:20] + 0.7)[1]
     ivf.set_params(n_probe=25)
     assert ivf.codes_ is codes
     assert_array_equal(ivf.kneighbors(X[:20] + 0.7)[1], flat.kneighbors(X[:20] + 0.7)[1])
