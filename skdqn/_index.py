@@ -107,6 +107,7 @@ class _StoredCodes:
     labels: object = None
     rotation: object = None
     removed: object = None
+    vectors: object = None
 
     @property
     def n_rows(self):
@@ -154,6 +155,8 @@ class FlatIndex(_StoredCodes):
     removed : ndarray of shape (n,), bool, or None
         Items removed (never returned); None: none ever was. ``n`` is the
         size of the numbering, kept by :meth:`compact`.
+    vectors : ndarray or numpy.memmap of shape (n, d), or None
+        The items' full-precision vectors, item order (for re-ranking).
     ids : ndarray of shape (n_rows,), int64, or None
         The item of each stored row, increasing; None: row ``j`` is item
         ``j`` (until a :meth:`compact` drops removed rows).
@@ -207,6 +210,8 @@ class FlatIndex(_StoredCodes):
         rows = allowed if self.ids is None else np.searchsorted(self.ids, allowed)
         return FlatIndex(self.codebooks, np.asarray(self.codes[rows]), ids=np.asarray(allowed, dtype=np.int64))
 
+
+
     def extend(self, codes, vectors, labels):
         """A new index with ``codes`` (of the rotated ``vectors``) appended as new items, and ``labels`` (all items)."""
         del vectors  # an exhaustive index stores codes only
@@ -215,6 +220,10 @@ class FlatIndex(_StoredCodes):
         removed = None if self.removed is None else np.concatenate([self.removed, np.zeros(n_new, bool)])
         return replace(self, codes=np.concatenate([np.asarray(self.codes), codes]), labels=labels,
                        removed=removed, ids=ids)
+
+    def with_vectors(self, vectors):
+        """A new index whose items' vectors (item order, the whole numbering) are ``vectors``."""
+        return replace(self, vectors=vectors)
 
     def compact(self):
         """A new index storing only the items not removed, every item keeping its number."""
@@ -288,7 +297,11 @@ class IVFIndex(_StoredCodes):
         """The lists holding only the ``allowed`` items (sorted item indices): same centroids, rows in order."""
         keep = np.zeros(self.n_samples, dtype=bool)
         keep[allowed] = True
-        return replace(self._keep_rows(np.flatnonzero(keep[self.row_items()])), labels=None, removed=None)
+        return replace(self._keep_rows(np.flatnonzero(keep[self.row_items()])), labels=None, removed=None, vectors=None)
+
+    def with_vectors(self, vectors):
+        """A new index whose items' vectors (item order, the whole numbering) are ``vectors``."""
+        return replace(self, vectors=vectors)
 
     def extend(self, codes, vectors, labels):
         """A new index with the items appended to their nearest lists (by the rotated ``vectors``)."""
@@ -397,5 +410,5 @@ def build_index(codebooks, codes, labels=None, lists=None, rotation=None, *, rem
     3
     """
     if lists is None:
-        return FlatIndex(codebooks, codes, labels, rotation, removed, ids)
-    return IVFIndex(codebooks, codes, labels, rotation, removed, lists)
+        return FlatIndex(codebooks, codes, labels, rotation, removed, ids=ids)
+    return IVFIndex(codebooks, codes, labels, rotation, removed, lists=lists)

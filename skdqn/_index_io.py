@@ -13,6 +13,8 @@ The bundle (:mod:`skdqn._io`: a directory or one ``.npz``, checksummed) holds
   than ``n_samples_fit`` after a compaction) and, for an exhaustive index
   whose rows are not items ``0 .. n - 1``, ``item_ids.npy`` (n_rows,) int64
   (with lists, ``list_ids.npy`` has ``n_rows`` entries);
+* with the items' vectors for re-ranking (format version 4): ``vectors.npy``
+  (n, d) float32, item order (memory-mapped with the codes);
 * a JSON header: ``format``, ``format_version``, ``skdqn_version``, the
   parameters, ``codebooks_given``, ``n_samples_fit``, ``n_features_in``,
   ``feature_names_in``, ``lists``, ``list_metric``,
@@ -93,8 +95,8 @@ def save_index(index, path, state=None):
     state = index._state() if state is None else state
     names = getattr(index, "feature_names_in_", None)
     lists, rotation = state.lists, state.rotation
-    removed = state.removed
-    version = 4 if removed is not None else 3 if rotation is not None else 2 if lists is not None else 1
+    removed, vectors = state.removed, state.vectors
+    version = 4 if removed is not None or vectors is not None else 3 if rotation is not None else 2 if lists is not None else 1
     header = {
         **format_header(FORMAT, version),
         "params": _params_for_header(index),
@@ -111,6 +113,9 @@ def save_index(index, path, state=None):
     if rotation is not None:
         header["rotation"] = "opq" if isinstance(index.rotation, str) else "given"
     arrays = {"codebooks": state.codebooks, "codes": state.codes}
+    if vectors is not None:
+        header["vectors"] = True
+        arrays["vectors"] = vectors
     if removed is not None:
         header.update(removed=True, n_rows=state.n_rows)
         arrays["removed"] = removed
@@ -172,6 +177,7 @@ def _check_fields(header, path, version):
     if fields["lists"] and fields["list_metric"] not in _LIST_METRICS:
         raise ValueError(f"{path}: header field 'list_metric' must be one of {_LIST_METRICS}.")
     fields["removed"] = _field(header, path, "removed", (bool,), "true or false") if version >= 4 and "removed" in header else False
+    fields["vectors"] = _field(header, path, "vectors", (bool,), "true or false") if version >= 4 and "vectors" in header else False
     fields["n_rows"] = _field(header, path, "n_rows", (int,), "an integer") if fields["removed"] else fields["n_samples_fit"]
     if not 0 <= fields["n_rows"] <= fields["n_samples_fit"]:
         raise ValueError(f"{path}: header field 'n_rows' must be in [0, n_samples_fit].")
@@ -312,6 +318,8 @@ class IndexParts:
         The removed items (format version 4).
     ids : ndarray of shape (n_rows,), int64, or None
         The item of each row of an exhaustive index after a compaction.
+    vectors : ndarray of shape (n_samples_fit, n_features_in), float32, or None
+        The items' vectors, for re-ranking.
     """
 
     fields: dict
@@ -322,6 +330,7 @@ class IndexParts:
     rotation: object
     removed: object = None
     ids: object = None
+    vectors: object = None
 
 
 def read_index(path, mmap_mode=None, *, verify=True):
@@ -361,6 +370,7 @@ def read_index(path, mmap_mode=None, *, verify=True):
     extra = set(arrays) - {"codebooks", "codes", "labels"} - (set(_LIST_ARRAYS) if fields["lists"] else set())
     extra -= {"rotation"} if fields["rotation"] else set()
     extra -= {"removed", "item_ids"} if fields["removed"] else set()
+    extra -= {"vectors"} if fields["vectors"] else set()
     if extra:
         raise ValueError(f"{path} holds arrays its header does not describe: {sorted(extra)}.")
     rotation = _check_rotation_array(arrays, fields, path)
@@ -374,7 +384,22 @@ def read_index(path, mmap_mode=None, *, verify=True):
     if labels is not None and (labels.ndim not in (1, 2) or labels.shape[0] != fields["n_samples_fit"]):
         raise ValueError(f"{path}: labels of shape {labels.shape} for {fields['n_samples_fit']} items.")
     removed, ids = _check_removed(arrays, fields, lists, path) if fields["removed"] else (None, None)
-    return IndexParts(fields, codebooks, codes, labels, lists, rotation, removed, ids)
+    vectors = _check_vectors(arrays, fields, path) if fields["vectors"] else None
+    return IndexParts(fields, codebooks, codes, labels, lists, rotation, removed, ids, vectors)
+
+
+def _check_vectors(arrays, fields, path):
+    """The items' vectors of a bundle: float32 of shape (n_samples_fit, n_features_in), finite (its first rows when memory-mapped)."""
+    if "vectors" not in arrays:
+        raise ValueError(f"{path} is incomplete: the header says it has vectors, but vectors.npy is missing.")
+    vectors = arrays["vectors"]
+    shape = (fields["n_samples_fit"], fields["n_features_in"])
+    if vectors.shape != shape or vectors.dtype != np.float32:
+        raise ValueError(f"{path}: vectors.npy must be float32 of shape {shape}; got {vectors.dtype} {vectors.shape}.")
+    checked = vectors[: 1 << 16] if isinstance(vectors, np.memmap) else vectors
+    if not np.isfinite(checked).all():
+        raise ValueError(f"{path}: vectors.npy holds NaN or infinity.")
+    return vectors
 
 
 def _check_removed(arrays, fields, lists, path):

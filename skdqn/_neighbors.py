@@ -24,6 +24,7 @@ from ._faiss import (
     to_faiss_pretransform,
 )
 from ._filters import check_filter, only_items
+from ._refine import refine
 from ._index import AUTO_QUERIES, SearchPlan, build_index, choose_n_probe
 from ._index_io import make_estimator, read_index, save_index
 from ._ivf import InvertedLists, check_n_lists, make_lists
@@ -136,6 +137,27 @@ def _given_rotation(rotation, n_features):
             "n_features) the codes were made with."
         )
     return None if rotation is None else check_rotation(rotation, n_features)
+
+
+def check_vectors(vectors, n_samples, n_features, name="vectors"):
+    """Full-precision vectors of ``n_samples`` items, float32 C-ordered (not copied when already so), finite."""
+    if not hasattr(vectors, "shape") or not hasattr(vectors, "dtype"):
+        vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape != (n_samples, n_features):
+        raise ValueError(f"{name} must have shape (n_samples, n_features) = ({n_samples}, {n_features}); got {vectors.shape}.")
+    if vectors.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a numeric array; got dtype {vectors.dtype}.")
+    if vectors.dtype != np.float32 or not vectors.flags.c_contiguous:
+        vectors = _as_vectors(vectors)
+    checked = vectors[: 1 << 16] if isinstance(vectors, np.memmap) else vectors  # a file is not read whole
+    if not np.isfinite(checked).all():
+        raise ValueError(f"{name} holds NaN or infinity.")
+    return vectors
+
+
+def _as_vectors(X):
+    """The items' full-precision vectors as stored for re-ranking: float32, C order (a copy unless already so)."""
+    return np.ascontiguousarray(X, dtype=np.float32)
 
 
 def _sample(n, rng, size=AUTO_QUERIES):
@@ -280,6 +302,16 @@ class AQDNeighbors(BaseEstimator):
         rotation, orthogonal to ``1e-5``; the codebooks are learned (or
         given) in the rotated space. Helps when the features are correlated
         or of unequal variance; see the user guide.
+    refine_factor : int, default=None
+        Re-rank by exact distance (as faiss' ``IndexRefineFlat``): a
+        :meth:`kneighbors` asks the codes for ``refine_factor * n_neighbors``
+        candidates by AQD and keeps the ``n_neighbors`` nearest by their
+        exact distance to the query (ties by index), which also breaks the
+        ties of items sharing a code. Needs the items' vectors: :meth:`fit`
+        and :meth:`partial_fit` keep them (float32, ``4 * n_features``
+        bytes per item, saved with the index) when ``refine_factor`` is set,
+        or :meth:`from_codes` takes them (``vectors=``, e.g. a memory-mapped
+        array, not copied). Radius searches and :meth:`score` stay by AQD.
     random_state : int, RandomState instance or None, default=None
         Seeds codebook learning (when ``codebooks`` is None; with
         ``rotation="opq"``, the rotation too), then the coarse k-means. The
@@ -382,6 +414,7 @@ class AQDNeighbors(BaseEstimator):
         "n_probe": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "coarse_centroids": "no_validation",
         "rotation": [None, StrOptions({"opq"}), "array-like"],
+        "refine_factor": [None, Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -401,6 +434,7 @@ class AQDNeighbors(BaseEstimator):
         n_probe="auto",
         coarse_centroids=None,
         rotation=None,
+        refine_factor=None,
         random_state=None,
     ):
         self.n_neighbors = n_neighbors
@@ -416,6 +450,7 @@ class AQDNeighbors(BaseEstimator):
         self.n_probe = n_probe
         self.coarse_centroids = coarse_centroids
         self.rotation = rotation
+        self.refine_factor = refine_factor
         self.random_state = random_state
 
     def __repr__(self, N_CHAR_MAX=700):
@@ -488,13 +523,14 @@ class AQDNeighbors(BaseEstimator):
         else:
             codebooks = check_codebooks(self.codebooks, n_features)
         labels = None if y is None else check_y(y, n_samples)
+        vectors = None if self.refine_factor is None else _as_vectors(X)
         X = _rotated(X, rotation)
         codes = encode(X, codebooks)
         lists = None
         if n_lists is not None:
             lists = make_lists(X, n_lists, centroids, metric.faiss, rng)
             codes = codes[lists.ids]
-        self._set_fitted(codebooks, codes, labels, lists, rotation)
+        self._set_fitted(codebooks, codes, labels, lists, rotation, vectors=vectors)
         if lists is not None:
             self._choose_probe(VectorQueries(X[_sample(X.shape[0], rng)], codebooks, metric.table))
         return self
@@ -519,9 +555,10 @@ class AQDNeighbors(BaseEstimator):
             return self.rotation
         return check_rotation(self.rotation, n_features)
 
-    def _set_fitted(self, codebooks, codes, labels, lists, rotation=None, *, removed=None, ids=None):
+    def _set_fitted(self, codebooks, codes, labels, lists, rotation=None, *, removed=None, ids=None, vectors=None):
         """Publish the fitted index (:func:`~skdqn._index.build_index`) with one assignment (codes in list order with lists)."""
-        self._fitted = build_index(codebooks, codes, labels, lists, rotation, removed=removed, ids=ids)
+        index = build_index(codebooks, codes, labels, lists, rotation, removed=removed, ids=ids)
+        self._fitted = index if vectors is None else index.with_vectors(vectors)
 
     def _state(self):
         """The published fitted state, taken once by each call; NotFittedError when unfitted."""
@@ -627,9 +664,11 @@ class AQDNeighbors(BaseEstimator):
                 "y was given but the index was built without labels; refit with fit(X, y) to "
                 "keep labels for score."
             )
+        new = None if state.vectors is None else np.concatenate([np.asarray(state.vectors), _as_vectors(X)])
         X = _rotated(X, state.rotation)
         codes = encode(X, state.codebooks)
-        self._fitted = state.extend(codes, X, state.labels if labels is None else labels)  # one assignment
+        grown = state.extend(codes, X, state.labels if labels is None else labels)
+        self._fitted = grown if new is None else grown.with_vectors(new)  # one assignment
         return self
 
     def remove(self, indices):
@@ -900,13 +939,13 @@ class AQDNeighbors(BaseEstimator):
         if fields["feature_names_in"] is not None:
             index.feature_names_in_ = np.array(fields["feature_names_in"], dtype=object)
         index._set_fitted(parts.codebooks, parts.codes, parts.labels, parts.lists, parts.rotation,
-                          removed=parts.removed, ids=parts.ids)
+                          removed=parts.removed, ids=parts.ids, vectors=parts.vectors)
         if parts.lists is not None:
             index._fitted = replace(index._fitted, auto_probe=fields["auto_probe"])
         return index
 
     @classmethod
-    def from_codes(cls, codebooks, codes, y=None, *, list_assignments=None, **params):
+    def from_codes(cls, codebooks, codes, y=None, *, list_assignments=None, vectors=None, **params):
         """An index over given codes, e.g. written to a memory-mapped file chunk by chunk.
 
         Parameters
@@ -930,6 +969,11 @@ class AQDNeighbors(BaseEstimator):
             are learned by k-means on at most ``256 * n_lists``
             reconstructions, or, with ``list_assignments``, are the means of
             each list's reconstructions.
+        vectors : array-like of shape (n_samples, M * ds), default=None
+            The items' full-precision vectors (in the space of the queries,
+            before any ``rotation``), for re-ranking (``refine_factor``): used
+            as they are when float32 and C-ordered (a :class:`numpy.memmap`
+            stays on disk), else copied so.
         **params
             Other parameters of the index (``n_neighbors``, ``metric``,
             ``n_lists``, ``coarse_centroids``, ...). ``rotation``: None, or
@@ -964,6 +1008,8 @@ class AQDNeighbors(BaseEstimator):
             index.codebooks = codebooks.copy()
         codes = check_codes(codes, M, K, copy=False)
         labels = None if y is None else check_y(y, codes.shape[0])
+        if vectors is not None:
+            vectors = check_vectors(vectors, codes.shape[0], M * ds)
         centroids, n_lists = check_n_lists(index.n_lists, index.coarse_centroids, M * ds)
         if list_assignments is not None and n_lists is None:
             raise ValueError("list_assignments needs n_lists or coarse_centroids in the parameters.")
@@ -975,7 +1021,7 @@ class AQDNeighbors(BaseEstimator):
             codes = codes[lists.ids]
             rows = _sample(codes.shape[0], check_random_state(index.random_state))
         index.n_features_in_ = M * ds
-        index._set_fitted(codebooks, codes, labels, lists, rotation)
+        index._set_fitted(codebooks, codes, labels, lists, rotation, vectors=vectors)
         if lists is not None:
             index._choose_probe(CodeQueries(codes[rows], codebooks, metric.table))
         return index
@@ -1329,7 +1375,7 @@ class AQDNeighbors(BaseEstimator):
                 f"Expected {inequality}, but n_neighbors = {n_neighbors}, "
                 f"n_samples_fit = {fitted}, n_samples = {queries.n_queries}"
             )
-        search = self._knn_leave_self_out if query_is_train else self._knn
+        search = self._knn_leave_self_out if query_is_train else self._knn_refined
         dist, ind = search(state, queries, k, allowed)
         if not return_distance:
             return ind
@@ -1392,6 +1438,33 @@ class AQDNeighbors(BaseEstimator):
                 dists[j], inds[j] = d, i
         return dists, inds
 
+    def _refine_factor(self, state):
+        """The ``refine_factor`` parameter (read at search time), checked; None when not re-ranking."""
+        factor = self.refine_factor
+        if factor is None:
+            return None
+        if not isinstance(factor, Integral) or isinstance(factor, bool) or factor < 1:
+            raise ValueError(f"The refine_factor parameter must be None or an integer >= 1; got {factor!r}.")
+        if state.vectors is None:
+            raise ValueError(
+                "refine_factor re-ranks by the items' vectors, which this index does not hold: fit it "
+                "with refine_factor set (it keeps them), or give them to from_codes(..., vectors=...)."
+            )
+        return int(factor)
+
+    def _knn_refined(self, state, queries, k, allowed=None, query_ids=None, query_vectors=None):
+        """:meth:`_knn`, re-ranked by exact distance when ``refine_factor`` is set (``refine_factor * k`` candidates)."""
+        factor = self._refine_factor(state)
+        if factor is None:
+            return self._knn(state, queries, k, allowed, query_ids)
+        candidates = min(state.n_samples - state.n_removed, factor * k)
+        _, ind = self._knn(state, queries, candidates, allowed, query_ids)
+        if query_vectors is None:  # the queries in the space of the vectors (before the rotation)
+            query_vectors = queries.vectors()
+            if state.rotation is not None:
+                query_vectors = query_vectors @ state.rotation.T.astype(np.float64)
+        return refine(query_vectors, state.vectors, ind, k, get_metric(self.metric).table)
+
     def _filter(self, state, filter, n_queries):
         """The ``filter`` argument resolved (:func:`~skdqn._filters.check_filter`) and without removed items, or None."""
         allowed = check_filter(filter, state.n_samples, n_queries, state.labels)
@@ -1415,7 +1488,9 @@ class AQDNeighbors(BaseEstimator):
         n = queries.n_queries
         for start in range(0, n, _SELF_CHUNK):
             rows = slice(start, min(n, start + _SELF_CHUNK))
-            dist, ind = self._knn(state, queries.block(rows), k, allowed, items[rows])
+            refining = self._refine_factor(state) is not None
+            dist, ind = self._knn_refined(state, queries.block(rows), k, allowed, items[rows],
+                                          state.vectors[items[rows]] if refining else None)
             out_d[items[rows]], out_i[items[rows]] = _drop_self(dist, ind, items[rows])
         if state.removed is not None:
             out_d[state.removed], out_i[state.removed] = np.inf, -1

@@ -598,6 +598,10 @@ def _build_index(args, parts, labels_path=None):
         labels = _load_labels(labels_path, n_database, args.database, what="database labels",
                               rows_what="the database")
     params = {"metric": args.metric or "euclidean", "n_jobs": args.n_jobs}
+    if getattr(args, "refine_factor", None) is not None:
+        if args.database_codes:
+            raise _InputError("--refine-factor re-ranks by the database's embeddings: give its inputs, not its codes")
+        params["refine_factor"] = args.refine_factor  # the index keeps the embeddings
     try:
         if args.database_codes:  # the index holds the codes as they are
             return AQDNeighbors.from_codes(dq.codebooks_, codes, labels, **params)
@@ -638,6 +642,13 @@ def _open_index(args, dq):
         params["metric"] = args.metric
     if args.n_probe is not None:
         params["n_probe"] = args.n_probe
+    if getattr(args, "refine_factor", None) is not None:
+        if index._state().vectors is None:
+            raise _InputError(
+                f"--refine-factor needs the items' embeddings, which the index {path} does not hold: "
+                "build it with 'skdqn index ... --refine-factor F'"
+            )
+        params["refine_factor"] = args.refine_factor
     return index.set_params(**params)
 
 
@@ -645,7 +656,7 @@ def _search_index(args, parts):
     """The index to search: the saved one (``--index``) or one built over DATABASE."""
     if args.index is not None:
         return _open_index(args, parts[1])
-    return _build_index(args, parts)
+    return _build_index(args, parts, labels_path=getattr(args, "database_labels", None))
 
 
 def _queries(args, parts):
@@ -679,6 +690,28 @@ def _probe_summary(index, Z_q=None, k=0):
     return text
 
 
+def _label_filter(args, index):
+    """The ``filter`` of ``--filter-labels``: HasLabel of the values, typed as the index's labels; or None."""
+    import numpy as np
+
+    from ._filters import HasLabel
+
+    if args.filter_labels is None:
+        return None
+    labels = index._fit_labels
+    if labels is None:
+        raise _InputError(
+            "--filter-labels needs the database's labels: an --index built with --labels, or "
+            "--database-labels FILE with DATABASE"
+        )
+    kind = "iu" if labels.ndim == 2 else labels.dtype.kind
+    try:
+        values = np.asarray(args.filter_labels).astype(labels.dtype if kind in "iufb" else str)
+    except ValueError:
+        raise _InputError(f"--filter-labels {' '.join(args.filter_labels)}: not labels of the database's kind ({labels.dtype})") from None
+    return HasLabel(values)
+
+
 def _search(args):
     """``skdqn search``: write the top-k database items of each query by AQD."""
     import numpy as np
@@ -690,7 +723,10 @@ def _search(args):
     if args.distances is not None:
         _check_output(args.distances, "distances", _ARRAY_SUFFIXES)
     _check_k(args.k, "-k")
+    if args.database_labels is not None and args.index is not None:
+        raise _InputError("--database-labels describes a DATABASE file; an --index keeps the labels it was built with")
     index = _search_index(args, parts)
+    label_filter = _label_filter(args, index)
     Z_q = _queries(args, parts)
     n_database = index.n_samples_fit_
     if args.k > n_database:
@@ -699,7 +735,7 @@ def _search(args):
     query_ids = None if args.query_ids is None else _load_ids(args.query_ids, Z_q.shape[0], "--query-ids")
     try:
         start = time.perf_counter()
-        dist, ind = index.kneighbors(Z_q, n_neighbors=args.k)
+        dist, ind = index.kneighbors(Z_q, n_neighbors=args.k, filter=label_filter)
         seconds = time.perf_counter() - start
     except ValueError as exc:
         raise _RunError(f"search failed: {exc}") from None
@@ -920,6 +956,18 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _add_refine(parser, saved):
+    """Add ``--refine-factor`` (re-ranking by exact distance to the items' embeddings)."""
+    parser.add_argument(
+        "--refine-factor", type=_positive_int, default=None, metavar="F",
+        help=("keep the database's embeddings (4 bytes per dimension and item) and re-rank F * k "
+              "AQD candidates by exact distance; searches of the saved index then re-rank"
+              if saved else
+              "re-rank F * k AQD candidates by exact distance to the items' embeddings (DATABASE "
+              "inputs, or an --index built with --refine-factor)"),
+    )
+
+
 def _n_probe_value(text):
     """Argparse type of ``--n-probe``: a positive integer or ``auto``."""
     return "auto" if text == "auto" else _positive_int(text)
@@ -1134,6 +1182,7 @@ def _add_index(sub):
         "fewest lists whose recall@10 against scanning every item reaches 0.95 on 256 sampled items",
     )
     index.add_argument("--seed", type=int, default=0, help="seed of the inverted lists' k-means (default 0)")
+    _add_refine(index, saved=True)
     _add_metric(index, saved=False)
     _add_database_options(index)
 
@@ -1201,6 +1250,13 @@ def _add_search(sub):
         "the output is then a query,rank,id,distance table",
     )
     search.add_argument("--query-ids", metavar="FILE", help="names of the queries, one per line, for the table")
+    _add_refine(search, saved=False)
+    search.add_argument(
+        "--filter-labels", nargs="+", metavar="LABEL", default=None,
+        help="return only database items with one of these labels (the labels saved with --index, or "
+        "--database-labels FILE with DATABASE)",
+    )
+    search.add_argument("--database-labels", help="labels of the DATABASE items, for --filter-labels")
     _add_metric(search)
     _add_database_options(search)
 

@@ -530,6 +530,39 @@ def test_index_n_probe_is_saved_and_the_summaries_say_what_is_probed(model_file,
     assert "--n-probe needs --n-lists" in capsys.readouterr().err
 
 
+def test_refine_factor_keeps_the_embeddings_and_reranks(model_file, data, tmp_path, capsys):
+    _, files, _ = data
+    folder = str(tmp_path / "refined")
+    assert main(["index", model_file, files["X"], "-o", folder, "--refine-factor", "3"]) == 0
+    index = AQDNeighbors.load(folder)
+    assert index.refine_factor == 3 and index._state().vectors is not None
+    saved, built = str(tmp_path / "a.npy"), str(tmp_path / "b.npy")
+    assert main(["search", model_file, files["Q"], "--index", folder, "-o", saved]) == 0
+    assert main(["search", model_file, files["X"], files["Q"], "--refine-factor", "3", "-o", built]) == 0
+    np.testing.assert_array_equal(np.load(saved), np.load(built))
+    plain = str(tmp_path / "plain")
+    assert main(["index", model_file, files["X"], "-o", plain]) == 0
+    capsys.readouterr()
+    assert main(["search", model_file, files["Q"], "--index", plain, "--refine-factor", "2", "-o", saved]) == 2
+    assert "does not hold" in capsys.readouterr().err
+
+
+def test_search_filter_labels(model_file, index_file, data, tmp_path, capsys):
+    _, files, arrays = data
+    y = np.asarray(arrays["y"])
+    out = str(tmp_path / "f.npy")
+    assert main(["search", model_file, files["Q"], "--index", index_file, "--filter-labels", "3", "7", "-o", out]) == 0
+    found = np.load(out)
+    assert np.isin(y[found], [3, 7]).all()
+    built = str(tmp_path / "g.npy")
+    assert main(["search", model_file, files["X"], files["Q"], "--database-labels", files["y"],
+                 "--filter-labels", "3", "7", "-o", built]) == 0
+    np.testing.assert_array_equal(np.load(built), found)
+    capsys.readouterr()
+    assert main(["search", model_file, files["X"], files["Q"], "--filter-labels", "3", "-o", built]) == 2
+    assert "--filter-labels needs the database's labels" in capsys.readouterr().err
+
+
 INDEX_ERRORS = [
     ("both", ["search", "{model}", "{X}", "{Q}", "--index", "{index}", "-o", "{out}"], "not both"),
     ("no queries", ["search", "{model}", "{X}", "-o", "{out}"], "give a DATABASE and a QUERIES file"),
