@@ -21,6 +21,8 @@ against the numpy sum; if the module is missing or disagrees,
 
 import numpy as np
 
+from . import _tuning
+
 try:  # pragma: no cover - the import is what is being guarded
     from scipy.sparse import _sparsetools
 except ImportError:  # pragma: no cover
@@ -28,12 +30,13 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["row_index", "list_aqd", "list_aqd_runs", "rows_per_call", "BACKEND"]
 
-_CALL_ENTRIES = 1 << 18  # table entries summed per call at most (rows_per_call): 1 MiB of int32 index
 _offsets, _rows = {}, {}
 
 
 def rows_per_call(M):
     """Rows of ``M`` entries the callers sum per call at most, so that indices stay in the cache.
+
+    :data:`skdqn._tuning.CALL_ENTRIES` table entries (1 MiB of int32 indices).
 
     Examples
     --------
@@ -41,7 +44,7 @@ def rows_per_call(M):
     >>> rows_per_call(8)
     32768
     """
-    return max(1, _CALL_ENTRIES // M)
+    return max(1, _tuning.CALL_ENTRIES // M)
 
 
 def _column_offsets(M, K, n_rows):

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from joblib import effective_n_jobs
 from sklearn.utils import check_random_state
 
+from . import _tuning
 from ._pq import _nearest_codewords, check_magnitude, lloyd
 from ._ranking import MAX_KEY_INDEX, pack_keys, stable_smallest
 from ._csr import list_aqd, list_aqd_runs, row_index, rows_per_call
@@ -53,12 +54,6 @@ __all__ = [
 
 _TRAIN_PER_LIST = 256  # k-means runs on at most this many vectors per list (as faiss does)
 _COARSE_ITER = 10  # Lloyd iterations of the coarse k-means
-_IVF_BLOCK_FACTOR = 8  # queries per task: up to this many times ScanBlocks.query ...
-_IVF_TABLE_FLOATS = 1 << 21  # ... within this many floats of lookup tables (8 MiB)
-_PROBE_FLOATS = 1 << 18  # coarse scores ranked at a time (1 MiB of float32)
-_BOUND_SAMPLE = 256  # distances per (query, list) pair whose k-th smallest bounds the candidates kept
-_NARROW = 8  # a list probed by at most this many queries of a block is summed query by query
-_ROWS_MAX_WIDTH = 160  # wider lists take their tables as columns of a (M * K, nq) copy
 
 
 @dataclass(frozen=True)
@@ -331,7 +326,7 @@ def probe_lists(scores, sizes, n_probe, k=0):
 def _narrow_and_wide(pairs, offsets, row_start):
     """The non-empty probed lists as ``(cols, first, stop)``, split by how many queries probe them.
 
-    Narrow lists (at most ``_NARROW`` queries) are summed query by query
+    Narrow lists (at most ``NARROW`` queries, :mod:`skdqn._tuning`) are summed query by query
     into flat chunks (:func:`_narrow_chunks`); wide ones once for all their
     queries (:func:`_wide_pieces`). Both sum the same entries in the same
     order, so the split never changes a result.
@@ -339,7 +334,7 @@ def _narrow_and_wide(pairs, offsets, row_start):
     narrow, wide = [], []
     for cols, first, stop in _by_list(pairs, offsets, row_start):
         if stop > first:
-            (narrow if cols.size <= _NARROW else wide).append((cols, first, stop))
+            (narrow if cols.size <= _tuning.NARROW else wide).append((cols, first, stop))
     return narrow, wide
 
 
@@ -390,7 +385,8 @@ def _wide_pieces(per_query, codes, wide, budget, scan_tables):
     Yields ``(cols, dist, rows)``: the queries (ascending), their distances
     ``(len(rows), len(cols))`` float32 and the local rows (a slice). A
     list's rows are summed against its queries' tables as the columns of
-    one ``(M * K, len(cols))`` array: for up to ``_ROWS_MAX_WIDTH`` queries
+    one ``(M * K, len(cols))`` array: for up to ``ROWS_MAX_WIDTH`` queries
+    (:mod:`skdqn._tuning`)
     their rows of ``per_query``, transposed; for more, the columns of the
     ``(M * K, nq)`` tables that ``scan_tables()`` returns (the same floats
     in the scan's layout), asked for at the first such list.
@@ -398,7 +394,7 @@ def _wide_pieces(per_query, codes, wide, budget, scan_tables):
     K = per_query.shape[1] // codes.shape[1]
     flat = None
     for cols, first, stop in wide:
-        if cols.size <= _ROWS_MAX_WIDTH:
+        if cols.size <= _tuning.ROWS_MAX_WIDTH:
             columns = np.ascontiguousarray(per_query[cols].T)
         else:
             flat = scan_tables() if flat is None else flat
@@ -424,12 +420,12 @@ def _chunk_bounds(dist, query, pos, length, top):
     """Per query of a chunk, a distance no candidate of its final top k lies above.
 
     The smallest of its running k-th distance (``top.kth``) and, over its
-    pairs in the chunk, the k-th smallest of the first ``_BOUND_SAMPLE``
+    pairs in the chunk, the k-th smallest of the first ``BOUND_SAMPLE`` (:mod:`skdqn._tuning`)
     distances of the pair (the k-th of a subset is never below that of the
     whole).
     """
     k = top.k
-    width = max(k, _BOUND_SAMPLE)
+    width = max(k, _tuning.BOUND_SAMPLE)
     take = np.minimum(pos[:, None] + np.arange(width), dist.size - 1)
     sample = np.where(np.arange(width) < length[:, None], dist[take], np.float32(np.inf))
     bound = top.kth.copy()
@@ -449,7 +445,7 @@ def _probe_block(queries, lists, n_probe, k):
     """Query-major tables and probed (query, list) pairs of one block of queries.
 
     The coarse scores (``queries x n_lists``) are computed and ranked
-    ``_PROBE_FLOATS // n_lists`` queries at a time, so their memory does not
+    ``PROBE_FLOATS // n_lists`` queries (:mod:`skdqn._tuning`) at a time, so their memory does not
     grow with the number of lists. Returns ``(per_query, tables, pairs)``:
     the tables as one C-contiguous ``(nq, M * K)`` row per query, the tables
     as computed (``(nq, M, K)``, for a kernel), and the pairs.
@@ -458,7 +454,7 @@ def _probe_block(queries, lists, n_probe, k):
     tables = queries.tables(layout="query")
     per_query = np.ascontiguousarray(tables).reshape(tables.shape[0], -1)  # a no-op but for given tables
     prepared = _prepare_centroids(lists.centroids, lists.metric)
-    step = max(1, _PROBE_FLOATS // lists.n_lists)
+    step = max(1, _tuning.PROBE_FLOATS // lists.n_lists)
     query, probed = [np.empty(0, np.intp)], [np.empty(0, np.intp)]
     for start in range(0, vectors.shape[0], step):
         q, l = probe_lists(_scores(vectors[start : start + step], *prepared), lists.sizes, n_probe, k)
@@ -603,9 +599,9 @@ def _check_probe(n_probe, lists):
 def _plan(queries, codes, lists, n_probe, n_jobs, n_shards):
     """Check the search and return (queries per task, budget, shards).
 
-    A task holds more queries than an exhaustive one (up to ``_IVF_BLOCK_FACTOR``
+    A task holds more queries than an exhaustive one (up to ``IVF_BLOCK_FACTOR``
     times :class:`~skdqn._search.ScanBlocks` ``.query``, within
-    ``_IVF_TABLE_FLOATS`` floats of tables), so that each probed list is
+    ``IVF_TABLE_FLOATS`` floats of tables; :mod:`skdqn._tuning`), so that each probed list is
     scanned once for many queries; with several workers, at most a
     worker's share of the queries.
     """
@@ -615,7 +611,8 @@ def _plan(queries, codes, lists, n_probe, n_jobs, n_shards):
     blocks = get_scan_blocks()
     budget = max(1, blocks.query * blocks.database // 2)  # candidates gathered at a time
     M, K = queries.codebooks.shape[:2]
-    query_block = max(blocks.query, min(_IVF_BLOCK_FACTOR * blocks.query, _IVF_TABLE_FLOATS // (M * K)))
+    most = min(_tuning.IVF_BLOCK_FACTOR * blocks.query, _tuning.IVF_TABLE_FLOATS // (M * K))
+    query_block = max(blocks.query, most)
     workers = effective_n_jobs(n_jobs)
     if workers > 1:  # parallel over query blocks first: every worker gets one
         query_block = max(blocks.query, min(query_block, -(-queries.n_queries // workers)))

@@ -5,6 +5,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 import skdqn._csr as csr
+from skdqn import _tuning
 from skdqn._csr import list_aqd, row_index
 from skdqn._kernels import _scan_block
 from skdqn._scan import table_offsets as _offsets
@@ -100,7 +101,7 @@ def test_a_failing_check_falls_back_to_numpy(monkeypatch):
 
 
 def test_cached_constants_grow_for_long_lists(monkeypatch):
-    monkeypatch.setattr(csr, "_CALL_ENTRIES", 12)  # 4 rows of 3 cached at first
+    monkeypatch.setattr(_tuning, "CALL_ENTRIES", 12)  # 4 rows of 3 cached at first
     monkeypatch.setattr(csr, "_offsets", {})
     monkeypatch.setattr(csr, "_rows", {})
     rng = np.random.default_rng(3)

@@ -13,7 +13,7 @@ from numpy.testing import assert_array_equal
 from sklearn.base import clone
 
 from conftest import assert_same_search
-from skdqn import AQDNeighbors
+from skdqn import AQDNeighbors, _tuning
 from skdqn._ivf import (
     InvertedLists,
     append_to_lists,
@@ -380,13 +380,11 @@ def test_with_deep_quantizer_codebooks(small):
 def test_narrow_and_wide_paths_give_the_same_results(monkeypatch, narrow, metric):
     # narrow=0: every list summed once for all its queries; 10**9: every (query,
     # list) pair summed on its own into flat chunks; 2: a mixture.
-    import skdqn._ivf as ivf_module
-
     X, _, flat, ivf = index_pair(metric, n_lists=20)
     Q = X[::7] + 0.2
     ivf.set_params(n_probe=3)
     expected = reference_ivf(ivf, Q, 7)
-    monkeypatch.setattr(ivf_module, "_NARROW", narrow)
+    monkeypatch.setattr(_tuning, "NARROW", narrow)
     assert_array_equal(ivf.kneighbors(Q)[1], expected)
     ivf.set_params(n_probe=20)
     assert_same_search(ivf, flat, Q, radius=1.0 if metric == "euclidean" else -3.0)
@@ -417,15 +415,12 @@ def test_the_numpy_fallback_of_the_list_sums_gives_the_same_search(monkeypatch, 
 
 @pytest.mark.parametrize("narrow", [0, 10**9])
 def test_lists_summed_a_few_rows_per_call_change_nothing(monkeypatch, narrow):
-    import skdqn._csr as csr
-    import skdqn._ivf as ivf_module
-
     X, _, flat, ivf = index_pair(n_lists=10)
     Q = X[::9] + 0.1
     ivf.set_params(n_probe=4)
     expected = ivf.kneighbors(Q), ivf.radius_neighbors(Q, radius=1.0)
-    monkeypatch.setattr(csr, "_CALL_ENTRIES", 4 * 3)  # M = 4: 3 rows per call
-    monkeypatch.setattr(ivf_module, "_NARROW", narrow)
+    monkeypatch.setattr(_tuning, "CALL_ENTRIES", 4 * 3)  # M = 4: 3 rows per call
+    monkeypatch.setattr(_tuning, "NARROW", narrow)
     got = ivf.kneighbors(Q), ivf.radius_neighbors(Q, radius=1.0)
     assert_array_equal(got[0][0], expected[0][0])
     assert_array_equal(got[0][1], expected[0][1])
@@ -471,7 +466,7 @@ def test_wide_pieces_sum_each_list_against_its_own_queries(monkeypatch, rows_max
     # one (M * K, nq) copy, or a mixture.
     import skdqn._ivf as ivf_module
 
-    monkeypatch.setattr(ivf_module, "_ROWS_MAX_WIDTH", rows_max_width)
+    monkeypatch.setattr(_tuning, "ROWS_MAX_WIDTH", rows_max_width)
     rng = np.random.default_rng(9)
     nq, M, K = 40, 3, 16
     tables = rng.random((nq, M, K), dtype=np.float32)
@@ -495,13 +490,11 @@ def test_wide_pieces_sum_each_list_against_its_own_queries(monkeypatch, rows_max
 def test_paths_keep_ties_by_item_index_across_lists(monkeypatch, narrow):
     # Lists hold items of interleaved indices and many equal distances: the
     # k-th distance bound must keep ties (ids are not monotonic across lists).
-    import skdqn._ivf as ivf_module
-
     rng = np.random.default_rng(3)
     X = rng.integers(0, 3, size=(500, 4)).astype(float)
     flat = AQDNeighbors(n_neighbors=30, M=2, K=4, random_state=0).fit(X)
     ivf = clone(flat).set_params(n_lists=7, n_probe=7).fit(X)
-    monkeypatch.setattr(ivf_module, "_NARROW", narrow)
+    monkeypatch.setattr(_tuning, "NARROW", narrow)
     with scan_blocks(query=16, database=64):  # small chunks and frequent pool folds
         assert_same_search(ivf, flat, X[:80])
         assert_same_search(ivf, flat, X[:80], n_neighbors=200)
@@ -511,7 +504,7 @@ def test_paths_keep_ties_by_item_index_across_lists(monkeypatch, narrow):
 def test_chunk_bounds_never_fall_below_the_kth_of_a_query(monkeypatch, sample):
     import skdqn._ivf as ivf_module
 
-    monkeypatch.setattr(ivf_module, "_BOUND_SAMPLE", sample)
+    monkeypatch.setattr(_tuning, "BOUND_SAMPLE", sample)
     rng = np.random.default_rng(sample)
     length = np.array([1, 3, 4, 9, 50, 2, 6])
     query = np.array([0, 1, 1, 2, 3, 4, 4])  # queries 1 and 4: two pairs each; query 5: none
@@ -530,14 +523,12 @@ def test_chunk_bounds_never_fall_below_the_kth_of_a_query(monkeypatch, sample):
 
 
 def test_probing_in_chunks_of_queries_changes_nothing(monkeypatch):
-    import skdqn._ivf as ivf_module
-
     X, _, _, ivf = index_pair(n_lists=20)
     ivf.set_params(n_probe=3)
     Q = X[::5] + 0.1
     expected = ivf.kneighbors(Q, n_neighbors=9)
     radius = ivf.radius_neighbors(Q, radius=1.0)
-    monkeypatch.setattr(ivf_module, "_PROBE_FLOATS", 45)  # 2 queries' scores at a time
+    monkeypatch.setattr(_tuning, "PROBE_FLOATS", 45)  # 2 queries' scores at a time
     got = ivf.kneighbors(Q, n_neighbors=9)
     assert_array_equal(got[0], expected[0])
     assert_array_equal(got[1], expected[1])
