@@ -13,8 +13,13 @@ Small pure functions on numpy arrays, no estimator state. Shapes and dtypes:
 The k-means here is the closed-form part of DQN's alternating optimisation:
 :func:`encode` is the H-step (nearest codeword per subspace) and
 :func:`update_codebooks` the C-step (least-squares / centroid update, empty
-codewords re-seeded), so :func:`train_codebooks` is plain alternation of the
-two after a k-means++ start.
+codewords re-seeded). :func:`lloyd` alternates the two in each space; it is
+the one k-means of the package: :func:`train_codebooks` (after a k-means++
+start) and :func:`refine_codebooks` for the codebooks,
+:func:`skdqn._ivf.train_coarse` for the coarse centroids of inverted lists
+(one space of ``d`` dimensions). One kernel, ``_nearest_codewords``, finds
+the nearest codeword for all of them: blocks of float32 matrix products,
+then an exact float64 re-check of the close calls.
 """
 
 import numpy as np
@@ -37,17 +42,28 @@ __all__ = [
 ]
 
 # Float32 scores per block of the nearest-codeword kernel (4 MiB): rows per
-# block = this // (M * K). Encode of 200,000 items (M=8, K=256) against faiss'
-# compute_codes, interleaved (see the user guide, "Building an index"):
-# 2^16: 2.11x, 2^17: 2.11x, 2^18: 2.00x, 2^19: 1.92x, 2^20: 1.87x faiss
-# (prototype before the other changes): the per-block cost of the numpy
-# calls falls with bigger blocks, more than the cache misses rise.
+# block = this // (M * K). Encode of 200,000 items of bench_build.py's data
+# (M=8, K=256, one thread) against faiss' compute_codes, interleaved, best
+# of 4 (bench_build.py --n 200000 --skip fit ivf, this value patched):
+# 2^17: 2.10x, 2^18: 1.97x, 2^19: 1.89x, 2^20: 1.84x, 2^21: 1.88x,
+# 2^22: 2.01x faiss. Smaller blocks pay the per-call cost of the dozen numpy
+# calls per block more often, larger ones fall out of the 1 MiB L2 cache
+# more (see the results page, "Building an index").
 _SCORE_FLOATS = 1 << 20
 # float64 elements of one block of exact (row, candidate) differences in the
-# encode's re-check: 2^22 (32 MiB). Rows near several codewords of a wide
+# encode's re-check: 2^18 (2 MiB). Rows near several codewords of a wide
 # subspace (e.g. standardized pixels, ds = 784) once made one (pairs, ds)
 # array of several GiB; blocks of this size keep it bounded, same results.
-_PAIR_ELEMENTS = 1 << 22
+# Encode of the 10,000 standardized Fashion-MNIST test images, M = 1, K = 64
+# (a fifth of the rows re-checked, 2.2 candidates each), one thread: 2^14
+# to 2^20: 0.051 to 0.064 s; 2^22: 0.068 to 0.252 s (blocks of 32 MiB are
+# fresh memory, mapped again at each call).
+_PAIR_ELEMENTS = 1 << 18
+# Rows per sparse product of the C-step: 2^14 (1 to 8 MiB of float64 rows).
+# Sums of 262,144 rows, ds = 64, K = 1,024 (the coarse k-means of 1,024
+# lists): 2^12: 12.1 ms, 2^13: 9.7, 2^14: 8.5, 2^16: 35.5, all at once: 43.8
+# (fresh memory); 8 spaces of 65,536 rows, ds = 8, K = 256: 18.0 to 21.7 ms.
+_UPDATE_ROWS = 1 << 14
 # Lloyd iterations of train_codebooks (see its Notes for the measurements).
 _KMEANS_ITER = 12
 # The k-means++ start of train_codebooks draws among at most max(_INIT_ROWS,
@@ -524,18 +540,21 @@ def _update_centroids(Xm, labels, centroids):
     """The C-step in one space: ``(new_centroids, n_empty)``, the means of each centroid's rows.
 
     ``Xm`` (n, ds) float, ``labels`` (n,) integers in ``[0, K)``,
-    ``centroids`` (K, ds) the current ones (not modified). The sums are one
-    sparse (K, n) by (n, ds) float64 product (faster than ``np.bincount``
-    per column, ``np.add.at`` or a sort: 18 ms against 38, 180 and 53 ms
-    for 8 spaces of 65,536 rows, ds = 8, K = 256). Empty centroids are
-    re-seeded on the rows of largest error (ties by row index).
+    ``centroids`` (K, ds) the current ones (not modified). The sums are
+    sparse (K, rows) by (rows, ds) float64 products over blocks of
+    ``_UPDATE_ROWS`` rows (faster than ``np.bincount`` per column,
+    ``np.add.at`` or a sort: 18 ms against 38, 180 and 53 ms for 8 spaces
+    of 65,536 rows, ds = 8, K = 256). Empty centroids are re-seeded on the
+    rows of largest error (ties by row index).
     """
-    n = Xm.shape[0]
     K = centroids.shape[0]
     labels = labels.astype(np.intp, copy=False)
-    assign = sp.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(K, n))
     counts = np.bincount(labels, minlength=K)
-    sums = assign @ Xm.astype(np.float64)
+    sums = np.zeros((K, Xm.shape[1]))
+    for start in range(0, Xm.shape[0], _UPDATE_ROWS):
+        rows = labels[start : start + _UPDATE_ROWS]
+        member = sp.csr_matrix((np.ones(rows.size), (rows, np.arange(rows.size))), shape=(K, rows.size))
+        sums += member @ Xm[start : start + _UPDATE_ROWS].astype(np.float64)
     new = np.empty_like(centroids)
     used = counts > 0
     new[used] = sums[used] / counts[used, None]
@@ -609,17 +628,19 @@ def lloyd(X3, centroids, labels=None, *, n_iter, exact_labels=True):
     """
     n, M, _ = X3.shape
     centroids = np.array(centroids, dtype=np.float32)
-    if labels is None:
+    if labels is None:  # float32 winners when iterations follow, as theirs
         labels = np.empty((n, M), dtype=code_dtype(centroids.shape[1]))
-        _nearest_codewords(X3, centroids, labels)
+        _nearest_codewords(X3, centroids, labels, exact=not n_iter)
     else:
         labels = np.array(labels, dtype=code_dtype(centroids.shape[1]))
     active = np.arange(M)
-    for _ in range(n_iter):
+    for it in range(n_iter):
         if not active.size:
             break
         for m in active:
             centroids[m] = _update_centroids(X3[:, m], labels[:, m], centroids[m])[0]
+        if it == n_iter - 1:
+            break  # the last labels are computed exactly below, or not at all
         new = np.empty((n, active.size), dtype=labels.dtype)
         _nearest_codewords(X3 if active.size == M else X3[:, active], centroids[active], new, exact=False)
         changed = (new != labels[:, active]).any(axis=0)
