@@ -82,7 +82,7 @@ def _padded(dist, ind, k):
 
 def _filtered_knn(index, queries, k, plan):
     """Top-k over the items ``plan.allowed`` only (indices in the full numbering), padded to ``k``."""
-    sub = index.restricted(plan.allowed)
+    sub = index.restricted(plan.allowed, plan.n_probe)
     kk = min(k, sub.n_rows)
     if kk == 0:
         return _padded(np.empty((queries.n_queries, 0), np.float32), np.empty((queries.n_queries, 0), np.intp), k)
@@ -92,7 +92,7 @@ def _filtered_knn(index, queries, k, plan):
 
 def _filtered_radius(index, queries, threshold, plan):
     """Radius matches among the items ``plan.allowed`` only (indices in the full numbering)."""
-    sub = index.restricted(plan.allowed)
+    sub = index.restricted(plan.allowed, plan.n_probe)
     if sub.n_rows == 0:
         return [np.empty(0, np.float32)] * queries.n_queries, [np.empty(0, np.intp)] * queries.n_queries
     return sub.radius_neighbors(queries, threshold, replace(plan, allowed=None))
@@ -201,7 +201,7 @@ class FlatIndex(_StoredCodes):
         ids = np.asarray(self.ids, dtype=np.intp)
         return dists, [ids[r] for r in rows]
 
-    def restricted(self, allowed):
+    def restricted(self, allowed, n_probe=None):
         """An index of the ``allowed`` items only (sorted item indices, all stored), their numbers kept.
 
         The allowed items keep their order, so ties still go to the smaller
@@ -293,8 +293,21 @@ class IVFIndex(_StoredCodes):
         kept = InvertedLists(lists.centroids, offsets, np.asarray(lists.ids[rows], dtype=np.int64), lists.metric)
         return replace(self, codes=np.asarray(self.codes[rows]), lists=kept)
 
-    def restricted(self, allowed):
-        """The lists holding only the ``allowed`` items (sorted item indices): same centroids, rows in order."""
+    def restricted(self, allowed, n_probe=1):
+        """The index the ``allowed`` items (sorted item indices) are searched in, their numbers kept.
+
+        The lists holding only them (same centroids, rows in order); or,
+        when they are fewer than the ``n_probe`` lists hold on average
+        (``len(allowed) * n_lists <= n_rows * n_probe``), an exhaustive index
+        of them: it scans no more codes than an unfiltered search and finds
+        their exact AQD top-k (a search of a few items in many tiny lists
+        would pay for each list).
+        """
+        if len(allowed) * self.lists.n_lists <= self.n_rows * n_probe:
+            position = np.empty(self.n_samples, dtype=np.intp)
+            position[self.row_items()] = np.arange(self.n_rows)
+            return FlatIndex(self.codebooks, np.asarray(self.codes[position[allowed]]),
+                             ids=np.asarray(allowed, dtype=np.int64))
         keep = np.zeros(self.n_samples, dtype=bool)
         keep[allowed] = True
         return replace(self._keep_rows(np.flatnonzero(keep[self.row_items()])), labels=None, removed=None, vectors=None)

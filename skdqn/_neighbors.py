@@ -538,7 +538,7 @@ class AQDNeighbors(BaseEstimator):
     def _choose_probe(self, queries):
         """Publish the state with the ``n_probe="auto"`` choice measured on ``queries`` (:func:`~skdqn._index.choose_n_probe`)."""
         state = self._state()
-        plan = replace(self._plan(state, n_probe=1), kernel=self._kernel())
+        plan = self._plan(state, n_probe=1)
         self._fitted = replace(state, auto_probe=choose_n_probe(state, queries, plan))
 
     def _check_rotation(self, n_features):
@@ -1404,7 +1404,7 @@ class AQDNeighbors(BaseEstimator):
         if state.lists is None:
             return SearchPlan(kernel=self._kernel(), n_jobs=self.n_jobs)
         n_probe = self._n_probe(state) if n_probe is None else n_probe
-        return SearchPlan(list_kernel=self._list_kernel(), n_jobs=self.n_jobs, n_probe=n_probe)
+        return SearchPlan(kernel=self._kernel(), list_kernel=self._list_kernel(), n_jobs=self.n_jobs, n_probe=n_probe)
 
     def _knn(self, state, queries, k, allowed=None, query_ids=None):
         """Top-k of a query source over ``state``: exhaustive, or over the probed inverted lists.

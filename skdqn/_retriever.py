@@ -251,7 +251,7 @@ class Retriever(BaseEstimator):
         return None if X is None else self.quantizer_.transform(X)
 
     # --------------------------------------------------------------- search
-    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True, *, filter=None):
         """The ``n_neighbors`` nearest indexed items of each raw query.
 
         Parameters
@@ -263,6 +263,8 @@ class Retriever(BaseEstimator):
         n_neighbors : int, default=None
             Defaults to the ``n_neighbors`` parameter.
         return_distance : bool, default=True
+        filter : None, array-like, sparse matrix, HasLabel or SameLabel, default=None
+            Search only some items, as in :meth:`AQDNeighbors.kneighbors`.
 
         Returns
         -------
@@ -281,9 +283,10 @@ class Retriever(BaseEstimator):
         (2, 3)
         """
         index = self._checked_index()
-        return index.kneighbors(self._embed(X), n_neighbors=n_neighbors, return_distance=return_distance)
+        return index.kneighbors(self._embed(X), n_neighbors=n_neighbors, return_distance=return_distance,
+                                filter=filter)
 
-    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
+    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False, *, filter=None):
         """The indexed items within ``radius`` of each raw query.
 
         Parameters
@@ -295,6 +298,8 @@ class Retriever(BaseEstimator):
         return_distance : bool, default=True
         sort_results : bool, default=False
             Sort each query's matches by distance.
+        filter : None, array-like, sparse matrix, HasLabel or SameLabel, default=None
+            Search only some items, as in :meth:`AQDNeighbors.kneighbors`.
 
         Returns
         -------
@@ -314,7 +319,8 @@ class Retriever(BaseEstimator):
         """
         index = self._checked_index()
         return index.radius_neighbors(
-            self._embed(X), radius=radius, return_distance=return_distance, sort_results=sort_results
+            self._embed(X), radius=radius, return_distance=return_distance, sort_results=sort_results,
+            filter=filter,
         )
 
     def score(self, X, y, top_k=None, normalize="retrieved", no_relevant="zero", verbose=0):

@@ -44,7 +44,7 @@ def _masks():
 @pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("lists", [False, True])
-@pytest.mark.parametrize("share", ["1%", "10%", "50%", "all"])
+@pytest.mark.parametrize("share", ["1%", "10%", "50%", "all"])  # lists: exhaustive, exhaustive, lists, lists
 def test_filtered_search_equals_an_index_of_the_allowed_items(problem, metric, backend, lists, share):
     """The reference: an index of the allowed items only (with lists: the same centroids and lists)."""
     _, _, Q, *_ = problem
@@ -52,16 +52,15 @@ def test_filtered_search_equals_an_index_of_the_allowed_items(problem, metric, b
     keep = np.flatnonzero(mask)
     index = _index(problem, lists, metric, backend)
     k = min(5, keep.size)
-    # With fewer allowed items than lists, k = all of them: more lists are probed until
-    # they are covered, so the reference is the exhaustive index of the allowed items.
-    reference = _index(problem, lists and keep.size >= 6, metric, backend, keep=keep)
+    # With lists, allowed items fewer than the probed lists hold on average (n_probe 2 of 6
+    # lists: N / 3) are searched exhaustively: the reference is then an exhaustive index.
+    by_lists = lists and keep.size * 6 > N * 2
+    reference = _index(problem, by_lists, metric, backend, keep=keep)
     for allowed in (mask, keep, keep[::-1].tolist()):  # a mask, sorted indices, any order
         dist, ind = index.kneighbors(Q, k, filter=allowed)
         ref_d, ref_i = reference.kneighbors(Q, k)
         assert_array_equal(ind, keep[ref_i])
         assert_array_equal(dist, ref_d)
-    if lists and keep.size < 6:
-        return  # a radius search probes n_probe lists only: no exhaustive reference
     radius = float(np.median(ref_d[:, -1]))
     dists, inds = index.radius_neighbors(Q, radius, filter=mask)
     ref_ds, ref_is = reference.radius_neighbors(Q, radius)
@@ -180,3 +179,14 @@ def test_groups_put_queries_with_equal_rows_together():
     rows = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], bool)
     groups = check_filter(rows, 3, 3).groups(np.arange(3))
     assert [(g.tolist(), a.tolist()) for g, a in groups] == [([0, 2], [0, 2]), ([1], [1])]
+
+
+def test_the_retriever_passes_filters_on(small_quantizer, scaled_digits_300):
+    from skdqn import Retriever
+
+    X, y = scaled_digits_300[:2]
+    retriever = Retriever(small_quantizer).fit(X, y)
+    ind = retriever.kneighbors(X[:5], 4, filter=SameLabel(y[:5]), return_distance=False)
+    assert (y[ind] == y[:5, None]).all()
+    assert all(np.isin(i, np.flatnonzero(y == 3)).all()
+               for i in retriever.radius_neighbors(X[:5], 1e9, filter=HasLabel([3]), return_distance=False))
