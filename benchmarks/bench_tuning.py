@@ -88,6 +88,8 @@ SWEEPS = {
     "METRICS_MEMORY_DIVISOR": ("metrics", (4, 16, 64, 256)),
     "METRICS_BYTES_PER_ITEM": ("metrics", (8, 32, 128)),
     "DUPLICATE_CHECK_ITEMS": ("metrics", (1 << 18, 1 << 20, 1 << 22, 1 << 24)),
+    "SELF_CHUNK": ("items", (1 << 11, 1 << 13, 1 << 15, 1 << 17)),
+    "REFINE_CANDIDATE_FLOATS": ("refine", (1 << 18, 1 << 20, 1 << 22, 1 << 24)),
 }
 
 
@@ -171,6 +173,14 @@ def _workload(kind, s):
     if kind == "ranking":
         scores = np.random.default_rng(4).random((1000, 1024), dtype=np.float32)
         return lambda: [stable_smallest(scores, depth) for depth in (2, 4, 8, 16, 32, 64)]
+    if kind == "items":  # kneighbors(X=None) of a tenth of the items
+        index = _flat(s.n // 10)
+        return lambda: index.kneighbors(n_neighbors=TOP_K)
+    if kind == "refine":
+        codebooks, codes, _ = _data(s.n)
+        vectors = np.random.default_rng(6).normal(size=(s.n, M * DS)).astype(np.float32)
+        index = AQDNeighbors.from_codes(codebooks, codes, vectors=vectors, metric="sqeuclidean", refine_factor=10)
+        return lambda: index.kneighbors(Q[: s.nq], n_neighbors=TOP_K)
     if kind == "metrics":
         rng = np.random.default_rng(5)
         nq = 20_000 if s.quick else 100_000

@@ -37,7 +37,7 @@ from . import _tuning
 from ._pq import _nearest_codewords, check_magnitude, lloyd
 from ._ranking import MAX_KEY_INDEX, pack_keys, stable_smallest
 from ._csr import list_aqd, list_aqd_runs, row_index, rows_per_call
-from ._search import _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
+from ._search import Shard, TaskPlan, _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
 from ._tables import flat_tables
 from ._topk import RadiusCollector, RunningTopK
 
@@ -463,8 +463,8 @@ def _probe_block(queries, lists, n_probe, k):
     return per_query, tables, (np.concatenate(query), np.concatenate(probed))
 
 
-def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe, budget, kernel=None, db_block=None):
-    """Top-k of a block of queries over the probed lists of one range of lists.
+def _ivf_knn_task(queries, shard, plan):
+    """Top-k of a block of queries over the probed lists of one range of lists (a :class:`~skdqn._search.Shard`).
 
     Narrow lists are summed query by query into flat chunks, whose
     candidates at or below their query's bound (:func:`_chunk_bounds`) are
@@ -475,11 +475,12 @@ def _ivf_knn_task(queries, codes, ids, row_start, lists_part, lists, k, n_probe,
     k) distances and item ids; queries with fewer than k candidates in this
     range are padded with (inf, -1).
     """
-    per_query, tables, pairs = _probe_block(queries, lists, n_probe, k)
-    pairs = _in_part(*pairs, lists_part)
+    codes, ids, row_start, lists, k, budget = shard.codes, shard.ids, shard.start, plan.lists, plan.k, plan.budget
+    per_query, tables, pairs = _probe_block(queries, lists, plan.n_probe, k)
+    pairs = _in_part(*pairs, shard.lists_part)
     top = RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
-    if kernel is not None:
-        _kernel_knn(kernel, db_block, tables, codes, ids, pairs, lists.offsets, row_start, top)
+    if plan.kernel is not None:
+        _kernel_knn(plan.kernel, plan.db_block, tables, codes, ids, pairs, lists.offsets, row_start, top)
         return top.result()
     narrow, wide = _narrow_and_wide(pairs, lists.offsets, row_start)
     for chunk in _narrow_chunks(per_query, codes, narrow, budget):
@@ -551,19 +552,19 @@ def _below_kth(dist, row_ids, cols, kth, k):
     return cols[c], pack_keys(dist[r, c], row_ids[r])
 
 
-def _ivf_radius_task(
-    queries, codes, ids, row_start, lists_part, lists, threshold, n_probe, budget, kernel=None, db_block=None
-):
+def _ivf_radius_task(queries, shard, plan):
     """Radius matches of a block of queries in the probed lists of one range: per query (d, ids).
 
     Lists are summed as in :func:`_ivf_knn_task` (narrow lists query by
-    query, wide ones for all their queries), or by ``kernel``.
+    query, wide ones for all their queries), or by ``plan.kernel``.
     """
-    per_query, tables, pairs = _probe_block(queries, lists, n_probe, 0)
-    pairs = _in_part(*pairs, lists_part)
+    codes, ids, row_start, lists, threshold = shard.codes, shard.ids, shard.start, plan.lists, plan.threshold
+    budget = plan.budget
+    per_query, tables, pairs = _probe_block(queries, lists, plan.n_probe, 0)
+    pairs = _in_part(*pairs, shard.lists_part)
     found = RadiusCollector(queries.n_queries)
-    if kernel is not None:
-        _kernel_radius(kernel, db_block, tables, codes, ids, pairs, lists.offsets, row_start, threshold, found)
+    if plan.kernel is not None:
+        _kernel_radius(plan.kernel, plan.db_block, tables, codes, ids, pairs, lists.offsets, row_start, threshold, found)
         return found.per_query()
     narrow, wide = _narrow_and_wide(pairs, lists.offsets, row_start)
     everywhere = np.full(queries.n_queries, threshold, dtype=np.float32)
@@ -587,7 +588,7 @@ def _list_shards(codes, lists, n_shards):
     shards = []
     for first, stop in zip(bounds[:-1], bounds[1:]):
         r0, r1 = int(lists.offsets[first]), int(lists.offsets[stop])
-        shards.append((codes[r0:r1], lists.ids[r0:r1], r0, (first, stop)))
+        shards.append(Shard(codes[r0:r1], r0, ids=lists.ids[r0:r1], lists_part=(first, stop)))
     return shards
 
 
@@ -680,8 +681,9 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
     query_block, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
     dist = np.empty((queries.n_queries, n_neighbors), dtype=np.float32)
     ind = np.empty((queries.n_queries, n_neighbors), dtype=np.intp)
-    args = (lists, n_neighbors, n_probe, budget, kernel, get_scan_blocks().database)
-    for rows, parts in _fan_out(_ivf_knn_task, queries, shards, query_block, n_jobs, *args):
+    plan = TaskPlan(kernel, k=n_neighbors, db_block=get_scan_blocks().database, n_probe=n_probe, budget=budget,
+                    lists=lists)
+    for rows, parts in _fan_out(_ivf_knn_task, queries, shards, query_block, n_jobs, plan):
         if len(parts) > 1:
             parts = [merge_kneighbors([p[0] for p in parts], [p[1] for p in parts], n_neighbors)]
         dist[rows], ind[rows] = parts[0]
@@ -727,9 +729,10 @@ def ivf_radius_neighbors(queries, codes, lists, radius, *, n_probe=1, n_jobs=Non
     array([0, 2])
     """
     query_block, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
-    args = (lists, _float32_floor(radius), n_probe, budget, kernel, get_scan_blocks().database)
+    plan = TaskPlan(kernel, threshold=_float32_floor(radius), db_block=get_scan_blocks().database, n_probe=n_probe,
+                    budget=budget, lists=lists)
     dists, inds = [], []
-    for _, parts in _fan_out(_ivf_radius_task, queries, shards, query_block, n_jobs, *args):
+    for _, parts in _fan_out(_ivf_radius_task, queries, shards, query_block, n_jobs, plan):
         for q in range(len(parts[0])):
             d = np.concatenate([p[q][0] for p in parts])
             i = np.concatenate([p[q][1] for p in parts])

@@ -23,6 +23,7 @@ from ._faiss import (
     to_faiss_idmap,
     to_faiss_pretransform,
 )
+from . import _tuning
 from ._filters import check_filter, only_items
 from ._refine import refine
 from ._index import AUTO_QUERIES, SearchPlan, build_index, choose_n_probe
@@ -62,7 +63,6 @@ def _object_array(list_of_arrays):
     return out
 
 
-_SELF_CHUNK = 1 << 15  # kneighbors(X=None): stored items searched at a time
 
 
 class _ArraySummary:
@@ -681,7 +681,7 @@ class AQDNeighbors(BaseEstimator):
 
         Parameters
         ----------
-        indices : array-like of int, or boolean mask of shape (n_samples_fit_,)
+        indices : array-like of int, or boolean mask of shape ``(n_samples_fit_,)``
             Items to remove (removing an item twice is allowed).
 
         Returns
@@ -1475,7 +1475,7 @@ class AQDNeighbors(BaseEstimator):
     def _knn_leave_self_out(self, state, queries, k, allowed=None):
         """``X=None``: per item, the top ``k - 1`` of the others, in item order.
 
-        The stored items are searched ``_SELF_CHUNK`` at a time (``k`` each,
+        The stored items are searched ``_tuning.SELF_CHUNK`` at a time (``k`` each,
         then the item itself dropped), and each chunk's result is written
         into the output, so beyond the output the memory stays bounded
         whatever the number of items. Query row ``j`` is the item
@@ -1486,8 +1486,9 @@ class AQDNeighbors(BaseEstimator):
         out_d = np.full((state.n_samples, k - 1), np.inf, dtype=np.float32)
         out_i = np.full((state.n_samples, k - 1), -1, dtype=np.intp)
         n = queries.n_queries
-        for start in range(0, n, _SELF_CHUNK):
-            rows = slice(start, min(n, start + _SELF_CHUNK))
+        chunk = _tuning.SELF_CHUNK
+        for start in range(0, n, chunk):
+            rows = slice(start, min(n, start + chunk))
             refining = self._refine_factor(state) is not None
             dist, ind = self._knn_refined(state, queries.block(rows), k, allowed, items[rows],
                                           state.vectors[items[rows]] if refining else None)

@@ -10,9 +10,9 @@ distance.
 
 import numpy as np
 
-__all__ = ["exact_distances", "refine"]
+from . import _tuning
 
-_CANDIDATE_FLOATS = 1 << 22  # query-candidate-dimension floats gathered at a time (32 MiB of float64)
+__all__ = ["exact_distances", "refine"]
 
 
 def exact_distances(queries, vectors, candidates, table):
@@ -49,7 +49,7 @@ def exact_distances(queries, vectors, candidates, table):
     """
     nq, c = candidates.shape
     out = np.full((nq, c), np.inf)
-    step = max(1, _CANDIDATE_FLOATS // max(1, c * vectors.shape[1]))
+    step = max(1, _tuning.REFINE_CANDIDATE_FLOATS // max(1, c * vectors.shape[1]))
     for start in range(0, nq, step):
         block = candidates[start : start + step]
         valid = block >= 0

@@ -439,41 +439,96 @@ def _with_config(config, function, args):
         _IN_TASK.active = False
 
 
-def _fan_out(task, queries, shards, query_block, n_jobs, *args):
-    """Run ``task(query_block_source, *shard, *args)`` for every (query block, shard) pair.
+@dataclass(frozen=True)
+class Shard:
+    """The candidate rows a task scans: a contiguous slice of the stored codes.
 
-    ``shards`` is a list of tuples: what a task receives of the candidate
-    rows (for the exhaustive search ``(codes[start:stop], start)``; for
-    inverted lists, see :mod:`skdqn._ivf`). Yields ``(rows, parts)`` per query
-    block, in order: the block's query rows (a slice) and the shards'
-    results, in shard order. A task receives only its own queries (views) and
-    its shard's rows (views with threads; a process or cluster backend ships
-    just those).
+    Parameters
+    ----------
+    codes : ndarray of shape (n_rows, M)
+        ``codes[start:stop]`` of the index (a view, or memory-mapped).
+    start : int
+        Row of the index's codes where the slice starts.
+    ids : ndarray of shape (n_rows,) or None
+        With inverted lists, the item of each row (``lists.ids[start:stop]``).
+    lists_part : tuple of int or None
+        With inverted lists, the range ``(first, stop)`` of lists the slice holds.
+    """
+
+    codes: object
+    start: int
+    ids: object = None
+    lists_part: tuple = None
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """What every task of one search call does, built once per call (no positional tuples).
+
+    Parameters
+    ----------
+    kernel : object or None
+        The scan kernel (:func:`get_kernel`); for inverted lists, None is
+        numpy's own list sums.
+    k : int or None
+        Neighbours per query (a k-NN search).
+    threshold : numpy.float32 or None
+        Bound on the summed table values (a radius search).
+    method : str
+        ``"threshold"`` or ``"full_sort"`` (exhaustive k-NN).
+    db_block : int
+        Codes a kernel scans at a time.
+    n_probe : int
+        Lists probed per query (inverted lists).
+    budget : int
+        Candidates gathered at a time by the list sums (inverted lists).
+    lists : InvertedLists or None
+        The lists (inverted lists).
+    """
+
+    kernel: object
+    k: object = None
+    threshold: object = None
+    method: str = "threshold"
+    db_block: int = None
+    n_probe: int = 1
+    budget: int = None
+    lists: object = None
+
+
+def _fan_out(task, queries, shards, query_block, n_jobs, plan):
+    """Run ``task(query_block_source, shard, plan)`` for every (query block, :class:`Shard`) pair.
+
+    Yields ``(rows, parts)`` per query block, in order: the block's query
+    rows (a slice) and the shards' results, in shard order. A task receives
+    only its own queries (views), its shard's rows (views with threads; a
+    process or cluster backend ships just those) and the call's
+    :class:`TaskPlan`.
     """
     n_queries = queries.n_queries
     blocks = [slice(s, min(n_queries, s + query_block)) for s in range(0, n_queries, query_block)]
-    tasks = [(task, (queries.block(b), *shard) + args) for b in blocks for shard in shards]
+    tasks = [(task, (queries.block(b), shard, plan)) for b in blocks for shard in shards]
     results = _run_tasks(tasks, n_jobs)
     for rows in blocks:
         yield rows, [next(results) for _ in shards]
 
 
 def _code_shards(codes, n_shards):
-    """``(codes[start:stop], start)`` of each contiguous database shard."""
-    return [(codes[s], s.start) for s in database_shards(codes.shape[0], n_shards)]
+    """The :class:`Shard` of each contiguous database shard."""
+    return [Shard(codes[s], s.start) for s in database_shards(codes.shape[0], n_shards)]
 
 
-def _knn_task(queries, codes, start, kernel, k, method, db_block):
+def _knn_task(queries, shard, plan):
     """Top-k of one task (global indices)."""
-    k = min(k, codes.shape[0])
-    dist, ind = kernel.kneighbors(queries.tables(), codes, k, method=method, db_block=db_block)
-    return dist, ind + start
+    k = min(plan.k, shard.codes.shape[0])
+    dist, ind = plan.kernel.kneighbors(queries.tables(), shard.codes, k, method=plan.method, db_block=plan.db_block)
+    return dist, ind + shard.start
 
 
-def _radius_task(queries, codes, start, kernel, threshold, db_block):
+def _radius_task(queries, shard, plan):
     """Radius matches of one task, per query (global indices)."""
-    found = kernel.radius_neighbors(queries.tables(), codes, threshold, db_block=db_block)
-    return [(d, i + start) for d, i in found]
+    found = plan.kernel.radius_neighbors(queries.tables(), shard.codes, plan.threshold, db_block=plan.db_block)
+    return [(d, i + shard.start) for d, i in found]
 
 
 def _knn_plan(n_neighbors, n_database, n_queries, n_jobs, working_memory, n_shards, blocks):
@@ -552,7 +607,7 @@ def aqd_kneighbors(
     )
     per_block = _fan_out(
         _knn_task, queries, _code_shards(codes, n_shards), query_block, n_jobs,
-        get_kernel(kernel), n_neighbors, method, blocks.database,
+        TaskPlan(get_kernel(kernel), k=n_neighbors, method=method, db_block=blocks.database),
     )
     dist = np.empty((queries.n_queries, n_neighbors), dtype=np.float32)
     ind = np.empty((queries.n_queries, n_neighbors), dtype=np.intp)
@@ -631,7 +686,7 @@ def aqd_radius_neighbors(queries, codes, radius, *, n_jobs=None, n_shards=None, 
         n_shards = _auto_shards(n_jobs, math.ceil(queries.n_queries / blocks.query), n, blocks.database)
     per_block = _fan_out(
         _radius_task, queries, _code_shards(codes, n_shards), blocks.query, n_jobs,
-        get_kernel(kernel), _float32_floor(radius), blocks.database,
+        TaskPlan(get_kernel(kernel), threshold=_float32_floor(radius), db_block=blocks.database),
     )
     dists, inds = [], []
     for _, parts in per_block:

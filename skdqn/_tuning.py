@@ -269,3 +269,27 @@ METRICS_BYTES_PER_ITEM = 32
 #: Chosen: 4 Mi entries (32 MiB of int64).
 #: Command: python benchmarks/bench_tuning.py --only DUPLICATE_CHECK_ITEMS
 DUPLICATE_CHECK_ITEMS = 1 << 22
+
+
+# ------------------------------------------------------------ items as queries, re-ranking (_neighbors, _refine)
+
+#: Stored items searched at a time by ``kneighbors(X=None)`` (each chunk's
+#: result written into the output, then the next).
+#: Trades: memory for speed: a chunk holds its own top-k and its tables
+#: (``SELF_CHUNK * M * K`` floats only block by block); fewer, longer calls
+#: amortise the per-call set-up (the plan, the kernel's tables).
+#: Chosen: 32,768 (results of a chunk: a few MiB at k = 10; the output, not
+#: the chunk, dominates the memory of X=None); not swept until measured:
+#: ``bench_tuning.py --only SELF_CHUNK`` times X=None on 10^5 items.
+#: Command: python benchmarks/bench_tuning.py --only SELF_CHUNK
+SELF_CHUNK = 1 << 15
+
+#: Query-candidate-dimension floats gathered at a time by the re-ranking
+#: (``skdqn._refine.exact_distances``: the candidates' vectors of a block
+#: of queries, in float64).
+#: Trades: memory for speed: ``8 * REFINE_CANDIDATE_FLOATS`` bytes per
+#: block; larger blocks make fewer, longer numpy calls.
+#: Chosen: 2^22 (32 MiB of float64): a block of 1,000 queries x 100
+#: candidates x 64 dimensions at once.
+#: Command: python benchmarks/bench_tuning.py --only REFINE_CANDIDATE_FLOATS
+REFINE_CANDIDATE_FLOATS = 1 << 22

@@ -930,7 +930,7 @@ def test_x_none_searched_in_chunks_of_items_changes_nothing(monkeypatch, n_lists
     index = AQDNeighbors(n_neighbors=12, M=2, K=4, n_lists=n_lists, n_probe=3, random_state=0).fit(X)
     expected = index.kneighbors()
     graph = index.kneighbors_graph(mode="distance").toarray()
-    monkeypatch.setattr(neighbors_module, "_SELF_CHUNK", 7)
+    monkeypatch.setattr("skdqn._tuning.SELF_CHUNK", 7)
     got = index.kneighbors()
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])

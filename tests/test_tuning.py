@@ -108,6 +108,10 @@ def _index(**params):
     lists = {}
     if params.pop("lists", False):
         lists = dict(coarse_centroids=centroids, list_assignments=assignments, n_probe=3)
+    if params.pop("refine", False):  # re-ranking by vectors near the reconstructions
+        vectors = codebooks[np.arange(codes.shape[1]), codes].reshape(len(codes), -1)
+        lists = dict(vectors=vectors + np.float32(0.01) * (np.arange(vectors.size) % 7).reshape(vectors.shape),
+                     refine_factor=3)
     return AQDNeighbors.from_codes(codebooks, codes, labels, n_neighbors=7, **lists, **params)
 
 
@@ -123,6 +127,7 @@ def _results():
         (dict(metric="sqeuclidean", lists=True), 9.0),
         (dict(metric="inner_product", lists=True), -12.0),
         (dict(metric="sqeuclidean", lists=True, backend="torch", device="cpu"), 9.0),
+        (dict(metric="sqeuclidean", refine=True), 9.0),
     ):
         index = _index(**params)
         for X in (queries, queries[:1], queries[:3]):
