@@ -47,7 +47,7 @@ from sklearn.preprocessing import StandardScaler
 
 import skdqn
 from skdqn import AQDNeighbors, DeepQuantizer
-from skdqn._network import QuantizationNetwork, build_mlp
+from skdqn.training._network import QuantizationNetwork, build_mlp
 
 M, K = 4, 256  # 32-bit codes
 

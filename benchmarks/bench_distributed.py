@@ -48,7 +48,7 @@ def _fit(rank, size, folder, args):
     import torch.distributed as dist
 
     from skdqn import DeepQuantizer
-    from skdqn._distributed import end_spawned
+    from skdqn.training._distributed import end_spawned
 
     torch.set_num_threads(1)
     if size > 1:
@@ -67,7 +67,7 @@ def _fit(rank, size, folder, args):
 
 def run(size, args):
     """Fit on ``size`` processes; the result of rank 0."""
-    from skdqn._distributed import spawn
+    from skdqn.training._distributed import spawn
 
     with tempfile.TemporaryDirectory() as parent:
         if size == 1:

@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 from _measure import best_time  # benchmarks/_measure.py
 from bench_ivf import Mixture, recall  # benchmarks/bench_ivf.py (exits without faiss)
 from skdqn import AQDNeighbors
-from skdqn._faiss import pack_codes, to_faiss_index
+from skdqn.io._faiss import pack_codes, to_faiss_index
 from skdqn._pq import train_codebooks
 
 import faiss  # noqa: E402 - present: bench_ivf exits otherwise

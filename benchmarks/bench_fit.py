@@ -38,9 +38,9 @@ from sklearn.preprocessing import StandardScaler
 
 import skdqn
 from skdqn import DeepQuantizer
-from skdqn._network import QuantizationNetwork, build_mlp
-from skdqn._scoring import retrieval_average_precisions
-from skdqn._tables import distance_tables
+from skdqn.training._network import QuantizationNetwork, build_mlp
+from skdqn.search._scoring import retrieval_average_precisions
+from skdqn.search._tables import distance_tables
 from skdqn.datasets import load_fashion_mnist, retrieval_split
 
 

@@ -64,7 +64,7 @@ from threadpoolctl import threadpool_limits
 
 from _measure import best_time, peak_extra_mib  # benchmarks/_measure.py
 from skdqn import AQDNeighbors
-from skdqn._ivf import assign_lists, train_coarse
+from skdqn.search._ivf import assign_lists, train_coarse
 from skdqn._pq import encode, train_codebooks
 
 try:
@@ -172,8 +172,8 @@ def measure_torch(ivf, Q, n_probes, repeats):
     """
     import torch
 
-    from skdqn._ivf import ivf_kneighbors
-    from skdqn._torch_kernel import TorchKernel
+    from skdqn.search._ivf import ivf_kneighbors
+    from skdqn.search._torch_kernel import TorchKernel
 
     torch.set_num_threads(1)
     kernel, queries, lists = TorchKernel("cpu"), ivf._queries(ivf._state(), Q), ivf._lists()

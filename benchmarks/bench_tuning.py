@@ -1,6 +1,6 @@
-"""Sweep the tuning values of skdqn._tuning and print the best value for this machine.
+"""Sweep the tuning values of skdqn.search._tuning and print the best value for this machine.
 
-Every value of :mod:`skdqn._tuning` trades speed against memory and never
+Every value of :mod:`skdqn.search._tuning` trades speed against memory and never
 changes a result. For each value (or ``--only NAME``), this script sets it to
 a few values around its default, times a representative workload with each
 (one thread: threadpoolctl and ``torch.set_num_threads(1)``; the values
@@ -8,7 +8,7 @@ measured in turn within each repeat, best of ``--repeats``), checks that the
 workload's result is the same for every value, and prints the seconds per
 value, their ratio to the default and the fastest value. A value within a few
 percent of the default is noise on a shared machine: change a default only
-for a clear, repeated gain, and record the measurement in ``skdqn/_tuning.py``.
+for a clear, repeated gain, and record the measurement in ``skdqn/search/_tuning.py``.
 
 Workloads (M = 8, K = 256, top-10, uint8 codes drawn at random, codebooks
 and queries Gaussian; ``--quick``: the sizes in brackets):
@@ -27,7 +27,7 @@ and queries Gaussian; ``--quick``: the sizes in brackets):
   on CUDA, skipped without it);
 * ``ivf``: inverted lists, 1,024 [256] lists of random assignment, N codes,
   ``n_probe`` 1, 8 and 32, 1,000 [200] queries;
-* ``ranking``: :func:`skdqn._ranking.stable_smallest` of 1,000 x 1,024
+* ``ranking``: :func:`skdqn.search._ranking.stable_smallest` of 1,000 x 1,024
   scores at depths 2, 4, 8, 16, 32 and 64 (``n_probe`` of the lists);
 * ``score``: ``AQDNeighbors.score`` (MAP@10) of 2,000 [400] queries;
 * ``metrics``: :func:`skdqn.metrics.average_precision_scores` of given
@@ -53,9 +53,10 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's skdqn
 import torch  # noqa: E402
 
-from skdqn import AQDNeighbors, _tuning  # noqa: E402
-from skdqn._ranking import stable_smallest  # noqa: E402
-from skdqn._tables import distance_tables  # noqa: E402
+from skdqn import AQDNeighbors  # noqa: E402
+from skdqn.search import _tuning  # noqa: E402
+from skdqn.search._ranking import stable_smallest  # noqa: E402
+from skdqn.search._tables import distance_tables  # noqa: E402
 from skdqn.metrics import average_precision_scores  # noqa: E402
 
 M, K, DS, TOP_K = 8, 256, 8, 10

@@ -111,10 +111,10 @@ def check_quantizer(device, n_train, epochs, tol=1e-4):
 
 def check_kernel(device, sizes, batch, sample, repeats=3, M=8, K=256, d=64):
     """Torch kernel on ``device`` against numpy on a sample; queries/s per size."""
-    from skdqn._kernels import NumpyKernel
+    from skdqn.search._kernels import NumpyKernel
     from skdqn._pq import train_codebooks
-    from skdqn._tables import distance_tables
-    from skdqn._torch_kernel import TorchKernel
+    from skdqn.search._tables import distance_tables
+    from skdqn.search._torch_kernel import TorchKernel
 
     rng = np.random.default_rng(1)
     codebooks = train_codebooks(rng.normal(size=(5000, d)).astype(np.float32), M, K, random_state=0)
@@ -180,7 +180,7 @@ def _distributed_worker(rank, size, folder, backend, device, n_train, epochs):
     import torch.distributed as dist
 
     from skdqn import DeepQuantizer
-    from skdqn._distributed import end_spawned
+    from skdqn.training._distributed import end_spawned
 
     if backend == "nccl":
         torch.cuda.set_device(rank)
@@ -222,7 +222,7 @@ def check_distributed(device, n_train, epochs, min_agree=0.9, map_tol=0.005):
     """Two processes against one: identical ranks, codes and MAP close to a one-process fit."""
     torch = _torch()
     from skdqn import DeepQuantizer
-    from skdqn._distributed import spawn
+    from skdqn.training._distributed import spawn
 
     _importable_by_name()
     cuda = device.startswith("cuda")

@@ -93,8 +93,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import skdqn  # noqa: E402
 from skdqn import AQDNeighbors, DeepQuantizer  # noqa: E402
 from skdqn._opq import train_opq  # noqa: E402
-from skdqn._search import aqd_kneighbors  # noqa: E402
-from skdqn._tables import distance_tables  # noqa: E402
+from skdqn.search._search import aqd_kneighbors  # noqa: E402
+from skdqn.search._tables import distance_tables  # noqa: E402
 from skdqn.datasets import load_fashion_mnist, retrieval_split  # noqa: E402
 from skdqn.metrics import (  # noqa: E402
     average_precision_scores,

@@ -28,8 +28,8 @@ from sklearn.preprocessing import StandardScaler
 
 from skdqn import DeepQuantizer
 from skdqn._pq import quantization_error
-from skdqn._scoring import retrieval_average_precisions
-from skdqn._tables import distance_tables
+from skdqn.search._scoring import retrieval_average_precisions
+from skdqn.search._tables import distance_tables
 from skdqn.datasets import load_fashion_mnist, retrieval_split
 
 

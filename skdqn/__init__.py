@@ -17,10 +17,10 @@ Asymmetric Quantizer Distance with lookup tables.
   labels (``kneighbors(..., filter=...)``).
 """
 
-from ._filters import HasLabel, SameLabel
+from .search._filters import HasLabel, SameLabel
 from ._neighbors import AQDNeighbors
 from ._retriever import Retriever
-from ._search import database_shards, merge_kneighbors
+from .search._search import database_shards, merge_kneighbors
 from ._version import __version__
 
 __all__ = [

@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._faiss import (
+from .io._faiss import (
     from_faiss_index,
     from_faiss_ivf,
     from_faiss_pretransform,
@@ -23,19 +23,19 @@ from ._faiss import (
     to_faiss_idmap,
     to_faiss_pretransform,
 )
-from . import _tuning
-from ._filters import check_filter, only_items
-from ._refine import refine
-from ._index import AUTO_QUERIES, SearchPlan, build_index, choose_n_probe
-from ._index_io import make_estimator, read_index, save_index
-from ._ivf import InvertedLists, check_n_lists, make_lists
+from .search import _tuning
+from .search._filters import check_filter, only_items
+from .search._refine import refine
+from .search._index import AUTO_QUERIES, SearchPlan, build_index, choose_n_probe
+from .io._index_io import make_estimator, read_index, save_index
+from .search._ivf import InvertedLists, check_n_lists, make_lists
 from ._labels import label_kind
-from ._metric import METRIC_NAMES, get_metric, metric_for_faiss
+from .search._metric import METRIC_NAMES, get_metric, metric_for_faiss
 from ._opq import rotate, train_opq
 from ._pq import code_dtype, decode, encode, train_codebooks
-from ._scoring import score_codes
-from ._search import aqd_kneighbors, get_kernel
-from ._tables import CodeQueries, VectorQueries
+from .search._scoring import score_codes
+from .search._search import aqd_kneighbors, get_kernel
+from .search._tables import CodeQueries, VectorQueries
 from ._validation import (
     check_codebooks,
     check_codes,
@@ -536,7 +536,7 @@ class AQDNeighbors(BaseEstimator):
         return self
 
     def _choose_probe(self, queries):
-        """Publish the state with the ``n_probe="auto"`` choice measured on ``queries`` (:func:`~skdqn._index.choose_n_probe`)."""
+        """Publish the state with the ``n_probe="auto"`` choice measured on ``queries`` (:func:`~skdqn.search._index.choose_n_probe`)."""
         state = self._state()
         plan = self._plan(state, n_probe=1)
         self._fitted = replace(state, auto_probe=choose_n_probe(state, queries, plan))
@@ -556,7 +556,7 @@ class AQDNeighbors(BaseEstimator):
         return check_rotation(self.rotation, n_features)
 
     def _set_fitted(self, codebooks, codes, labels, lists, rotation=None, *, removed=None, ids=None, vectors=None):
-        """Publish the fitted index (:func:`~skdqn._index.build_index`) with one assignment (codes in list order with lists)."""
+        """Publish the fitted index (:func:`~skdqn.search._index.build_index`) with one assignment (codes in list order with lists)."""
         index = build_index(codebooks, codes, labels, lists, rotation, removed=removed, ids=ids)
         self._fitted = index if vectors is None else index.with_vectors(vectors)
 
@@ -921,7 +921,7 @@ class AQDNeighbors(BaseEstimator):
 
     @classmethod
     def _from_saved(cls, parts, path):
-        """A fitted index from the validated parts of a saved bundle (:func:`skdqn._index_io.read_index`)."""
+        """A fitted index from the validated parts of a saved bundle (:func:`skdqn.io._index_io.read_index`)."""
         fields = parts.fields
         index = make_estimator(cls, fields["params"], path)
         M, K, _ = parts.codebooks.shape
@@ -1400,7 +1400,7 @@ class AQDNeighbors(BaseEstimator):
         return None if getattr(kernel, "device", "cpu") == "cpu" else kernel
 
     def _plan(self, state, n_probe=None):
-        """The :class:`~skdqn._index.SearchPlan` of one call on ``state`` (parameters read and checked now)."""
+        """The :class:`~skdqn.search._index.SearchPlan` of one call on ``state`` (parameters read and checked now)."""
         if state.lists is None:
             return SearchPlan(kernel=self._kernel(), n_jobs=self.n_jobs)
         n_probe = self._n_probe(state) if n_probe is None else n_probe
@@ -1409,7 +1409,7 @@ class AQDNeighbors(BaseEstimator):
     def _knn(self, state, queries, k, allowed=None, query_ids=None):
         """Top-k of a query source over ``state``: exhaustive, or over the probed inverted lists.
 
-        ``allowed`` (a resolved :class:`~skdqn._filters.ItemFilter`) splits
+        ``allowed`` (a resolved :class:`~skdqn.search._filters.ItemFilter`) splits
         the queries into groups sharing their allowed items, each searched
         over those only; ``query_ids`` are the queries' rows in the filter
         (default ``0 .. n_queries - 1``).
@@ -1466,7 +1466,7 @@ class AQDNeighbors(BaseEstimator):
         return refine(query_vectors, state.vectors, ind, k, get_metric(self.metric).table)
 
     def _filter(self, state, filter, n_queries):
-        """The ``filter`` argument resolved (:func:`~skdqn._filters.check_filter`) and without removed items, or None."""
+        """The ``filter`` argument resolved (:func:`~skdqn.search._filters.check_filter`) and without removed items, or None."""
         allowed = check_filter(filter, state.n_samples, n_queries, state.labels)
         if state.removed is None or (allowed is None and not state.holds_removed()):
             return allowed

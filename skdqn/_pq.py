@@ -16,7 +16,7 @@ The k-means here is the closed-form part of DQN's alternating optimisation:
 codewords re-seeded). :func:`lloyd` alternates the two in each space; it is
 the one k-means of the package: :func:`train_codebooks` (after a k-means++
 start) and :func:`refine_codebooks` for the codebooks,
-:func:`skdqn._ivf.train_coarse` for the coarse centroids of inverted lists
+:func:`skdqn.search._ivf.train_coarse` for the coarse centroids of inverted lists
 (one space of ``d`` dimensions). One kernel, ``_nearest_codewords``, finds
 the nearest codeword for all of them: blocks of float32 matrix products,
 then an exact float64 re-check of the close calls.
@@ -573,7 +573,7 @@ def lloyd(X3, centroids, labels=None, *, n_iter, exact_labels=True):
 
     The one k-means loop of the package: PQ codebooks (``M`` subspaces,
     :func:`refine_codebooks`, :func:`train_codebooks`) and the coarse
-    centroids of inverted lists (``M = 1``, :func:`skdqn._ivf.train_coarse`).
+    centroids of inverted lists (``M = 1``, :func:`skdqn.search._ivf.train_coarse`).
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 
 Training is a ladder of small steps (after skorch's ``fit -> fit_loop ->
 run_single_epoch -> train_step``): :meth:`DeepQuantizer.fit` prepares the
-inputs (:func:`skdqn._data.training_source`) and the network, then
+inputs (:func:`skdqn.training._data.training_source`) and the network, then
 ``_fit_loop`` runs the epochs (``_run_single_epoch``), each a sequence of
 ``_train_step`` (forward, loss, backward, optimizer step), refreshing the
 codebooks (``_refresh_codebooks``) whenever ``_codebook_refresh_due``; the
@@ -33,7 +33,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import (
+from .training._data import (
     dataset_n_features,
     embed,
     is_dataset,
@@ -42,7 +42,7 @@ from ._data import (
     split_item,
     training_source,
 )
-from ._distributed import (
+from .training._distributed import (
     average_gradients,
     broadcast_arrays,
     broadcast_module,
@@ -58,16 +58,16 @@ from ._distributed import (
     wrap,
 )
 from ._labels import label_indicator
-from ._losses import (
+from .training._losses import (
     choose_loss,
     pair_similarity,
     pairwise_loss,
     proxy_loss,
     quantization_loss,
 )
-from ._index_io import make_estimator
-from ._model_io import check_quantization, load_weights, network_bytes, read_model, save_model
-from ._network import (
+from .io._index_io import make_estimator
+from .io._model_io import check_quantization, load_weights, network_bytes, read_model, save_model
+from .training._network import (
     InputStandardizer,
     QuantizationNetwork,
     build_mlp,
@@ -79,8 +79,8 @@ from ._network import (
 )
 from ._pq import decode, encode, refine_codebooks, train_codebooks, update_codebooks
 from ._progress import epoch_progress
-from ._scoring import score_codes
-from ._tables import VectorQueries
+from .search._scoring import score_codes
+from .search._tables import VectorQueries
 from ._validation import check_codes, check_device, check_n_subspaces
 
 __all__ = ["DeepQuantizer"]
@@ -100,7 +100,7 @@ class _TrainingState:
 
     Attributes
     ----------
-    source : skdqn._data.BatchSource
+    source : skdqn.training._data.BatchSource
         The training items.
     labels : ndarray of shape (n,) or (n, n_labels)
         Their validated labels.
@@ -132,7 +132,7 @@ class _TrainingState:
         The objective (``loss`` with ``"auto"`` resolved).
     proxies : torch.nn.Parameter of shape (n_classes, R) or None
         The class proxies trained with ``loss="proxy"``; None otherwise.
-    world : skdqn._distributed.World or None
+    world : skdqn.training._distributed.World or None
         This process's rank and the number of processes under an
         initialised ``torch.distributed`` group; None otherwise.
     model : torch.nn.Module or None
@@ -426,7 +426,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     Attributes
     ----------
     network_ : torch.nn.Module
-        The trained :class:`~skdqn._network.QuantizationNetwork`, in eval mode.
+        The trained :class:`~skdqn.training._network.QuantizationNetwork`, in eval mode.
     codebooks_ : ndarray of shape (M, K, ``n_components_`` / M), float32
         The block-diagonal codebooks ``C``.
     codes_ : ndarray of shape (n_samples, M), uint8 or uint16
@@ -1292,7 +1292,7 @@ class DeepQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _from_saved(cls, parts, network, path):
         """``(dq, scaler)``: a fitted estimator built from a saved model's validated parts.
 
-        ``parts`` from :func:`skdqn._model_io.read_model`; ``network`` is the
+        ``parts`` from :func:`skdqn.io._model_io.read_model`; ``network`` is the
         one given to :meth:`load` (it becomes the ``network`` parameter of a
         model with a custom backbone). The one place a loaded model's state
         is written.

@@ -25,8 +25,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._io import check_header, format_header
-from ._metric import METRIC_NAMES, get_metric
+from .io._io import check_header, format_header
+from .search._metric import METRIC_NAMES, get_metric
 from ._neighbors import AQDNeighbors
 from ._validation import codebooks_fingerprint
 

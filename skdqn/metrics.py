@@ -28,7 +28,7 @@ from sklearn import get_config
 from sklearn.pipeline import Pipeline
 from sklearn.utils.parallel import Parallel, delayed
 
-from . import _tuning
+from .search import _tuning
 from ._labels import check_labels, label_kind, relevance
 from ._validation import check_positive_int
 
@@ -255,7 +255,7 @@ def _encode_labels(q, d):
 def _block_bytes():
     """Bytes the query blocks processed at once may take (all workers together).
 
-    ``working_memory`` divided by :data:`skdqn._tuning.METRICS_MEMORY_DIVISOR`
+    ``working_memory`` divided by :data:`skdqn.search._tuning.METRICS_MEMORY_DIVISOR`
     (64 MiB of the default 1024 MiB).
     """
     return int(get_config()["working_memory"] * 2**20 / _tuning.METRICS_MEMORY_DIVISOR)

@@ -1,6 +1,6 @@
 """Shared fixtures and helpers for the skdqn tests.
 
-* ``small_blocks``: tiny scan blocks (:func:`skdqn._search.scan_blocks`);
+* ``small_blocks``: tiny scan blocks (:func:`skdqn.search._search.scan_blocks`);
 * ``pairs_on_small_data``: the one-query pair scan on any number of codes;
 * ``_single_torch_thread``: every test trains on one torch thread;
 * ``digits``, ``digits_with_blank_rows``, ``small``, ``small_cnn``: data and a
@@ -20,16 +20,16 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from skdqn._kernels import aqd_distances
-from skdqn._search import scan_blocks
+from skdqn.search._kernels import aqd_distances
+from skdqn.search._search import scan_blocks
 
 
 @pytest.fixture
 def pairs_on_small_data(monkeypatch):
     """The one-query pair scan on small problems (by default only from 4,096 codes)."""
-    import skdqn._tuning
+    import skdqn.search._tuning
 
-    monkeypatch.setattr(skdqn._tuning, "PAIR_MIN_ROWS", 0)
+    monkeypatch.setattr(skdqn.search._tuning, "PAIR_MIN_ROWS", 0)
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-import skdqn._io as bundle_io
+import skdqn.io._io as bundle_io
 from skdqn import AQDNeighbors
-from skdqn._io import read_bundle, write_bundle
+from skdqn.io._io import read_bundle, write_bundle
 
 
 def _index(seed, n=300):

@@ -104,7 +104,7 @@ def pipeline_file(data):
     """A model file as the older ``skdqn fit`` wrote it: a StandardScaler, then the quantizer."""
     from sklearn.preprocessing import StandardScaler
 
-    from skdqn._model_io import save_model
+    from skdqn.io._model_io import save_model
 
     folder, _, arrays = data
     scaler = StandardScaler().fit(arrays["X"])

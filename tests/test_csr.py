@@ -1,14 +1,14 @@
-"""Tests of skdqn._csr: list sums by scipy's CSR products against a plain loop and the numpy sum."""
+"""Tests of skdqn.search._csr: list sums by scipy's CSR products against a plain loop and the numpy sum."""
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-import skdqn._csr as csr
-from skdqn import _tuning
-from skdqn._csr import list_aqd, row_index
-from skdqn._kernels import _scan_block
-from skdqn._scan import table_offsets as _offsets
+import skdqn.search._csr as csr
+from skdqn.search import _tuning
+from skdqn.search._csr import list_aqd, row_index
+from skdqn.search._kernels import _scan_block
+from skdqn.search._scan import table_offsets as _offsets
 
 
 def reference_sums(tables, codes):

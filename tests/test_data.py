@@ -1,4 +1,4 @@
-"""skdqn._data: the batch sources and the one input path of DeepQuantizer."""
+"""skdqn.training._data: the batch sources and the one input path of DeepQuantizer."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from skdqn import DeepQuantizer
-from skdqn._data import (
+from skdqn.training._data import (
     ArrayBatches,
     BatchSource,
     DatasetBatches,

@@ -22,9 +22,9 @@ import torch.multiprocessing as mp
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
-import skdqn._distributed as D
+import skdqn.training._distributed as D
 from skdqn import DeepQuantizer
-from skdqn._data import ArrayBatches, DatasetBatches
+from skdqn.training._data import ArrayBatches, DatasetBatches
 
 ROOT = Path(__file__).resolve().parents[1]
 # dropout=0: the ranks then differ from one process only by summation order.

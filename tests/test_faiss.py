@@ -1,4 +1,4 @@
-"""faiss interop (skdqn._faiss, AQDNeighbors.to_faiss / from_faiss).
+"""faiss interop (skdqn.io._faiss, AQDNeighbors.to_faiss / from_faiss).
 
 The packing functions are pure numpy and always tested; the index
 conversions run where faiss is installed (the ``test`` extra installs
@@ -10,7 +10,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from skdqn import AQDNeighbors
-from skdqn._faiss import pack_codes, unpack_codes
+from skdqn.io._faiss import pack_codes, unpack_codes
 
 
 def pack_reference(codes, nbits):

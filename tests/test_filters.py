@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from numpy.testing import assert_array_equal
 
 from skdqn import AQDNeighbors, HasLabel, SameLabel
-from skdqn._filters import check_filter
+from skdqn.search._filters import check_filter
 
 N, M, K, D = 400, 2, 8, 6
 
@@ -138,7 +138,7 @@ def test_has_label_filters_by_the_stored_labels(problem):
 
 def test_a_selective_filter_scans_only_the_allowed_codes(problem, monkeypatch):
     """The cost of a filtered search is that of a search over the allowed items (the codes scanned)."""
-    import skdqn._index as index_module
+    import skdqn.search._index as index_module
 
     seen = []
     original = index_module.aqd_kneighbors

@@ -1,4 +1,4 @@
-"""The fitted index objects behind AQDNeighbors (skdqn._index): flat and inverted-file, one plan."""
+"""The fitted index objects behind AQDNeighbors (skdqn.search._index): flat and inverted-file, one plan."""
 
 from dataclasses import replace
 
@@ -7,11 +7,11 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from skdqn import AQDNeighbors
-from skdqn._index import FlatIndex, IVFIndex, SearchPlan, build_index, choose_n_probe, recall_at_k
-from skdqn._ivf import make_lists
+from skdqn.search._index import FlatIndex, IVFIndex, SearchPlan, build_index, choose_n_probe, recall_at_k
+from skdqn.search._ivf import make_lists
 from skdqn._pq import decode
-from skdqn._search import get_kernel
-from skdqn._tables import VectorQueries
+from skdqn.search._search import get_kernel
+from skdqn.search._tables import VectorQueries
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of saving and loading AQDNeighbors (skdqn._index_io): trust under damage.
+"""Tests of saving and loading AQDNeighbors (skdqn.io._index_io): trust under damage.
 
 Every saved member is truncated and has bytes flipped in turn: each load
 gives the identical index or a clear ValueError, never another exception.
@@ -18,7 +18,7 @@ from numpy.testing import assert_array_equal
 
 from conftest import assert_same_search, damage_file
 from skdqn import AQDNeighbors
-from skdqn._io import write_bundle
+from skdqn.io._io import write_bundle
 
 
 def data(n=400, d=8, seed=0):

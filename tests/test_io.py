@@ -1,4 +1,4 @@
-"""Tests of the pickle-free array bundles (skdqn._io)."""
+"""Tests of the pickle-free array bundles (skdqn.io._io)."""
 
 import json
 import zipfile
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from skdqn._io import check_header, format_header, read_bundle, write_bundle
+from skdqn.io._io import check_header, format_header, read_bundle, write_bundle
 
 
 def arrays_fixture():

@@ -1,4 +1,4 @@
-"""Tests of the inverted lists (skdqn._ivf) and of AQDNeighbors with n_lists.
+"""Tests of the inverted lists (skdqn.search._ivf) and of AQDNeighbors with n_lists.
 
 The oracle is the exhaustive search of the same codes: probing every list
 gives it exactly (ties included), and probing fewer lists gives the
@@ -13,8 +13,9 @@ from numpy.testing import assert_array_equal
 from sklearn.base import clone
 
 from conftest import assert_same_search
-from skdqn import AQDNeighbors, _tuning
-from skdqn._ivf import (
+from skdqn import AQDNeighbors
+from skdqn.search import _tuning
+from skdqn.search._ivf import (
     InvertedLists,
     append_to_lists,
     assign_lists,
@@ -26,10 +27,10 @@ from skdqn._ivf import (
     probe_lists,
     train_coarse,
 )
-from skdqn._kernels import aqd_distances
-from skdqn._search import aqd_kneighbors, scan_blocks
-from skdqn._tables import CodeQueries, VectorQueries, distance_tables
-from skdqn._topk import RunningTopK
+from skdqn.search._kernels import aqd_distances
+from skdqn.search._search import aqd_kneighbors, scan_blocks
+from skdqn.search._tables import CodeQueries, VectorQueries, distance_tables
+from skdqn.search._topk import RunningTopK
 
 
 def clustered(n=800, d=8, n_centers=12, seed=0):
@@ -393,7 +394,7 @@ def test_narrow_and_wide_paths_give_the_same_results(monkeypatch, narrow, metric
 
 @pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
 def test_the_numpy_fallback_of_the_list_sums_gives_the_same_search(monkeypatch, metric):
-    import skdqn._csr as csr
+    import skdqn.search._csr as csr
 
     X, _, flat, ivf = index_pair(metric, n_lists=20)
     Q = X[::7] + 0.2
@@ -438,7 +439,7 @@ def test_narrow_chunks_hold_each_pair_as_one_run():
     # Pairs of lists probed by 1 to 3 queries, a list longer than the budget,
     # an empty list: every run holds exactly the AQD of its rows, chunks stay
     # within the budget, and every (query, row) pair is summed once.
-    from skdqn._ivf import _narrow_and_wide, _narrow_chunks
+    from skdqn.search._ivf import _narrow_and_wide, _narrow_chunks
 
     rng = np.random.default_rng(8)
     nq, M, K, budget = 12, 3, 16, 64
@@ -464,7 +465,7 @@ def test_narrow_chunks_hold_each_pair_as_one_run():
 def test_wide_pieces_sum_each_list_against_its_own_queries(monkeypatch, rows_max_width):
     # Tables as rows of the query-major array (transposed), as columns of
     # one (M * K, nq) copy, or a mixture.
-    import skdqn._ivf as ivf_module
+    import skdqn.search._ivf as ivf_module
 
     monkeypatch.setattr(_tuning, "ROWS_MAX_WIDTH", rows_max_width)
     rng = np.random.default_rng(9)
@@ -502,7 +503,7 @@ def test_paths_keep_ties_by_item_index_across_lists(monkeypatch, narrow):
 
 @pytest.mark.parametrize("sample", [1, 3, 10, 100])
 def test_chunk_bounds_never_fall_below_the_kth_of_a_query(monkeypatch, sample):
-    import skdqn._ivf as ivf_module
+    import skdqn.search._ivf as ivf_module
 
     monkeypatch.setattr(_tuning, "BOUND_SAMPLE", sample)
     rng = np.random.default_rng(sample)
@@ -549,10 +550,10 @@ def _make_kernel(spec):
     name, options = spec
     if name == "torch":
         pytest.importorskip("torch")
-        from skdqn._torch_kernel import TorchKernel
+        from skdqn.search._torch_kernel import TorchKernel
 
         return TorchKernel(**options)
-    from skdqn._search import get_kernel
+    from skdqn.search._search import get_kernel
 
     return get_kernel(name, **options)
 
@@ -627,7 +628,7 @@ class _KernelElsewhere:
     """The torch CPU kernel, presented as a kernel on another device (as on CUDA); counts its calls."""
 
     def __init__(self):
-        from skdqn._torch_kernel import TorchKernel
+        from skdqn.search._torch_kernel import TorchKernel
 
         self.kernel, self.device, self.calls = TorchKernel("cpu"), "elsewhere", 0
 

@@ -1,4 +1,4 @@
-"""Tests of the numpy scan kernel (skdqn._kernels).
+"""Tests of the numpy scan kernel (skdqn.search._kernels).
 
 ``aqd_distances`` is compared with a plain float32 loop; the kernel's two
 top-k methods and its radius scan with a stable argsort / a mask of all
@@ -10,8 +10,8 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from conftest import kneighbors_reference, make_problem
-from skdqn._kernels import NumpyKernel, aqd_distances
-from skdqn._search import get_kernel
+from skdqn.search._kernels import NumpyKernel, aqd_distances
+from skdqn.search._search import get_kernel
 
 
 # ----------------------------------------------------------------- helpers

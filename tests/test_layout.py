@@ -8,24 +8,36 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "skdqn"
 
 
+def _name(path):
+    """Dotted module name below skdqn: ``_pq``, ``search._kernels``, ``cli`` (a package's ``__init__``)."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1] or ["__init__"]
+    return ".".join(parts)
+
+
 def _imports(path, modules):
-    """The package modules ``path`` imports, at module level or inside a function."""
+    """The package modules ``path`` imports, at module level or inside a function (relative imports resolved)."""
+    name = _name(path)
+    package = name.split(".") if path.name == "__init__.py" and name != "__init__" else name.split(".")[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
-            found.update(n if n in modules else "__init__" for n in names)
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+            stem = base + (node.module.split(".") if node.module else [])
+            candidates = [".".join(stem + [a.name]) for a in node.names] if not node.module else []
+            hits = [c for c in candidates if c in modules]
+            found.update(hits or [".".join(stem) if stem else "__init__"])
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "skdqn":
-            parts = node.module.split(".")
-            found.add(parts[1] if len(parts) > 1 else "__init__")
+            found.add(".".join(node.module.split(".")[1:]) or "__init__")
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("skdqn."))
-    return found - {path.stem}
+            found.update(".".join(a.name.split(".")[1:]) for a in node.names if a.name.startswith("skdqn."))
+    return found - {name}
 
 
 def _graph():
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
-    return {name: _imports(PACKAGE / f"{name}.py", modules) & modules for name in modules}
+    modules = {_name(p) for p in PACKAGE.rglob("*.py")}
+    return {_name(p): _imports(p, modules) & modules for p in PACKAGE.rglob("*.py")}
 
 
 def _cycle(graph):
@@ -57,25 +69,39 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_import_circle_between_modules():
     graph = _graph()
-    assert {"_kernels", "_torch_kernel", "_scan", "_topk", "_model_io", "_quantizer"} <= set(graph)
-    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+    assert {"search._kernels", "search._torch_kernel", "search._scan", "search._topk", "io._model_io", "_quantizer"} <= set(graph)
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
 @pytest.mark.parametrize(
     "module, never",
     [
-        ("_topk", {"_kernels", "_torch_kernel", "_ivf", "_search", "_scan"}),  # what scans keep
-        ("_scan", {"_kernels", "_torch_kernel", "_ivf", "_search"}),  # the contract kernels implement
-        ("_kernels", {"_torch_kernel", "_search", "_ivf"}),
-        ("_torch_kernel", {"_search", "_ivf"}),
-        ("_model_io", {"_quantizer", "_neighbors"}),  # formats never build estimators' modules
-        ("_index_io", {"_quantizer", "_neighbors"}),
-        ("_index", {"_quantizer", "_neighbors"}),  # the fitted index knows no estimator
-        ("_data", {"_quantizer", "_neighbors"}),
+        ("search._topk", {"search._kernels", "search._torch_kernel", "search._ivf", "search._search",
+                          "search._scan"}),  # what scans keep
+        ("search._scan", {"search._kernels", "search._torch_kernel", "search._ivf", "search._search"}),
+        ("search._kernels", {"search._torch_kernel", "search._search", "search._ivf"}),
+        ("search._torch_kernel", {"search._search", "search._ivf"}),
+        ("io._model_io", {"_quantizer", "_neighbors"}),  # formats never build estimators' modules
+        ("io._index_io", {"_quantizer", "_neighbors"}),
+        ("search._index", {"_quantizer", "_neighbors"}),  # the fitted index knows no estimator
+        ("training._data", {"_quantizer", "_neighbors"}),
     ],
 )
 def test_lower_layers_do_not_import_upper_ones(module, never):
     assert not _graph()[module] & never
+
+
+
+def test_the_layout_shows_the_layers():
+    """Core modules (``_pq``, ``_validation``, ...) import no sub-package; sub-packages import no estimator or CLI."""
+    graph = _graph()
+    estimators = {"_neighbors", "_quantizer", "_retriever", "cli", "__init__", "__main__"}
+    for module, imported in graph.items():
+        package = module.split(".")[0] if "." in module else ""
+        if package in ("search", "io", "training"):
+            assert not imported & estimators, (module, imported & estimators)
+        elif module not in estimators | {"metrics", "datasets"}:  # a core module
+            assert not {m for m in imported if "." in m}, (module, imported)
 
 
 def _fitted_attributes_written(path, allowed=("self", "scaler")):
@@ -97,7 +123,8 @@ def _fitted_attributes_written(path, allowed=("self", "scaler")):
 
 def test_only_estimators_write_their_fitted_state():
     """Formats, data sources and the CLI return parts; the estimator sets its own attributes."""
-    for module in ("_model_io", "_index_io", "_data", "cli", "_index", "_distributed", "_faiss"):
+    for module in ("io/_model_io", "io/_index_io", "training/_data", "cli/__init__", "search/_index",
+                   "training/_distributed", "io/_faiss"):
         assert _fitted_attributes_written(PACKAGE / f"{module}.py") == [], module
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from skdqn._losses import (
+from skdqn.training._losses import (
     AUTO_PROXY_MIN_CLASSES,
     choose_loss,
     pair_similarity,

@@ -1,10 +1,10 @@
-"""Tests of the metric policy (skdqn._metric): one place for what a metric means."""
+"""Tests of the metric policy (skdqn.search._metric): one place for what a metric means."""
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from skdqn._metric import METRIC_NAMES, get_metric, metric_for_faiss
+from skdqn.search._metric import METRIC_NAMES, get_metric, metric_for_faiss
 
 
 def test_every_metric_is_defined():

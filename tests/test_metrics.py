@@ -11,7 +11,8 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skdqn import _tuning, metrics
+from skdqn import metrics
+from skdqn.search import _tuning
 from skdqn.metrics import (
     average_precision_scores,
     map_scorer,

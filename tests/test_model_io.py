@@ -1,4 +1,4 @@
-"""DeepQuantizer.save / DeepQuantizer.load (skdqn._model_io): round trips and trust.
+"""DeepQuantizer.save / DeepQuantizer.load (skdqn.io._model_io): round trips and trust.
 
 Loading never unpickles: every saved member replaced by a pickle that would
 write a marker file when loaded is refused with a ValueError, and the marker
@@ -20,7 +20,7 @@ from sklearn.exceptions import NotFittedError
 
 from conftest import damage_file
 from skdqn import AQDNeighbors, DeepQuantizer
-from skdqn._io import _header_text, write_bundle
+from skdqn.io._io import _header_text, write_bundle
 
 TINY = dict(M=2, K=8, n_components=8, hidden_layer_sizes=(16,), max_epochs=2, warmup_epochs=1, batch_size=64)
 MEMBERS = ["header.json", "codebooks.npy", "codes.npy", "labels.npy", "classes.npy", "network.npy"]
@@ -72,7 +72,7 @@ def test_round_trip(tmp_path, model, data, name):
 
 
 # ArrayBatches wraps the read-only array validate_data returns for a DataFrame
-# (torch warns; a skdqn._data matter, not one of persistence).
+# (torch warns; a skdqn.training._data matter, not one of persistence).
 @pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")
 def test_string_labels_feature_names_and_no_hidden_layer(tmp_path, data):
     pd = pytest.importorskip("pandas")

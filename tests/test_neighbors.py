@@ -30,8 +30,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skdqn import AQDNeighbors
 from skdqn._pq import decode
-from skdqn._kernels import aqd_distances
-from skdqn._tables import distance_tables
+from skdqn.search._kernels import aqd_distances
+from skdqn.search._tables import distance_tables
 
 METRICS = ["euclidean", "sqeuclidean", "inner_product"]
 NN_METRICS = ["euclidean", "sqeuclidean"]  # those NearestNeighbors has too
@@ -930,7 +930,7 @@ def test_x_none_searched_in_chunks_of_items_changes_nothing(monkeypatch, n_lists
     index = AQDNeighbors(n_neighbors=12, M=2, K=4, n_lists=n_lists, n_probe=3, random_state=0).fit(X)
     expected = index.kneighbors()
     graph = index.kneighbors_graph(mode="distance").toarray()
-    monkeypatch.setattr("skdqn._tuning.SELF_CHUNK", 7)
+    monkeypatch.setattr("skdqn.search._tuning.SELF_CHUNK", 7)
     got = index.kneighbors()
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])

@@ -186,7 +186,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         AQDNeighbors.load(folder, verify=False)
     other = tmp_path / "other"
-    from skdqn._io import write_bundle
+    from skdqn.io._io import write_bundle
 
     write_bundle(other, {"format": "something.else"}, {"x": np.zeros(2)})
     with pytest.raises(ValueError, match="does not hold an AQDNeighbors"):

@@ -308,7 +308,7 @@ def test_faiss_round_trip(opq_index, lists):
     assert_array_equal(back.codes_, index.codes_)
     assert_same_search(back, index, Q)
     if not lists:
-        from skdqn._faiss import unpack_codes
+        from skdqn.io._faiss import unpack_codes
 
         assert (unpack_codes(findex.sa_encode(X), 4, 4) == index.encode(X)).mean() > 0.99
 

@@ -1,4 +1,4 @@
-"""Tests of the integer scan (skdqn._qscan) and of the fast numpy kernel built on it.
+"""Tests of the integer scan (skdqn.search._qscan) and of the fast numpy kernel built on it.
 
 The fast kernel (integer tables, candidates under a conservative bound, exact
 float32 re-rank) must return exactly what the plain float32 scan and the
@@ -13,10 +13,10 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from conftest import kneighbors_reference, make_problem
-from skdqn._kernels import NumpyKernel, _integer_scanner, _scan_below, _scan_block, aqd_distances
-from skdqn._scan import IntegerScan
-from skdqn._scan import table_offsets as _offsets
-from skdqn._qscan import (
+from skdqn.search._kernels import NumpyKernel, _integer_scanner, _scan_below, _scan_block, aqd_distances
+from skdqn.search._scan import IntegerScan
+from skdqn.search._scan import table_offsets as _offsets
+from skdqn.search._qscan import (
     exact_candidates,
     integer_threshold,
     pair_codes,
@@ -26,7 +26,7 @@ from skdqn._qscan import (
     quantize_tables,
     upper_bound,
 )
-from skdqn._tables import distance_tables, flat_tables
+from skdqn.search._tables import distance_tables, flat_tables
 
 
 def near_tie_problem(nq, n, M, K, seed=0):
@@ -226,10 +226,10 @@ def test_a_query_alone_gets_its_batch_result():
 
 
 def test_pair_path_from_enough_codes(monkeypatch):
-    import skdqn._scan as scan
-    import skdqn._tuning
+    import skdqn.search._scan as scan
+    import skdqn.search._tuning
 
-    monkeypatch.setattr(skdqn._tuning, "PAIR_MIN_ROWS", 4096)
+    monkeypatch.setattr(skdqn.search._tuning, "PAIR_MIN_ROWS", 4096)
     codes = np.zeros((4096, 4), np.uint8)
     assert scan.uses_pairs(codes, 256, 4)
     assert not scan.uses_pairs(codes[:4095], 256, 4)
@@ -247,8 +247,8 @@ def test_pair_path_from_enough_codes(monkeypatch):
 @pytest.mark.parametrize("n_shards, n_jobs", [(1, None), (3, 2)])
 def test_engine_results_do_not_depend_on_the_fast_path(n_shards, n_jobs, small_blocks):
     # X=None-style queries (the items decoded), shards and workers, k-NN and radius.
-    from skdqn._search import aqd_kneighbors, aqd_radius_neighbors
-    from skdqn._tables import CodeQueries
+    from skdqn.search._search import aqd_kneighbors, aqd_radius_neighbors
+    from skdqn.search._tables import CodeQueries
 
     rng = np.random.default_rng(5)
     codebooks = rng.integers(-2, 3, size=(4, 16, 2)).astype(np.float32)  # integer: exact ties

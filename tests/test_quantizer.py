@@ -15,8 +15,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skdqn import AQDNeighbors, DeepQuantizer
 from skdqn._labels import label_indicator
-from skdqn._losses import pair_similarity, pairwise_loss, quantization_loss
-from skdqn._network import QuantizationNetwork, build_mlp
+from skdqn.training._losses import pair_similarity, pairwise_loss, quantization_loss
+from skdqn.training._network import QuantizationNetwork, build_mlp
 from skdqn._pq import decode, encode, quantization_error, train_codebooks
 
 # Small settings: a few epochs of a small MLP, K=16.

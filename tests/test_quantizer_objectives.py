@@ -10,8 +10,8 @@ import pytest
 from sklearn.model_selection import GridSearchCV
 
 from skdqn import DeepQuantizer
-from skdqn._losses import AUTO_PROXY_MIN_CLASSES
-from skdqn._io import _header_text
+from skdqn.training._losses import AUTO_PROXY_MIN_CLASSES
+from skdqn.io._io import _header_text
 from skdqn.datasets import make_ordered_pairs
 
 FAST = dict(M=2, K=16, n_components=16, hidden_layer_sizes=(32,), max_epochs=4, warmup_epochs=1, batch_size=64)

@@ -13,8 +13,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skdqn import DeepQuantizer
-from skdqn._io import _header_text
-from skdqn._network import input_statistics
+from skdqn.io._io import _header_text
+from skdqn.training._network import input_statistics
 
 FAST = dict(M=2, K=16, n_components=16, hidden_layer_sizes=(32,), max_epochs=3, warmup_epochs=1, batch_size=64)
 
@@ -176,7 +176,7 @@ def test_a_factory_that_returns_no_module_is_a_type_error(small):
 # ------------------------------------------------------------ backbone_lr_factor
 def test_backbone_lr_factor_scales_the_backbone_group():
     dq = DeepQuantizer(learning_rate=0.01, backbone_lr_factor=0.1)
-    from skdqn._network import QuantizationNetwork, build_mlp
+    from skdqn.training._network import QuantizationNetwork, build_mlp
 
     net = QuantizationNetwork(build_mlp(8, (16,)), 16, 4)
     groups = dq._make_optimizer(net).param_groups

@@ -1,10 +1,10 @@
-"""Tests of the packed sort keys and the stable selection (skdqn._ranking)."""
+"""Tests of the packed sort keys and the stable selection (skdqn.search._ranking)."""
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from skdqn._ranking import PAD_KEY, order_bits, pack_keys, stable_smallest, unpack_keys
+from skdqn.search._ranking import PAD_KEY, order_bits, pack_keys, stable_smallest, unpack_keys
 
 
 def tie_heavy(shape, seed):

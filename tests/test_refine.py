@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from skdqn import AQDNeighbors
-from skdqn._refine import exact_distances, refine
+from skdqn.search._refine import exact_distances, refine
 
 N, D = 600, 8
 

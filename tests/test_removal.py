@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from skdqn import AQDNeighbors
-from skdqn._io import read_bundle, write_bundle
+from skdqn.io._io import read_bundle, write_bundle
 
 N = 300
 

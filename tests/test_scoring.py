@@ -1,13 +1,13 @@
-"""Tests of skdqn._scoring: MAP of queries against stored codes, for both score methods."""
+"""Tests of skdqn.search._scoring: MAP of queries against stored codes, for both score methods."""
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from sklearn import config_context
 
-from skdqn._kernels import aqd_distances
-from skdqn._scoring import retrieval_average_precisions, score_codes
-from skdqn._tables import VectorQueries, distance_tables
+from skdqn.search._kernels import aqd_distances
+from skdqn.search._scoring import retrieval_average_precisions, score_codes
+from skdqn.search._tables import VectorQueries, distance_tables
 from skdqn.metrics import average_precision_scores
 
 

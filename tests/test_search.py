@@ -1,4 +1,4 @@
-"""Tests of the search engine (skdqn._search): tasks, blocks, shards, merging.
+"""Tests of the search engine (skdqn.search._search): tasks, blocks, shards, merging.
 
 ``aqd_kneighbors`` is compared with a stable argsort of all distances (same
 order, same ties), ``aqd_radius_neighbors`` with a mask of all distances,
@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from conftest import integer_problem, kneighbors_reference, make_problem
-from skdqn import _search
-from skdqn._kernels import aqd_distances
+from skdqn.search import _search
+from skdqn.search._kernels import aqd_distances
 from skdqn._pq import decode
-from skdqn._search import (
+from skdqn.search._search import (
     ScanBlocks,
     aqd_kneighbors,
     aqd_radius_neighbors,
@@ -29,7 +29,7 @@ from skdqn._search import (
     merge_kneighbors,
     scan_blocks,
 )
-from skdqn._tables import CodeQueries, VectorQueries, distance_tables
+from skdqn.search._tables import CodeQueries, VectorQueries, distance_tables
 
 
 # ----------------------------------------------------------- aqd_kneighbors

@@ -1,4 +1,4 @@
-"""Tests of the lookup tables and the query sources (skdqn._tables).
+"""Tests of the lookup tables and the query sources (skdqn.search._tables).
 
 ``distance_tables`` is compared with a plain loop; every query source gives,
 block by block, exactly the tables of all its queries at once.
@@ -10,7 +10,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from conftest import integer_problem
 from skdqn._pq import decode
-from skdqn._tables import (
+from skdqn.search._tables import (
     CodeQueries,
     TableQueries,
     VectorQueries,

@@ -1,11 +1,11 @@
-"""The one running top-k and radius collector (skdqn._topk), against plain sorts."""
+"""The one running top-k and radius collector (skdqn.search._topk), against plain sorts."""
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from skdqn._ranking import PAD_KEY, pack_keys
-from skdqn._topk import RadiusCollector, RunningTopK, merge_keys, pool_topk
+from skdqn.search._ranking import PAD_KEY, pack_keys
+from skdqn.search._topk import RadiusCollector, RunningTopK, merge_keys, pool_topk
 
 
 def test_pool_topk_takes_the_smallest_keys_of_uneven_runs():

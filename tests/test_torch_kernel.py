@@ -1,4 +1,4 @@
-"""Tests of the torch scan kernel (skdqn._torch_kernel) and of ``AQDNeighbors(backend="torch")``.
+"""Tests of the torch scan kernel (skdqn.search._torch_kernel) and of ``AQDNeighbors(backend="torch")``.
 
 On the CPU the torch kernel must return exactly what the numpy kernel and the
 stable-argsort reference return (neighbours, tie order, float32 distances
@@ -14,14 +14,14 @@ import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 
-import skdqn._torch_kernel as torch_kernel
-import skdqn._tuning
+import skdqn.search._torch_kernel as torch_kernel
+import skdqn.search._tuning
 from conftest import assert_same_search, kneighbors_reference
 from skdqn import AQDNeighbors
-from skdqn._kernels import NumpyKernel, aqd_distances
-from skdqn._search import get_kernel
-from skdqn._search import aqd_kneighbors, aqd_radius_neighbors
-from skdqn._torch_kernel import TorchKernel, resolve_device
+from skdqn.search._kernels import NumpyKernel, aqd_distances
+from skdqn.search._search import get_kernel
+from skdqn.search._search import aqd_kneighbors, aqd_radius_neighbors
+from skdqn.search._torch_kernel import TorchKernel, resolve_device
 from test_qscan import problem
 
 CUDA = torch.cuda.is_available()
@@ -32,8 +32,8 @@ no_cuda = pytest.mark.skipif(CUDA, reason="this machine has CUDA")
 @pytest.fixture
 def tiny_chunks(monkeypatch):
     """Chunks of ``db_block`` codes, so that small problems cross chunk boundaries."""
-    monkeypatch.setattr(skdqn._tuning, "TORCH_CPU_BYTES", 0)
-    monkeypatch.setattr(skdqn._tuning, "TORCH_DEVICE_BYTES", 0)
+    monkeypatch.setattr(skdqn.search._tuning, "TORCH_CPU_BYTES", 0)
+    monkeypatch.setattr(skdqn.search._tuning, "TORCH_DEVICE_BYTES", 0)
 
 
 # ------------------------------------------------------------ kernel, grid
@@ -248,6 +248,6 @@ def test_few_queries_on_the_cpu_take_the_numpy_pair_scan(monkeypatch, pairs_on_s
         kernel.kneighbors(tables, codes, 5)
     with pytest.raises(AssertionError, match="the torch scan ran"):
         kernel.kneighbors(tables[:1], codes.astype(np.uint16), 5)
-    monkeypatch.setattr("skdqn._tuning.PAIR_MIN_ROWS", 301)  # too few codes for pairs
+    monkeypatch.setattr("skdqn.search._tuning.PAIR_MIN_ROWS", 301)  # too few codes for pairs
     with pytest.raises(AssertionError, match="the torch scan ran"):
         kernel.kneighbors(tables[:1], codes, 5)

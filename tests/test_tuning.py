@@ -1,4 +1,4 @@
-"""The tuning values (skdqn._tuning): each documented, and none changes a result.
+"""The tuning values (skdqn.search._tuning): each documented, and none changes a result.
 
 Every value is set to extreme values (1, 0 where it turns a path off, far
 more than the data) and the exhaustive, inverted-list, radius, ``X=None``,
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-import skdqn._tuning as tuning
+import skdqn.search._tuning as tuning
 from skdqn import AQDNeighbors
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = (ROOT / "skdqn" / "_tuning.py").read_text()
+SOURCE = (ROOT / "skdqn" / "search" / "_tuning.py").read_text()
 HUGE = 10**9
 
 

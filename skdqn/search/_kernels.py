@@ -1,7 +1,7 @@
 """Scan kernels: the AQD of a block of queries to rows of codes, and its top-k.
 
 A kernel takes the lookup tables of one block of queries (``(nq, M, K)``,
-see :mod:`skdqn._tables`) and a contiguous array of codes (``(n, M)``, a view
+see :mod:`skdqn.search._tables`) and a contiguous array of codes (``(n, M)``, a view
 or memory-mapped slice) and returns, with *local* row indices:
 
 * ``kneighbors(tables, codes, k, method=..., db_block=...)``: the ``k``
@@ -9,12 +9,12 @@ or memory-mapped slice) and returns, with *local* row indices:
 * ``radius_neighbors(tables, codes, threshold, db_block=...)``: every row with
   a sum ``<= threshold``, per query, in row order.
 
-The engine (:mod:`skdqn._search`) splits the work into such tasks and merges
+The engine (:mod:`skdqn.search._search`) splits the work into such tasks and merges
 their results; the kernel is chosen in one place,
-:func:`skdqn._search.get_kernel`. The numpy kernel here is the default and
+:func:`skdqn.search._search.get_kernel`. The numpy kernel here is the default and
 the reference; another implementation (e.g. torch) provides the same two
-methods, on the shared contract of :mod:`skdqn._scan` (the integer-scan
-loop) and :mod:`skdqn._topk` (the running top-k and radius collector).
+methods, on the shared contract of :mod:`skdqn.search._scan` (the integer-scan
+loop) and :mod:`skdqn.search._topk` (the running top-k and radius collector).
 
 The numpy scan gathers rows of the flat ``(M * K, nq)`` table (``np.take``:
 contiguous rows) and adds them, ``db_block`` items at a time, so its working
@@ -90,7 +90,7 @@ def aqd_distances(tables, codes):
     Parameters
     ----------
     tables : ndarray of shape (n_queries, M, K), float32
-        From :func:`skdqn._tables.distance_tables`.
+        From :func:`skdqn.search._tables.distance_tables`.
     codes : ndarray of shape (n_database, M), integer in ``[0, K)``
 
     Returns
@@ -102,7 +102,7 @@ def aqd_distances(tables, codes):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._kernels import aqd_distances
+    >>> from skdqn.search._kernels import aqd_distances
     >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
     >>> aqd_distances(tables, np.array([[0, 0], [1, 1], [1, 0]]))
     array([[0., 5., 1.]], dtype=float32)
@@ -172,16 +172,16 @@ def _radius_scan(flat, codes, threshold, offsets, db_block):
     return found.per_query(ids_ascending=True)
 
 
-# ------------------------------------------------ integer scan + exact re-rank (skdqn._qscan)
+# ------------------------------------------------ integer scan + exact re-rank (skdqn.search._qscan)
 def _integer_scanner(qt, codes, offsets, db_block):
     """The numpy :class:`IntegerScan` (uint16 sums) for a block of queries.
 
     One query with uint8 codes (``K <= 256``, at least ``PAIR_MIN_ROWS``
     rows, :func:`uses_pairs`): pair look-ups
-    (:func:`skdqn._qscan.pair_scan_block`), ``PAIR_BLOCK_FACTOR * db_block``
-    items at a time (:mod:`skdqn._tuning`),
+    (:func:`skdqn.search._qscan.pair_scan_block`), ``PAIR_BLOCK_FACTOR * db_block``
+    items at a time (:mod:`skdqn.search._tuning`),
     the last pair only for the items still below the threshold
-    (:func:`skdqn._qscan.pair_scan_below`); otherwise the row gather of the
+    (:func:`skdqn.search._qscan.pair_scan_below`); otherwise the row gather of the
     float scan on uint16 tables.
     """
     nq, M, K = qt.q.shape
@@ -224,7 +224,7 @@ class NumpyKernel:
     ----------
     fast : bool, default=True
         Scan integer (uint16) tables and re-rank the candidates with their
-        exact float32 AQD (:mod:`skdqn._qscan`); one query at a time by pair
+        exact float32 AQD (:mod:`skdqn.search._qscan`); one query at a time by pair
         look-ups. ``False``: the plain float32 scan. Both give the same
         result, bit for bit; tables with a non-finite value always take the
         float32 scan.
@@ -232,7 +232,7 @@ class NumpyKernel:
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._kernels import NumpyKernel
+    >>> from skdqn.search._kernels import NumpyKernel
     >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
     >>> codes = np.array([[1, 1], [1, 0], [0, 0]], dtype=np.uint8)
     >>> NumpyKernel().kneighbors(tables, codes, 2)
@@ -257,7 +257,7 @@ class NumpyKernel:
             than ``n`` (the integer scan when ``fast``); ``"full_sort"``:
             every distance, then a stable sort. Both give the same result.
         db_block : int, default=None
-            Codes scanned at a time; :data:`skdqn._tuning.DB_BLOCK` (4096)
+            Codes scanned at a time; :data:`skdqn.search._tuning.DB_BLOCK` (4096)
             when None.
 
         Returns
@@ -289,7 +289,7 @@ class NumpyKernel:
         threshold : numpy.float32
             Compared exactly with the float32 sums.
         db_block : int, default=None
-            Codes scanned at a time; :data:`skdqn._tuning.DB_BLOCK` (4096)
+            Codes scanned at a time; :data:`skdqn.search._tuning.DB_BLOCK` (4096)
             when None.
 
         Returns

@@ -32,9 +32,9 @@ import os
 import sys
 import time
 
-from ._progress import _isatty
-from ._validation import check_codes, check_device, check_positive_int
-from ._version import __version__
+from .._progress import _isatty
+from .._validation import check_codes, check_device, check_positive_int
+from .._version import __version__
 
 __all__ = ["main", "load_model"]
 
@@ -322,8 +322,8 @@ def load_model(path):
     """
     from sklearn.pipeline import make_pipeline
 
-    from ._model_io import read_model
-    from ._quantizer import DeepQuantizer
+    from ..io._model_io import read_model
+    from .._quantizer import DeepQuantizer
 
     dq, scaler = DeepQuantizer._from_saved(read_model(path), None, path)
     return dq if scaler is None else make_pipeline(scaler, dq)
@@ -390,7 +390,7 @@ def _demo(args):
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    from . import AQDNeighbors, DeepQuantizer
+    from .. import AQDNeighbors, DeepQuantizer
 
     X, y = load_digits(return_X_y=True)
     X_db, X_q, y_db, y_q = train_test_split(X, y, test_size=0.2, stratify=y, random_state=args.seed)
@@ -466,8 +466,8 @@ def _fit(args):
     import numpy as np
     from sklearn.utils._param_validation import InvalidParameterError
 
-    from ._model_io import save_model
-    from ._quantizer import DeepQuantizer
+    from ..io._model_io import save_model
+    from .._quantizer import DeepQuantizer
 
     X = _check_2d(_load_array(args.X, key=args.key, what="X"), args.X)
     y = _load_labels(args.y, X.shape[0], args.X, key=args.y_key)
@@ -521,7 +521,7 @@ def _fit(args):
 
 def _encode(args):
     """``skdqn encode``: write the codes of X under a saved model."""
-    from ._pq import encode
+    from .._pq import encode
 
     parts = _load_model(args.model, args.threads)
     X = _load_array(args.X, key=args.key, what="X")
@@ -577,7 +577,7 @@ def _positional_inputs(args):
 
 def _build_index(args, parts, labels_path=None):
     """An AQDNeighbors with the model's codebooks over DATABASE (inputs, or codes with --database-codes)."""
-    from ._neighbors import AQDNeighbors
+    from .._neighbors import AQDNeighbors
 
     dq = parts[1]
     n_lists = getattr(args, "n_lists", None)
@@ -618,7 +618,7 @@ def _open_index(args, dq):
     """The index saved at ``--index``, checked against the model, with this run's search options."""
     import numpy as np
 
-    from ._neighbors import AQDNeighbors
+    from .._neighbors import AQDNeighbors
 
     path = args.index
     if not os.path.exists(path):
@@ -674,7 +674,7 @@ def _probe_summary(index, Z_q=None, k=0):
     """
     import numpy as np
 
-    from ._ivf import coarse_scores, probe_lists
+    from ..search._ivf import coarse_scores, probe_lists
 
     if index.coarse_centroids_ is None:
         return ""
@@ -694,7 +694,7 @@ def _label_filter(args, index):
     """The ``filter`` of ``--filter-labels``: HasLabel of the values, typed as the index's labels; or None."""
     import numpy as np
 
-    from ._filters import HasLabel
+    from ..search._filters import HasLabel
 
     if args.filter_labels is None:
         return None
@@ -791,7 +791,7 @@ def _index(args):
 
 def _evaluation_index(args, parts):
     """The labelled index to evaluate: the saved one or one built over DATABASE."""
-    from ._validation import check_y
+    from .._validation import check_y
 
     if args.index is None:
         if args.database_labels is None:
@@ -832,8 +832,8 @@ def _retrieval_metrics(index, Z_q, y_q, depths, normalize="retrieved", verbose=0
     """
     import warnings
 
-    from .exceptions import NoRelevantItemsWarning
-    from .metrics import precision_at_k
+    from ..exceptions import NoRelevantItemsWarning
+    from ..metrics import precision_at_k
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NoRelevantItemsWarning)
@@ -903,7 +903,7 @@ def _evaluate(args):
 
 def _read_index(path):
     """The AQDNeighbors saved at ``path`` (by 'skdqn index', or a Retriever's), or raise _InputError."""
-    from ._neighbors import AQDNeighbors
+    from .._neighbors import AQDNeighbors
 
     if not os.path.exists(path):
         raise _InputError(f"index not found: {path}")
@@ -1052,7 +1052,7 @@ class _FitHelpFormatter(argparse.HelpFormatter):
         if name is None or action.default is not None:  # CLI defaults (--seed) say so themselves
             return help_text
         if _FitHelpFormatter._defaults is None:
-            from ._quantizer import DeepQuantizer
+            from .._quantizer import DeepQuantizer
 
             _FitHelpFormatter._defaults = DeepQuantizer().get_params()
         return f"{help_text} (default: {_format_default(name, _FitHelpFormatter._defaults[name])})"

@@ -1,24 +1,24 @@
 """The scan contract: what every scanner (numpy, torch) provides and shares.
 
 A *scanner* computes the Asymmetric Quantizer Distance of a block of queries
-(their lookup tables, ``(nq, M, K)`` float32, :mod:`skdqn._tables`) to a
+(their lookup tables, ``(nq, M, K)`` float32, :mod:`skdqn.search._tables`) to a
 contiguous slice of codes (``(n, M)``, a view or a memory-mapped slice), and
 hands what may matter to the one running top-k or radius collector of
-:mod:`skdqn._topk`. Two kinds of sums exist:
+:mod:`skdqn.search._topk`. Two kinds of sums exist:
 
 * float32 sums, added in subspace order ``m = 0, 1, ...`` (the reference);
-* integer sums of quantized tables (:mod:`skdqn._qscan`) with an exact
+* integer sums of quantized tables (:mod:`skdqn.search._qscan`) with an exact
   float32 re-rank of the candidates under a conservative bound: an
   :class:`IntegerScan` says how a scanner computes them, and
   :func:`topk_integer` / :func:`radius_integer` drive any such scanner, so the
-  numpy kernel (:mod:`skdqn._kernels`) and the torch kernel
-  (:mod:`skdqn._torch_kernel`) share one loop and give the same results, bit
+  numpy kernel (:mod:`skdqn.search._kernels`) and the torch kernel
+  (:mod:`skdqn.search._torch_kernel`) share one loop and give the same results, bit
   for bit.
 
 A kernel is an object with ``kneighbors(tables, codes, k, *, method,
 db_block)`` and ``radius_neighbors(tables, codes, threshold, *, db_block)``
 returning local row indices (ties by row); the engine
-(:func:`skdqn._search.get_kernel`) chooses it. This module imports neither
+(:func:`skdqn.search._search.get_kernel`) chooses it. This module imports neither
 kernel: they import it.
 """
 
@@ -80,7 +80,7 @@ class IntegerScan:
 def uses_pairs(codes, K, M):
     """Whether one query over ``codes`` is scanned by pair look-ups (uint8 codes, ``K <= 256``, ``M > 1``).
 
-    Below :data:`skdqn._tuning.PAIR_MIN_ROWS` codes, building the pair tables
+    Below :data:`skdqn.search._tuning.PAIR_MIN_ROWS` codes, building the pair tables
     costs more than the look-ups it saves (measured: the row gather is faster
     up to about 3,000 codes).
     """
@@ -93,13 +93,13 @@ def topk_integer(flat, codes, k, offsets, qt, scanner):
     Parameters
     ----------
     flat : ndarray of shape (M * K, nq), float32
-        The float32 tables (:func:`skdqn._tables.flat_tables`).
+        The float32 tables (:func:`skdqn.search._tables.flat_tables`).
     codes : ndarray of shape (n, M), integer
     k : int
     offsets : ndarray of shape (M,), intp
         :func:`table_offsets`.
     qt : QuantizedTables
-        The integer tables the scanner sums (:func:`skdqn._qscan.quantize_tables`).
+        The integer tables the scanner sums (:func:`skdqn.search._qscan.quantize_tables`).
     scanner : IntegerScan
 
     Returns

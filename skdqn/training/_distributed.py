@@ -79,7 +79,7 @@ def world():
 
     Examples
     --------
-    >>> from skdqn._distributed import world
+    >>> from skdqn.training._distributed import world
     >>> world() is None  # no process group here
     True
     """
@@ -103,7 +103,7 @@ def is_main(where):
 
     Examples
     --------
-    >>> from skdqn._distributed import World, is_main
+    >>> from skdqn.training._distributed import World, is_main
     >>> is_main(None), is_main(World(0, 2)), is_main(World(1, 2))
     (True, True, False)
     """
@@ -119,7 +119,7 @@ def collective_device():
 
     Examples
     --------
-    >>> from skdqn._distributed import collective_device
+    >>> from skdqn.training._distributed import collective_device
     >>> collective_device()  # no process group: the CPU
     device(type='cpu')
     """
@@ -149,7 +149,7 @@ def training_device(device, where):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._distributed import training_device
+    >>> from skdqn.training._distributed import training_device
     >>> training_device(torch.device("cpu"), None)
     device(type='cpu')
     """
@@ -186,7 +186,7 @@ def split_counts(n, size):
 
     Examples
     --------
-    >>> from skdqn._distributed import split_counts
+    >>> from skdqn.training._distributed import split_counts
     >>> split_counts(10, 2), split_counts(7, 3)
     ([5, 5], [2, 2, 3])
     """
@@ -199,7 +199,7 @@ def _share(n, where):
 
 
 def rank_batches(source, index_batches, where):
-    """This rank's part of each global mini-batch, as :class:`~skdqn._data.Batch` es.
+    """This rank's part of each global mini-batch, as :class:`~skdqn.training._data.Batch` es.
 
     Without a process group, the batches of ``source.batches(index_batches)``
     themselves. Otherwise global batches with fewer items than ranks are
@@ -210,7 +210,7 @@ def rank_batches(source, index_batches, where):
 
     Parameters
     ----------
-    source : skdqn._data.BatchSource
+    source : skdqn.training._data.BatchSource
         The training items.
     index_batches : list of torch.Tensor
         The global mini-batches of item indices, the same on every rank.
@@ -224,8 +224,8 @@ def rank_batches(source, index_batches, where):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._data import ArrayBatches
-    >>> from skdqn._distributed import World, rank_batches
+    >>> from skdqn.training._data import ArrayBatches
+    >>> from skdqn.training._distributed import World, rank_batches
     >>> source = ArrayBatches(torch.arange(6.0).reshape(6, 1))
     >>> batch = next(rank_batches(source, [torch.tensor([5, 0, 3, 1])], World(1, 2)))
     >>> batch.index.tolist(), batch.x.flatten().tolist()
@@ -286,7 +286,7 @@ def gather_rows(x, where, counts=None):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._distributed import gather_rows
+    >>> from skdqn.training._distributed import gather_rows
     >>> x = torch.ones(2, 3)
     >>> gather_rows(x, None) is x
     True
@@ -317,7 +317,7 @@ def average_gradients(params, where):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._distributed import average_gradients
+    >>> from skdqn.training._distributed import average_gradients
     >>> p = torch.nn.Parameter(torch.ones(2))
     >>> p.grad = torch.full((2,), 3.0)
     >>> average_gradients([p], None)
@@ -345,7 +345,7 @@ def broadcast_module(module, where):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._distributed import broadcast_module
+    >>> from skdqn.training._distributed import broadcast_module
     >>> broadcast_module(torch.nn.Linear(2, 2), None)
     """
     if where is None:
@@ -377,7 +377,7 @@ def broadcast_arrays(arrays, where):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._distributed import broadcast_arrays
+    >>> from skdqn.training._distributed import broadcast_arrays
     >>> broadcast_arrays([np.arange(3)], None)[0].tolist()
     [0, 1, 2]
     """
@@ -418,7 +418,7 @@ def shared_random_state(rng, where):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._distributed import shared_random_state
+    >>> from skdqn.training._distributed import shared_random_state
     >>> rng = np.random.RandomState(0)
     >>> shared_random_state(rng, None) is rng
     True
@@ -460,7 +460,7 @@ def check_agreement(where, labels, **settings):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._distributed import check_agreement
+    >>> from skdqn.training._distributed import check_agreement
     >>> check_agreement(None, np.arange(3), batch_size=256)
     """
     if where is None:
@@ -483,14 +483,14 @@ def embed_all(net, source, where, embed):
 
     Parameters
     ----------
-    net : skdqn._network.QuantizationNetwork
+    net : skdqn.training._network.QuantizationNetwork
         The plain network (not the DDP wrapper), the same weights on every rank.
-    source : skdqn._data.BatchSource
+    source : skdqn.training._data.BatchSource
         The training items.
     where : World or None
         From :func:`world`; None returns ``embed(net, source)``.
     embed : callable
-        :func:`skdqn._data.embed` (passed in, so that this module does not
+        :func:`skdqn.training._data.embed` (passed in, so that this module does not
         decide how a source is embedded).
 
     Returns
@@ -500,9 +500,9 @@ def embed_all(net, source, where, embed):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._data import ArrayBatches, embed
-    >>> from skdqn._distributed import embed_all
-    >>> from skdqn._network import QuantizationNetwork, build_mlp
+    >>> from skdqn.training._data import ArrayBatches, embed
+    >>> from skdqn.training._distributed import embed_all
+    >>> from skdqn.training._network import QuantizationNetwork, build_mlp
     >>> net = QuantizationNetwork(build_mlp(2, ()), 2, 3)
     >>> embed_all(net, ArrayBatches(torch.zeros(5, 2)), None, embed).shape
     (5, 3)
@@ -554,7 +554,7 @@ def wrap(net, device, where):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._distributed import wrap
+    >>> from skdqn.training._distributed import wrap
     >>> net = torch.nn.Linear(2, 2)
     >>> wrap(net, torch.device("cpu"), None) is net
     True

@@ -1,6 +1,6 @@
 """Storing an AQDNeighbors index without pickle, and reading back its validated parts.
 
-The bundle (:mod:`skdqn._io`: a directory or one ``.npz``, checksummed) holds
+The bundle (:mod:`skdqn.io._io`: a directory or one ``.npz``, checksummed) holds
 
 * ``codebooks.npy`` (M, K, ds) float32 and ``codes.npy`` (n, M) uint8/uint16;
 * ``labels.npy`` when the index has labels (item order);
@@ -38,9 +38,9 @@ from numbers import Integral
 import numpy as np
 
 from ._io import check_header, format_header, read_bundle, write_bundle
-from ._ivf import InvertedLists, check_centroid_magnitude
-from ._pq import code_dtype
-from ._validation import check_codebooks, check_codes, check_rotation
+from ..search._ivf import InvertedLists, check_centroid_magnitude
+from .._pq import code_dtype
+from .._validation import check_codebooks, check_codes, check_rotation
 
 __all__ = ["save_index", "read_index", "IndexParts", "make_estimator", "FORMAT", "FORMAT_VERSION"]
 
@@ -86,7 +86,7 @@ def save_index(index, path, state=None):
     --------
     >>> import numpy as np, os, tempfile
     >>> from skdqn import AQDNeighbors
-    >>> from skdqn._index_io import save_index, read_index
+    >>> from skdqn.io._index_io import save_index, read_index
     >>> index = AQDNeighbors(M=2, K=8, random_state=0).fit(np.eye(16, 4))
     >>> path = save_index(index, os.path.join(tempfile.mkdtemp(), "i.npz"))
     >>> read_index(path).fields["n_samples_fit"]
@@ -342,7 +342,7 @@ def read_index(path, mmap_mode=None, *, verify=True):
     mmap_mode : {None, "r", "c"}, default=None
         As :meth:`skdqn.AQDNeighbors.load`.
     verify : bool, default=True
-        Check the bundle's checksums (see :func:`skdqn._io.read_bundle`).
+        Check the bundle's checksums (see :func:`skdqn.io._io.read_bundle`).
 
     Returns
     -------
@@ -355,7 +355,7 @@ def read_index(path, mmap_mode=None, *, verify=True):
     --------
     >>> import numpy as np, os, tempfile
     >>> from skdqn import AQDNeighbors
-    >>> from skdqn._index_io import save_index, read_index
+    >>> from skdqn.io._index_io import save_index, read_index
     >>> index = AQDNeighbors(M=2, K=8, n_lists=2, random_state=0).fit(np.eye(16, 4))
     >>> parts = read_index(save_index(index, os.path.join(tempfile.mkdtemp(), "i")), mmap_mode="r")
     >>> parts.lists.offsets.tolist() == index.list_offsets_.tolist(), parts.codes.shape

@@ -30,7 +30,7 @@ faiss computes ``A x``, skdqn ``x @ rotation``, so ``A = rotation.T``
 
 import numpy as np
 
-from ._pq import code_dtype
+from .._pq import code_dtype
 
 __all__ = [
     "import_faiss",
@@ -57,7 +57,7 @@ def import_faiss():
 
     Examples
     --------
-    >>> from skdqn._faiss import import_faiss
+    >>> from skdqn.io._faiss import import_faiss
     >>> faiss = import_faiss()  # doctest: +SKIP
     """
     try:
@@ -107,7 +107,7 @@ def pack_codes(codes, nbits):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._faiss import pack_codes
+    >>> from skdqn.io._faiss import pack_codes
     >>> pack_codes(np.array([[1, 2]], dtype=np.uint8), 4)
     array([[33]], dtype=uint8)
     """
@@ -138,7 +138,7 @@ def unpack_codes(packed, M, nbits):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._faiss import unpack_codes
+    >>> from skdqn.io._faiss import unpack_codes
     >>> unpack_codes(np.array([[33]], dtype=np.uint8), 2, 4)
     array([[1, 2]], dtype=uint8)
     """
@@ -171,7 +171,7 @@ def to_faiss_index(codebooks, codes, metric="l2"):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._faiss import to_faiss_index
+    >>> from skdqn.io._faiss import to_faiss_index
     >>> C = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(np.float32)
     >>> index = to_faiss_index(C, np.array([[0, 1], [3, 2]], dtype=np.uint8))  # doctest: +SKIP
     >>> index.ntotal, index.pq.M, index.pq.nbits  # doctest: +SKIP
@@ -208,7 +208,7 @@ def from_faiss_index(index):
 
     Examples
     --------
-    >>> from skdqn._faiss import from_faiss_index
+    >>> from skdqn.io._faiss import from_faiss_index
     >>> codebooks, codes, metric = from_faiss_index(index)  # doctest: +SKIP
     """
     faiss = import_faiss()
@@ -249,7 +249,7 @@ def is_faiss_ivf(index):
 
     Examples
     --------
-    >>> from skdqn._faiss import is_faiss_ivf
+    >>> from skdqn.io._faiss import is_faiss_ivf
     >>> is_faiss_ivf(object())
     False
     """
@@ -287,7 +287,7 @@ def to_faiss_ivf(codebooks, codes, centroids, offsets, ids, metric="l2"):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._faiss import to_faiss_ivf
+    >>> from skdqn.io._faiss import to_faiss_ivf
     >>> C = np.zeros((1, 2, 2), np.float32)
     >>> index = to_faiss_ivf(C, np.zeros((3, 1), np.uint8), np.zeros((2, 2), np.float32),
     ...                      np.array([0, 2, 3]), np.array([0, 2, 1]))  # doctest: +SKIP
@@ -343,7 +343,7 @@ def from_faiss_ivf(index):
 
     Examples
     --------
-    >>> from skdqn._faiss import from_faiss_ivf
+    >>> from skdqn.io._faiss import from_faiss_ivf
     >>> codebooks, codes, centroids, offsets, ids, metric = from_faiss_ivf(index)  # doctest: +SKIP
     """
     faiss = import_faiss()
@@ -406,7 +406,7 @@ def is_faiss_pretransform(index):
 
     Examples
     --------
-    >>> from skdqn._faiss import is_faiss_pretransform
+    >>> from skdqn.io._faiss import is_faiss_pretransform
     >>> is_faiss_pretransform(object())
     False
     """
@@ -434,7 +434,7 @@ def to_faiss_idmap(codebooks, codes, ids, metric="l2"):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._faiss import to_faiss_idmap
+    >>> from skdqn.io._faiss import to_faiss_idmap
     >>> C = np.arange(4, dtype=np.float32).reshape(1, 2, 2)
     >>> index = to_faiss_idmap(C, np.array([[1], [0]], np.uint8), np.array([3, 7]))  # doctest: +SKIP
     >>> index.search(np.zeros((1, 2), np.float32), 1)[1]  # doctest: +SKIP
@@ -469,7 +469,7 @@ def to_faiss_pretransform(rotation, index):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._faiss import to_faiss_index, to_faiss_pretransform
+    >>> from skdqn.io._faiss import to_faiss_index, to_faiss_pretransform
     >>> C = np.zeros((2, 4, 2), np.float32)
     >>> pq = to_faiss_index(C, np.zeros((3, 2), np.uint8))  # doctest: +SKIP
     >>> to_faiss_pretransform(np.eye(4), pq).ntotal  # doctest: +SKIP
@@ -509,7 +509,7 @@ def from_faiss_pretransform(index):
 
     Examples
     --------
-    >>> from skdqn._faiss import from_faiss_pretransform
+    >>> from skdqn.io._faiss import from_faiss_pretransform
     >>> rotation, inner = from_faiss_pretransform(index)  # doctest: +SKIP
     """
     faiss = import_faiss()

@@ -5,7 +5,7 @@ entries (smaller is better). A metric decides these things, gathered in a
 :class:`Metric`:
 
 * which lookup table the scan sums (``table``: squared distances or negated
-  inner products, see :func:`skdqn._tables.distance_tables`);
+  inner products, see :func:`skdqn.search._tables.distance_tables`);
 * which faiss metric holds the same ranking (``faiss``);
 * how a summed table value becomes the distance the user sees
   (:meth:`Metric.to_user`) and how a user's radius becomes a bound on the
@@ -44,7 +44,7 @@ class Metric:
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._metric import get_metric
+    >>> from skdqn.search._metric import get_metric
     >>> get_metric("euclidean").to_user(np.array([4.0], np.float32))
     array([2.], dtype=float32)
     """
@@ -100,7 +100,7 @@ def get_metric(name):
 
     Examples
     --------
-    >>> from skdqn._metric import get_metric
+    >>> from skdqn.search._metric import get_metric
     >>> get_metric("inner_product").faiss
     'inner_product'
     """
@@ -137,7 +137,7 @@ def metric_for_faiss(faiss_metric, name=None):
 
     Examples
     --------
-    >>> from skdqn._metric import metric_for_faiss
+    >>> from skdqn.search._metric import metric_for_faiss
     >>> metric_for_faiss("l2"), metric_for_faiss("l2", "euclidean")
     ('sqeuclidean', 'euclidean')
     """

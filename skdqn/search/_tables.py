@@ -3,7 +3,7 @@
 A query ``q`` stays real-valued; per query an ``(M, K)`` table of the
 distances between each query subvector and each codeword is computed once
 (:func:`distance_tables`), and the distance to an item is the sum of ``M``
-entries picked by its code (see :mod:`skdqn._kernels`).
+entries picked by its code (see :mod:`skdqn.search._kernels`).
 
 The search never builds the tables of all queries at once: it asks a *query
 source* for the tables of one block of queries at a time, inside the task
@@ -28,7 +28,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from . import _tuning
-from ._pq import check_magnitude, decode
+from .._pq import check_magnitude, decode
 
 __all__ = [
     "distance_tables",
@@ -58,7 +58,7 @@ def distance_tables(Q, codebooks, metric="sqeuclidean", *, block_floats=None, la
         the sum is the negated inner product ``-<q, C h>``, so that smaller is
         still better.
     block_floats : int, default=None
-        Bound on the temporaries, in floats (:data:`skdqn._tuning.TABLE_BLOCK_FLOATS`,
+        Bound on the temporaries, in floats (:data:`skdqn.search._tuning.TABLE_BLOCK_FLOATS`,
         4194304, when None; ``"sqeuclidean"``: float64
         blocks of ``block_floats // 64`` values, ``K`` per query;
         ``"inner_product"``: ``(K, queries)`` blocks of ``block_floats // K``
@@ -93,7 +93,7 @@ def distance_tables(Q, codebooks, metric="sqeuclidean", *, block_floats=None, la
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._tables import distance_tables
+    >>> from skdqn.search._tables import distance_tables
     >>> C = np.array([[[0.0], [1.0]], [[0.0], [2.0]]], dtype=np.float32)
     >>> distance_tables(np.array([[1.0, 0.0]]), C)
     array([[[1., 0.],
@@ -196,7 +196,7 @@ def flat_tables(tables):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._tables import flat_tables
+    >>> from skdqn.search._tables import flat_tables
     >>> flat_tables(np.arange(4, dtype=np.float32).reshape(1, 2, 2)).ravel()
     array([0., 1., 2., 3.], dtype=float32)
     """
@@ -277,7 +277,7 @@ class VectorQueries(_RowQueries):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._tables import VectorQueries
+    >>> from skdqn.search._tables import VectorQueries
     >>> C = np.zeros((2, 4, 3), np.float32)
     >>> queries = VectorQueries(np.ones((10, 6)), C, "sqeuclidean")
     >>> queries.n_queries, queries.block(slice(2, 5)).tables().shape
@@ -311,7 +311,7 @@ class CodeQueries(_RowQueries):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._tables import CodeQueries
+    >>> from skdqn.search._tables import CodeQueries
     >>> C = np.array([[[0.0], [1.0]]], np.float32)
     >>> CodeQueries(np.array([[1], [0]], np.uint8), C, "sqeuclidean").tables()[:, 0]
     array([[1., 0.],
@@ -337,7 +337,7 @@ class TableQueries:
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._tables import TableQueries
+    >>> from skdqn.search._tables import TableQueries
     >>> TableQueries(np.zeros((5, 2, 4), np.float32)).block(slice(0, 2)).tables().shape
     (2, 2, 4)
     """
@@ -369,7 +369,7 @@ def as_query_source(queries):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._tables import as_query_source
+    >>> from skdqn.search._tables import as_query_source
     >>> type(as_query_source(np.zeros((1, 2, 4), np.float32))).__name__
     'TableQueries'
     """

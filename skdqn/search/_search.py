@@ -1,10 +1,10 @@
 """The search engine: Asymmetric Quantizer Distance search split into bounded tasks.
 
 A search is a set of *tasks*. A task is one block of queries (a query source,
-see :mod:`skdqn._tables`) against one set of candidate rows of the codes: a
+see :mod:`skdqn.search._tables`) against one set of candidate rows of the codes: a
 contiguous shard of the database today (an inverted list tomorrow). Each task
 computes the lookup tables of its own queries, scans its rows with a kernel
-(:mod:`skdqn._kernels`, chosen by :func:`get_kernel`) and
+(:mod:`skdqn.search._kernels`, chosen by :func:`get_kernel`) and
 returns its top-k or its radius matches with global indices. One fan-out
 (:func:`_fan_out`) builds and runs the tasks, for k-NN and radius alike; the
 per-shard top-k lists of a query block are then merged
@@ -75,18 +75,18 @@ def get_kernel(name="numpy", **options):
         returned as it is.
     **options
         Passed to the kernel: ``fast`` for numpy
-        (:class:`skdqn._kernels.NumpyKernel`), ``device`` for torch
-        (:class:`skdqn._torch_kernel.TorchKernel`).
+        (:class:`skdqn.search._kernels.NumpyKernel`), ``device`` for torch
+        (:class:`skdqn.search._torch_kernel.TorchKernel`).
 
     Returns
     -------
     kernel : object
         With ``kneighbors`` and ``radius_neighbors`` as
-        :class:`skdqn._kernels.NumpyKernel` (the contract of :mod:`skdqn._scan`).
+        :class:`skdqn.search._kernels.NumpyKernel` (the contract of :mod:`skdqn.search._scan`).
 
     Examples
     --------
-    >>> from skdqn._search import get_kernel
+    >>> from skdqn.search._search import get_kernel
     >>> get_kernel().name
     'numpy'
     """
@@ -107,14 +107,14 @@ class ScanBlocks:
     ----------
     query : int, optional
         Queries per task (the width of a table row in the numpy scan);
-        :data:`skdqn._tuning.QUERY_BLOCK` (128) when not given.
+        :data:`skdqn.search._tuning.QUERY_BLOCK` (128) when not given.
     database : int, optional
         Codes scanned at a time inside a task;
-        :data:`skdqn._tuning.DB_BLOCK` (4096) when not given.
+        :data:`skdqn.search._tuning.DB_BLOCK` (4096) when not given.
 
     Examples
     --------
-    >>> from skdqn._search import ScanBlocks
+    >>> from skdqn.search._search import ScanBlocks
     >>> ScanBlocks()
     ScanBlocks(query=128, database=4096)
     """
@@ -136,7 +136,7 @@ def get_scan_blocks():
     """The :class:`ScanBlocks` in effect (see :func:`scan_blocks`).
 
     Outside a :func:`scan_blocks` context, the defaults of
-    :mod:`skdqn._tuning` as they are now.
+    :mod:`skdqn.search._tuning` as they are now.
 
     Returns
     -------
@@ -144,7 +144,7 @@ def get_scan_blocks():
 
     Examples
     --------
-    >>> from skdqn._search import get_scan_blocks
+    >>> from skdqn.search._search import get_scan_blocks
     >>> get_scan_blocks().query
     128
     """
@@ -164,9 +164,9 @@ def scan_blocks(query=None, database=None):
     Parameters
     ----------
     query : int, default=None
-        Queries per task; :data:`skdqn._tuning.QUERY_BLOCK` (128) when None.
+        Queries per task; :data:`skdqn.search._tuning.QUERY_BLOCK` (128) when None.
     database : int, default=None
-        Codes scanned at a time inside a task; :data:`skdqn._tuning.DB_BLOCK`
+        Codes scanned at a time inside a task; :data:`skdqn.search._tuning.DB_BLOCK`
         (4096) when None.
 
     Yields
@@ -176,7 +176,7 @@ def scan_blocks(query=None, database=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._search import aqd_kneighbors, scan_blocks
+    >>> from skdqn.search._search import aqd_kneighbors, scan_blocks
     >>> tables = np.random.default_rng(0).random((20, 2, 4), dtype=np.float32)
     >>> codes = np.random.default_rng(1).integers(0, 4, (50, 2)).astype(np.uint8)
     >>> with scan_blocks(query=3, database=7):
@@ -317,7 +317,7 @@ def full_sort_block(n_database, working_memory=None, max_block=None):
         distances and their argsort. ``None`` uses
         ``sklearn.get_config()["working_memory"]``.
     max_block : int, default=None
-        Upper bound on the result; :data:`skdqn._tuning.QUERY_BLOCK` (128)
+        Upper bound on the result; :data:`skdqn.search._tuning.QUERY_BLOCK` (128)
         when None.
 
     Returns
@@ -327,7 +327,7 @@ def full_sort_block(n_database, working_memory=None, max_block=None):
 
     Examples
     --------
-    >>> from skdqn._search import full_sort_block
+    >>> from skdqn.search._search import full_sort_block
     >>> full_sort_block(10**6, working_memory=64)
     1
     """
@@ -343,7 +343,7 @@ def full_sort_block(n_database, working_memory=None, max_block=None):
 def _auto_shards(n_jobs, n_query_blocks, n_database, db_block=None):
     """Database shards so that query blocks x shards keeps every worker busy.
 
-    A shard holds at least :data:`skdqn._tuning.MIN_SHARD_BLOCKS` scan blocks
+    A shard holds at least :data:`skdqn.search._tuning.MIN_SHARD_BLOCKS` scan blocks
     (65,536 items by default).
     """
     if db_block is None:
@@ -548,10 +548,10 @@ def aqd_kneighbors(
     Parameters
     ----------
     queries : QuerySource or ndarray of shape (n_queries, M, K), float32
-        A query source (:class:`~skdqn._tables.VectorQueries`,
-        :class:`~skdqn._tables.CodeQueries`), whose tables are computed block
+        A query source (:class:`~skdqn.search._tables.VectorQueries`,
+        :class:`~skdqn.search._tables.CodeQueries`), whose tables are computed block
         by block inside the tasks, or the tables themselves (from
-        :func:`~skdqn._tables.distance_tables`).
+        :func:`~skdqn.search._tables.distance_tables`).
     codes : ndarray of shape (n_database, M), integer in ``[0, K)``
         May be a memory-mapped array; it is read block by block.
     n_neighbors : int
@@ -593,7 +593,7 @@ def aqd_kneighbors(
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._search import aqd_kneighbors
+    >>> from skdqn.search._search import aqd_kneighbors
     >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
     >>> aqd_kneighbors(tables, np.array([[1, 1], [1, 0], [0, 0], [0, 0]]), 3)
     (array([[0., 0., 1.]], dtype=float32), array([[2, 3, 1]]))
@@ -673,7 +673,7 @@ def aqd_radius_neighbors(queries, codes, radius, *, n_jobs=None, n_shards=None, 
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._search import aqd_radius_neighbors
+    >>> from skdqn.search._search import aqd_radius_neighbors
     >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
     >>> d, i = aqd_radius_neighbors(tables, np.array([[1, 1], [1, 0], [0, 0]]), 1.0)
     >>> d[0], i[0]

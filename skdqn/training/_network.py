@@ -37,7 +37,7 @@ def build_mlp(n_features, hidden_layer_sizes, dropout=0.0):
 
     Examples
     --------
-    >>> from skdqn._network import build_mlp
+    >>> from skdqn.training._network import build_mlp
     >>> build_mlp(64, (32,), dropout=0.1)
     Sequential(
       (0): Linear(in_features=64, out_features=32, bias=True)
@@ -72,7 +72,7 @@ class InputStandardizer(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._network import InputStandardizer
+    >>> from skdqn.training._network import InputStandardizer
     >>> InputStandardizer(torch.tensor([1.0, 0.0]), torch.tensor([2.0, 1.0]))(torch.tensor([[3.0, 5.0]]))
     tensor([[1., 5.]])
     """
@@ -112,7 +112,7 @@ def input_statistics(chunks, n_features):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._network import input_statistics
+    >>> from skdqn.training._network import input_statistics
     >>> mean, scale = input_statistics([torch.tensor([[0.0, 5.0], [2.0, 5.0]])], 2)
     >>> mean.tolist(), scale.tolist()
     ([1.0, 5.0], [1.0, 1.0])
@@ -159,7 +159,7 @@ class QuantizationNetwork(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._network import QuantizationNetwork, build_mlp
+    >>> from skdqn.training._network import QuantizationNetwork, build_mlp
     >>> net = QuantizationNetwork(build_mlp(8, (16,)), 16, 4)
     >>> net(torch.zeros(2, 8)).shape
     torch.Size([2, 4])
@@ -225,7 +225,7 @@ def is_network_factory(network):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._network import is_network_factory
+    >>> from skdqn.training._network import is_network_factory
     >>> is_network_factory(torch.nn.ReLU), is_network_factory(torch.nn.ReLU())
     (True, False)
     """
@@ -250,7 +250,7 @@ def module_device(module):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._network import module_device
+    >>> from skdqn.training._network import module_device
     >>> module_device(torch.nn.Linear(2, 3)), module_device(torch.nn.ReLU())
     (device(type='cpu'), device(type='cpu'))
     """
@@ -308,7 +308,7 @@ def describe_network(net):
 
     Examples
     --------
-    >>> from skdqn._network import QuantizationNetwork, build_mlp, describe_network
+    >>> from skdqn.training._network import QuantizationNetwork, build_mlp, describe_network
     >>> describe_network(QuantizationNetwork(build_mlp(8, (16,), 0.1), 16, 4))["hidden_layer_sizes"]
     [16]
     """
@@ -342,7 +342,7 @@ def rebuild_network(description, backbone=None):
 
     Examples
     --------
-    >>> from skdqn._network import QuantizationNetwork, build_mlp, describe_network, rebuild_network
+    >>> from skdqn.training._network import QuantizationNetwork, build_mlp, describe_network, rebuild_network
     >>> net = QuantizationNetwork(build_mlp(8, (16,)), 16, 4)
     >>> rebuilt = rebuild_network(describe_network(net))
     >>> sorted(rebuilt.state_dict()) == sorted(net.state_dict())

@@ -13,16 +13,16 @@ stored row. Within a list, rows are in increasing item index, so ties are
 broken by item index exactly as in the exhaustive search, and probing every
 list gives the exhaustive result, tie order included.
 
-The search runs on the engine's tasks (:func:`skdqn._search._fan_out`): a
+The search runs on the engine's tasks (:func:`skdqn.search._search._fan_out`): a
 task is a block of queries against a contiguous range of lists (one range
 unless the work is sharded). It computes its queries' lookup tables (one
 contiguous row per query) and coarse scores, ranks the lists for each query
 (:func:`probe_lists`), and sums the AQD of each probed list's rows with
-scipy's compiled CSR product (:mod:`skdqn._csr`): a list probed by few
+scipy's compiled CSR product (:mod:`skdqn.search._csr`): a list probed by few
 queries of the block query by query, into flat chunks of bounded size where
 each (query, list) pair is one contiguous run; a list probed by many once
 for all of them. The top k is selected exactly (packed keys,
-:mod:`skdqn._ranking`), keeping per query only the candidates at or below a
+:mod:`skdqn.search._ranking`), keeping per query only the candidates at or below a
 bound of its k-th distance.
 """
 
@@ -34,7 +34,7 @@ from joblib import effective_n_jobs
 from sklearn.utils import check_random_state
 
 from . import _tuning
-from ._pq import _nearest_codewords, check_magnitude, lloyd
+from .._pq import _nearest_codewords, check_magnitude, lloyd
 from ._ranking import MAX_KEY_INDEX, pack_keys, stable_smallest
 from ._csr import list_aqd, list_aqd_runs, row_index, rows_per_call
 from ._search import Shard, TaskPlan, _auto_shards, _fan_out, _float32_floor, get_scan_blocks, merge_kneighbors
@@ -78,7 +78,7 @@ class InvertedLists:
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import InvertedLists
+    >>> from skdqn.search._ivf import InvertedLists
     >>> lists = InvertedLists(np.zeros((2, 3), np.float32), np.array([0, 1, 4]), np.arange(4), "l2")
     >>> lists.n_lists, lists.sizes.tolist()
     (2, [1, 3])
@@ -133,7 +133,7 @@ def train_coarse(X, n_lists, *, max_samples=None, n_iter=_COARSE_ITER, random_st
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import train_coarse
+    >>> from skdqn.search._ivf import train_coarse
     >>> X = np.r_[np.zeros((50, 2)), np.ones((50, 2)) * 10]
     >>> np.sort(train_coarse(X, 2, random_state=0)[:, 0]).tolist()
     [0.0, 10.0]
@@ -171,7 +171,7 @@ def assign_lists(X, centroids, metric="l2"):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import assign_lists
+    >>> from skdqn.search._ivf import assign_lists
     >>> assign_lists(np.array([[0.2], [9.0]]), np.array([[0.0], [10.0]], np.float32)).tolist()
     [0, 1]
     """
@@ -209,7 +209,7 @@ def build_lists(list_of_item, n_lists):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import build_lists
+    >>> from skdqn.search._ivf import build_lists
     >>> order, offsets = build_lists(np.array([1, 0, 1, 1]), 3)
     >>> order.tolist(), offsets.tolist()
     ([1, 0, 2, 3], [0, 1, 4, 4])
@@ -244,7 +244,7 @@ def coarse_scores(V, centroids, metric="l2"):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import coarse_scores
+    >>> from skdqn.search._ivf import coarse_scores
     >>> coarse_scores(np.array([[1.0, 0.0]]), np.eye(2, dtype=np.float32))
     array([[-1.,  1.]], dtype=float32)
     """
@@ -299,7 +299,7 @@ def probe_lists(scores, sizes, n_probe, k=0):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import probe_lists
+    >>> from skdqn.search._ivf import probe_lists
     >>> scores = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]], np.float32)
     >>> q, l = probe_lists(scores, np.array([1, 5, 5]), 1, k=3)
     >>> q.tolist(), l.tolist()
@@ -326,7 +326,7 @@ def probe_lists(scores, sizes, n_probe, k=0):
 def _narrow_and_wide(pairs, offsets, row_start):
     """The non-empty probed lists as ``(cols, first, stop)``, split by how many queries probe them.
 
-    Narrow lists (at most ``NARROW`` queries, :mod:`skdqn._tuning`) are summed query by query
+    Narrow lists (at most ``NARROW`` queries, :mod:`skdqn.search._tuning`) are summed query by query
     into flat chunks (:func:`_narrow_chunks`); wide ones once for all their
     queries (:func:`_wide_pieces`). Both sum the same entries in the same
     order, so the split never changes a result.
@@ -386,7 +386,7 @@ def _wide_pieces(per_query, codes, wide, budget, scan_tables):
     ``(len(rows), len(cols))`` float32 and the local rows (a slice). A
     list's rows are summed against its queries' tables as the columns of
     one ``(M * K, len(cols))`` array: for up to ``ROWS_MAX_WIDTH`` queries
-    (:mod:`skdqn._tuning`)
+    (:mod:`skdqn.search._tuning`)
     their rows of ``per_query``, transposed; for more, the columns of the
     ``(M * K, nq)`` tables that ``scan_tables()`` returns (the same floats
     in the scan's layout), asked for at the first such list.
@@ -420,7 +420,7 @@ def _chunk_bounds(dist, query, pos, length, top):
     """Per query of a chunk, a distance no candidate of its final top k lies above.
 
     The smallest of its running k-th distance (``top.kth``) and, over its
-    pairs in the chunk, the k-th smallest of the first ``BOUND_SAMPLE`` (:mod:`skdqn._tuning`)
+    pairs in the chunk, the k-th smallest of the first ``BOUND_SAMPLE`` (:mod:`skdqn.search._tuning`)
     distances of the pair (the k-th of a subset is never below that of the
     whole).
     """
@@ -445,7 +445,7 @@ def _probe_block(queries, lists, n_probe, k):
     """Query-major tables and probed (query, list) pairs of one block of queries.
 
     The coarse scores (``queries x n_lists``) are computed and ranked
-    ``PROBE_FLOATS // n_lists`` queries (:mod:`skdqn._tuning`) at a time, so their memory does not
+    ``PROBE_FLOATS // n_lists`` queries (:mod:`skdqn.search._tuning`) at a time, so their memory does not
     grow with the number of lists. Returns ``(per_query, tables, pairs)``:
     the tables as one C-contiguous ``(nq, M * K)`` row per query, the tables
     as computed (``(nq, M, K)``, for a kernel), and the pairs.
@@ -464,7 +464,7 @@ def _probe_block(queries, lists, n_probe, k):
 
 
 def _ivf_knn_task(queries, shard, plan):
-    """Top-k of a block of queries over the probed lists of one range of lists (a :class:`~skdqn._search.Shard`).
+    """Top-k of a block of queries over the probed lists of one range of lists (a :class:`~skdqn.search._search.Shard`).
 
     Narrow lists are summed query by query into flat chunks, whose
     candidates at or below their query's bound (:func:`_chunk_bounds`) are
@@ -601,8 +601,8 @@ def _plan(queries, codes, lists, n_probe, n_jobs, n_shards):
     """Check the search and return (queries per task, budget, shards).
 
     A task holds more queries than an exhaustive one (up to ``IVF_BLOCK_FACTOR``
-    times :class:`~skdqn._search.ScanBlocks` ``.query``, within
-    ``IVF_TABLE_FLOATS`` floats of tables; :mod:`skdqn._tuning`), so that each probed list is
+    times :class:`~skdqn.search._search.ScanBlocks` ``.query``, within
+    ``IVF_TABLE_FLOATS`` floats of tables; :mod:`skdqn.search._tuning`), so that each probed list is
     scanned once for many queries; with several workers, at most a
     worker's share of the queries.
     """
@@ -629,7 +629,7 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
     Parameters
     ----------
     queries : VectorQueries or CodeQueries
-        The queries (see :mod:`skdqn._tables`); their vectors are assigned to
+        The queries (see :mod:`skdqn.search._tables`); their vectors are assigned to
         lists, their tables scan the codes.
     codes : ndarray of shape (n_items, M), integer in ``[0, K)``
         Sorted by list (row ``j`` holds item ``lists.ids[j]``); may be
@@ -643,14 +643,14 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
         (:func:`probe_lists`), so every query gets ``n_neighbors`` results.
     n_jobs : int, default=None
         Parallel workers (joblib; threads by default), as for
-        :func:`skdqn._search.aqd_kneighbors`.
+        :func:`skdqn.search._search.aqd_kneighbors`.
     n_shards : int, default=None
         Split the lists into this many contiguous ranges, each searched as
         its own task; ``None`` chooses as the exhaustive search does. Results
         never depend on it.
     kernel : scan kernel, default=None
         ``None``: the numpy scan of the lists (grouped by list, or flat
-        candidates). A kernel (:func:`skdqn._search.get_kernel`, e.g.
+        candidates). A kernel (:func:`skdqn.search._search.get_kernel`, e.g.
         torch) scans each probed list once for the queries that probe it;
         the same results (on CUDA, distances up to float32 rounding).
 
@@ -670,8 +670,8 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import InvertedLists, ivf_kneighbors
-    >>> from skdqn._tables import VectorQueries
+    >>> from skdqn.search._ivf import InvertedLists, ivf_kneighbors
+    >>> from skdqn.search._tables import VectorQueries
     >>> C = np.array([[[0.0], [10.0]]], np.float32)
     >>> lists = InvertedLists(C[0].copy(), np.array([0, 2, 3]), np.array([0, 2, 1]), "l2")
     >>> codes = np.array([[0], [0], [1]], np.uint8)  # items 0, 2 in list 0; item 1 in list 1
@@ -719,8 +719,8 @@ def ivf_radius_neighbors(queries, codes, lists, radius, *, n_probe=1, n_jobs=Non
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import InvertedLists, ivf_radius_neighbors
-    >>> from skdqn._tables import VectorQueries
+    >>> from skdqn.search._ivf import InvertedLists, ivf_radius_neighbors
+    >>> from skdqn.search._tables import VectorQueries
     >>> C = np.array([[[0.0], [10.0]]], np.float32)
     >>> lists = InvertedLists(C[0].copy(), np.array([0, 2, 3]), np.array([0, 2, 1]), "l2")
     >>> codes = np.array([[0], [0], [1]], np.uint8)
@@ -765,7 +765,7 @@ def check_n_lists(n_lists, coarse_centroids, n_features):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import check_n_lists
+    >>> from skdqn.search._ivf import check_n_lists
     >>> check_n_lists(None, np.zeros((3, 2)), 2)[1]
     3
     """
@@ -817,7 +817,7 @@ def check_centroid_magnitude(centroids, name="coarse_centroids"):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import check_centroid_magnitude
+    >>> from skdqn.search._ivf import check_centroid_magnitude
     >>> check_centroid_magnitude(np.zeros((2, 3), np.float32))
     >>> check_centroid_magnitude(np.full((2, 3), 1e-25, np.float32))
     Traceback (most recent call last):
@@ -850,7 +850,7 @@ def check_list_assignments(assignments, n, n_lists):
 
     Examples
     --------
-    >>> from skdqn._ivf import check_list_assignments
+    >>> from skdqn.search._ivf import check_list_assignments
     >>> check_list_assignments([1, 0, 1], 3, 2).tolist()
     [1, 0, 1]
     >>> check_list_assignments([1, 2], 2, 2)
@@ -885,7 +885,7 @@ def make_lists(X, n_lists, centroids, metric, random_state=None, assignments=Non
     ----------
     X : ndarray of shape (n, d), float, or CodeQueries
         The vectors, or items given by their codes (a
-        :class:`~skdqn._tables.CodeQueries`), decoded block by block.
+        :class:`~skdqn.search._tables.CodeQueries`), decoded block by block.
     n_lists : int
         Number of lists, ``<= n``.
     centroids : ndarray of shape (n_lists, d), float32, or None
@@ -907,7 +907,7 @@ def make_lists(X, n_lists, centroids, metric, random_state=None, assignments=Non
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import make_lists
+    >>> from skdqn.search._ivf import make_lists
     >>> lists = make_lists(np.array([[0.0], [9.0], [0.1]]), 2, None, "l2", random_state=0)
     >>> np.sort(lists.sizes).tolist(), lists.ids.shape
     ([1, 2], (3,))
@@ -986,7 +986,7 @@ def append_to_lists(lists, codes, new_codes, new_vectors, first_id=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import InvertedLists, append_to_lists
+    >>> from skdqn.search._ivf import InvertedLists, append_to_lists
     >>> lists = InvertedLists(np.array([[0.0], [9.0]], np.float32), np.array([0, 1, 2]), np.array([1, 0]), "l2")
     >>> new, codes = append_to_lists(lists, np.array([[5], [6]]), np.array([[7]]), np.array([[0.5]]))
     >>> new.ids.tolist(), new.offsets.tolist(), codes.ravel().tolist()

@@ -1,6 +1,6 @@
 """The fast numpy scan: integer tables for the scan, then an exact float32 re-rank.
 
-The float32 scan of :mod:`skdqn._kernels` moves 4 bytes per (item, query,
+The float32 scan of :mod:`skdqn.search._kernels` moves 4 bytes per (item, query,
 subspace). Here each query's table is quantized to integers once
 (:func:`quantize_tables`, ``uint16``, at most ``65534 // M`` per entry, so a
 sum of ``M`` entries fits a ``uint16`` accumulator), the scan sums those
@@ -92,7 +92,7 @@ def quantize_tables(tables, max_sum=_ACC_MAX):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._qscan import quantize_tables
+    >>> from skdqn.search._qscan import quantize_tables
     >>> qt = quantize_tables(np.array([[[0.0, 1.0], [0.0, 4.0]]], np.float32))
     >>> qt.q[0].tolist(), float(qt.delta[0] * 32767)
     ([[0, 8191], [0, 32767]], 4.0)
@@ -163,7 +163,7 @@ def exact_candidates(flat, codes, offsets, rows, cols):
     Parameters
     ----------
     flat : ndarray of shape (M * K, nq), float32
-        :func:`skdqn._tables.flat_tables` of the queries.
+        :func:`skdqn.search._tables.flat_tables` of the queries.
     codes : ndarray of shape (n, M), integer in ``[0, K)``
     offsets : ndarray of shape (M,), intp
         ``m * K``.
@@ -206,7 +206,7 @@ def pair_tables(q):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._qscan import pair_tables
+    >>> from skdqn.search._qscan import pair_tables
     >>> pairs, last = pair_tables(np.array([[0, 1], [0, 4]], np.uint16))
     >>> int(pairs[0, 1 + 256 * 1]), last is None
     (5, True)
@@ -295,7 +295,7 @@ def pair_scan_below(pairs, last, codes, start, stop, thr, out, tmp):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._qscan import pair_scan_below, pair_tables
+    >>> from skdqn.search._qscan import pair_scan_below, pair_tables
     >>> q = np.array([[0, 1], [0, 4], [0, 2], [0, 1]], np.uint16)  # M = 4, K = 2
     >>> pairs, last = pair_tables(q)
     >>> codes = np.array([[1, 1, 1, 1], [0, 0, 0, 1], [1, 0, 0, 0]], np.uint8)

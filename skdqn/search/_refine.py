@@ -26,7 +26,7 @@ def exact_distances(queries, vectors, candidates, table):
     candidates : ndarray of shape (nq, c), int
         Item indices; ``-1`` (padding) gives ``inf``.
     table : {"sqeuclidean", "inner_product"}
-        What the index's tables sum (:class:`skdqn._metric.Metric.table`).
+        What the index's tables sum (:class:`skdqn.search._metric.Metric.table`).
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Storing a fitted DeepQuantizer without pickle: JSON, ``.npy`` and a ``state_dict``.
 
-The bundle (:mod:`skdqn._io`: a directory or one ``.npz``, every member
+The bundle (:mod:`skdqn.io._io`: a directory or one ``.npz``, every member
 checksummed) holds
 
 * ``codebooks.npy`` (M, K, R / M) float32 and ``codes.npy`` (n, M)
@@ -45,9 +45,9 @@ import torch
 
 from ._index_io import _field
 from ._io import check_header, format_header, read_bundle, write_bundle
-from ._network import describe_network, is_network_factory, rebuild_network
-from ._pq import code_dtype
-from ._validation import check_codes
+from ..training._network import describe_network, is_network_factory, rebuild_network
+from .._pq import code_dtype
+from .._validation import check_codes
 
 __all__ = ["save_model", "read_model", "ModelParts", "check_quantization", "network_bytes", "load_weights", "FORMAT", "FORMAT_VERSION"]
 
@@ -79,7 +79,7 @@ def network_bytes(net):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._model_io import network_bytes, load_weights
+    >>> from skdqn.io._model_io import network_bytes, load_weights
     >>> sorted(load_weights(network_bytes(torch.nn.Linear(2, 3)), "cpu", "demo"))
     ['bias', 'weight']
     """
@@ -114,7 +114,7 @@ def load_weights(data, device, where):
     Examples
     --------
     >>> import pickle
-    >>> from skdqn._model_io import load_weights
+    >>> from skdqn.io._model_io import load_weights
     >>> load_weights(pickle.dumps(print), "cpu", "demo")
     Traceback (most recent call last):
     ...
@@ -153,7 +153,7 @@ def fill_network(net, state, where):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._model_io import fill_network
+    >>> from skdqn.io._model_io import fill_network
     >>> fill_network(torch.nn.Linear(2, 3), {"weight": torch.zeros(3, 2), "bias": torch.zeros(3)}, "demo")
     """
     _check_fit({name: tuple(value.shape) for name, value in net.state_dict().items()}, state, where)
@@ -263,7 +263,7 @@ def save_model(dq, path, *, scaler=None, single_file=False):
     >>> import os, tempfile
     >>> from sklearn.datasets import load_digits
     >>> from skdqn import DeepQuantizer
-    >>> from skdqn._model_io import save_model
+    >>> from skdqn.io._model_io import save_model
     >>> X, y = load_digits(return_X_y=True)
     >>> dq = DeepQuantizer(M=1, K=16, n_components=4, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
     >>> path = save_model(dq, os.path.join(tempfile.mkdtemp(), "model.skdqn"), single_file=True)
@@ -624,7 +624,7 @@ def read_model(path, network=None):
     >>> import os, tempfile
     >>> from sklearn.datasets import load_digits
     >>> from skdqn import DeepQuantizer
-    >>> from skdqn._model_io import save_model, read_model
+    >>> from skdqn.io._model_io import save_model, read_model
     >>> X, y = load_digits(return_X_y=True)
     >>> dq = DeepQuantizer(M=1, K=16, n_components=4, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
     >>> read_model(save_model(dq, os.path.join(tempfile.mkdtemp(), "m"))).arrays["codes"].shape

@@ -5,7 +5,7 @@ A search's ``filter`` restricts the candidates, as faiss' ``IDSelector`` in
 resolved once per call into *groups*: queries that share one set of allowed
 items (:func:`check_filter`, :meth:`ItemFilter.groups`). The index then
 searches each group over its allowed items only
-(:meth:`skdqn._index.FlatIndex.restricted`): the cost of a selective filter
+(:meth:`skdqn.search._index.FlatIndex.restricted`): the cost of a selective filter
 is that of a search over the allowed items, and the results are those of a
 search over only the allowed items, with indices in the full numbering.
 
@@ -24,7 +24,7 @@ Forms of ``filter``:
 import numpy as np
 import scipy.sparse as sp
 
-from ._labels import check_labels
+from .._labels import check_labels
 
 __all__ = ["HasLabel", "SameLabel", "ItemFilter", "check_filter", "only_items"]
 

@@ -5,10 +5,10 @@ published with one assignment (so a search running beside ``partial_fit``
 sees the old index or the new one, never a mix):
 
 * :class:`FlatIndex`: codebooks and the codes of every item, searched
-  exhaustively (:func:`skdqn._search.aqd_kneighbors`, shards of the codes);
+  exhaustively (:func:`skdqn.search._search.aqd_kneighbors`, shards of the codes);
 * :class:`IVFIndex`: the same, with the codes stored in inverted-list order
-  and the :class:`~skdqn._ivf.InvertedLists` that say where each list lies
-  (:func:`skdqn._ivf.ivf_kneighbors`, each probed list's slice).
+  and the :class:`~skdqn.search._ivf.InvertedLists` that say where each list lies
+  (:func:`skdqn.search._ivf.ivf_kneighbors`, each probed list's slice).
 
 Both answer the same three questions, ``kneighbors(queries, k, plan)``,
 ``radius_neighbors(queries, threshold, plan)`` and ``row_items()``, and grow
@@ -43,23 +43,23 @@ class SearchPlan:
     Parameters
     ----------
     kernel : object or None
-        The kernel that scans contiguous codes (:func:`skdqn._search.get_kernel`);
+        The kernel that scans contiguous codes (:func:`skdqn.search._search.get_kernel`);
         used by :class:`FlatIndex`.
     list_kernel : object or None
         The kernel that scans inverted lists; None: numpy's own list sums
-        (:mod:`skdqn._csr`). Used by :class:`IVFIndex`.
+        (:mod:`skdqn.search._csr`). Used by :class:`IVFIndex`.
     n_jobs : int or None
         Workers (joblib's convention).
     n_probe : int
         Lists probed per query (:class:`IVFIndex`).
     allowed : ndarray of intp or None
         The candidate filter: the sorted item indices the search may return
-        (:mod:`skdqn._filters` resolves a call's ``filter`` into groups of
+        (:mod:`skdqn.search._filters` resolves a call's ``filter`` into groups of
         queries sharing one such array); None: every item.
 
     Examples
     --------
-    >>> from skdqn._search import get_kernel
+    >>> from skdqn.search._search import get_kernel
     >>> SearchPlan(kernel=get_kernel("numpy")).n_probe
     1
     """
@@ -164,8 +164,8 @@ class FlatIndex(_StoredCodes):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._search import get_kernel
-    >>> from skdqn._tables import VectorQueries
+    >>> from skdqn.search._search import get_kernel
+    >>> from skdqn.search._tables import VectorQueries
     >>> C = np.arange(4, dtype=np.float32).reshape(1, 4, 1)
     >>> index = build_index(C, np.array([[3], [0], [1]], np.uint8))
     >>> index.kneighbors(VectorQueries(np.array([[0.5]]), C, "sqeuclidean"), 2, SearchPlan(get_kernel()))
@@ -249,7 +249,7 @@ class IVFIndex(_StoredCodes):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ivf import InvertedLists
+    >>> from skdqn.search._ivf import InvertedLists
     >>> C = np.arange(4, dtype=np.float32).reshape(1, 4, 1)
     >>> lists = InvertedLists(np.array([[0.0], [3.0]], np.float32), np.array([0, 2, 3]), np.array([1, 2, 0]), "l2")
     >>> build_index(C, np.array([[0], [1], [3]], np.uint8), lists=lists).row_items()
@@ -352,8 +352,8 @@ def recall_at_k(index, queries, k, plan, exact=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._search import get_kernel
-    >>> from skdqn._tables import VectorQueries
+    >>> from skdqn.search._search import get_kernel
+    >>> from skdqn.search._tables import VectorQueries
     >>> C = np.arange(4, dtype=np.float32).reshape(1, 4, 1)
     >>> index = build_index(C, np.array([[3], [0], [1]], np.uint8))
     >>> recall_at_k(index, VectorQueries(np.array([[0.5]]), C, "sqeuclidean"), 2, SearchPlan(get_kernel()))

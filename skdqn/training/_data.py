@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ._network import module_device
-from ._validation import check_enough_samples, check_y
+from .._validation import check_enough_samples, check_y
 
 # Rows per embedding batch of an array when ``predict_batch_size`` is None.
 _INFERENCE_BATCH = 1024
@@ -90,7 +90,7 @@ class BatchSource(Protocol):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._data import ArrayBatches, BatchSource
+    >>> from skdqn.training._data import ArrayBatches, BatchSource
     >>> isinstance(ArrayBatches(torch.zeros(4, 2)), BatchSource)
     True
     """
@@ -130,7 +130,7 @@ def is_dataset(X):
     --------
     >>> import numpy as np, torch
     >>> from torch.utils.data import TensorDataset
-    >>> from skdqn._data import is_dataset
+    >>> from skdqn.training._data import is_dataset
     >>> is_dataset(TensorDataset(torch.zeros(3, 2))), is_dataset(np.zeros((3, 2)))
     (True, False)
     """
@@ -163,7 +163,7 @@ def check_dataset(dataset, *, name="X"):
     --------
     >>> import torch
     >>> from torch.utils.data import TensorDataset
-    >>> from skdqn._data import check_dataset
+    >>> from skdqn.training._data import check_dataset
     >>> check_dataset(TensorDataset(torch.zeros(5, 2)))
     5
     """
@@ -219,7 +219,7 @@ def split_item(item, *, index=0, require_pair=False, name="X"):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._data import split_item
+    >>> from skdqn.training._data import split_item
     >>> x, y = split_item((np.zeros(3), 7))
     >>> x.shape, y
     ((3,), 7)
@@ -313,7 +313,7 @@ def concatenate_labels(parts, *, name="X"):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._data import concatenate_labels
+    >>> from skdqn.training._data import concatenate_labels
     >>> concatenate_labels([np.array([0, 1]), np.array([1])])
     array([0, 1, 1])
     """
@@ -392,7 +392,7 @@ class ArrayBatches:
     Examples
     --------
     >>> import torch
-    >>> from skdqn._data import ArrayBatches
+    >>> from skdqn.training._data import ArrayBatches
     >>> source = ArrayBatches(torch.arange(10.0).reshape(5, 2), chunk_size=2)
     >>> len(source), [tuple(b.x.shape) for b in source.chunks()]
     (5, [(2, 2), (2, 2), (1, 2)])
@@ -460,7 +460,7 @@ class DatasetBatches:
     --------
     >>> import torch
     >>> from torch.utils.data import TensorDataset
-    >>> from skdqn._data import DatasetBatches
+    >>> from skdqn.training._data import DatasetBatches
     >>> data = TensorDataset(torch.arange(10.0).reshape(5, 2), torch.tensor([0, 1, 0, 1, 1]))
     >>> source = DatasetBatches(data, batch_size=2, require_pair=True)
     >>> [b.y.tolist() for b in source.chunks(with_labels=True)]
@@ -556,7 +556,7 @@ def embed(net, source, *, with_labels=False):
 
     Parameters
     ----------
-    net : skdqn._network.QuantizationNetwork
+    net : skdqn.training._network.QuantizationNetwork
         The network (its ``fcb`` layer gives ``R``).
     source : BatchSource
         The items.
@@ -574,8 +574,8 @@ def embed(net, source, *, with_labels=False):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._data import ArrayBatches, embed
-    >>> from skdqn._network import QuantizationNetwork, build_mlp
+    >>> from skdqn.training._data import ArrayBatches, embed
+    >>> from skdqn.training._network import QuantizationNetwork, build_mlp
     >>> net = QuantizationNetwork(build_mlp(2, ()), 2, 3)
     >>> embed(net, ArrayBatches(torch.zeros(5, 2), chunk_size=2)).shape
     (5, 3)
@@ -616,7 +616,7 @@ def check_item_shape(estimator, item_shape, *, reset):
     Examples
     --------
     >>> from skdqn import DeepQuantizer
-    >>> from skdqn._data import check_item_shape
+    >>> from skdqn.training._data import check_item_shape
     >>> check_item_shape(DeepQuantizer(), (64,), reset=True)
     """
     if len(item_shape) == 0:
@@ -658,7 +658,7 @@ def dataset_n_features(source):
     --------
     >>> import torch
     >>> from torch.utils.data import TensorDataset
-    >>> from skdqn._data import DatasetBatches, dataset_n_features
+    >>> from skdqn.training._data import DatasetBatches, dataset_n_features
     >>> source = DatasetBatches(TensorDataset(torch.zeros(4, 3)), batch_size=2)
     >>> _ = source.head(1)
     >>> dataset_n_features(source)
@@ -739,7 +739,7 @@ def training_source(estimator, X, y, device):
     --------
     >>> import numpy as np, torch
     >>> from skdqn import DeepQuantizer
-    >>> from skdqn._data import training_source
+    >>> from skdqn.training._data import training_source
     >>> X, y = np.zeros((20, 3)), np.arange(20) % 2
     >>> source, labels = training_source(DeepQuantizer(K=16), X, y, torch.device("cpu"))
     >>> len(source), labels.shape
@@ -798,7 +798,7 @@ def prediction_source(estimator, X, *, require_pair=False):
     --------
     >>> from sklearn.datasets import load_digits
     >>> from skdqn import DeepQuantizer
-    >>> from skdqn._data import prediction_source
+    >>> from skdqn.training._data import prediction_source
     >>> X, y = load_digits(return_X_y=True)
     >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
     >>> len(prediction_source(dq, X[:5]))
@@ -840,7 +840,7 @@ def scoring_data(estimator, X, y=None):
     --------
     >>> from sklearn.datasets import load_digits
     >>> from skdqn import DeepQuantizer
-    >>> from skdqn._data import scoring_data
+    >>> from skdqn.training._data import scoring_data
     >>> X, y = load_digits(return_X_y=True)
     >>> dq = DeepQuantizer(M=1, K=16, n_components=8, max_epochs=2, warmup_epochs=1, random_state=0).fit(X, y)
     >>> Z, labels = scoring_data(dq, X[:5], y[:5])

@@ -63,7 +63,7 @@ def pair_similarity(labels):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._losses import pair_similarity
+    >>> from skdqn.training._losses import pair_similarity
     >>> pair_similarity(torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
     tensor([[ 1.,  1., -1.],
             [ 1.,  1.,  1.],
@@ -97,7 +97,7 @@ def pairwise_loss(z, S, *, kind="cosine", weighting="uniform"):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._losses import pairwise_loss
+    >>> from skdqn.training._losses import pairwise_loss
     >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     >>> S = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
     >>> pairwise_loss(z, S)  # cos = 0 for the pair, target 1
@@ -151,7 +151,7 @@ def quantization_loss(z, codebooks, codes):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._losses import quantization_loss
+    >>> from skdqn.training._losses import quantization_loss
     >>> C = torch.tensor([[[0.0], [1.0]], [[0.0], [2.0]]])
     >>> quantization_loss(torch.tensor([[1.0, 1.0]]), C, torch.tensor([[1, 1]]))
     tensor(1.)
@@ -192,7 +192,7 @@ def proxy_loss(z, proxies, labels, *, scale=8.0, margin=0.05):
     Examples
     --------
     >>> import torch
-    >>> from skdqn._losses import proxy_loss
+    >>> from skdqn.training._losses import proxy_loss
     >>> z = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     >>> P = torch.eye(2)
     >>> Y = torch.eye(2)
@@ -223,7 +223,7 @@ def choose_loss(labels):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._losses import choose_loss
+    >>> from skdqn.training._losses import choose_loss
     >>> choose_loss(np.arange(1000) % 10), choose_loss(np.arange(1000) % 100)
     ('pairwise', 'proxy')
     """

@@ -13,7 +13,7 @@ one of these two objects:
   order.
 
 Order is always "by distance, then by id" (the stable order): a distance and
-an id pack into one ``uint64`` key (:mod:`skdqn._ranking`), so a plain sort
+an id pack into one ``uint64`` key (:mod:`skdqn.search._ranking`), so a plain sort
 of keys is the stable order, several times faster than a stable argsort of
 pairs. Distances are float32 (the AQD sums) and ids below
 ``MAX_KEY_INDEX = 2**32 - 1``.
@@ -32,7 +32,7 @@ def merge_keys(best, new, k):
     Parameters
     ----------
     best, new : ndarray of shape (nq, k1) and (nq, k2), uint64
-        Keys from :func:`skdqn._ranking.pack_keys` (or ``PAD_KEY``).
+        Keys from :func:`skdqn.search._ranking.pack_keys` (or ``PAD_KEY``).
     k : int
         ``k <= k1 + k2``.
 

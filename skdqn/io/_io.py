@@ -64,7 +64,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
+from .._version import __version__
 
 __all__ = ["write_bundle", "read_bundle", "format_header", "check_header"]
 
@@ -176,7 +176,7 @@ def write_bundle(path, header, arrays, *, chunk_rows=1 << 20):
     Examples
     --------
     >>> import numpy as np, tempfile, os
-    >>> from skdqn._io import write_bundle, read_bundle
+    >>> from skdqn.io._io import write_bundle, read_bundle
     >>> path = os.path.join(tempfile.mkdtemp(), "bundle.npz")
     >>> _ = write_bundle(path, {"kind": "demo"}, {"x": np.arange(3)})
     >>> header, arrays = read_bundle(path)
@@ -389,7 +389,7 @@ def read_bundle(path, mmap_mode=None, *, verify=True):
     Examples
     --------
     >>> import numpy as np, tempfile, os
-    >>> from skdqn._io import write_bundle, read_bundle
+    >>> from skdqn.io._io import write_bundle, read_bundle
     >>> folder = os.path.join(tempfile.mkdtemp(), "bundle")
     >>> _ = write_bundle(folder, {"n": 2}, {"codes": np.zeros((2, 4), np.uint8)})
     >>> header, arrays = read_bundle(folder, mmap_mode="r")
@@ -550,7 +550,7 @@ def format_header(format_name, format_version):
 
     Examples
     --------
-    >>> from skdqn._io import format_header
+    >>> from skdqn.io._io import format_header
     >>> sorted(format_header("skdqn.AQDNeighbors", 1))
     ['format', 'format_version', 'skdqn_version']
     """
@@ -579,7 +579,7 @@ def check_header(header, path, format_name, max_version, *, what):
 
     Examples
     --------
-    >>> from skdqn._io import check_header, format_header
+    >>> from skdqn.io._io import check_header, format_header
     >>> check_header(format_header("skdqn.demo", 1), "demo", "skdqn.demo", 1, what="a demo")
     1
     """

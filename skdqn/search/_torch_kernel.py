@@ -1,7 +1,7 @@
 """The torch scan kernel: the same AQD, top-k and radius matches on CPU or CUDA.
 
-Same interface and results as :class:`skdqn._kernels.NumpyKernel`: the
-``(M * K, nq)`` float32 table (:func:`skdqn._tables.flat_tables`) is moved to
+Same interface and results as :class:`skdqn.search._kernels.NumpyKernel`: the
+``(M * K, nq)`` float32 table (:func:`skdqn.search._tables.flat_tables`) is moved to
 the device, and for each chunk of codes the rows its codes pick are gathered
 and added in subspace order, ``m = 0, 1, ...``, in float32, the additions of
 the numpy scan (:func:`chunk_distances`: ``embedding_bag`` on the CPU,
@@ -14,7 +14,7 @@ numpy kernel merges (by distance, then row), so the neighbours and their
 order are those of the stable-argsort reference.
 
 On the CPU (``fast=True``, the default) the kernel runs the integer scan of
-:mod:`skdqn._qscan` instead, with torch doing the sums: tables quantized to
+:mod:`skdqn.search._qscan` instead, with torch doing the sums: tables quantized to
 integers whose sums stay ``<= 2047`` (exact in float16), summed by a float16
 ``embedding_bag`` (2 bytes per look-up, and torch's bag kernel is faster than
 a numpy row gather), the candidates under the conservative bound re-ranked
@@ -22,15 +22,15 @@ with their exact float32 AQD, so the results are again those of the float32
 scan, bit for bit (:func:`float16_scanner`). Once the running k-th is tight,
 the candidates are found from the minima of groups of rows
 (:func:`_below_by_groups`), not by comparing every sum. Calls of at most
-``PAIR_QUERIES`` queries (:mod:`skdqn._tuning`) on enough uint8 codes go to numpy's one-query pair scan,
+``PAIR_QUERIES`` queries (:mod:`skdqn.search._tuning`) on enough uint8 codes go to numpy's one-query pair scan,
 which is faster there (a torch bag of ``M`` scalars per item is its slowest
 case).
 
 Memory on the device: the codes are moved a chunk at a time (never the whole
 array), ``chunk`` rows with ``chunk * (M * 8 + 2 * nq * 4)`` bytes for their
 int64 indices and their distances, plus the table (``M * K * nq * 4``). The
-chunk is as many rows as fit :data:`skdqn._tuning.TORCH_DEVICE_BYTES` (256 MiB
-on CUDA; on the CPU :data:`skdqn._tuning.TORCH_CPU_BYTES`, 8 MiB, so the
+chunk is as many rows as fit :data:`skdqn.search._tuning.TORCH_DEVICE_BYTES` (256 MiB
+on CUDA; on the CPU :data:`skdqn.search._tuning.TORCH_CPU_BYTES`, 8 MiB, so the
 working set stays in cache), and at least ``db_block``.
 
 torch is imported when a kernel is made, never at ``import skdqn``.
@@ -70,13 +70,13 @@ def resolve_device(device="auto"):
 
     Examples
     --------
-    >>> from skdqn._torch_kernel import resolve_device
+    >>> from skdqn.search._torch_kernel import resolve_device
     >>> resolve_device("cpu")
     device(type='cpu')
     """
     import torch
 
-    from ._validation import check_device
+    from .._validation import check_device
 
     resolved = check_device(device)
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
@@ -89,7 +89,7 @@ def resolve_device(device="auto"):
 
 
 def _chunk_rows(nq, M, device, db_block):
-    """Codes per chunk: what ``TORCH_DEVICE_BYTES`` (CUDA) or ``TORCH_CPU_BYTES`` (:mod:`skdqn._tuning`) hold.
+    """Codes per chunk: what ``TORCH_DEVICE_BYTES`` (CUDA) or ``TORCH_CPU_BYTES`` (:mod:`skdqn.search._tuning`) hold.
 
     At least ``db_block``.
     """
@@ -217,7 +217,7 @@ def _below_by_groups(sums, thr):
 
     ``sums`` is a CPU tensor of shape (n, nq); ``thr`` an ndarray (nq,) of
     its dtype. The minimum of each column over each group of
-    :data:`skdqn._tuning.TORCH_GROUP_ROWS` rows (one read of the chunk: torch's vectorised
+    :data:`skdqn.search._tuning.TORCH_GROUP_ROWS` rows (one read of the chunk: torch's vectorised
     reduction) tells which groups hold a hit; only those are compared. Once
     the running k-th is tight, a chunk of thousands of rows has a few dozen
     hits, and this is several times faster than comparing every entry
@@ -242,7 +242,7 @@ def _below_by_groups(sums, thr):
 
 
 def float16_scanner(qt, codes, chunk):
-    """The CPU :class:`~skdqn._scan.IntegerScan` of torch: float16 ``embedding_bag`` of integer tables.
+    """The CPU :class:`~skdqn.search._scan.IntegerScan` of torch: float16 ``embedding_bag`` of integer tables.
 
     Parameters
     ----------
@@ -290,7 +290,7 @@ def float16_scanner(qt, codes, chunk):
 
 
 class TorchKernel:
-    """The scan in torch, on the CPU or a CUDA device; results as :class:`~skdqn._kernels.NumpyKernel`.
+    """The scan in torch, on the CPU or a CUDA device; results as :class:`~skdqn.search._kernels.NumpyKernel`.
 
     Parameters
     ----------
@@ -298,10 +298,10 @@ class TorchKernel:
         Checked when the kernel is made (:func:`resolve_device`): CUDA on a
         machine without it is a ValueError.
     fast : bool, default=True
-        On the CPU, the integer scan of :mod:`skdqn._qscan` with float16
+        On the CPU, the integer scan of :mod:`skdqn.search._qscan` with float16
         sums (:func:`float16_scanner`) and the exact float32 re-rank; the
         same results. Calls of at most ``PAIR_QUERIES`` (4) queries on at
-        least ``PAIR_MIN_ROWS`` (:mod:`skdqn._tuning`) uint8 codes take
+        least ``PAIR_MIN_ROWS`` (:mod:`skdqn.search._tuning`) uint8 codes take
         numpy's one-query pair scan there (faster than a torch bag of ``M``
         scalars per item; same results). ``False`` (and always
         on CUDA): the float32 sums.
@@ -309,7 +309,7 @@ class TorchKernel:
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._torch_kernel import TorchKernel
+    >>> from skdqn.search._torch_kernel import TorchKernel
     >>> tables = np.array([[[0.0, 1.0], [0.0, 4.0]]], dtype=np.float32)
     >>> codes = np.array([[1, 1], [1, 0], [0, 0]], dtype=np.uint8)
     >>> TorchKernel("cpu").kneighbors(tables, codes, 2)
@@ -350,7 +350,7 @@ class TorchKernel:
         method : {"threshold", "full_sort"}, default="threshold"
             ``"full_sort"``: every distance to the host, then a stable sort.
         db_block : int, default=None
-            Lower bound on the codes of a chunk; :data:`skdqn._tuning.DB_BLOCK`
+            Lower bound on the codes of a chunk; :data:`skdqn.search._tuning.DB_BLOCK`
             (4096) when None.
 
         Returns

@@ -2,7 +2,7 @@
 
 :meth:`skdqn.AQDNeighbors.score` and :meth:`skdqn.DeepQuantizer.score` both
 rank a database of codes for each query by Asymmetric Quantizer Distance
-(:mod:`skdqn._search`) and average the precision of the ranking with
+(:mod:`skdqn.search._search`) and average the precision of the ranking with
 :mod:`skdqn.metrics`; this module is the one place that joins the two, so the
 search engine does not depend on the metrics.
 """
@@ -12,12 +12,12 @@ import warnings
 import numpy as np
 
 from . import _tuning
-from ._progress import count_progress
+from .._progress import count_progress
 from ._search import aqd_kneighbors, full_sort_block
 from ._tables import as_query_source
-from ._validation import check_y
-from .exceptions import NoRelevantItemsWarning
-from .metrics import _check_no_relevant, _mean_of_aps, _n_relevant, average_precision_scores
+from .._validation import check_y
+from ..exceptions import NoRelevantItemsWarning
+from ..metrics import _check_no_relevant, _mean_of_aps, _n_relevant, average_precision_scores
 
 __all__ = ["retrieval_average_precisions", "score_codes", "warn_absent_labels"]
 
@@ -31,7 +31,7 @@ def retrieval_average_precisions(
     Parameters
     ----------
     queries : QuerySource or ndarray of shape (n_queries, M, K), float32
-        The queries (see :func:`skdqn._search.aqd_kneighbors`).
+        The queries (see :func:`skdqn.search._search.aqd_kneighbors`).
     codes : ndarray of shape (n_database, M), integer
     query_labels : ndarray of shape (n_queries,) or (n_queries, n_labels)
     database_labels : ndarray of shape (n_database,) or (n_database, n_labels)
@@ -46,7 +46,7 @@ def retrieval_average_precisions(
     search : callable, default=None
         ``search(queries, k) -> (distances, indices)``, the top k of a query
         source over the database (e.g. an index's inverted-list search);
-        the exhaustive :func:`~skdqn._search.aqd_kneighbors` over ``codes``
+        the exhaustive :func:`~skdqn.search._search.aqd_kneighbors` over ``codes``
         when None. Indices are database items, the rows of ``database_labels``.
     verbose : int, default=0
         ``1`` reports the queries ranked so far on stderr (a bar on a
@@ -66,7 +66,7 @@ def retrieval_average_precisions(
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._scoring import retrieval_average_precisions
+    >>> from skdqn.search._scoring import retrieval_average_precisions
     >>> tables = np.array([[[0.0, 1.0]]], dtype=np.float32)
     >>> retrieval_average_precisions(tables, np.array([[1], [0]]), np.array([0]), np.array([1, 0]))
     array([1.])
@@ -112,7 +112,7 @@ def warn_absent_labels(query_labels, database_labels, *, stacklevel=3):
     Examples
     --------
     >>> import numpy as np, warnings
-    >>> from skdqn._scoring import warn_absent_labels
+    >>> from skdqn.search._scoring import warn_absent_labels
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore")
     ...     warn_absent_labels(np.array([0, 5, 6]), np.array([0, 1, 1]))
@@ -139,7 +139,7 @@ def score_codes(
     Parameters
     ----------
     queries : QuerySource
-        The queries, e.g. :class:`~skdqn._tables.VectorQueries`.
+        The queries, e.g. :class:`~skdqn.search._tables.VectorQueries`.
     y : array-like of shape (n_queries,) or (n_queries, n_labels)
         The queries' labels (validated here, their number too).
     codes : ndarray of shape (n_database, M), integer
@@ -174,8 +174,8 @@ def score_codes(
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._scoring import score_codes
-    >>> from skdqn._tables import VectorQueries
+    >>> from skdqn.search._scoring import score_codes
+    >>> from skdqn.search._tables import VectorQueries
     >>> C = np.array([[[0.0], [1.0]]], dtype=np.float32)
     >>> queries = VectorQueries(np.array([[0.1], [0.9]]), C, "sqeuclidean")
     >>> score_codes(queries, [0, 1], np.array([[0], [1], [1]]), np.array([0, 1, 1]))

@@ -11,13 +11,13 @@ changes a result. The rule:
   exhaustive, inverted-list, radius, torch (CPU) searches and ``score`` return
   what the defaults return;
 * values that make a result *correct* (the exact float16 range of the torch
-  integer scan, ``skdqn._torch_kernel.FLOAT16_MAX_SUM``; the uint16 range of
-  ``skdqn._qscan``; the packed-key bounds of ``skdqn._ranking``) and the
+  integer scan, ``skdqn.search._torch_kernel.FLOAT16_MAX_SUM``; the uint16 range of
+  ``skdqn.search._qscan``; the packed-key bounds of ``skdqn.search._ranking``) and the
   format constants stay in their modules: they are not tuning;
 * code reads a value when it runs, through this module
   (``from . import _tuning`` ... ``_tuning.NARROW``), so a test or a user
-  changes it in one place (``monkeypatch.setattr(skdqn._tuning, "NARROW",
-  3)``); block sizes chosen per search (:func:`skdqn._search.scan_blocks`)
+  changes it in one place (``monkeypatch.setattr(skdqn.search._tuning, "NARROW",
+  3)``); block sizes chosen per search (:func:`skdqn.search._search.scan_blocks`)
   take their defaults from here too.
 
 Each value below says what it trades, how it was chosen and the command that
@@ -37,7 +37,7 @@ This module imports nothing from the package (it is the bottom layer).
 # ------------------------------------------------------------------ exhaustive scan (_search, _scan)
 
 #: Queries per task of the exhaustive search (the default of
-#: ``ScanBlocks.query``, :func:`skdqn._search.scan_blocks`); one float32 table
+#: ``ScanBlocks.query``, :func:`skdqn.search._search.scan_blocks`); one float32 table
 #: row of the numpy scan is this wide.
 #: Trades: memory for speed: a task holds ``QUERY_BLOCK * M * K`` floats of
 #: tables (1 MiB at M = 8, K = 256) and ``2 * QUERY_BLOCK * DB_BLOCK`` floats
@@ -76,7 +76,7 @@ FULL_SORT_RATIO = 16
 #: Bytes per (query, database item) that the full sort is assumed to take
 #: (float32 distances, their transposed copy and the int64 argsort): a quarter
 #: of ``working_memory`` divided by this and by ``n_database`` gives its
-#: queries per block (:func:`skdqn._search.full_sort_block`).
+#: queries per block (:func:`skdqn.search._search.full_sort_block`).
 #: Trades: memory for speed: a smaller value puts more queries in a block.
 #: Chosen: 16, the bytes the full sort allocates per (query, item).
 #: Command: python benchmarks/bench_tuning.py --only FULL_SORT_BYTES_PER_ITEM
@@ -91,9 +91,9 @@ FULL_SORT_BYTES_PER_ITEM = 16
 #: Command: python benchmarks/bench_tuning.py --only MIN_SHARD_BLOCKS
 MIN_SHARD_BLOCKS = 16
 
-#: Queries ranked at a time by ``score`` (:mod:`skdqn._scoring`) when
+#: Queries ranked at a time by ``score`` (:mod:`skdqn.search._scoring`) when
 #: ``top_k`` is a small part of the database (otherwise the full sort's
-#: block, :func:`skdqn._search.full_sort_block`).
+#: block, :func:`skdqn.search._search.full_sort_block`).
 #: Trades: memory for speed: the rankings of a chunk (``RANKING_CHUNK * top_k``
 #: indices) are held at once; longer chunks mean fewer search calls.
 #: Chosen: 4,096 (many query blocks per search call, rankings of a few MiB).
@@ -115,7 +115,7 @@ RANKING_CHUNK = 4096
 PAIR_QUERIES = 4
 
 #: The one-query pair scan is used from this many codes on
-#: (:func:`skdqn._scan.uses_pairs`).
+#: (:func:`skdqn.search._scan.uses_pairs`).
 #: Trades: speed only: building the pair tables costs about 27 us, which the
 #: saved look-ups repay only on enough codes.
 #: Chosen: 4,096 (measured: the row gather is faster up to about 3,000 codes).
@@ -133,7 +133,7 @@ PAIR_MIN_ROWS = 4096
 #: Command: python benchmarks/bench_tuning.py --only PAIR_BLOCK_FACTOR
 PAIR_BLOCK_FACTOR = 16
 
-#: Up to this depth, :func:`skdqn._ranking.stable_smallest` (the ranking of
+#: Up to this depth, :func:`skdqn.search._ranking.stable_smallest` (the ranking of
 #: the probed lists) takes one ``argmin`` per rank instead of a partition of
 #: packed keys.
 #: Trades: speed only: ``depth`` passes over the scores against one partition.
@@ -146,7 +146,7 @@ PAIR_BLOCK_FACTOR = 16
 ARGMIN_DEPTH = 8
 
 #: Bound, in floats, on the temporaries of
-#: :func:`skdqn._tables.distance_tables` (the lookup tables of the queries).
+#: :func:`skdqn.search._tables.distance_tables` (the lookup tables of the queries).
 #: Trades: memory for speed: larger blocks mean fewer BLAS / ``cdist`` calls.
 #: Chosen: 4 Mi floats (16 MiB as float32, 32 MiB as float64). Swept
 #: (--quick, 200 queries, both metrics and layouts): 256 Ki/1 Mi/16 Mi took
@@ -171,7 +171,7 @@ TORCH_DEVICE_BYTES = 256 * 2**20
 TORCH_CPU_BYTES = 8 * 2**20
 
 #: Rows whose minimum (per query) the CPU torch scan takes at once to find its
-#: candidates (:func:`skdqn._torch_kernel._below_by_groups`): only the groups
+#: candidates (:func:`skdqn.search._torch_kernel._below_by_groups`): only the groups
 #: whose minimum is below the threshold are compared.
 #: Trades: speed only: small groups compare fewer rows per hit, large ones
 #: reduce faster.
@@ -239,7 +239,7 @@ NARROW = 8
 ROWS_MAX_WIDTH = 160
 
 #: Table entries the compiled CSR list sums take per call at most
-#: (:func:`skdqn._csr.rows_per_call`: ``CALL_ENTRIES // M`` rows).
+#: (:func:`skdqn.search._csr.rows_per_call`: ``CALL_ENTRIES // M`` rows).
 #: Trades: speed: a call's indices should stay in the cache; longer calls
 #: amortise the call.
 #: Chosen: 256 Ki entries (1 MiB of int32 indices).
@@ -285,7 +285,7 @@ DUPLICATE_CHECK_ITEMS = 1 << 22
 SELF_CHUNK = 1 << 15
 
 #: Query-candidate-dimension floats gathered at a time by the re-ranking
-#: (``skdqn._refine.exact_distances``: the candidates' vectors of a block
+#: (``skdqn.search._refine.exact_distances``: the candidates' vectors of a block
 #: of queries, in float64).
 #: Trades: memory for speed: ``8 * REFINE_CANDIDATE_FLOATS`` bytes per
 #: block; larger blocks make fewer, longer numpy calls.

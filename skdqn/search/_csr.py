@@ -9,7 +9,7 @@ without the temporaries of a numpy gather (measured on 1,000-row lists: 6
 against 20-40 microseconds per list and query). It adds a row's entries in
 order, onto the output's initial value: started from ``-0.0`` (``-0.0 + t ==
 t`` for every float), its float32 sums are bit for bit those of the numpy
-scan (:func:`skdqn._kernels._scan_block`), so the two never change a result.
+scan (:func:`skdqn.search._kernels._scan_block`), so the two never change a result.
 
 The products are scipy's private ``scipy.sparse._sparsetools`` functions:
 building a public ``csr_array`` costs about 20 microseconds per call, more
@@ -36,11 +36,11 @@ _offsets, _rows = {}, {}
 def rows_per_call(M):
     """Rows of ``M`` entries the callers sum per call at most, so that indices stay in the cache.
 
-    :data:`skdqn._tuning.CALL_ENTRIES` table entries (1 MiB of int32 indices).
+    :data:`skdqn.search._tuning.CALL_ENTRIES` table entries (1 MiB of int32 indices).
 
     Examples
     --------
-    >>> from skdqn._csr import rows_per_call
+    >>> from skdqn.search._csr import rows_per_call
     >>> rows_per_call(8)
     32768
     """
@@ -84,7 +84,7 @@ def row_index(codes, K):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._csr import row_index
+    >>> from skdqn.search._csr import row_index
     >>> row_index(np.array([[1, 0], [3, 2]], np.uint8), 4)
     array([1, 4, 3, 6], dtype=int32)
     """
@@ -116,7 +116,7 @@ def list_aqd(tables, index, out):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._csr import list_aqd, row_index
+    >>> from skdqn.search._csr import list_aqd, row_index
     >>> table = np.array([0.0, 1.0, 10.0, 20.0], np.float32)  # M=2, K=2
     >>> list_aqd(table, row_index(np.array([[1, 1], [0, 0]], np.uint8), 2), np.empty(2, np.float32))
     array([21., 10.], dtype=float32)
@@ -152,7 +152,7 @@ def list_aqd_runs(tables, queries, index, out):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._csr import list_aqd_runs, row_index
+    >>> from skdqn.search._csr import list_aqd_runs, row_index
     >>> tables = np.array([[0.0, 1.0, 10.0, 20.0], [5.0, 0.0, 0.0, 1.0]], np.float32)
     >>> list_aqd_runs(tables, np.array([1, 0]), row_index(np.array([[1, 1], [0, 0]], np.uint8), 2),
     ...               np.empty(4, np.float32))

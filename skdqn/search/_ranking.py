@@ -35,7 +35,7 @@ def order_bits(values):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ranking import order_bits
+    >>> from skdqn.search._ranking import order_bits
     >>> v = np.array([1.0, -2.0, 0.0, -0.0, np.inf], np.float32)
     >>> np.argsort(order_bits(v), kind="stable").tolist()
     [1, 2, 3, 0, 4]
@@ -61,7 +61,7 @@ def pack_keys(values, indices):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ranking import pack_keys, unpack_keys
+    >>> from skdqn.search._ranking import pack_keys, unpack_keys
     >>> keys = pack_keys(np.array([0.5, 0.5, -1.0], np.float32), np.array([7, 3, 9]))
     >>> unpack_keys(np.sort(keys))
     (array([-1. ,  0.5,  0.5], dtype=float32), array([9, 3, 7]))
@@ -135,7 +135,7 @@ def stable_smallest(values, depth):
     Examples
     --------
     >>> import numpy as np
-    >>> from skdqn._ranking import stable_smallest
+    >>> from skdqn.search._ranking import stable_smallest
     >>> stable_smallest(np.array([[3.0, 1.0, 1.0, 0.0]], np.float32), 3)
     array([[3, 1, 2]])
     """
