@@ -21,9 +21,22 @@ pairs. Distances are float32 (the AQD sums) and ids below
 
 import numpy as np
 
-from ._ranking import MAX_KEY_INDEX, PAD_KEY, pack_keys, unpack_keys
+from ._ranking import _SIGN, MAX_KEY_INDEX, PAD_KEY, pack_keys, unpack_keys
 
 __all__ = ["RunningTopK", "RadiusCollector", "pool_topk", "merge_keys", "MAX_KEY_INDEX"]
+
+
+def key_values(keys):
+    """The float32 values of keys (``PAD_KEY``: ``inf``), without their indices: a running k-th.
+
+    >>> import numpy as np
+    >>> from skdqn.search._ranking import pack_keys
+    >>> key_values(np.array([pack_keys(np.float32(2.5), 7), PAD_KEY], dtype=np.uint64))
+    array([2.5, inf], dtype=float32)
+    """
+    high = (keys >> np.uint64(32)).astype(np.uint32)
+    values = np.where(high >= _SIGN, high ^ _SIGN, ~high).view(np.float32)  # order_bits, inverted
+    return np.where(keys == PAD_KEY, np.float32(np.inf), values)
 
 
 def merge_keys(best, new, k):
@@ -86,6 +99,9 @@ def pool_topk(queries, keys, nq, k):
     array([[4],
            [2]], dtype=uint64)
     """
+    if nq == 1:  # one query (the latency path): its k smallest keys
+        top = np.sort(keys if keys.size <= 4 * k else np.partition(keys, k - 1)[:k])[:k]
+        return np.concatenate([top, np.full(k - top.size, PAD_KEY, dtype=np.uint64)])[None, :]
     order = np.argsort(keys)
     by_query = queries[order].astype(np.uint16) if nq <= 1 << 16 else queries[order]
     order = order[np.argsort(by_query, kind="stable")]
@@ -165,7 +181,7 @@ class RunningTopK:
             keys = np.concatenate([p[1] for p in self._pool])
             self._pool, self._pooled = [], 0
             self.best = merge_keys(self.best, pool_topk(queries, keys, self.nq, self.k), self.k)
-            self.kth = unpack_keys(self.best[:, -1])[0]
+            self.kth = key_values(self.best[:, -1])
 
     def result_keys(self):
         """The (nq, k) smallest keys of everything added, ascending, padded with ``PAD_KEY``."""
