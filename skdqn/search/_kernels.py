@@ -36,9 +36,8 @@ from ._qscan import (
     quantize_tables,
     upper_bound,
 )
-from ._scan import IntegerScan, radius_integer, table_offsets, topk_integer, uses_pairs
+from ._scan import FloatScan, IntegerScan, radius_float, radius_integer, table_offsets, topk_float, topk_integer, uses_pairs
 from ._tables import flat_tables
-from ._topk import RadiusCollector, RunningTopK
 
 __all__ = ["NumpyKernel", "aqd_distances"]
 
@@ -115,30 +114,24 @@ def aqd_distances(tables, codes):
     return np.ascontiguousarray(out.T)
 
 
-def _topk_threshold(flat, codes, k, offsets, db_block):
-    """Top-k by scanning blocks and keeping items below the running k-th distance."""
+def _float_scanner(flat, codes, offsets, db_block):
+    """The numpy :class:`~skdqn.search._scan.FloatScan`: the row gather of :func:`_scan_block`, ``db_block`` items at a time."""
     nq = flat.shape[1]
-    n = codes.shape[0]
-    top = RunningTopK(nq, k)
-    out = np.empty((db_block, nq), dtype=np.float32)
+    out = np.empty((min(codes.shape[0], db_block), nq), dtype=np.float32)
     tmp = np.empty_like(out)
-    for start in range(0, n, db_block):
-        stop = min(n, start + db_block)
-        dist = _scan_block(flat, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
-        if start == 0 and dist.shape[0] >= k:
-            # First block: keep only what can be in its own top k (ties at
-            # the k-th value included), not every item.
-            flat_hit = np.flatnonzero(dist <= np.partition(dist, k - 1, axis=0)[k - 1])
-        else:
-            # Strictly below the k-th best: an equal distance further down the
-            # database loses the tie (larger index), so it can never enter.
-            flat_hit = np.flatnonzero(dist < top.kth)
-        if flat_hit.size:
-            rows, cols = np.divmod(flat_hit, nq)
-            top.add(cols, dist.ravel()[flat_hit], rows + start)
-        if start == 0:
-            top.fold()
-    return top.result()
+
+    def scan(start, stop):
+        return _scan_block(flat, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
+
+    def own_kth(sums, k):
+        return np.partition(sums, k - 1, axis=0)[k - 1]
+
+    def select(sums, start, bound, strict):
+        flat_hit = np.flatnonzero(sums < bound if strict else sums <= bound)
+        rows, cols = np.divmod(flat_hit, nq)
+        return sums.ravel()[flat_hit], rows + start, cols
+
+    return FloatScan(scan, db_block, own_kth, select)
 
 
 def _topk_full_sort(flat, codes, k, offsets, db_block):
@@ -153,23 +146,6 @@ def _topk_full_sort(flat, codes, k, offsets, db_block):
     dist = np.ascontiguousarray(dist.T)
     ind = np.argsort(dist, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(dist, ind, axis=1), ind
-
-
-def _radius_scan(flat, codes, threshold, offsets, db_block):
-    """Every (distance, row) ``<= threshold`` per query, by the float32 scan; rows ascending."""
-    nq = flat.shape[1]
-    n = codes.shape[0]
-    out = np.empty((min(n, db_block), nq), dtype=np.float32)
-    tmp = np.empty_like(out)
-    found = RadiusCollector(nq)
-    for start in range(0, n, db_block):
-        stop = min(n, start + db_block)
-        dist = _scan_block(flat, codes, offsets, start, stop, out[: stop - start], tmp[: stop - start])
-        flat_hit = np.flatnonzero(dist <= threshold)
-        if flat_hit.size:
-            rows, cols = np.divmod(flat_hit, nq)
-            found.add(cols, dist.ravel()[flat_hit], rows + start)
-    return found.per_query(ids_ascending=True)
 
 
 # ------------------------------------------------ integer scan + exact re-rank (skdqn.search._qscan)
@@ -276,7 +252,7 @@ class NumpyKernel:
         qt = quantize_tables(tables) if self.fast else None
         flat, offsets = flat_tables(tables), table_offsets(M, K)
         if qt is None:
-            return _topk_threshold(flat, codes, k, offsets, db_block)
+            return topk_float(codes.shape[0], nq, k, _float_scanner(flat, codes, offsets, db_block))
         return topk_integer(flat, codes, k, offsets, qt, _integer_scanner(qt, codes, offsets, db_block))
 
     def radius_neighbors(self, tables, codes, threshold, *, db_block=None):
@@ -302,5 +278,5 @@ class NumpyKernel:
         qt = quantize_tables(tables) if self.fast and np.isfinite(threshold) else None
         flat, offsets = flat_tables(tables), table_offsets(M, K)
         if qt is None:
-            return _radius_scan(flat, codes, threshold, offsets, db_block)
+            return radius_float(codes.shape[0], nq, threshold, _float_scanner(flat, codes, offsets, db_block))
         return radius_integer(flat, codes, threshold, offsets, qt, _integer_scanner(qt, codes, offsets, db_block))

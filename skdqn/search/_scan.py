@@ -34,6 +34,9 @@ __all__ = [
     "IntegerScan",
     "topk_integer",
     "radius_integer",
+    "FloatScan",
+    "topk_float",
+    "radius_float",
 ]
 
 def table_offsets(M, K):
@@ -170,4 +173,96 @@ def radius_integer(flat, codes, threshold, offsets, qt, scanner):
         d = exact_candidates(flat, codes, offsets, rows, cols)
         keep = d <= threshold
         found.add(cols[keep], d[keep], rows[keep])
+    return found.per_query(ids_ascending=True)
+
+
+# ------------------------------------------------------------------ the float32 scan: one loop
+class FloatScan:
+    """How a kernel computes the float32 sums of the float scan, block by block.
+
+    Attributes
+    ----------
+    scan : callable
+        ``scan(start, stop)`` -> the sums of items ``start:stop`` for every
+        query, shape (stop - start, nq), in the kernel's own array type
+        (numpy, or a torch tensor on its device).
+    step : int
+        Items per call of ``scan``.
+    own_kth : callable
+        ``own_kth(sums, k)`` -> ndarray (nq,): each query's k-th smallest sum
+        of the block (``k <= stop - start``).
+    select : callable
+        ``select(sums, start, bound, strict)`` -> ``(distances, rows,
+        queries)`` numpy arrays of the entries ``< bound[query]`` (``strict``)
+        or ``<= bound[query]``, rows counted from 0 of the whole scan
+        (``start`` added), rows ascending within each query.
+    """
+
+    def __init__(self, scan, step, own_kth, select):
+        self.scan, self.step, self.own_kth, self.select = scan, step, own_kth, select
+
+
+def topk_float(n, nq, k, scanner):
+    """Top-k of a float32 scan: candidates under the running k-th, merged in :class:`~skdqn.search._topk.RunningTopK`.
+
+    Parameters
+    ----------
+    n : int
+        Items scanned.
+    nq : int
+        Queries.
+    k : int
+        ``1 <= k <= n``.
+    scanner : FloatScan
+
+    Returns
+    -------
+    distances : ndarray of shape (nq, k), float32
+    rows : ndarray of shape (nq, k), intp
+        Ascending by (sum, row): the stable-argsort reference's result.
+
+    Notes
+    -----
+    Until every query holds ``k`` items, a block keeps its items at or below
+    its own k-th sum (ties included: an item above it cannot be in the top
+    k) and is merged at once; then only items strictly below the running
+    k-th are kept (an equal item further down loses the tie), and merged in
+    bulk.
+    """
+    top = RunningTopK(nq, k)
+    full = False
+    for start in range(0, n, scanner.step):
+        stop = min(n, start + scanner.step)
+        sums = scanner.scan(start, stop)
+        if full:
+            d, rows, cols = scanner.select(sums, start, top.kth, True)
+        else:
+            d, rows, cols = scanner.select(sums, start, scanner.own_kth(sums, min(k, stop - start)), False)
+        if d.size:
+            top.add(cols, d, rows)
+        if not full:
+            top.fold()
+            full = top.full
+    return top.result()
+
+
+def radius_float(n, nq, threshold, scanner):
+    """Every (sum, row) ``<= threshold`` per query of a float32 scan, rows ascending.
+
+    Parameters
+    ----------
+    n, nq : int
+    threshold : numpy.float32
+    scanner : FloatScan
+
+    Returns
+    -------
+    found : list of (distances, rows) tuples, one per query
+    """
+    bound = np.full(nq, threshold, dtype=np.float32)
+    found = RadiusCollector(nq)
+    for start in range(0, n, scanner.step):
+        stop = min(n, start + scanner.step)
+        d, rows, cols = scanner.select(scanner.scan(start, stop), start, bound, False)
+        found.add(cols, d, rows)
     return found.per_query(ids_ascending=True)

@@ -41,9 +41,8 @@ import numpy as np
 from . import _tuning
 from ._kernels import NumpyKernel
 from ._qscan import quantize_tables
-from ._scan import IntegerScan, radius_integer, table_offsets, topk_integer, uses_pairs
+from ._scan import FloatScan, IntegerScan, radius_float, radius_integer, table_offsets, topk_float, topk_integer, uses_pairs
 from ._tables import flat_tables
-from ._topk import RadiusCollector, RunningTopK
 
 __all__ = ["TorchKernel", "resolve_device", "float16_scanner"]
 
@@ -165,51 +164,32 @@ def _candidates_to_host(dist, mask, start):
     return d, rows.cpu().numpy().astype(np.intp) + start, cols.cpu().numpy().astype(np.intp)
 
 
-def _chunk_candidates(dist, kth, k, start):
-    """Candidates of one chunk, ``(distances, rows, queries)`` on the host, or None.
+def _float_scanner(table, offsets, codes, chunk):
+    """The torch :class:`~skdqn.search._scan.FloatScan`: :func:`chunk_distances` on the device, candidates to the host.
 
-    ``kth`` (numpy, per query) None: the items at or below the chunk's own
-    k-th distance (ties included); else the items strictly below ``kth`` (an
-    equal item further down the database loses the tie). On the CPU the
-    comparisons run in numpy on the same memory; on CUDA in torch.
+    On the CPU the comparisons run in numpy on the same memory; on CUDA in
+    torch, and only the entries found are copied.
     """
     import torch
 
-    kk = min(k, dist.shape[0])
-    if dist.device.type == "cpu":
-        d = dist.numpy()
-        mask = d < kth if kth is not None else d <= np.partition(d, kk - 1, axis=0)[kk - 1]
-    elif kth is None:
-        mask = dist <= torch.topk(dist, kk, dim=0, largest=False).values[-1]
-    else:
-        mask = dist < torch.from_numpy(kth).to(dist.device)
-    if not bool(mask.any()):
-        return None
-    return _candidates_to_host(dist, mask, start)
+    def scan(start, stop):
+        return chunk_distances(table, codes[start:stop], offsets)
 
+    def own_kth(dist, k):
+        if dist.device.type == "cpu":
+            return np.partition(dist.numpy(), k - 1, axis=0)[k - 1]
+        return torch.topk(dist, k, dim=0, largest=False).values[-1].cpu().numpy()
 
-def _topk_chunks(table, offsets, codes, k, chunk):
-    """Top-k over chunks: candidates below the running k-th, merged on the host.
+    def select(dist, start, bound, strict):
+        if dist.device.type == "cpu":
+            d = dist.numpy()
+            mask = d < bound if strict else d <= bound
+        else:
+            limit = torch.from_numpy(np.ascontiguousarray(bound)).to(dist.device)
+            mask = dist < limit if strict else dist <= limit
+        return _candidates_to_host(dist, mask, start)
 
-    Until every query holds ``k`` items, a chunk's candidates are the items
-    at or below its own k-th distance; then the items strictly below the
-    running k-th, which after the first chunk are few
-    (:func:`_chunk_candidates`).
-    """
-    n = codes.shape[0]
-    top = RunningTopK(table.shape[1], k)
-    full = False
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        dist = chunk_distances(table, codes[start:stop], offsets)
-        found = _chunk_candidates(dist, top.kth if full else None, k, start)
-        if found is None:
-            continue
-        d, rows, cols = found
-        top.add(cols, d, rows)
-        top.fold()
-        full = top.full
-    return top.result()
+    return FloatScan(scan, chunk, own_kth, select)
 
 
 def _below_by_groups(sums, thr):
@@ -373,7 +353,7 @@ class TorchKernel:
             return topk_integer(flat_tables(tables), codes, k, table_offsets(M, K), qt, scanner)
         table, offsets = _device_table(tables, device)
         if method != "full_sort":
-            return _topk_chunks(table, offsets, codes, k, chunk)
+            return topk_float(codes.shape[0], nq, k, _float_scanner(table, offsets, codes, chunk))
         dist = np.empty((nq, codes.shape[0]), dtype=np.float32)
         for start in range(0, codes.shape[0], chunk):
             part = chunk_distances(table, codes[start : start + chunk], offsets)
@@ -410,10 +390,4 @@ class TorchKernel:
             scanner = float16_scanner(qt, codes, chunk)
             return radius_integer(flat_tables(tables), codes, threshold, table_offsets(M, K), qt, scanner)
         table, offsets = _device_table(tables, device)
-        found = RadiusCollector(nq)
-        for start in range(0, codes.shape[0], chunk):
-            dist = chunk_distances(table, codes[start : start + chunk], offsets)
-            mask = dist.numpy() <= threshold if dist.device.type == "cpu" else dist <= float(threshold)
-            d, i, q = _candidates_to_host(dist, mask, start)
-            found.add(q, d, i)
-        return found.per_query(ids_ascending=True)
+        return radius_float(codes.shape[0], nq, threshold, _float_scanner(table, offsets, codes, chunk))
