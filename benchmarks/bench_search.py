@@ -17,8 +17,8 @@ Setup
 * The database codes are drawn uniformly at random (uint8), not encoded:
   encoding 10^6 Gaussian vectors costs far more than the search being measured
   and gives the scan the same work (every item costs M table look-ups).
-  AQDNeighbors is fitted on the 20k training vectors (which encodes them) and
-  its ``codes_`` / ``n_samples_fit_`` are then replaced by the random codes.
+  AQDNeighbors is built over them with ``AQDNeighbors.from_codes`` (the same
+  codebooks and codes).
 * faiss: ``faiss.IndexPQ(d, M, 8)``, our codebooks copied into
   ``index.pq.centroids`` (layout M x K x ds, the same as ours),
   ``is_trained = True``, our codes copied into ``index.codes`` and
@@ -88,10 +88,7 @@ def make_setup(M, d, N, seed=0):
     codebooks = train_codebooks(X_train, M, K, random_state=seed)
     codes = rng.integers(0, K, size=(N, M), dtype=np.uint8)
 
-    index = AQDNeighbors(n_neighbors=TOP_K, codebooks=codebooks, metric="sqeuclidean", n_jobs=1)
-    index.fit(X_train)
-    index.codes_ = codes
-    index.n_samples_fit_ = N
+    index = AQDNeighbors.from_codes(codebooks, codes, n_neighbors=TOP_K, metric="sqeuclidean", n_jobs=1)
 
     fidx = faiss.IndexPQ(d, M, 8)
     faiss.copy_array_to_vector(codebooks.ravel(), fidx.pq.centroids)
@@ -161,9 +158,8 @@ def run_kernels(Ns, calls, repeats, thread_counts, M=8, d=64):
     for N in Ns:
         index, fidx = make_setup(M, d, N)
         fast = make_fastscan(d, N)
-        torch_index = AQDNeighbors(n_neighbors=TOP_K, codebooks=index.codebooks_, metric="sqeuclidean",
-                                   backend="torch", device="cpu").fit(Q)
-        torch_index.codes_, torch_index.n_samples_fit_ = index.codes_, N
+        torch_index = AQDNeighbors.from_codes(index.codebooks_, index.codes_, n_neighbors=TOP_K,
+                                              metric="sqeuclidean", backend="torch", device="cpu")
         sides = {
             "numpy": index.kneighbors,
             "torch": torch_index.kneighbors,
