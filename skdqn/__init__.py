@@ -13,6 +13,9 @@ Asymmetric Quantizer Distance with lookup tables.
 * :mod:`skdqn.metrics`: retrieval metrics (MAP, precision@k, ...).
 * :func:`merge_kneighbors`, :func:`database_shards`: search a database in
   shards (threads, processes, a cluster) and merge the per-shard top-k.
+* :func:`build_shards`, :func:`search_shards`, :func:`dask_encode`: build an
+  index as shards on a dask.distributed cluster's workers, search them where
+  they live, encode a dask array block by block.
 * :class:`HasLabel`, :class:`SameLabel`: filters of a search by the stored
   labels (``kneighbors(..., filter=...)``).
 """
@@ -21,6 +24,7 @@ from .search._filters import HasLabel, SameLabel
 from ._neighbors import AQDNeighbors
 from ._retriever import Retriever
 from .search._search import database_shards, merge_kneighbors
+from .search._cluster import ShardedIndex, build_shards, dask_encode, search_shards
 from ._version import __version__
 
 __all__ = [
@@ -29,8 +33,12 @@ __all__ = [
     "HasLabel",
     "Retriever",
     "SameLabel",
+    "ShardedIndex",
+    "build_shards",
+    "dask_encode",
     "database_shards",
     "merge_kneighbors",
+    "search_shards",
     "__version__",
 ]
 
