@@ -463,32 +463,128 @@ def _probe_block(queries, lists, n_probe, k):
     return per_query, tables, (np.concatenate(query), np.concatenate(probed))
 
 
-def _ivf_knn_task(queries, shard, plan):
-    """Top-k of a block of queries over the probed lists of one range of lists (a :class:`~skdqn.search._search.Shard`).
+@dataclass(frozen=True)
+class ProbedLists:
+    """What one task scans: its block of queries and their probed lists within its shard.
+
+    Attributes
+    ----------
+    queries : QuerySource
+    per_query : ndarray of shape (nq, M * K), float32
+        One contiguous table row per query (the CSR sums read them).
+    tables : ndarray of shape (nq, M, K), float32
+        The tables as computed (for a kernel).
+    pairs : tuple of ndarray
+        ``(query, list)`` pairs probed, lists within the shard.
+    codes, ids : ndarray
+        The shard's codes and the item of each row.
+    offsets : ndarray of shape (n_lists + 1,)
+        Rows of each list in the index's codes.
+    row_start : int
+        Row of the shard's first code.
+    """
+
+    queries: object
+    per_query: np.ndarray
+    tables: np.ndarray
+    pairs: tuple
+    codes: object
+    ids: object
+    offsets: np.ndarray
+    row_start: int
+
+
+def _probed(queries, shard, plan, k):
+    """The :class:`ProbedLists` of a block of queries over a :class:`~skdqn.search._search.Shard`."""
+    per_query, tables, pairs = _probe_block(queries, plan.lists, plan.n_probe, k)
+    return ProbedLists(queries, per_query, tables, _in_part(*pairs, shard.lists_part), shard.codes, shard.ids,
+                       plan.lists.offsets, shard.start)
+
+
+class CSRListScan:
+    """numpy's scan of inverted lists: scipy's CSR sums (:mod:`skdqn.search._csr`), many lists per call.
 
     Narrow lists are summed query by query into flat chunks, whose
     candidates at or below their query's bound (:func:`_chunk_bounds`) are
     kept; wide lists are then summed once for all their queries, keeping
-    what can still enter each query's top k (:func:`_below_kth`). With a
-    ``kernel`` (e.g. torch), every probed list is scanned by it instead,
-    once for the queries that probe it (:func:`_kernel_knn`). Returns (nq,
-    k) distances and item ids; queries with fewer than k candidates in this
+    what can still enter each query's top k (:func:`_below_kth`). The sums
+    are the exhaustive scan's, float for float.
+    """
+
+    def knn(self, p, top, budget):
+        """Add to ``top`` (a RunningTopK) the candidates of the probed lists ``p`` (:class:`ProbedLists`)."""
+        narrow, wide = _narrow_and_wide(p.pairs, p.offsets, p.row_start)
+        for chunk in _narrow_chunks(p.per_query, p.codes, narrow, budget):
+            q, rows, dist = _chunk_hits(*chunk, _chunk_bounds(chunk[0], chunk[1], chunk[3], chunk[4], top))
+            top.add(q, dist, p.ids[rows])
+        top.fold()  # each query's k-th distance so far bounds what the wide lists keep
+        for cols, dist, rows in _wide_pieces(p.per_query, p.codes, wide, budget, _scan_tables(p.queries)):
+            top.add_keys(*_below_kth(dist, p.ids[rows], cols, top.kth, top.k))
+
+    def radius(self, p, found, threshold, budget):
+        """Add to ``found`` (a RadiusCollector) the matches ``<= threshold`` in the probed lists ``p``."""
+        narrow, wide = _narrow_and_wide(p.pairs, p.offsets, p.row_start)
+        everywhere = np.full(p.queries.n_queries, threshold, dtype=np.float32)
+        for chunk in _narrow_chunks(p.per_query, p.codes, narrow, budget):
+            q, rows, dist = _chunk_hits(*chunk, everywhere)
+            found.add(q, dist, p.ids[rows])
+        for cols, dist, rows in _wide_pieces(p.per_query, p.codes, wide, budget, _scan_tables(p.queries)):
+            hit = np.flatnonzero(dist <= threshold)
+            r, c = np.divmod(hit, cols.size)
+            found.add(cols[c], dist[r, c], p.ids[rows][r])
+
+
+class KernelListScan:
+    """A scan kernel's scan of inverted lists: each probed list's slice of codes, once for its queries.
+
+    The kernel contract of the exhaustive search (:mod:`skdqn.search._scan`)
+    serves the lists: what ``backend="torch"`` does on CUDA. The kernel
+    breaks ties by row, and rows of a list hold increasing item ids (every
+    builder of :class:`InvertedLists` keeps them so), so a list's top k by
+    (distance, row) is its top k by key.
+
+    Parameters
+    ----------
+    kernel : object
+        A scan kernel (:func:`skdqn.search._search.get_kernel`).
+    db_block : int
+        Codes the kernel scans at a time.
+    """
+
+    def __init__(self, kernel, db_block):
+        self.kernel, self.db_block = kernel, db_block
+
+    def knn(self, p, top, budget):
+        """Add to ``top`` each probed list's top-k for its queries."""
+        del budget  # the kernel bounds its own memory by db_block
+        for cols, first, stop in _by_list(p.pairs, p.offsets, p.row_start):
+            k = min(top.k, stop - first)
+            if k == 0:
+                continue
+            dist, rows = self.kernel.kneighbors(p.tables[cols], p.codes[first:stop], k, db_block=self.db_block)
+            top.add(np.repeat(cols, k), dist.ravel(), p.ids[first + rows].ravel())
+
+    def radius(self, p, found, threshold, budget):
+        """Add to ``found`` the matches ``<= threshold`` in each probed list."""
+        del budget
+        for cols, first, stop in _by_list(p.pairs, p.offsets, p.row_start):
+            if stop == first:
+                continue
+            matches = self.kernel.radius_neighbors(p.tables[cols], p.codes[first:stop], threshold, db_block=self.db_block)
+            for q, (dist, rows) in zip(cols, matches):
+                found.add(np.full(rows.size, q, dtype=np.intp), dist, p.ids[first + rows])
+
+
+def _ivf_knn_task(queries, shard, plan):
+    """Top-k of a block of queries over the probed lists of one range of lists (a :class:`~skdqn.search._search.Shard`).
+
+    ``plan.list_scan`` (:class:`CSRListScan` or :class:`KernelListScan`)
+    scans the probed lists into one running top-k. Returns (nq, k)
+    distances and item ids; queries with fewer than k candidates in this
     range are padded with (inf, -1).
     """
-    codes, ids, row_start, lists, k, budget = shard.codes, shard.ids, shard.start, plan.lists, plan.k, plan.budget
-    per_query, tables, pairs = _probe_block(queries, lists, plan.n_probe, k)
-    pairs = _in_part(*pairs, shard.lists_part)
-    top = RunningTopK(queries.n_queries, k, limit=2 * queries.n_queries * k)
-    if plan.kernel is not None:
-        _kernel_knn(plan.kernel, plan.db_block, tables, codes, ids, pairs, lists.offsets, row_start, top)
-        return top.result()
-    narrow, wide = _narrow_and_wide(pairs, lists.offsets, row_start)
-    for chunk in _narrow_chunks(per_query, codes, narrow, budget):
-        q, rows, dist = _chunk_hits(*chunk, _chunk_bounds(chunk[0], chunk[1], chunk[3], chunk[4], top))
-        top.add(q, dist, ids[rows])
-    top.fold()  # each query's k-th distance so far bounds what the wide lists keep
-    for cols, dist, rows in _wide_pieces(per_query, codes, wide, budget, _scan_tables(queries)):
-        top.add_keys(*_below_kth(dist, ids[rows], cols, top.kth, k))
+    top = RunningTopK(queries.n_queries, plan.k, limit=2 * queries.n_queries * plan.k)
+    plan.list_scan.knn(_probed(queries, shard, plan, plan.k), top, plan.budget)
     return top.result()
 
 
@@ -509,32 +605,6 @@ def _by_list(pairs, offsets, row_start):
         yield query[a:b], offsets[probed[a]] - row_start, offsets[probed[a] + 1] - row_start
 
 
-def _kernel_knn(kernel, db_block, tables, codes, ids, pairs, offsets, row_start, top):
-    """Add to ``top`` each probed list's top-k for its queries, scanned by ``kernel``.
-
-    The kernel breaks ties by row, and rows of a list hold increasing item
-    ids (every builder of :class:`InvertedLists` keeps them so), so a list's
-    top k by (distance, row) is its top k by key. ``db_block`` bounds the
-    kernel's chunks, as in the exhaustive search.
-    """
-    for cols, first, stop in _by_list(pairs, offsets, row_start):
-        k = min(top.k, stop - first)
-        if k == 0:
-            continue
-        dist, rows = kernel.kneighbors(tables[cols], codes[first:stop], k, db_block=db_block)
-        top.add(np.repeat(cols, k), dist.ravel(), ids[first + rows].ravel())
-
-
-def _kernel_radius(kernel, db_block, tables, codes, ids, pairs, offsets, row_start, threshold, found):
-    """Add to ``found`` (a RadiusCollector) the matches in each probed list, scanned by ``kernel``."""
-    for cols, first, stop in _by_list(pairs, offsets, row_start):
-        if stop == first:
-            continue
-        matches = kernel.radius_neighbors(tables[cols], codes[first:stop], threshold, db_block=db_block)
-        for q, (dist, rows) in zip(cols, matches):
-            found.add(np.full(rows.size, q, dtype=np.intp), dist, ids[first + rows])
-
-
 def _below_kth(dist, row_ids, cols, kth, k):
     """Candidates of a scanned piece that can still enter the top k: (queries, keys).
 
@@ -553,29 +623,15 @@ def _below_kth(dist, row_ids, cols, kth, k):
 
 
 def _ivf_radius_task(queries, shard, plan):
-    """Radius matches of a block of queries in the probed lists of one range: per query (d, ids).
-
-    Lists are summed as in :func:`_ivf_knn_task` (narrow lists query by
-    query, wide ones for all their queries), or by ``plan.kernel``.
-    """
-    codes, ids, row_start, lists, threshold = shard.codes, shard.ids, shard.start, plan.lists, plan.threshold
-    budget = plan.budget
-    per_query, tables, pairs = _probe_block(queries, lists, plan.n_probe, 0)
-    pairs = _in_part(*pairs, shard.lists_part)
+    """Radius matches of a block of queries in the probed lists of one range: per query (d, ids), by ``plan.list_scan``."""
     found = RadiusCollector(queries.n_queries)
-    if plan.kernel is not None:
-        _kernel_radius(plan.kernel, plan.db_block, tables, codes, ids, pairs, lists.offsets, row_start, threshold, found)
-        return found.per_query()
-    narrow, wide = _narrow_and_wide(pairs, lists.offsets, row_start)
-    everywhere = np.full(queries.n_queries, threshold, dtype=np.float32)
-    for chunk in _narrow_chunks(per_query, codes, narrow, budget):
-        q, rows, dist = _chunk_hits(*chunk, everywhere)
-        found.add(q, dist, ids[rows])
-    for cols, dist, rows in _wide_pieces(per_query, codes, wide, budget, _scan_tables(queries)):
-        hit = np.flatnonzero(dist <= threshold)
-        r, c = np.divmod(hit, cols.size)
-        found.add(cols[c], dist[r, c], ids[rows][r])
+    plan.list_scan.radius(_probed(queries, shard, plan, 0), found, plan.threshold, plan.budget)
     return found.per_query()
+
+
+def _list_scan(kernel, db_block):
+    """The list scanner of a search: numpy's CSR sums without a kernel, else the kernel on each probed list."""
+    return CSRListScan() if kernel is None else KernelListScan(kernel, db_block)
 
 
 def _list_shards(codes, lists, n_shards):
@@ -681,8 +737,8 @@ def ivf_kneighbors(queries, codes, lists, n_neighbors, *, n_probe=1, n_jobs=None
     query_block, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
     dist = np.empty((queries.n_queries, n_neighbors), dtype=np.float32)
     ind = np.empty((queries.n_queries, n_neighbors), dtype=np.intp)
-    plan = TaskPlan(kernel, k=n_neighbors, db_block=get_scan_blocks().database, n_probe=n_probe, budget=budget,
-                    lists=lists)
+    plan = TaskPlan(kernel, k=n_neighbors, n_probe=n_probe, budget=budget, lists=lists,
+                    list_scan=_list_scan(kernel, get_scan_blocks().database))
     for rows, parts in _fan_out(_ivf_knn_task, queries, shards, query_block, n_jobs, plan):
         if len(parts) > 1:
             parts = [merge_kneighbors([p[0] for p in parts], [p[1] for p in parts], n_neighbors)]
@@ -729,8 +785,8 @@ def ivf_radius_neighbors(queries, codes, lists, radius, *, n_probe=1, n_jobs=Non
     array([0, 2])
     """
     query_block, budget, shards = _plan(queries, codes, lists, n_probe, n_jobs, n_shards)
-    plan = TaskPlan(kernel, threshold=_float32_floor(radius), db_block=get_scan_blocks().database, n_probe=n_probe,
-                    budget=budget, lists=lists)
+    plan = TaskPlan(kernel, threshold=_float32_floor(radius), n_probe=n_probe, budget=budget, lists=lists,
+                    list_scan=_list_scan(kernel, get_scan_blocks().database))
     dists, inds = [], []
     for _, parts in _fan_out(_ivf_radius_task, queries, shards, query_block, n_jobs, plan):
         for q in range(len(parts[0])):

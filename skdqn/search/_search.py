@@ -484,6 +484,10 @@ class TaskPlan:
         Candidates gathered at a time by the list sums (inverted lists).
     lists : InvertedLists or None
         The lists (inverted lists).
+    list_scan : object or None
+        How the probed lists are scanned (inverted lists):
+        :class:`~skdqn.search._ivf.CSRListScan` or
+        :class:`~skdqn.search._ivf.KernelListScan`.
     """
 
     kernel: object
@@ -494,6 +498,7 @@ class TaskPlan:
     n_probe: int = 1
     budget: int = None
     lists: object = None
+    list_scan: object = None
 
 
 def _fan_out(task, queries, shards, query_block, n_jobs, plan):
