@@ -160,6 +160,11 @@ def _as_vectors(X):
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
+def _is_auto(n_probe):
+    """Whether the ``n_probe`` parameter is ``"auto"``."""
+    return isinstance(n_probe, str) and n_probe == "auto"
+
+
 def _sample(n, rng, size=AUTO_QUERIES):
     """Sorted rows of a random sample of ``min(size, n)`` of ``n`` (the queries that tune ``n_probe="auto"``)."""
     return np.sort(rng.choice(n, min(size, n), replace=False))
@@ -531,9 +536,22 @@ class AQDNeighbors(BaseEstimator):
             lists = make_lists(X, n_lists, centroids, metric.faiss, rng)
             codes = codes[lists.ids]
         self._set_fitted(codebooks, codes, labels, lists, rotation, vectors=vectors)
-        if lists is not None:
+        if lists is not None and _is_auto(self.n_probe):  # an integer n_probe needs no measurement
             self._choose_probe(VectorQueries(X[_sample(X.shape[0], rng)], codebooks, metric.table))
         return self
+
+    def _measure_probe(self, state):
+        """``n_probe="auto"`` on an index built with an integer (or loaded without the choice): measured now.
+
+        On up to 256 stored items' reconstructions (seeded by ``random_state``);
+        published with the state unless another state was published meanwhile.
+        """
+        rows = _sample(state.n_rows, check_random_state(self.random_state))
+        queries = CodeQueries(state.codes[rows], state.codebooks, get_metric(self.metric).table)
+        chosen = choose_n_probe(state, queries, self._plan(state, n_probe=1))
+        if self.__dict__.get("_fitted") is state:
+            self._fitted = replace(state, auto_probe=chosen)
+        return chosen
 
     def _choose_probe(self, queries):
         """Publish the state with the ``n_probe="auto"`` choice measured on ``queries`` (:func:`~skdqn.search._index.choose_n_probe`)."""
@@ -1022,7 +1040,7 @@ class AQDNeighbors(BaseEstimator):
             rows = _sample(codes.shape[0], check_random_state(index.random_state))
         index.n_features_in_ = M * ds
         index._set_fitted(codebooks, codes, labels, lists, rotation, vectors=vectors)
-        if lists is not None:
+        if lists is not None and _is_auto(index.n_probe):
             index._choose_probe(CodeQueries(codes[rows], codebooks, metric.table))
         return index
 
@@ -1252,8 +1270,9 @@ class AQDNeighbors(BaseEstimator):
             built.n_features_in_ = codebooks.shape[0] * codebooks.shape[2]
             built._set_fitted(codebooks, codes, None, InvertedLists(centroids, offsets, ids, faiss_metric),
                               params.get("rotation"))
-            rows = _sample(codes.shape[0], check_random_state(built.random_state))
-            built._choose_probe(CodeQueries(codes[rows], codebooks, get_metric(built.metric).table))
+            if _is_auto(built.n_probe):
+                rows = _sample(codes.shape[0], check_random_state(built.random_state))
+                built._choose_probe(CodeQueries(codes[rows], codebooks, get_metric(built.metric).table))
             return built
         codebooks, codes, faiss_metric = from_faiss_index(index)
         params["metric"] = metric_for_faiss(faiss_metric, params.get("metric"))
@@ -1347,8 +1366,10 @@ class AQDNeighbors(BaseEstimator):
         choice), or None without a state or inverted lists.
         """
         value = self.n_probe
-        if isinstance(value, str) and value == "auto":
-            return None if state is None or state.lists is None else state.auto_probe
+        if _is_auto(value):
+            if state is None or state.lists is None:
+                return None
+            return state.auto_probe if state.auto_probe is not None else self._measure_probe(state)
         if not isinstance(value, Integral) or isinstance(value, bool):
             raise TypeError(
                 f"The n_probe parameter must be an integer >= 1 or 'auto'; got {value!r} "

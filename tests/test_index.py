@@ -117,3 +117,17 @@ def test_auto_n_probe_survives_save_load_pickle_and_partial_fit(clustered, tmp_p
     assert index.partial_fit(X[3000:]).n_probe_ == chosen
     assert AQDNeighbors(M=2, K=16).fit(X[:500]).n_probe_ is None  # exhaustive: nothing probed
     assert AQDNeighbors(M=2, K=16).fit(X[:500]).measure_recall() == 1.0
+
+
+def test_an_integer_n_probe_measures_nothing_until_auto_is_asked(clustered, tmp_path):
+    X, Q = clustered
+    index = AQDNeighbors(M=2, K=16, n_lists=16, n_probe=2, random_state=0).fit(X[:3000])
+    assert index._state().auto_probe is None and index.n_probe_ == 2  # the build skipped the measurement
+    saved = index.save(tmp_path / "i.npz")
+    index.set_params(n_probe="auto")
+    chosen = index.n_probe_  # measured now, on stored items, and kept
+    assert 1 <= chosen <= 16 and index._state().auto_probe == chosen
+    again = AQDNeighbors.load(saved).set_params(n_probe="auto")
+    assert again.n_probe_ == chosen  # the same sample (random_state), the same choice
+    for a, b in zip(again.kneighbors(Q, 5), index.kneighbors(Q, 5)):
+        np.testing.assert_array_equal(a, b)

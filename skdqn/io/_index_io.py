@@ -108,7 +108,7 @@ def save_index(index, path, state=None):
         "list_metric": None if lists is None else lists.metric,
         "coarse_centroids_given": index.coarse_centroids is not None,
     }
-    if lists is not None:
+    if lists is not None and state.auto_probe is not None:
         header["auto_probe"] = int(state.auto_probe)  # what n_probe="auto" chose (ignored by older readers)
     if rotation is not None:
         header["rotation"] = "opq" if isinstance(index.rotation, str) else "given"
@@ -181,13 +181,11 @@ def _check_fields(header, path, version):
     fields["n_rows"] = _field(header, path, "n_rows", (int,), "an integer") if fields["removed"] else fields["n_samples_fit"]
     if not 0 <= fields["n_rows"] <= fields["n_samples_fit"]:
         raise ValueError(f"{path}: header field 'n_rows' must be in [0, n_samples_fit].")
-    fields["auto_probe"] = 1
+    fields["auto_probe"] = None  # n_probe="auto" measures it at the first search
     if fields["lists"] and "auto_probe" in header:
         fields["auto_probe"] = _field(header, path, "auto_probe", (int,), "an integer")
         if fields["auto_probe"] < 1:
             raise ValueError(f"{path}: header field 'auto_probe' must be >= 1.")
-    if fields["params"].get("n_probe") == "auto" and fields["lists"] and "auto_probe" not in header:
-        raise ValueError(f"{path}: the parameters say n_probe='auto' but the header has no field 'auto_probe'.")
     fields["rotation"] = header.get("rotation") if version >= 3 else None
     if fields["rotation"] not in _ROTATION_KINDS:
         raise ValueError(f"{path}: header field 'rotation' must be one of {_ROTATION_KINDS}.")

@@ -257,7 +257,7 @@ class IVFIndex(_StoredCodes):
     """
 
     lists: object = None
-    auto_probe: int = 1
+    auto_probe: object = None  # what n_probe="auto" chose; None until measured
 
     def row_items(self):
         """The item index of each stored row, shape (n_rows,), intp (the lists' order)."""
