@@ -37,6 +37,8 @@ from .search._scoring import score_codes
 from .search._search import aqd_kneighbors, get_kernel
 from .search._tables import CodeQueries, VectorQueries
 from ._validation import (
+    as_vectors,
+    check_vectors,
     check_codebooks,
     check_codes,
     check_enough_samples,
@@ -137,27 +139,6 @@ def _given_rotation(rotation, n_features):
             "n_features) the codes were made with."
         )
     return None if rotation is None else check_rotation(rotation, n_features)
-
-
-def check_vectors(vectors, n_samples, n_features, name="vectors"):
-    """Full-precision vectors of ``n_samples`` items, float32 C-ordered (not copied when already so), finite."""
-    if not hasattr(vectors, "shape") or not hasattr(vectors, "dtype"):
-        vectors = np.asarray(vectors)
-    if vectors.ndim != 2 or vectors.shape != (n_samples, n_features):
-        raise ValueError(f"{name} must have shape (n_samples, n_features) = ({n_samples}, {n_features}); got {vectors.shape}.")
-    if vectors.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be a numeric array; got dtype {vectors.dtype}.")
-    if vectors.dtype != np.float32 or not vectors.flags.c_contiguous:
-        vectors = _as_vectors(vectors)
-    checked = vectors[: 1 << 16] if isinstance(vectors, np.memmap) else vectors  # a file is not read whole
-    if not np.isfinite(checked).all():
-        raise ValueError(f"{name} holds NaN or infinity.")
-    return vectors
-
-
-def _as_vectors(X):
-    """The items' full-precision vectors as stored for re-ranking: float32, C order (a copy unless already so)."""
-    return np.ascontiguousarray(X, dtype=np.float32)
 
 
 def _is_auto(n_probe):
@@ -528,7 +509,7 @@ class AQDNeighbors(BaseEstimator):
         else:
             codebooks = check_codebooks(self.codebooks, n_features)
         labels = None if y is None else check_y(y, n_samples)
-        vectors = None if self.refine_factor is None else _as_vectors(X)
+        vectors = None if self.refine_factor is None else as_vectors(X)
         X = _rotated(X, rotation)
         codes = encode(X, codebooks)
         lists = None
@@ -682,7 +663,7 @@ class AQDNeighbors(BaseEstimator):
                 "y was given but the index was built without labels; refit with fit(X, y) to "
                 "keep labels for score."
             )
-        new = None if state.vectors is None else np.concatenate([np.asarray(state.vectors), _as_vectors(X)])
+        new = None if state.vectors is None else np.concatenate([np.asarray(state.vectors), as_vectors(X)])
         X = _rotated(X, state.rotation)
         codes = encode(X, state.codebooks)
         grown = state.extend(codes, X, state.labels if labels is None else labels)

@@ -30,6 +30,8 @@ __all__ = [
     "check_device",
     "check_rotation",
     "codebooks_fingerprint",
+    "check_vectors",
+    "as_vectors",
 ]
 
 # Largest |R^T R - I| entry accepted for a given rotation: a float64
@@ -398,3 +400,49 @@ def codebooks_fingerprint(codebooks):
     digest = hashlib.sha256(repr(C.shape).encode())
     digest.update(C.tobytes())
     return "sha256:" + digest.hexdigest()[:16]
+
+
+def as_vectors(X):
+    """Full-precision vectors as an index stores them (re-ranking): float32, C order, a copy unless already so.
+
+    >>> as_vectors([[1, 2]]).dtype
+    dtype('float32')
+    """
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def check_vectors(vectors, n_samples, n_features, name="vectors"):
+    """Full-precision vectors of ``n_samples`` items: float32 C-ordered (not copied when already so), finite.
+
+    Parameters
+    ----------
+    vectors : array-like or numpy.memmap of shape (n_samples, n_features)
+    n_samples, n_features : int
+        The shape expected.
+    name : str, default="vectors"
+        Named in errors.
+
+    Returns
+    -------
+    vectors : ndarray or numpy.memmap, float32
+        A memory-mapped array is checked for NaN on its first 65,536 rows
+        only (a file is not read whole).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_vectors(np.zeros((2, 3)), 2, 3).dtype
+    dtype('float32')
+    """
+    if not hasattr(vectors, "shape") or not hasattr(vectors, "dtype"):
+        vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape != (n_samples, n_features):
+        raise ValueError(f"{name} must have shape (n_samples, n_features) = ({n_samples}, {n_features}); got {vectors.shape}.")
+    if vectors.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a numeric array; got dtype {vectors.dtype}.")
+    if vectors.dtype != np.float32 or not vectors.flags.c_contiguous:
+        vectors = as_vectors(vectors)
+    checked = vectors[: 1 << 16] if isinstance(vectors, np.memmap) else vectors  # a file is not read whole
+    if not np.isfinite(checked).all():
+        raise ValueError(f"{name} holds NaN or infinity.")
+    return vectors

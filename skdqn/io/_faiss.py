@@ -236,6 +236,13 @@ def from_faiss_index(index):
     return codebooks, unpack_codes(packed, M, nbits), metric
 
 
+def _is_faiss(index, kind):
+    """Whether ``index`` is a faiss object of class ``kind`` (faiss is imported only for faiss objects)."""
+    if type(index).__module__.split(".")[0] != "faiss":
+        return False
+    return isinstance(index, getattr(import_faiss(), kind))
+
+
 def is_faiss_ivf(index):
     """Whether ``index`` is a :class:`faiss.IndexIVFPQ` (faiss imported only if installed).
 
@@ -253,9 +260,7 @@ def is_faiss_ivf(index):
     >>> is_faiss_ivf(object())
     False
     """
-    if type(index).__module__.split(".")[0] != "faiss":
-        return False
-    return isinstance(index, import_faiss().IndexIVFPQ)
+    return _is_faiss(index, "IndexIVFPQ")
 
 
 def _faiss_metric(faiss, metric):
@@ -410,9 +415,7 @@ def is_faiss_pretransform(index):
     >>> is_faiss_pretransform(object())
     False
     """
-    if type(index).__module__.split(".")[0] != "faiss":
-        return False
-    return isinstance(index, import_faiss().IndexPreTransform)
+    return _is_faiss(index, "IndexPreTransform")
 
 
 def to_faiss_idmap(codebooks, codes, ids, metric="l2"):
